@@ -1,0 +1,88 @@
+"""Child processes of the local stack: start on loopback, wait until they answer, stop them cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Child:
+    """One started child process, in its own process group so a stop reaches its children too."""
+
+    name: str
+    proc: subprocess.Popen
+    ports: tuple[int, ...] = ()
+    log_path: Path | None = None
+    _log: object = field(default=None, repr=False)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; see {self.log_path}")
+            if all(port_open(p) for p in self.ports):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not open ports {self.ports} within {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+
+
+def start_child(name: str, argv: list[str], *, ports: tuple[int, ...], log_dir: Path,
+                env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT) -> Child:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed by Child.stop
+    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return Child(name=name, proc=proc, ports=ports, log_path=log_path, _log=log)
+
+
+def azurite_argv(data_dir: Path, blob: int, queue: int, table: int) -> list[str]:
+    """Azurite from the pinned npm package, loopback only, no telemetry, data under `.local/`."""
+    exe = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
+    if not exe.exists():
+        raise FileNotFoundError(f"{exe} is missing: run `npm ci` (or `make install`) first")
+    return [str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--location", str(data_dir),
+            "--blobHost", "127.0.0.1", "--blobPort", str(blob), "--queueHost", "127.0.0.1",
+            "--queuePort", str(queue), "--tableHost", "127.0.0.1", "--tablePort", str(table)]
+
+
+def python_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

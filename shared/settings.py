@@ -1,0 +1,132 @@
+"""Typed, frozen settings, read once from the environment (app settings in Azure, local.settings.json locally).
+
+Every name here is an app setting documented in the README. Secrets are not settings: keys and tokens come
+from a credential object (Azure AD) or, on the local stack, from `.local/secrets.json` via `shared.local_secrets`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+# Azurite's documented, public development account (the same for every Azurite install; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # noqa: S105
+
+
+def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
+                              table: int = 10002) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{host}:{blob}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{queue}/{AZURITE_ACCOUNT};"
+        f"TableEndpoint=http://{host}:{table}/{AZURITE_ACCOUNT};"
+    )
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str = "local"  # RETRAIN_MODE: "local" (embedded stack) or "azure"
+    # Storage: a connection string (Azurite locally) or an account URL used with a managed identity.
+    storage_connection: str = ""  # AzureWebJobsStorage
+    storage_account_url: str = ""  # STORAGE_ACCOUNT_URL (Azure, identity-based; wins over the connection)
+    incoming_container: str = "incoming"
+    datasets_container: str = "datasets"
+    quarantine_container: str = "quarantine"
+    audit_table: str = "audit"
+    runs_table: str = "runs"
+    datasets_table: str = "datasets"
+    models_table: str = "models"
+    dataset_name: str = "bankmarketing"
+    # The published pipeline (Azure ML v1 REST contract).
+    pipeline_endpoint_url: str = ""  # PIPELINE_ENDPOINT_URL: the full .../PipelineRuns/PipelineSubmit/{id} URL
+    pipeline_experiment: str = "bankmarketing-retrain"
+    pipeline_token_scope: str = "https://management.azure.com/.default"
+    pipeline_datastore: str = "workspaceblobstore"
+    pipeline_data_input: str = "training_data"
+    pipeline_timeout_s: float = 30.0
+    pipeline_max_retries: int = 4
+    training_budget_s: int = 30
+    # Scoring / deployment (local scoring endpoint; Azure managed online endpoint in a later issue).
+    scoring_url: str = ""  # SCORING_URL: base URL of the scoring endpoint
+    # Validation and drift.
+    target_column: str = "y"
+    min_rows: int = 500
+    max_upload_bytes: int = 200 * 1024 * 1024
+    drift_schedule: str = "0 0 * * * *"
+    drift_threshold: float = 0.1
+    drift_share: float = 0.5
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        mode = env.get("RETRAIN_MODE", "local").strip().lower()
+        if mode not in ("local", "azure"):
+            raise SettingsError(f"setting RETRAIN_MODE must be 'local' or 'azure', got {mode!r}")
+        s = cls(
+            mode=mode,
+            storage_connection=env.get("AzureWebJobsStorage", ""),
+            storage_account_url=env.get("STORAGE_ACCOUNT_URL", ""),
+            incoming_container=env.get("INCOMING_CONTAINER", "incoming"),
+            datasets_container=env.get("DATASETS_CONTAINER", "datasets"),
+            quarantine_container=env.get("QUARANTINE_CONTAINER", "quarantine"),
+            audit_table=env.get("AUDIT_TABLE", "audit"),
+            runs_table=env.get("RUNS_TABLE", "runs"),
+            datasets_table=env.get("DATASETS_TABLE", "datasets"),
+            models_table=env.get("MODELS_TABLE", "models"),
+            dataset_name=env.get("DATASET_NAME", "bankmarketing"),
+            pipeline_endpoint_url=env.get("PIPELINE_ENDPOINT_URL", ""),
+            pipeline_experiment=env.get("PIPELINE_EXPERIMENT_NAME", "bankmarketing-retrain"),
+            pipeline_token_scope=env.get("PIPELINE_TOKEN_SCOPE", "https://management.azure.com/.default"),
+            pipeline_datastore=env.get("PIPELINE_DATASTORE", "workspaceblobstore"),
+            pipeline_data_input=env.get("PIPELINE_DATA_INPUT", "training_data"),
+            pipeline_timeout_s=_float(env, "PIPELINE_TIMEOUT_S", 30.0),
+            pipeline_max_retries=_int(env, "PIPELINE_MAX_RETRIES", 4),
+            training_budget_s=_int(env, "TRAINING_BUDGET_S", 30),
+            scoring_url=env.get("SCORING_URL", ""),
+            target_column=env.get("TARGET_COLUMN", "y"),
+            min_rows=_int(env, "MIN_ROWS", 500),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
+            drift_schedule=env.get("DRIFT_SCHEDULE", "0 0 * * * *"),
+            drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.1),
+            drift_share=_float(env, "DRIFT_SHARE", 0.5),
+            extra=env,
+        )
+        if not (s.storage_connection or s.storage_account_url):
+            raise SettingsError("set AzureWebJobsStorage (a connection string) or STORAGE_ACCOUNT_URL")
+        if not s.pipeline_endpoint_url:
+            raise SettingsError("set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL")
+        return s
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (Functions workers reuse them across invocations)."""
+    return Settings.from_env()

@@ -1,0 +1,50 @@
+"""Fixtures shared by every test: a real Azurite on free loopback ports, and bank-marketing data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from local.processes import azurite_argv, free_port, start_child
+from shared.settings import azurite_connection_string
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bankmarketing_train.csv"
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """A real Azurite (the npm package) for the whole session; yields its connection string."""
+    root = tmp_path_factory.mktemp("azurite")
+    blob, queue, table = free_port(), free_port(), free_port()
+    child = start_child("azurite", azurite_argv(root / "data", blob, queue, table),
+                        ports=(blob, queue, table), log_dir=root)
+    try:
+        child.wait_ready(60)
+        yield azurite_connection_string(blob=blob, queue=queue, table=table)
+    finally:
+        child.stop()
+
+
+@pytest.fixture(scope="session")
+def bank_csv(tmp_path_factory) -> Path:
+    """The real sample file when `../shared/data` has it, otherwise a generated file with the same schema."""
+    if SHARED_DATA.exists():
+        return SHARED_DATA
+    from shared.domain.sample_data import write_sample_csv
+
+    path = tmp_path_factory.mktemp("data") / "bankmarketing_generated.csv"
+    write_sample_csv(path, rows=6000, seed=7)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_bank_csv(bank_csv, tmp_path_factory) -> Path:
+    """A 3,000-row stratified slice, so tests that train stay fast."""
+    import pandas as pd
+
+    df = pd.read_csv(bank_csv)
+    part = df.groupby("y", group_keys=False).sample(frac=min(1.0, 3000 / len(df)), random_state=1)
+    path = tmp_path_factory.mktemp("data") / "bank_small.csv"
+    part.to_csv(path, index=False)
+    return path
