@@ -1,0 +1,17 @@
+"""Timer trigger: the scheduled drift check (schedule from the DRIFT_SCHEDULE app setting)."""
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.services.check_drift import check_drift
+
+bp = func.Blueprint()
+
+
+@bp.function_name("drift_timer")
+@bp.timer_trigger(arg_name="timer", schedule="%DRIFT_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def drift_timer(timer: func.TimerRequest) -> None:
+    s = services()
+    check_drift(past_due=timer.past_due, threshold=s.settings.drift_threshold, share=s.settings.drift_share,
+                min_rows=min(s.settings.min_rows, 100), target=s.target, datasets=s.datasets, models=s.models,
+                runs=s.runs, pipeline=s.pipeline, audit=s.audit)

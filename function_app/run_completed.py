@@ -1,0 +1,17 @@
+"""Event Grid trigger: Azure ML run events (RunCompleted / RunStatusChanged) -> register and redeploy."""
+
+import azure.functions as func
+
+from shared.bootstrap import services
+from shared.services.on_run_completed import on_run_completed
+
+bp = func.Blueprint()
+
+
+@bp.function_name("run_completed")
+@bp.event_grid_trigger(arg_name="event")
+def run_completed(event: func.EventGridEvent) -> None:
+    s = services()
+    on_run_completed(event_id=event.id, event_type=event.event_type, subject=event.subject,
+                     data=event.get_json(), runs=s.runs, pipeline=s.pipeline, models=s.models,
+                     deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit)

@@ -1,0 +1,13 @@
+"""The Python worker's entry module (app setting PYTHON_SCRIPT_FILE_NAME=main.py).
+
+Named main.py, not function_app.py, because the `function_app/` package holding the triggers would
+shadow a `function_app.py` module of the same name.
+"""
+
+import azure.functions as func
+
+from function_app import blob_upload, drift_timer, retrain_http, run_completed
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+for blueprint in (blob_upload.bp, drift_timer.bp, retrain_http.bp, run_completed.bp):
+    app.register_functions(blueprint)

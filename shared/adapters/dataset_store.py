@@ -1,0 +1,92 @@
+"""Dataset versions: an immutable blob per version plus a table row of metadata (hash, rows, source).
+
+Versions are numbered 1, 2, 3... by an optimistic-concurrency counter entity, so two uploads landing at
+once never get the same number. Re-registering the same source blob + ETag (a retried trigger) returns
+the version registered the first time instead of a new one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from shared.adapters.tables import from_entity, to_entity
+from shared.domain.records import DatasetVersion
+
+_COUNTER = "_counter"
+
+
+class DatasetStore:
+    def __init__(self, blobs: BlobServiceClient, table: TableClient, *, container: str, name: str):
+        self._blobs = blobs
+        self._table = table
+        self._container = container
+        self._name = name
+
+    def find_by_source(self, source_blob: str, source_etag: str) -> DatasetVersion | None:
+        query = "PartitionKey eq @pk and source_blob eq @src and source_etag eq @etag"
+        rows = self._table.query_entities(query, parameters={"pk": self._name, "src": source_blob,
+                                                             "etag": source_etag})
+        for row in rows:
+            return from_entity(DatasetVersion, row)
+        return None
+
+    def register(self, data: bytes, *, content_hash: str, rows: int, columns: int, source_blob: str,
+                 source_etag: str, dialect: str) -> DatasetVersion:
+        existing = self.find_by_source(source_blob, source_etag)
+        if existing:
+            return existing
+        version = self._next_version()
+        path = f"{self._name}/v{version}/data.csv"
+        blob = self._blobs.get_blob_client(self._container, path)
+        try:
+            blob.upload_blob(data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
+                             metadata={"content_hash": content_hash, "source_blob": source_blob[:1000]})
+        except ResourceExistsError:
+            raise RuntimeError(f"dataset blob {self._container}/{path} already exists; versions are immutable")
+        record = DatasetVersion(name=self._name, version=version, container=self._container, path=path,
+                                content_hash=content_hash, rows=rows, columns=columns, source_blob=source_blob,
+                                source_etag=source_etag, dialect=dialect, registered_at=time.time())
+        self._table.create_entity(to_entity(record, self._name, f"{version:010d}"))
+        return record
+
+    def _next_version(self) -> int:
+        for _ in range(50):
+            try:
+                counter = self._table.get_entity(self._name, _COUNTER)
+            except ResourceNotFoundError:
+                try:
+                    self._table.create_entity({"PartitionKey": self._name, "RowKey": _COUNTER, "last": 1})
+                    return 1
+                except ResourceExistsError:
+                    continue
+            counter["last"] = int(counter["last"]) + 1
+            try:
+                self._table.update_entity(counter, mode=UpdateMode.REPLACE, etag=counter.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+                return int(counter["last"])
+            except ResourceModifiedError:
+                time.sleep(0.01)
+        raise RuntimeError("could not allocate a dataset version after 50 attempts (heavy contention)")
+
+    def get(self, version: int) -> DatasetVersion | None:
+        try:
+            return from_entity(DatasetVersion, self._table.get_entity(self._name, f"{version:010d}"))
+        except ResourceNotFoundError:
+            return None
+
+    def list(self) -> list[DatasetVersion]:
+        rows = self._table.query_entities("PartitionKey eq @pk and RowKey ne @c",
+                                          parameters={"pk": self._name, "c": _COUNTER})
+        return sorted((from_entity(DatasetVersion, r) for r in rows), key=lambda d: d.version)
+
+    def latest(self) -> DatasetVersion | None:
+        versions = self.list()
+        return versions[-1] if versions else None
+
+    def read(self, version: DatasetVersion) -> bytes:
+        return self._blobs.get_blob_client(version.container, version.path).download_blob().readall()

@@ -1,0 +1,177 @@
+"""Client for an Azure ML published pipeline (v1 REST): submit a run, read its status.
+
+Contract (Azure ML "Run a published pipeline using REST"):
+  POST {region}.api.azureml.ms/pipelines/v1.0/subscriptions/{sub}/resourceGroups/{rg}/providers/
+       Microsoft.MachineLearningServices/workspaces/{ws}/PipelineRuns/PipelineSubmit/{pipelineId}
+  Authorization: Bearer <Azure AD token for https://management.azure.com/.default>
+  {"ExperimentName": ..., "RunSource": "SDK", "ParameterAssignments": {...}, "DataPathAssignments": {...}}
+  -> 200 {"Id": "<run id>", "Status": {...}, ...}
+  GET  .../PipelineRuns/{runId} -> the run, with its status.
+The credential is any object with `get_token(scope)` (azure-identity's DefaultAzureCredential in Azure, a
+local token credential on the embedded stack); the client never reads secrets itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class PipelineError(RuntimeError):
+    """A pipeline call failed; the message says what to do and never contains the token."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class PipelineAuthError(PipelineError):
+    pass
+
+
+class PipelineThrottledError(PipelineError):
+    pass
+
+
+class PipelineUnavailableError(PipelineError):
+    pass
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    run_id: str
+    status: str  # run-history status: NotStarted, Queued, Running, Completed, Failed, Canceled
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.raw.get("Outputs") or {}
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("Completed", "Failed", "Canceled")
+
+
+_STATUS_CODES = {"Finished": "Completed", "NotStarted": "NotStarted", "Running": "Running", "Failed": "Failed",
+                 "Canceled": "Canceled", "Preparing": "Queued", "Queued": "Queued", "Completed": "Completed"}
+
+
+def parse_run(body: dict[str, Any]) -> PipelineRun:
+    run_id = body.get("Id") or body.get("RunId")
+    if not run_id:
+        raise PipelineError(f"pipeline service answered without a run Id (keys: {sorted(body)[:10]})")
+    status = body.get("Status")
+    if isinstance(status, dict):
+        status = status.get("RunStatus") or _STATUS_CODES.get(str(status.get("StatusCode")), "Unknown")
+    return PipelineRun(run_id=str(run_id), status=str(status or "NotStarted"), raw=body)
+
+
+def redact_url(url: str) -> str:
+    """Query strings can carry keys (`code=`); never print them."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+
+
+class PublishedPipelineClient:
+    def __init__(self, submit_url: str, credential: Any, *, scope: str = "https://management.azure.com/.default",
+                 session: requests.Session | None = None, timeout_s: float = 30.0, max_retries: int = 4,
+                 backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep):
+        if "/PipelineRuns/" not in submit_url:
+            raise ValueError("PIPELINE_ENDPOINT_URL must be a published pipeline URL ending in "
+                             "/PipelineRuns/PipelineSubmit/{pipeline id}")
+        self.submit_url = submit_url.rstrip("/")
+        self._runs_base = self.submit_url.split("/PipelineRuns/")[0] + "/PipelineRuns"
+        self._credential = credential
+        self._scope = scope
+        self._session = session or requests.Session()
+        self._timeout = timeout_s
+        self._max_retries = max_retries
+        self._backoff = backoff_s
+        self._sleep = sleep
+
+    def submit(self, *, experiment: str, parameters: dict[str, Any],
+               data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
+        body: dict[str, Any] = {"ExperimentName": experiment, "RunSource": "SDK",
+                                "ParameterAssignments": {k: str(v) for k, v in parameters.items()}}
+        if data_paths:
+            body["DataPathAssignments"] = data_paths
+        return parse_run(self._call("POST", self.submit_url, body))
+
+    def get_run(self, run_id: str) -> PipelineRun:
+        return parse_run(self._call("GET", f"{self._runs_base}/{run_id}", None))
+
+    def ping(self) -> bool:
+        try:
+            self._session.get(self._runs_base, timeout=5)
+            return True
+        except requests.RequestException:
+            return False
+
+    def _call(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        shown = redact_url(url)
+        for attempt in range(self._max_retries + 1):
+            token = self._credential.get_token(self._scope).token
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            try:
+                response = self._session.request(method, url, json=body, headers=headers, timeout=self._timeout)
+            except requests.ConnectionError as exc:
+                # Nothing reached the service, so a retry cannot submit twice.
+                if attempt < self._max_retries:
+                    self._sleep(self._backoff * 2**attempt)
+                    continue
+                raise PipelineUnavailableError(f"{method} {shown}: cannot connect to the pipeline service "
+                                               f"({type(exc).__name__}) after {attempt + 1} tries") from None
+            except requests.Timeout:
+                raise PipelineUnavailableError(f"{method} {shown}: no answer within {self._timeout:.0f}s "
+                                               "(not retried: the run may have been submitted)") from None
+            status = response.status_code
+            if status < 300:
+                try:
+                    return response.json()
+                except ValueError:
+                    raise PipelineError(f"{method} {shown}: answer {status} is not JSON", status) from None
+            if status in (401, 403):
+                raise PipelineAuthError(
+                    f"{method} {shown}: {status} {'Unauthorized' if status == 401 else 'Forbidden'}: the identity "
+                    "needs a valid token for the scope and the AzureML Data Scientist role on the workspace",
+                    status)
+            if status in _RETRY_STATUS and attempt < self._max_retries:
+                self._sleep(self._retry_after(response, attempt))
+                continue
+            detail = _error_detail(response)
+            if status == 429:
+                raise PipelineThrottledError(f"{method} {shown}: throttled (429) after {attempt + 1} tries{detail}",
+                                             status)
+            if status >= 500:
+                raise PipelineUnavailableError(
+                    f"{method} {shown}: pipeline service error {status} after {attempt + 1} tries{detail}", status)
+            raise PipelineError(f"{method} {shown}: rejected with {status}{detail}", status)
+        raise AssertionError("unreachable")
+
+    def _retry_after(self, response: requests.Response, attempt: int) -> float:
+        header = response.headers.get("Retry-After")
+        if header:
+            try:
+                return min(float(header), 60.0)
+            except ValueError:
+                pass
+        return self._backoff * 2**attempt
+
+
+def _error_detail(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()[:200]
+        return f": {text}" if text else ""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f": {error.get('code', '')} {error.get('message', '')}".rstrip()
+    return f": {str(body)[:200]}"

@@ -1,0 +1,67 @@
+"""The scoring endpoint, seen from the completion handler: deploy a model to it, and score with it.
+
+Local: our scoring server's admin route loads the model into its idle slot, smoke-tests it and switches
+traffic without a restart. Azure: managed online endpoints (blue/green) come with the completion-handler
+issue; `AzureOnlineDeployer` says so instead of pretending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class DeploymentError(RuntimeError):
+    pass
+
+
+class ScoringClient:
+    """Azure ML scoring contract: POST /score, `Authorization: Bearer KEY`, body {"data": [records]}."""
+
+    def __init__(self, base_url: str, key: str, *, session: requests.Session | None = None, timeout_s: float = 30):
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self._session = session or requests.Session()
+        self._timeout = timeout_s
+
+    def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        response = self._session.post(f"{self.base_url}/score", json={"data": records},
+                                      headers={"Authorization": f"Bearer {self._key}"}, timeout=self._timeout)
+        if response.status_code != 200:
+            raise DeploymentError(f"scoring request answered {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._session.get(f"{self.base_url}/health", timeout=5).json()
+
+
+class LocalScoringDeployer:
+    def __init__(self, base_url: str, admin_key: str, *, session: requests.Session | None = None,
+                 timeout_s: float = 120):
+        self.base_url = base_url.rstrip("/")
+        self._key = admin_key
+        self._session = session or requests.Session()
+        self._timeout = timeout_s
+
+    def deploy(self, *, model_dir: str, version: int, smoke_records: list[dict[str, Any]] | None = None) -> dict:
+        body: dict[str, Any] = {"model_dir": model_dir, "version": str(version)}
+        if smoke_records:
+            body["smoke_records"] = smoke_records
+        try:
+            response = self._session.post(f"{self.base_url}/admin/deploy", json=body,
+                                          headers={"Authorization": f"Bearer {self._key}"}, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise DeploymentError(f"scoring endpoint {self.base_url} unreachable: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise DeploymentError(f"deploy of model v{version} refused ({response.status_code}): "
+                                  f"{response.text[:300]}")
+        return response.json()
+
+
+class AzureOnlineDeployer:
+    """Placeholder for managed online endpoint blue/green (tracked as its own issue); fails loudly."""
+
+    def deploy(self, *, model_dir: str, version: int, smoke_records=None) -> dict:
+        raise DeploymentError("deploying to an Azure managed online endpoint is not implemented yet "
+                              "(see the completion-handler issue); the model is registered but not deployed")

@@ -1,0 +1,73 @@
+"""An external system asks for a retrain over HTTP: parse, resolve the dataset version, submit."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from shared.domain.records import AuditRecord, new_id
+from shared.services.retrain import PipelineTarget, request_retrain
+
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: dict
+
+
+def _problem(status: int, title: str, detail: str) -> HttpAnswer:
+    return HttpAnswer(status, {"type": "about:blank", "title": title, "status": status, "detail": detail})
+
+
+def retrain_http(body: bytes, *, target: PipelineTarget, datasets, pipeline, runs, audit,
+                 function: str = "retrain_http") -> tuple[HttpAnswer, AuditRecord]:
+    record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
+                         source="POST /api/retrain")
+    answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs)
+    if answer.status >= 400:
+        record.finish("rejected", f"rejected ({answer.status}): {answer.body.get('detail')}")
+    audit.save(record)
+    return answer, record
+
+
+def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, runs) -> HttpAnswer:
+    if len(body) > MAX_BODY:
+        return _problem(413, "Payload Too Large", f"body is {len(body)} bytes; the limit is {MAX_BODY}")
+    try:
+        request = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _problem(400, "Bad Request", f"body is not valid JSON: {exc}")
+    if not isinstance(request, dict):
+        return _problem(400, "Bad Request", "body must be a JSON object like {\"dataset\": \"latest\"}")
+    dataset_ref = request.get("dataset")
+    if not isinstance(dataset_ref, str | int) or dataset_ref == "":
+        return _problem(400, "Bad Request", "field 'dataset' is required: \"latest\" or a version number")
+    reason = str(request.get("reason") or "http")[:200]
+    record.data["requested_by"] = str(request.get("requested_by") or "")[:200]
+    if str(dataset_ref).lower() == "latest":
+        dataset = datasets.latest()
+        if dataset is None:
+            return _problem(404, "Not Found", "no dataset version is registered yet; upload a file first")
+    else:
+        text = str(dataset_ref).lower().removeprefix("v")
+        if not text.isdigit():
+            return _problem(400, "Bad Request", f"field 'dataset' must be \"latest\" or a version number, "
+                                                f"got {dataset_ref!r}")
+        dataset = datasets.get(int(text))
+        if dataset is None:
+            return _problem(404, "Not Found", f"dataset version {dataset_ref} does not exist")
+    parameters = request.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        return _problem(400, "Bad Request", "field 'parameters' must be an object")
+    try:
+        run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs, target=target,
+                              parameters={k: v for k, v in parameters.items() if isinstance(k, str)})
+    except Exception as exc:
+        record.finish("failed", f"pipeline submit failed: {exc}")
+        return _problem(502, "Bad Gateway", f"the pipeline endpoint did not accept the run: {exc}")
+    record.finish("submitted", f"dataset v{dataset.version} -> run {run.run_id} ({reason})")
+    return HttpAnswer(202, {"id": run.run_id, "run_id": run.run_id, "status": "Submitted",
+                            "dataset_version": dataset.version, "reason": reason, "audit_id": record.id})
