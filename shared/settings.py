@@ -1,7 +1,7 @@
 """Typed, frozen settings, read once from the environment (app settings in Azure, local.settings.json locally).
 
 Every name here is an app setting documented in the README. Secrets are not settings: keys and tokens come
-from a credential object (Azure AD) or, on the local stack, from `.local/secrets.json` via `shared.local_secrets`.
+from a credential object (Azure AD) or, on the local stack, from `.local/secrets.json` via `local.stack_secrets`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Settings:
     # The published pipeline (Azure ML v1 REST contract).
     pipeline_endpoint_url: str = ""  # PIPELINE_ENDPOINT_URL: the full .../PipelineRuns/PipelineSubmit/{id} URL
     pipeline_experiment: str = "bankmarketing-retrain"
-    pipeline_token_scope: str = "https://management.azure.com/.default"
+    pipeline_token_scope: str = "https://management.azure.com/.default"  # noqa: S105 - a scope, not a secret
     pipeline_datastore: str = "workspaceblobstore"
     pipeline_data_input: str = "training_data"
     pipeline_timeout_s: float = 30.0

@@ -45,6 +45,7 @@ def small_bank_csv(bank_csv, tmp_path_factory) -> Path:
 
     df = pd.read_csv(bank_csv)
     part = df.groupby("y", group_keys=False).sample(frac=min(1.0, 3000 / len(df)), random_state=1)
+    part = part.sample(frac=1.0, random_state=2)  # shuffled: the groupby leaves it sorted by class
     path = tmp_path_factory.mktemp("data") / "bank_small.csv"
     part.to_csv(path, index=False)
     return path

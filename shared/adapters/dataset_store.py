@@ -47,7 +47,8 @@ class DatasetStore:
             blob.upload_blob(data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
                              metadata={"content_hash": content_hash, "source_blob": source_blob[:1000]})
         except ResourceExistsError:
-            raise RuntimeError(f"dataset blob {self._container}/{path} already exists; versions are immutable")
+            raise RuntimeError(f"dataset blob {self._container}/{path} already exists; "
+                               "versions are immutable") from None
         record = DatasetVersion(name=self._name, version=version, container=self._container, path=path,
                                 content_hash=content_hash, rows=rows, columns=columns, source_blob=source_blob,
                                 source_etag=source_etag, dialect=dialect, registered_at=time.time())

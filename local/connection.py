@@ -1,0 +1,42 @@
+"""How CLI commands in another terminal find the running local stack (or Azure, from app settings)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from local.processes import PROJECT_ROOT
+from shared.settings import azurite_connection_string
+
+
+class StackNotRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    storage_connection: str
+    host_url: str | None
+    scoring_url: str | None
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("RETRAIN_LOCAL_DIR") or PROJECT_ROOT / ".local")
+
+
+def find_stack() -> StackInfo:
+    """AzureWebJobsStorage in the environment wins (Azure or a custom Azurite); else `.local/stack.json`."""
+    if os.environ.get("AzureWebJobsStorage"):
+        return StackInfo(os.environ["AzureWebJobsStorage"], os.environ.get("RETRAIN_HOST_URL"),
+                         os.environ.get("SCORING_URL"))
+    state_file = local_dir() / "stack.json"
+    if not state_file.exists():
+        raise StackNotRunning("the local stack is not running: start it with `make run` or `.venv/bin/retrain up` "
+                              "(or set AzureWebJobsStorage to talk to another storage account)")
+    state = json.loads(state_file.read_text())
+    ports = state["ports"]
+    return StackInfo(azurite_connection_string(blob=ports["blob_port"], queue=ports["queue_port"],
+                                               table=ports["table_port"]),
+                     state.get("host_url"), state.get("scoring_url"))

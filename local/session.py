@@ -1,0 +1,142 @@
+"""`retrain up`, `retrain run` and `retrain demo`: start the stack, upload the data, show each stage."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from local.follow import STAGES, LoopFailed, follow_upload
+from local.processes import PROJECT_ROOT
+from local.stack import Stack, StackConfig
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.record_stores import AuditStore
+from shared.adapters.scoring import ScoringClient
+from shared.domain import schema
+from shared.settings import Settings
+
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
+
+
+def default_data(local_dir: Path) -> Path:
+    """The real sample file beside the project when present, else a generated one with the same schema."""
+    if SHARED_DATA.exists():
+        return SHARED_DATA
+    from shared.domain.sample_data import write_sample_csv
+
+    path = local_dir / "data" / "bankmarketing_generated.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_sample_csv(path, rows=32950, seed=42)
+    return path
+
+
+def upload_file(connection: str, path: Path, name: str | None = None, container: str = "incoming") -> str:
+    from azure.storage.blob import BlobServiceClient
+
+    blobs = BlobServiceClient.from_connection_string(connection)
+    storage.ensure_container(blobs, container)
+    blob_name = name or f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}"
+    with open(path, "rb") as fh:
+        blobs.get_blob_client(container, blob_name).upload_blob(fh, overwrite=True)
+    return f"{container}/{blob_name}"
+
+
+def _sample_records(path: Path, rows: int = 2) -> list[dict]:
+    from shared.domain.validation import validate_csv
+
+    with path.open("rb") as fh:
+        head = b"".join(itertools.islice(fh, rows + 1))
+    result = validate_csv(head, min_rows=1, max_bytes=10**9)
+    if not result.ok:
+        return []
+    return result.frame[list(schema.FEATURES)].to_dict(orient="records")
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        stop.set()
+        raise _StopRequested()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: bool, timeout_s: float,
+                console: Console | None = None) -> int:
+    console = console or Console(stderr=False)
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    stack = Stack(config)
+    summary: dict = {"status": "not_started"}
+    code = 1
+    try:
+        started = time.time()
+        with console.status("starting the local stack…"):
+            stack.start(on_step=lambda msg: console.log(msg))
+        console.log(f"[green]local stack up[/] in {time.time() - started:.1f}s — Functions host {config.host_url}, "
+                    f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
+        settings = Settings(storage_connection=config.connection_string, pipeline_endpoint_url=config.pipeline_url)
+        audit = AuditStore(storage.ensure_table(storage.table_service(settings), settings.audit_table))
+        pipeline = PublishedPipelineClient(config.pipeline_url, StaticTokenCredential(stack.secrets["pipeline_token"]))
+        scorer = ScoringClient(config.scoring_url, stack.secrets["scoring_key"])
+        if upload:
+            path = data or default_data(config.local_dir)
+            sample = _sample_records(path)
+            t0 = time.time()
+            source = upload_file(config.connection_string, path)
+            console.log(f"uploaded {path} → {source}")
+            labels = dict(STAGES)
+
+            def report(stage: str, elapsed: float) -> None:
+                console.log(f"[green]✓[/] {labels[stage]:<42} +{elapsed:6.1f}s")
+
+            with console.status("waiting for the loop (blob trigger → pipeline → completion → deploy)…"):
+                summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
+                                        sample=sample, report=report, timeout_s=timeout_s)
+            metrics = summary.get("metrics") or {}
+            console.log(f"[bold green]model v{summary['model_version']} deployed[/] from dataset "
+                        f"v{summary['dataset_version']} (run {summary['run_id']}; holdout AUC "
+                        f"{metrics.get('auc', float('nan')):.4f}); upload→POST {summary['upload_to_post_s']:.2f}s, "
+                        f"upload→serving {summary['upload_to_serving_s']:.1f}s")
+        code = 0
+        if not once:
+            console.log("serving. Upload more data with `.venv/bin/retrain upload FILE`; "
+                        "history with `.venv/bin/retrain status`. Ctrl-C stops everything.")
+            while not stop.is_set():
+                dead = stack.dead_children()
+                if dead:
+                    console.log(f"[red]{', '.join(dead)} exited unexpectedly; see {stack.logs_dir}[/]")
+                    code = 1
+                    break
+                stop.wait(1.0)
+    except LoopFailed as exc:
+        summary = exc.summary
+        summary["error"] = str(exc)
+        console.log(f"[red]loop failed:[/] {exc}")
+        code = 1
+    except (_StopRequested, KeyboardInterrupt):
+        console.log("stopping…")
+        code = 0 if not once else 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        console.log("all local processes stopped")
+    if once:
+        for key, value in (summary.pop("metrics", None) or {}).items():
+            summary.setdefault(key, value)
+        sys.stdout.flush()
+        print(json.dumps(summary, default=str), flush=True)
+    return code

@@ -1,0 +1,138 @@
+"""The embedded local stack behind `retrain up`: Azurite, scoring server, pipeline endpoint, Functions host.
+
+Every part is a real process on 127.0.0.1 in its own process group; `stop()` ends them in reverse order.
+The app settings the Functions host gets are the same names an Azure deployment sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from local import stack_secrets
+from local.functions_host.keys import load_or_create_keys
+from local.pipeline_endpoint import submit_url
+from local.processes import PROJECT_ROOT, Child, azurite_argv, python_argv, start_child
+from shared.settings import azurite_connection_string
+
+
+@dataclass
+class StackConfig:
+    local_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".local")
+    blob_port: int = 10000
+    queue_port: int = 10001
+    table_port: int = 10002
+    host_port: int = 7071
+    pipeline_port: int = 8401
+    scoring_port: int = 8402
+    training_budget_s: int = 30
+    blob_poll_s: float = 1.0
+    drift_schedule: str = "0 0 * * * *"
+    extra_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def connection_string(self) -> str:
+        return azurite_connection_string(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+
+    @property
+    def host_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def pipeline_url(self) -> str:
+        return submit_url(f"http://127.0.0.1:{self.pipeline_port}")
+
+    @property
+    def scoring_url(self) -> str:
+        return f"http://127.0.0.1:{self.scoring_port}"
+
+
+class Stack:
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.children: list[Child] = []
+        self.secrets = stack_secrets.load_or_create(config.local_dir)
+        self.host_keys = load_or_create_keys(config.local_dir)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.config.local_dir / "logs"
+
+    def app_settings(self) -> dict[str, str]:
+        """What the Functions host sees: the same setting names as an Azure deployment."""
+        c = self.config
+        return {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "PYTHON_SCRIPT_FILE_NAME": "main.py",
+            "AzureWebJobsStorage": c.connection_string,
+            "RETRAIN_MODE": "local",
+            "RETRAIN_LOCAL_DIR": str(c.local_dir),
+            "PIPELINE_ENDPOINT_URL": c.pipeline_url,
+            "SCORING_URL": c.scoring_url,
+            "TRAINING_BUDGET_S": str(c.training_budget_s),
+            "DRIFT_SCHEDULE": c.drift_schedule,
+            "INCOMING_CONTAINER": "incoming",
+            "BLOB_TRIGGER_POLL_S": str(c.blob_poll_s),
+            "LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],
+            "SCORING_KEY": self.secrets["scoring_key"],
+            "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"],
+            **c.extra_settings,
+        }
+
+    def eventgrid_webhook(self) -> str:
+        key = self.host_keys.system_keys["eventgrid_extension"]
+        return f"{self.config.host_url}/runtime/webhooks/eventgrid?functionName=run_completed&code={key}"
+
+    def start(self, on_step=None) -> None:
+        c = self.config
+        step = on_step or (lambda _msg: None)
+        c.local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            step("starting Azurite (blob, queue, table)")
+            self._start("azurite", azurite_argv(c.local_dir / "azurite", c.blob_port, c.queue_port, c.table_port),
+                        (c.blob_port, c.queue_port, c.table_port), {})
+            step("starting the scoring endpoint")
+            self._start("scoring", python_argv("local.scoring_server", "--port", str(c.scoring_port)),
+                        (c.scoring_port,), {"SCORING_KEY": self.secrets["scoring_key"],
+                                            "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"]})
+            step("starting the pipeline endpoint")
+            self._start("pipeline", python_argv("local.pipeline_endpoint", "--port", str(c.pipeline_port),
+                                                "--runs-dir", str(c.local_dir / "pipeline" / "runs")),
+                        (c.pipeline_port,), {"LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],
+                                             "AzureWebJobsStorage": c.connection_string,
+                                             "EVENTGRID_WEBHOOK_URL": self.eventgrid_webhook(),
+                                             "TRAINING_BUDGET_S": str(c.training_budget_s),
+                                             "MLFLOW_TRACKING_URI": (c.local_dir / "mlruns").resolve().as_uri()})
+            step("starting the Functions host")
+            self._start("functions", python_argv("local.functions_host", "--script-root", str(PROJECT_ROOT),
+                                                 "--port", str(c.host_port)),
+                        (c.host_port,), self.app_settings())
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+
+    def _start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str]) -> None:
+        child = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
+        self.children.append(child)
+        child.wait_ready(90)
+
+    def _write_state(self) -> None:
+        """Where things are (no secrets): read by `retrain upload/status` from another terminal."""
+        c = self.config
+        state = {"pid": os.getpid(), "host_url": c.host_url, "scoring_url": c.scoring_url,
+                 "pipeline_url": c.pipeline_url, "ports": {k: v for k, v in asdict(c).items() if k.endswith("_port")}}
+        (c.local_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        state = self.config.local_dir / "stack.json"
+        if state.exists():
+            state.unlink()
+
+    def dead_children(self) -> list[str]:
+        return [c.name for c in self.children if c.proc.poll() is not None]

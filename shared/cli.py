@@ -1,0 +1,156 @@
+"""`retrain`: run the embedded stack, feed it data, read the audit trail, train and score by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def _stack_config(args):
+    from local.connection import local_dir
+    from local.stack import StackConfig
+
+    return StackConfig(local_dir=local_dir(), host_port=args.port, training_budget_s=args.budget_s)
+
+
+def cmd_session(args, *, upload: bool, once: bool) -> int:
+    from local.session import run_session
+
+    data = Path(args.data).resolve() if getattr(args, "data", None) else None
+    if data is not None and not data.exists():
+        print(f"retrain: {data} does not exist", file=sys.stderr)
+        return 2
+    return run_session(config=_stack_config(args), data=data, upload=upload, once=once, timeout_s=args.timeout_s)
+
+
+def cmd_upload(args) -> int:
+    from local.connection import StackNotRunning, find_stack
+    from local.session import upload_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"retrain upload: {path} is not a file", file=sys.stderr)
+        return 2
+    try:
+        stack = find_stack()
+    except StackNotRunning as exc:
+        print(f"retrain upload: {exc}", file=sys.stderr)
+        return 1
+    name = upload_file(stack.storage_connection, path, args.name, args.container)
+    print(f"uploaded {path} ({path.stat().st_size:,} bytes) to {name}; follow it with `retrain status`")
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _timings(record) -> str:
+    s, parts = record.stages, []
+    start = s.get("uploaded") or record.started_at
+    if "accepted" in s:
+        parts.append(f"post {s['accepted'] - start:.2f}s")
+    if "serving" in s:
+        parts.append(f"serve {s['serving'] - record.started_at:.1f}s")
+        if record.data.get("upload_to_serving_s") is not None:
+            parts.append(f"upload→serving {record.data['upload_to_serving_s']:.1f}s")
+    if record.finished_at:
+        parts.append(f"took {record.finished_at - record.started_at:.2f}s")
+    return ", ".join(parts)
+
+
+def cmd_status(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from local.connection import StackNotRunning, find_stack
+    from shared.adapters import storage
+    from shared.adapters.record_stores import AuditStore
+    from shared.settings import Settings
+
+    try:
+        stack = find_stack()
+    except StackNotRunning as exc:
+        print(f"retrain status: {exc}", file=sys.stderr)
+        return 1
+    settings = Settings(storage_connection=stack.storage_connection, pipeline_endpoint_url="-")
+    audit = AuditStore(storage.ensure_table(storage.table_service(settings), settings.audit_table))
+    records = audit.list(limit=args.limit)
+    if args.json:
+        for record in records:
+            print(json.dumps(record.to_dict(), default=str))
+        return 0
+    table = Table(title=f"audit trail ({len(records)} most recent)", show_lines=False)
+    for column in ("when (UTC)", "trigger", "dataset", "pipeline run", "outcome", "model", "timings", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(_when(r.started_at), f"{r.trigger}:{r.function}",
+                      f"v{r.dataset_version}" if r.dataset_version else "-", r.run_id or "-", r.outcome,
+                      f"v{r.model_version}" if r.model_version else "-", _timings(r), r.detail)
+    Console(width=max(160, Console().width)).print(table)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from shared.training import job
+
+    argv = ["--data", args.data, "--out", args.out, "--budget-s", str(args.budget_s), "--seed", str(args.seed)]
+    if args.exclude_columns:
+        argv += ["--exclude-columns", args.exclude_columns]
+    return job.main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_flags(p):
+        p.add_argument("--port", type=int, default=7071, help="Functions host port (default 7071)")
+        p.add_argument("--budget-s", type=int, default=30, help="training budget per pipeline run (s)")
+        p.add_argument("--timeout-s", type=float, default=1800, help="give up waiting for a deploy after this")
+
+    up = sub.add_parser("up", help="start the embedded local stack and keep it serving until Ctrl-C")
+    stack_flags(up)
+    run = sub.add_parser("run", help="start the stack, upload the training file, show each stage, keep serving")
+    stack_flags(run)
+    run.add_argument("--data", help="CSV to upload (default ../shared/data/bankmarketing_train.csv or generated)")
+    demo = sub.add_parser("demo", help="like run, once: exit 0 when a new model answers; last line is JSON")
+    stack_flags(demo)
+    demo.add_argument("--data", help="CSV to upload (default as for run)")
+
+    upload = sub.add_parser("upload", help="upload a dataset file to the incoming container")
+    upload.add_argument("file")
+    upload.add_argument("--name", help="blob name (default: timestamp-filename)")
+    upload.add_argument("--container", default="incoming")
+
+    status = sub.add_parser("status", help="the audit history: one line per trigger")
+    status.add_argument("--limit", type=int, default=50)
+    status.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    train = sub.add_parser("train", help="train a model from a CSV (the pipeline's training step)")
+    train.add_argument("--data", required=True)
+    train.add_argument("--out", required=True)
+    train.add_argument("--budget-s", type=int, default=60)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--exclude-columns", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "up": lambda: cmd_session(args, upload=False, once=False),
+        "run": lambda: cmd_session(args, upload=True, once=False),
+        "demo": lambda: cmd_session(args, upload=True, once=True),
+        "upload": lambda: cmd_upload(args),
+        "status": lambda: cmd_status(args),
+        "train": lambda: cmd_train(args),
+    }
+    return handlers[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Services against real Azurite storage and a loopback pipeline endpoint (pytest-httpserver)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pandas as pd
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.dataset_store import DatasetStore
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.quarantine import Quarantine
+from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.services.http_retrain import retrain_http
+from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
+from shared.services.retrain import PipelineTarget
+from shared.settings import Settings
+
+SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
+         "workspaces/w/PipelineRuns/PipelineSubmit/p1"
+
+
+@pytest.fixture
+def stores(azurite):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(storage_connection=azurite, pipeline_endpoint_url="x")
+    blobs = storage.blob_service(settings)
+    tables = storage.table_service(settings)
+    containers = {k: f"{k}{suffix}" for k in ("incoming", "datasets", "quarantine")}
+    for name in containers.values():
+        storage.ensure_container(blobs, name)
+    return {
+        "blobs": blobs,
+        "containers": containers,
+        "datasets": DatasetStore(blobs, storage.ensure_table(tables, f"datasets{suffix}"),
+                                 container=containers["datasets"], name="bankmarketing"),
+        "quarantine": Quarantine(blobs, containers["quarantine"]),
+        "audit": AuditStore(storage.ensure_table(tables, f"audit{suffix}")),
+        "runs": RunStore(storage.ensure_table(tables, f"runs{suffix}")),
+        "models": ModelRegistry(storage.ensure_table(tables, f"models{suffix}")),
+    }
+
+
+@pytest.fixture
+def pipeline(httpserver):
+    return PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("tok"), max_retries=0)
+
+
+TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=9)
+LIMITS = UploadLimits(min_rows=100, max_bytes=50_000_000)
+
+
+def upload(stores, name: str, data: bytes) -> UploadedBlob:
+    container = stores["containers"]["incoming"]
+    client = stores["blobs"].get_blob_client(container, name)
+    props = client.upload_blob(data, overwrite=True)
+    return UploadedBlob(name=f"{container}/{name}", data=data, etag=props["etag"].strip('"'),
+                        uploaded_at=props["last_modified"].timestamp())
+
+
+def test_valid_upload_registers_a_version_and_posts_it(stores, pipeline, httpserver, small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    blob = upload(stores, "good.csv", data)
+    httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": "Bearer tok"}) \
+        .respond_with_json({"Id": "run-1", "Status": {"RunStatus": "NotStarted"}})
+    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    httpserver.check_assertions()
+    sent = json.loads(httpserver.log[0][0].data)
+    assert sent["ExperimentName"] == "exp"
+    assert sent["ParameterAssignments"]["dataset_version"] == "1"
+    assert sent["ParameterAssignments"]["trigger_id"] == record.id
+    assert sent["DataPathAssignments"] == {"training_data": {
+        "DataStoreName": "workspaceblobstore",
+        "RelativePath": f"{stores['containers']['datasets']}/bankmarketing/v1/data.csv"}}
+    assert record.outcome == "submitted" and record.run_id == "run-1" and record.dataset_version == 1
+    assert {"uploaded", "seen", "validated", "registered", "posted", "accepted"} <= set(record.stages)
+    saved = stores["audit"].get(record.id)
+    assert saved.outcome == "submitted" and saved.stages == record.stages
+    version = stores["datasets"].get(1)
+    assert version.rows == len(pd.read_csv(small_bank_csv)) and version.content_hash.startswith("sha256:")
+    stored = stores["datasets"].read(version)
+    assert stored.splitlines()[0].decode() == data.splitlines()[0].decode()
+    assert stores["runs"].get("run-1").dataset_version == 1
+
+
+def test_retried_trigger_reuses_the_registered_version(stores, pipeline, httpserver, small_bank_csv):
+    blob = upload(stores, "retry.csv", small_bank_csv.read_bytes())
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"error": {"code": "x"}}, status=500)
+    with pytest.raises(Exception, match="service error 500"):
+        on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-2"})
+    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    assert record.dataset_version == 1 and len(stores["datasets"].list()) == 1
+    outcomes = [r.outcome for r in stores["audit"].list()]
+    assert outcomes == ["failed", "submitted"]
+
+
+def test_malformed_upload_is_quarantined_with_a_reason_and_not_posted(stores, pipeline, httpserver):
+    bad = b"age,job\n1,2,3\n"
+    blob = upload(stores, "bad.csv", bad)
+    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    assert httpserver.log == []
+    assert record.outcome == "rejected" and record.detail.startswith("rejected: malformed CSV at line 2")
+    where = record.data["quarantined_to"]
+    container, _, path = where.partition("/")
+    blobs: BlobServiceClient = stores["blobs"]
+    assert blobs.get_blob_client(container, path).download_blob().readall() == bad
+    reason = json.loads(blobs.get_blob_client(container, path + ".reason.json").download_blob().readall())
+    assert reason["errors"] == ["malformed CSV at line 2: expected 2 fields (comma dialect), found 3"]
+    assert reason["audit_id"] == record.id
+    incoming = [b.name for b in blobs.get_container_client(stores["containers"]["incoming"]).list_blobs()]
+    assert "bad.csv" not in incoming
+    assert stores["datasets"].list() == []
+
+
+def test_concurrent_registrations_get_distinct_versions(stores, small_bank_csv):
+    data = small_bank_csv.read_bytes()[:5000]
+    versions, errors = [], []
+
+    def register(i):
+        try:
+            versions.append(stores["datasets"].register(data, content_hash="h", rows=1, columns=21,
+                                                        source_blob=f"in/{i}", source_etag=str(i),
+                                                        dialect="comma").version)
+        except Exception as exc:  # pragma: no cover - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
+
+
+def test_run_claim_happens_once(stores):
+    from shared.domain.records import RunRecord
+
+    stores["runs"].create(RunRecord(run_id="r1", trigger_id="t", trigger="blob", reason="upload",
+                                    dataset_version=1, experiment="e", submitted_at=1.0))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(stores["runs"].claim("r1"))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+    assert stores["runs"].claim("unknown") is None
+
+
+def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver, small_bank_csv):
+    s = _services(stores)
+    answer, _ = retrain_http(b'{"dataset": "latest"}', target=TARGET, pipeline=pipeline, datasets=s["datasets"],
+                             runs=s["runs"], audit=s["audit"])
+    assert answer.status == 404 and "upload a file first" in answer.body["detail"]
+    stores["datasets"].register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
+                                source_blob="x", source_etag="1", dialect="comma")
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-h"})
+    answer, record = retrain_http(b'{"dataset": "latest", "reason": "ci", "requested_by": "pipeline-7"}',
+                                  target=TARGET, pipeline=pipeline, datasets=s["datasets"], runs=s["runs"],
+                                  audit=s["audit"])
+    assert answer.status == 202 and answer.body["run_id"] == "run-h" and answer.body["dataset_version"] == 1
+    assert stores["audit"].get(record.id).outcome == "submitted"
+    for body, status, text in [(b"{not json", 400, "not valid JSON"), (b"[]", 400, "JSON object"),
+                               (b"{}", 400, "'dataset' is required"), (b'{"dataset": "v9"}', 404, "does not exist"),
+                               (b'{"dataset": "abc"}', 400, 'must be "latest"')]:
+        answer, record = retrain_http(body, target=TARGET, pipeline=pipeline, datasets=s["datasets"],
+                                      runs=s["runs"], audit=s["audit"])
+        assert answer.status == status and text in answer.body["detail"], (body, answer)
+        assert stores["audit"].get(record.id).outcome == "rejected"
+
+
+def _services(stores):
+    return {k: stores[k] for k in ("datasets", "quarantine", "runs", "audit")}
