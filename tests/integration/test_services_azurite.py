@@ -178,3 +178,76 @@ def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver
 
 def _services(stores):
     return {k: stores[k] for k in ("datasets", "quarantine", "runs", "audit")}
+
+
+class RecordingDeployer:
+    def __init__(self):
+        self.calls = []
+
+    def deploy(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"deployed": kwargs["version"]}
+
+
+def _completion(stores, pipeline, deployer, scorer, event_type, data, subject="experiments/e/runs/r"):
+    from shared.services.on_run_completed import on_run_completed
+
+    return on_run_completed(event_id=uuid.uuid4().hex, event_type=event_type, subject=subject, data=data,
+                            runs=stores["runs"], pipeline=pipeline, models=stores["models"], deployer=deployer,
+                            scorer=scorer, datasets=stores["datasets"], audit=stores["audit"])
+
+
+def test_failed_run_is_recorded_and_nothing_is_deployed(stores, pipeline, httpserver):
+    from shared.domain.records import RunRecord
+
+    stores["runs"].create(RunRecord(run_id="rf", trigger_id="t", trigger="blob", reason="upload",
+                                    dataset_version=1, experiment="e", submitted_at=1.0))
+    deployer = RecordingDeployer()
+    record = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunStatusChanged",
+                         {"runId": "rf", "runStatus": "Failed", "runProperties": {"error": "OOM in step train"}})
+    assert record.outcome == "failed" and "OOM in step train" in record.detail and "nothing deployed" in record.detail
+    assert deployer.calls == [] and httpserver.log == []
+    assert stores["runs"].get("rf").status == "Failed"
+    assert stores["models"].live() is None
+    again = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunCompleted",
+                        {"runId": "rf"})
+    assert again.outcome == "duplicate"
+
+
+def test_running_status_and_foreign_runs_are_ignored_but_recorded(stores, pipeline):
+    deployer = RecordingDeployer()
+    running = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunStatusChanged",
+                          {"runId": "x", "runStatus": "Running"})
+    foreign = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunCompleted",
+                          {"runId": "not-ours"})
+    other = _completion(stores, pipeline, deployer, None, "Microsoft.Storage.BlobCreated", {})
+    assert [r.outcome for r in (running, foreign, other)] == ["ignored"] * 3
+    assert "not a run this service submitted" in foreign.detail
+    assert {r.id for r in stores["audit"].list()} == {running.id, foreign.id, other.id}
+    assert deployer.calls == []
+
+
+def test_azure_mode_posts_with_a_token_for_the_management_scope(azurite, httpserver, monkeypatch):
+    """bootstrap in azure mode: DefaultAzureCredential (replaced here: Azure AD is unreachable) feeds the client."""
+    import shared.bootstrap as bootstrap
+
+    class Recorder:
+        scopes: list = []
+
+        def get_token(self, *scopes, **kwargs):
+            from azure.core.credentials import AccessToken
+
+            Recorder.scopes.append(scopes)
+            return AccessToken("aad-abc", 9999999999)
+
+    monkeypatch.setattr(bootstrap, "azure_credential", lambda: Recorder())
+    settings = Settings.from_env({"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite,
+                                  "PIPELINE_ENDPOINT_URL": httpserver.url_for(SUBMIT),
+                                  "AUDIT_TABLE": "auditazure", "RUNS_TABLE": "runsazure"})
+    services = bootstrap.build(settings)
+    httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": "Bearer aad-abc"}) \
+        .respond_with_json({"Id": "azure-run"})
+    assert services.pipeline.submit(experiment="e", parameters={}).run_id == "azure-run"
+    assert Recorder.scopes == [("https://management.azure.com/.default",)]
+    with pytest.raises(Exception, match="managed online endpoint is not implemented yet"):
+        services.deployer.deploy(model_dir="m", version=1)

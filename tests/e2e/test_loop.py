@@ -1,0 +1,205 @@
+"""The whole loop through the real local stack: Azurite, our Functions host running main.py, the local
+pipeline endpoint (real training) and the scoring server, all as processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pandas as pd
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from local.processes import free_port
+from local.session import upload_file
+from local.stack import Stack, StackConfig
+from shared.adapters import storage
+from shared.adapters.dataset_store import DatasetStore
+from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.adapters.scoring import ScoringClient
+from shared.domain import schema
+from shared.domain.validation import canonical_csv, content_hash
+from shared.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    config = StackConfig(local_dir=tmp_path_factory.mktemp("stack"), blob_port=free_port(), queue_port=free_port(),
+                         table_port=free_port(), host_port=free_port(), pipeline_port=free_port(),
+                         scoring_port=free_port(), training_budget_s=3, blob_poll_s=0.5,
+                         drift_schedule="0 0 0 1 1 *", extra_settings={"MIN_ROWS": "200"})
+    s = Stack(config)
+    s.start()
+    settings = Settings(storage_connection=config.connection_string, pipeline_endpoint_url="-")
+    tables = storage.table_service(settings)
+    s.audit = AuditStore(storage.ensure_table(tables, "audit"))
+    s.runs = RunStore(storage.ensure_table(tables, "runs"))
+    s.models = ModelRegistry(storage.ensure_table(tables, "models"))
+    s.datasets = DatasetStore(storage.blob_service(settings), storage.ensure_table(tables, "datasets"),
+                              container="datasets", name="bankmarketing")
+    s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"])
+    yield s
+    s.stop()
+
+
+def wait_for(predicate, timeout=180, every=0.5, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def completion_for(stack, run_id):
+    def find():
+        done = [r for r in stack.audit.list() if r.trigger == "eventgrid" and r.run_id == run_id
+                and r.outcome in ("deployed", "failed")]
+        return done[0] if done else None
+    return wait_for(find, what=f"completion of run {run_id}")
+
+
+def fire_timer(stack):
+    """Run the drift timer now through the host's admin API and return its finished audit record."""
+    before = {r.id for r in stack.audit.list() if r.trigger == "timer"}
+    fire = requests.post(stack.config.host_url + "/admin/functions/drift_timer", json={"input": ""},
+                         headers={"x-functions-key": stack.host_keys.master_key}, timeout=10)
+    assert fire.status_code == 202, fire.text
+    return wait_for(lambda: next((r for r in stack.audit.list() if r.trigger == "timer" and r.id not in before
+                                  and r.outcome != "in_progress"), None), what="timer record")
+
+
+def sample_records(csv_path, n=3):
+    return pd.read_csv(csv_path, nrows=n)[list(schema.FEATURES)].to_dict(orient="records")
+
+
+def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_csv):
+    source = upload_file(stack.config.connection_string, small_bank_csv, f"e2e-{uuid.uuid4().hex[:6]}.csv")
+    upload = wait_for(lambda: next((r for r in stack.audit.list() if r.source == source
+                                    and r.outcome != "in_progress"), None), what="blob trigger record")
+    assert upload.outcome == "submitted", upload.detail
+    assert upload.trigger == "blob" and upload.dataset_version >= 1 and upload.run_id
+    completion = completion_for(stack, upload.run_id)
+    assert completion.outcome == "deployed", completion.detail
+    assert {"run_completed", "registered", "deployed", "serving"} <= set(completion.stages)
+    assert stack.models.live().version == completion.model_version
+    answer = stack.scorer.score(sample_records(small_bank_csv))
+    assert answer["model_version"] == str(completion.model_version)
+    assert len(answer["result"]) == 3 and set(answer["result"]) <= {"yes", "no"}
+    assert stack.runs.get(upload.run_id).status == "Deployed"
+
+
+def test_malformed_upload_is_quarantined_and_triggers_nothing(stack):
+    runs_before = len(stack.runs.list())
+    source = upload_file(stack.config.connection_string, _write(stack, b"age;job\n42;admin.;extra\n"),
+                         f"broken-{uuid.uuid4().hex[:6]}.csv")
+    record = wait_for(lambda: next((r for r in stack.audit.list() if r.source == source
+                                    and r.outcome != "in_progress"), None), what="rejection record")
+    assert record.outcome == "rejected"
+    assert "malformed CSV at line 2: expected 2 fields (semicolon dialect), found 3" in record.detail
+    blobs = BlobServiceClient.from_connection_string(stack.config.connection_string)
+    container, _, path = record.data["quarantined_to"].partition("/")
+    reason = json.loads(blobs.get_blob_client(container, path + ".reason.json").download_blob().readall())
+    assert reason["errors"] == ["malformed CSV at line 2: expected 2 fields (semicolon dialect), found 3"]
+    assert len(stack.runs.list()) == runs_before
+    # the host is still healthy and serving HTTP
+    assert requests.get(stack.config.host_url + "/", timeout=5).status_code == 200
+
+
+def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
+    url = stack.config.host_url + "/api/retrain"
+    assert requests.post(url, json={"dataset": "latest"}, timeout=10).status_code == 401
+    key = stack.host_keys.function_keys["default"]
+    bad = requests.post(url, data=b"{oops", headers={"x-functions-key": key}, timeout=10)
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["detail"]
+    wait_for(lambda: stack.datasets.latest(), what="a registered dataset")
+    ok = requests.post(url, json={"dataset": "latest", "reason": "ci", "requested_by": "e2e"},
+                       params={"code": key}, timeout=30)
+    assert ok.status_code == 202, ok.text
+    body = ok.json()
+    assert ok.headers["Location"] == f"/api/runs/{body['run_id']}"
+    completion = completion_for(stack, body["run_id"])
+    assert completion.outcome == "deployed", completion.detail
+    http_record = next(r for r in stack.audit.list() if r.run_id == body["run_id"] and r.trigger == "http")
+    assert http_record.outcome == "submitted" and http_record.data["requested_by"] == "e2e"
+
+
+def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
+    live = wait_for(lambda: stack.models.live(), what="a live model")
+    first = fire_timer(stack)
+    assert first.outcome == "no_drift", first.detail
+    # New data from a different world: register it directly (no upload trigger), then fire the timer.
+    frame = pd.read_csv(small_bank_csv)
+    frame["age"] = frame["age"] + 25
+    frame["euribor3m"] = frame["euribor3m"] * 3
+    frame["nr.employed"] = frame["nr.employed"] - 300
+    frame["campaign"] = frame["campaign"] * 4
+    frame["duration"] = frame["duration"] * 2
+    frame["pdays"] = 3
+    frame["previous"] = frame["previous"] + 3
+    frame["cons.conf.idx"] = frame["cons.conf.idx"] + 15
+    for column in ("job", "education", "month", "day_of_week", "marital"):
+        frame[column] = "unknown" if column != "month" else "dec"
+    data = canonical_csv(frame)
+    drifted = stack.datasets.register(data, content_hash=content_hash(data), rows=len(frame), columns=21,
+                                      source_blob="test/drifted.csv", source_etag=uuid.uuid4().hex, dialect="comma")
+    assert drifted.version > live.dataset_version
+    second = fire_timer(stack)
+    assert second.outcome == "submitted", second.detail
+    assert second.dataset_version == drifted.version and second.detail.startswith("drift:")
+    completion = completion_for(stack, second.run_id)
+    assert completion.outcome == "deployed", completion.detail
+    assert stack.runs.get(second.run_id).reason == "drift"
+
+
+def test_completion_ignores_foreign_runs_and_duplicate_events(stack):
+    key = stack.host_keys.system_keys["eventgrid_extension"]
+    url = f"{stack.config.host_url}/runtime/webhooks/eventgrid"
+    params = {"functionName": "run_completed", "code": key}
+    validation = requests.post(url, params=params, headers={"aeg-event-type": "SubscriptionValidation"}, json=[{
+        "id": "v1", "topic": "t", "subject": "", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "eventTime": "2026-01-01T00:00:00Z", "data": {"validationCode": "abc-123"}, "dataVersion": "1"}], timeout=10)
+    assert validation.json() == {"validationResponse": "abc-123"}
+    assert requests.post(url, params={"functionName": "run_completed", "code": "wrong"}, json=[],
+                         headers={"aeg-event-type": "Notification"}, timeout=10).status_code == 401
+
+    def event(run_id):
+        return [{"id": uuid.uuid4().hex, "topic": "/subscriptions/x", "subject": f"experiments/e/runs/{run_id}",
+                 "eventType": "Microsoft.MachineLearningServices.RunCompleted", "eventTime": "2026-01-01T00:00:00Z",
+                 "data": {"runId": run_id, "experimentName": "e"}, "dataVersion": "2", "metadataVersion": "1"}]
+
+    foreign = f"foreign-{uuid.uuid4().hex[:6]}"
+    r = requests.post(url, params=params, headers={"aeg-event-type": "Notification"}, json=event(foreign),
+                      timeout=60)
+    assert r.status_code == 202
+    record = next(r for r in stack.audit.list() if r.run_id == foreign)
+    assert record.outcome == "ignored" and "not a run this service submitted" in record.detail
+    deployed = next(r for r in stack.runs.list() if r.status == "Deployed")
+    r = requests.post(url, params=params, headers={"aeg-event-type": "Notification"}, json=event(deployed.run_id),
+                      timeout=60)
+    assert r.status_code == 202
+    dup = [r for r in stack.audit.list() if r.run_id == deployed.run_id and r.outcome == "duplicate"]
+    assert dup and stack.models.live() is not None
+
+
+def _write(stack, data: bytes):
+    path = stack.config.local_dir / f"upload-{uuid.uuid4().hex[:6]}.csv"
+    path.write_bytes(data)
+    return path
+
+
+def test_status_cli_lists_one_line_per_trigger(stack, monkeypatch, capsys):
+    from shared import cli
+
+    monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))
+    assert cli.main(["status", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(stack.audit.list())
+    triggers = {line["trigger"] for line in lines}
+    assert {"blob", "http", "timer", "eventgrid"} <= triggers
+    assert any(line["outcome"] == "deployed" and line["model_version"] for line in lines)

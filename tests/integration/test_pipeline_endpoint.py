@@ -1,0 +1,125 @@
+"""The local published-pipeline endpoint: REST contract, a real training run, Event Grid delivery."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url
+from local.processes import free_port, python_argv, start_child
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.pipeline_client import PipelineAuthError, PipelineError, PublishedPipelineClient
+
+TOKEN = "local-pipeline-token"
+
+
+@pytest.fixture(scope="module")
+def endpoint(azurite, tmp_path_factory, small_bank_csv):
+    from pytest_httpserver import HTTPServer
+
+    events = HTTPServer(host="127.0.0.1", port=free_port())
+    events.start()
+    events.expect_request("/runtime/webhooks/eventgrid", method="POST").respond_with_data("", status=202)
+    root = tmp_path_factory.mktemp("pipeline")
+    blobs = BlobServiceClient.from_connection_string(azurite)
+    container = f"ds{uuid.uuid4().hex[:8]}"
+    storage.ensure_container(blobs, container)
+    blobs.get_blob_client(container, "bank/v1/data.csv").upload_blob(small_bank_csv.read_bytes())
+    blobs.get_blob_client(container, "bank/v2/data.csv").upload_blob(b"age,job\n1,admin.\n")
+    port = free_port()
+    child = start_child("pipeline", python_argv("local.pipeline_endpoint", "--port", str(port), "--runs-dir",
+                                                str(root / "runs")),
+                        ports=(port,), log_dir=root,
+                        env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
+                             "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
+                             "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri()})
+    child.wait_ready(60)
+    client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN),
+                                     max_retries=0)
+    yield {"client": client, "events": events, "container": container, "port": port, "root": root}
+    child.stop()
+    events.stop()
+
+
+def _wait(client, run_id, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = client.get_run(run_id)
+        if run.finished:
+            return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def _events_for(events, run_id, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = [(req.headers, body) for req in [e[0] for e in events.log] for body in req.get_json()
+                 if body["data"]["runId"] == run_id]
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no event for {run_id}")
+
+
+def _data_paths(container, path):
+    return {"training_data": {"DataStoreName": "workspaceblobstore", "RelativePath": f"{container}/{path}"}}
+
+
+def test_submit_requires_a_bearer_token(endpoint):
+    url = endpoint["client"].submit_url
+    assert requests.post(url, json={"ExperimentName": "e"}).status_code == 401
+    bad = PublishedPipelineClient(url, StaticTokenCredential("wrong"), max_retries=0)
+    with pytest.raises(PipelineAuthError):
+        bad.submit(experiment="e", parameters={})
+
+
+def test_bad_requests_get_azure_style_errors(endpoint):
+    url = endpoint["client"].submit_url
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    r = requests.post(url, json={}, headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "ExperimentName is required."
+    r = requests.post(url.replace(DEFAULT_PIPELINE_ID, "nope"), json={"ExperimentName": "e"}, headers=headers)
+    assert r.status_code == 404
+    with pytest.raises(PipelineError, match="rejected with 400"):
+        endpoint["client"].submit(experiment="e", parameters={},
+                                  data_paths={"x": {"DataStoreName": "other", "RelativePath": "a/b"}})
+
+
+def test_a_run_trains_a_real_model_and_delivers_run_completed(endpoint):
+    client = endpoint["client"]
+    run = client.submit(experiment="bank-test", parameters={"dataset_version": 1, "budget_s": 3,
+                                                           "trigger_id": "t-1"},
+                        data_paths=_data_paths(endpoint["container"], "bank/v1/data.csv"))
+    assert run.status == "NotStarted"
+    done = _wait(client, run.run_id)
+    assert done.status == "Completed", done.raw
+    model_dir = Path(done.outputs["model"]["Uri"].removeprefix("file://"))
+    assert (model_dir / "MLmodel").exists()
+    assert done.outputs["metrics"]["auc"] > 0.8
+    ((headers, event),) = _events_for(endpoint["events"], run.run_id)
+    assert headers["aeg-event-type"] == "Notification"
+    assert event["eventType"] == "Microsoft.MachineLearningServices.RunCompleted"
+    assert event["subject"].endswith(f"/runs/{run.run_id}")
+    assert event["topic"].endswith("/providers/Microsoft.MachineLearningServices/workspaces/local-ws")
+    assert event["data"]["experimentName"] == "bank-test"
+    assert event["data"]["runTags"] == {"trigger_id": "t-1"}
+    assert {"id", "eventTime", "dataVersion", "metadataVersion"} <= set(event)
+
+
+def test_a_failing_run_reports_failed_status_changed(endpoint):
+    client = endpoint["client"]
+    run = client.submit(experiment="bank-test", parameters={"budget_s": 2},
+                        data_paths=_data_paths(endpoint["container"], "bank/v2/data.csv"))
+    done = _wait(client, run.run_id)
+    assert done.status == "Failed"
+    assert done.raw["Status"]["StatusDetail"]
+    ((_, event),) = _events_for(endpoint["events"], run.run_id)
+    assert event["eventType"] == "Microsoft.MachineLearningServices.RunStatusChanged"
+    assert event["data"]["runStatus"] == "Failed"
