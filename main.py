@@ -6,8 +6,8 @@ shadow a `function_app.py` module of the same name.
 
 import azure.functions as func
 
-from function_app import blob_upload, drift_timer, retrain_http, run_completed
+from function_app import blob_upload, drift_timer, retrain_http, run_completed, runs_http
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (blob_upload.bp, drift_timer.bp, retrain_http.bp, run_completed.bp):
+for blueprint in (blob_upload.bp, drift_timer.bp, retrain_http.bp, run_completed.bp, runs_http.bp):
     app.register_functions(blueprint)

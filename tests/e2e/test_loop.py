@@ -127,6 +127,10 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
     assert completion.outcome == "deployed", completion.detail
     http_record = next(r for r in stack.audit.list() if r.run_id == body["run_id"] and r.trigger == "http")
     assert http_record.outcome == "submitted" and http_record.data["requested_by"] == "e2e"
+    run = requests.get(stack.config.host_url + ok.headers["Location"], headers={"x-functions-key": key}, timeout=10)
+    assert run.status_code == 200 and run.json()["status"] == "Deployed" and run.json()["reason"] == "ci"
+    missing = requests.get(stack.config.host_url + "/api/runs/nope", headers={"x-functions-key": key}, timeout=10)
+    assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/problem+json")
 
 
 def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
