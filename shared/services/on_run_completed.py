@@ -11,7 +11,7 @@ import pandas as pd
 
 from shared.domain import schema
 from shared.domain.records import AuditRecord, new_id
-from shared.domain.run_events import EventError, RunEvent, parse_run_event
+from shared.domain.run_events import EventError, parse_run_event
 
 log = logging.getLogger(__name__)
 
