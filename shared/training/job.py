@@ -1,0 +1,156 @@
+"""The pipeline step's process entry point.
+
+    python -m shared.training.job --data CSV --out DIR --budget-s N [--seed N] [--exclude-columns a,b]
+        [--dataset-version V] [--dataset-hash H] [--run-id ID] [--mlflow-uri URI] [--experiment NAME]
+        [--max-iter N]
+
+Reads a comma-separated dataset version, trains (FLAML + LightGBM), writes `DIR/model/` (MLflow model) and
+`DIR/metrics.json`, records the run in MLflow tracking when `--mlflow-uri` is given, and always writes
+`DIR/status.json` = {"status": "Completed"|"Failed", "error": ..., "metrics": ...}. Exit code 0 on success,
+1 on failure; a bad input file gives a one-line error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+# Failures caused by the input (file, content, arguments): reported in one line, without a traceback.
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UnicodeDecodeError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m shared.training.job", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="training CSV (comma-separated, header row, target column y)")
+    p.add_argument("--out", required=True, help="output directory for model/, metrics.json and status.json")
+    p.add_argument("--budget-s", type=float, required=True, help="FLAML search budget in seconds")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--exclude-columns", default="", help="comma-separated feature columns to leave out")
+    p.add_argument("--dataset-version", default="")
+    p.add_argument("--dataset-hash", default="", help="default: sha256 of the data file")
+    p.add_argument("--run-id", default="", help="default: a new random id")
+    p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI, e.g. file:///.../.local/mlruns")
+    p.add_argument("--experiment", default="bankmarketing-retrain", help="MLflow experiment name")
+    p.add_argument("--max-iter", type=int, default=None, help="cap on FLAML trials (reproducible searches)")
+    p.add_argument("--holdout", type=float, default=0.2, help="stratified holdout fraction")
+    return p
+
+
+def say(message: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    import pandas as pd
+
+    if isinstance(exc, FileNotFoundError):
+        return f"data file not found: {exc.filename}"
+    if isinstance(exc, IsADirectoryError):
+        return f"data path is a directory, not a CSV file: {exc.filename}"
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return "the data file is empty (no header row)"
+    if isinstance(exc, pd.errors.ParserError):
+        return "malformed CSV: " + " ".join(str(exc).split())
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the data file is not UTF-8 text (byte {exc.start}: {exc.reason})"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_csv(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path, sep=",", low_memory=False)
+
+
+def write_status(out: Path, status: str, *, error: str | None = None, metrics: dict | None = None,
+                 extra: dict | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    body: dict[str, Any] = {"status": status, "error": error, "metrics": metrics, **(extra or {})}
+    tmp = out / ".status.json.tmp"
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(out / "status.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    data = Path(args.data)
+    run_id = args.run_id or f"local-{uuid.uuid4().hex[:12]}"
+    started = time.perf_counter()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: cannot create output directory {out}: {exc.strerror}", file=sys.stderr, flush=True)
+        return 1
+    write_status(out, "Running", extra={"run_id": run_id})
+
+    try:
+        say(f"run {run_id}: reading {data}")
+        frame = read_csv(data)
+        dataset_hash = args.dataset_hash or _file_hash(data)
+        excluded = [c.strip() for c in args.exclude_columns.split(",") if c.strip()]
+        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM with FLAML for "
+            f"{args.budget_s:g}s (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "")
+            + ")")
+
+        from shared.training.train import log_to_mlflow, save_model, train
+
+        result = train(frame, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
+                       holdout=args.holdout, max_iter=args.max_iter)
+        m = result.metrics
+        say(f"best config after {m['search_trials']} trials: {json.dumps(result.best_config, sort_keys=True)}")
+        say(f"holdout ({m['holdout_rows']} rows): AUC {m['auc']:.4f}, accuracy {m['accuracy']:.4f}, "
+            f"F1 {m['f1']:.4f}")
+        model_dir = save_model(result, out, dataset_version=args.dataset_version, dataset_hash=dataset_hash,
+                               run_id=run_id)
+        say(f"saved MLflow model to {model_dir}")
+    except _INPUT_ERRORS as exc:
+        return _fail(out, run_id, _one_line(exc))
+    except Exception as exc:  # a bug rather than bad input: keep the traceback in the log
+        traceback.print_exc()
+        return _fail(out, run_id, f"{type(exc).__name__}: {_one_line(exc)}")
+
+    extra: dict[str, Any] = {"run_id": run_id, "model_dir": str(model_dir.resolve()),
+                             "dataset_version": args.dataset_version, "dataset_hash": dataset_hash}
+    if args.mlflow_uri:
+        try:
+            mlflow_run = log_to_mlflow(
+                result, args.mlflow_uri, args.experiment, run_name=run_id, model_dir=model_dir,
+                params={"run_id": run_id, "dataset_version": args.dataset_version, "dataset_hash": dataset_hash})
+            extra["mlflow_run_id"] = mlflow_run
+            say(f"logged to MLflow experiment '{args.experiment}' (run {mlflow_run})")
+        except Exception as exc:  # tracking is a record, not the product: the model stands without it
+            extra["mlflow_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
+            say(f"warning: MLflow logging failed: {extra['mlflow_error']}")
+    write_status(out, "Completed", metrics=result.metrics, extra=extra)
+    say(f"completed in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _file_hash(path: Path) -> str:
+    """Same form as the dataset store's `content_hash` ("sha256:<hex>"), streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _fail(out: Path, run_id: str, message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    try:
+        write_status(out, "Failed", error=message, extra={"run_id": run_id})
+    except OSError as exc:
+        print(f"error: cannot write {out / 'status.json'}: {exc.strerror}", file=sys.stderr, flush=True)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The scoring runtime and the local scoring endpoint, served by a real uvicorn process on a loopback port.
+
+The server tests run in file order against one server: first with nothing deployed, then v1, then v2
+(redeployed while a client keeps scoring), then refused deploys that must leave v2 serving.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from local.processes import free_port, python_argv, start_child
+from local.scoring_server import create_app
+from shared.domain import schema
+from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
+from shared.training.train import save_model, train
+
+SCORING_KEY = "score-key-3f9a1c"
+ADMIN_KEY = "admin-key-77d0e2"
+
+
+@pytest.fixture(scope="module")
+def models(small_bank_csv, tmp_path_factory):
+    """Two small, quickly trained models (different seeds) and a directory that looks like a model but is not."""
+    root = tmp_path_factory.mktemp("models")
+    frame = pd.read_csv(small_bank_csv)
+    dirs = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        result = train(frame, budget_s=10, seed=seed, max_iter=3)
+        dirs[name] = save_model(result, root / name, dataset_version=name, dataset_hash="h", run_id=name)
+    broken = root / "broken" / "model"
+    broken.mkdir(parents=True)
+    (broken / "MLmodel").write_text((dirs["a"] / "MLmodel").read_text())
+    (broken / "model.pkl").write_bytes(b"this is not a pickle")
+    dirs["broken"] = broken
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def records(small_bank_csv) -> list[dict]:
+    frame = pd.read_csv(small_bank_csv, nrows=400)
+    return frame[list(schema.FEATURES)].to_dict(orient="records")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    logs = tmp_path_factory.mktemp("scoring")
+    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port)), ports=(port,),
+                        log_dir=logs, env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
+    try:
+        child.wait_ready(60)
+        yield {"url": f"http://127.0.0.1:{port}", "log": child.log_path}
+    finally:
+        child.stop()
+
+
+def score(server, body, key=SCORING_KEY, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(body, bytes | str):
+        return requests.post(server["url"] + "/score", data=body, headers=headers, timeout=30, **kwargs)
+    return requests.post(server["url"] + "/score", json=body, headers=headers, timeout=30, **kwargs)
+
+
+def deploy(server, model_dir, version, key=ADMIN_KEY, **extra):
+    body = {"model_dir": str(model_dir), "version": version, **extra}
+    return requests.post(server["url"] + "/admin/deploy", json=body, headers={"Authorization": f"Bearer {key}"},
+                         timeout=120)
+
+
+# --------------------------------------------------------------------------------------------- runtime
+
+
+def test_runtime_matches_the_pipeline_and_uses_the_direct_path(models, records):
+    model = ScoringModel.load(models["a"], "1")
+    assert model.direct_path and model.features == list(schema.FEATURES)
+    frame = pd.DataFrame(records)
+    expected = model.pipeline.predict_proba(frame)[:, 1]
+    small = model.predict_records(records[:DIRECT_PATH_MAX_ROWS])  # direct path
+    large = model.predict_records(records)  # over the limit: through the sklearn pipeline
+    np.testing.assert_allclose(small["probabilities"], expected[:DIRECT_PATH_MAX_ROWS], rtol=1e-12)
+    np.testing.assert_allclose(large["probabilities"], expected, rtol=1e-12)
+    assert large["result"] == ["yes" if p > 0.5 else "no" for p in expected]
+    assert model.predict_records([]) == {"result": [], "probabilities": []}
+    assert model.smoke() == {"rows": 5, "ok": True}
+
+
+def test_runtime_accepts_equivalent_values_and_ignores_extra_keys(models, records):
+    model = ScoringModel.load(models["a"], "1")
+    base = model.predict_records(records[:1])["probabilities"][0]
+    variant = {**records[0], "age": float(records[0]["age"]), "duration": str(records[0]["duration"]),
+               "extra": "ignored", schema.TARGET: "yes"}
+    assert model.predict_records([variant])["probabilities"][0] == pytest.approx(base, rel=1e-12)
+    unseen = model.predict_records([{**records[0], "job": "astronaut"}])
+    assert 0.0 <= unseen["probabilities"][0] <= 1.0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"age": None}, "record 1: column 'age' must be a number, got null"),
+    ({"age": 41.5}, "record 1: column 'age' must be an integer, got 41.5"),
+    ({"age": True}, "record 1: column 'age' must be a number, got a boolean"),
+    ({"duration": "long"}, "record 1: column 'duration' must be a number, got \"long\""),
+    ({"euribor3m": float("nan")}, "record 1: column 'euribor3m' must be a finite number"),
+    ({"job": 3}, "record 1: column 'job' must be a string, got a number"),
+    ({"month": None}, "record 1: column 'month' must be a string, got null"),
+])
+def test_runtime_names_the_record_and_column(models, records, change, message):
+    model = ScoringModel.load(models["a"], "1")
+    with pytest.raises(ScoringInputError) as info:
+        model.predict_records([records[0], {**records[1], **change}])
+    assert str(info.value) == message
+    assert info.value.index == 1 and info.value.column == next(iter(change))
+
+
+def test_runtime_reports_missing_columns_and_non_objects(models, records):
+    model = ScoringModel.load(models["a"], "1")
+    missing = {k: v for k, v in records[0].items() if k != "pdays"}
+    with pytest.raises(ScoringInputError, match=r"^record 0: column 'pdays' is missing$"):
+        model.predict_records([missing])
+    with pytest.raises(ScoringInputError, match=r"^record 2 must be a JSON object .* got an array$"):
+        model.predict_records([records[0], records[1], [1, 2]])
+
+
+def test_runtime_refuses_what_is_not_a_model(models, tmp_path):
+    with pytest.raises(ModelLoadError, match="not an MLflow model directory"):
+        ScoringModel.load(tmp_path, "9")
+    with pytest.raises(ModelLoadError, match="cannot load the model"):
+        ScoringModel.load(models["broken"], "9")
+
+
+def test_create_app_needs_both_keys():
+    with pytest.raises(ValueError, match="both a scoring key and an admin key"):
+        create_app("", ADMIN_KEY)
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+def test_before_any_deploy_health_is_ok_and_score_is_503(server, records):
+    for path in ("/", "/health"):
+        answer = requests.get(server["url"] + path, timeout=10)
+        assert answer.status_code == 200 and answer.json() == {"status": "ok", "model_version": None}
+    answer = score(server, {"data": records[:1]})
+    assert answer.status_code == 503 and answer.json() == {"error": "no model deployed yet"}
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key", ADMIN_KEY, f"{SCORING_KEY}x", ""])
+def test_score_without_the_scoring_key_is_401(server, records, key):
+    answer = score(server, {"data": records[:1]}, key=key)
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert SCORING_KEY not in answer.text and ADMIN_KEY not in answer.text
+
+
+def test_basic_scheme_or_raw_key_is_401(server, records):
+    for header in (f"Basic {SCORING_KEY}", SCORING_KEY, f"Bearer{SCORING_KEY}"):
+        answer = requests.post(server["url"] + "/score", json={"data": records[:1]},
+                               headers={"Authorization": header}, timeout=10)
+        assert answer.status_code == 401
+
+
+def test_deploy_needs_the_admin_key(server, models):
+    assert deploy(server, models["a"], "1", key=SCORING_KEY).status_code == 401
+    assert requests.post(server["url"] + "/admin/deploy", json={}, timeout=10).status_code == 401
+
+
+def test_swagger_describes_the_score_input(server):
+    answer = requests.get(server["url"] + "/swagger.json", timeout=10)
+    assert answer.status_code == 200
+    doc = answer.json()
+    assert doc["swagger"] == "2.0"
+    post = doc["paths"]["/score"]["post"]
+    assert post["parameters"][0]["schema"] == {"$ref": "#/definitions/ServiceInput"}
+    assert doc["securityDefinitions"]["Bearer"]["name"] == "Authorization"
+    service_input = doc["definitions"]["ServiceInput"]
+    record = service_input["properties"]["data"]["items"]
+    assert list(record["properties"]) == list(schema.FEATURES) == record["required"]
+    assert record["properties"]["age"] == {"type": "integer", "format": "int64"}
+    assert record["properties"]["euribor3m"] == {"type": "number", "format": "double"}
+    assert record["properties"]["job"]["type"] == "string"
+    (example,) = service_input["example"]["data"]
+    assert list(example) == list(schema.FEATURES)
+
+
+def test_deploy_then_score(server, models, records):
+    answer = deploy(server, models["a"], "1")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["deployed"] == "1" and body["previous"] is None and body["smoke"] == {"rows": 5, "ok": True}
+    assert requests.get(server["url"] + "/health", timeout=10).json() == {"status": "ok", "model_version": "1"}
+
+    scored = score(server, {"data": records[:3]})
+    assert scored.status_code == 200, scored.text
+    result = scored.json()
+    assert result["model_version"] == "1"
+    assert len(result["result"]) == 3 and set(result["result"]) <= {"yes", "no"}
+    local = ScoringModel.load(models["a"], "1").predict_records(records[:3])
+    np.testing.assert_allclose(result["probabilities"], local["probabilities"], rtol=1e-12)
+    assert result["result"] == local["result"]
+
+    empty = score(server, {"data": []})
+    assert empty.status_code == 200 and empty.json() == {"result": [], "probabilities": [], "model_version": "1"}
+    swagger = requests.get(server["url"] + "/swagger.json", timeout=10).json()
+    assert swagger["definitions"]["ServiceInput"]["example"]["data"][0] == local_example(models["a"])
+
+
+def local_example(model_dir):
+    return ScoringModel.load(model_dir, "x").input_example[0]
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "request body is not valid JSON: Expecting property name enclosed in double quotes "
+                        "at line 1 column 2 (char 1)"),
+    (b"", 400, "request body is empty; expected a JSON object"),
+    (b"[1, 2]", 400, "request body must be a JSON object with a `data` list, got an array"),
+    ({"input_data": []}, 400, "request body has no `data` field; expected {\"data\": [{column: value, ...}]}"),
+    ({"data": {"age": 1}}, 400, "`data` must be a list of records, got an object"),
+    ({"data": ["x"]}, 400, "record 0 must be a JSON object with the feature columns, got a string"),
+])
+def test_bad_requests_are_400_with_a_precise_message(server, body, status, message):
+    answer = score(server, body)
+    assert answer.status_code == status
+    assert answer.json() == {"error": message}
+
+
+def test_bad_records_are_400_naming_record_and_column(server, records):
+    bad = [records[0], {**records[1], "duration": "long"}]
+    answer = score(server, {"data": bad})
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "record 1: column 'duration' must be a number, got \"long\""}
+    missing = {k: v for k, v in records[0].items() if k != "nr.employed"}
+    answer = score(server, {"data": [missing]})
+    assert answer.json() == {"error": "record 0: column 'nr.employed' is missing"}
+
+
+def test_large_batches_are_scored_too(server, records):
+    answer = score(server, {"data": records})
+    assert answer.status_code == 200 and len(answer.json()["probabilities"]) == len(records)
+
+
+def test_redeploy_while_scoring_never_fails_a_request(server, models, records):
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def keep_scoring():
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            batch = records[i % 50: i % 50 + 1 + i % 3]
+            i += 1
+            try:
+                answer = session.post(server["url"] + "/score", json={"data": batch},
+                                      headers={"Authorization": f"Bearer {SCORING_KEY}"}, timeout=30)
+                if answer.status_code != 200 or len(answer.json()["result"]) != len(batch):
+                    failures.append(f"{answer.status_code}: {answer.text[:200]}")
+                else:
+                    versions.append(answer.json()["model_version"])
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+
+    clients = [threading.Thread(target=keep_scoring) for _ in range(2)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(0.5)
+        answer = deploy(server, models["b"], "2", smoke_records=records[:10])
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["deployed"] == "2" and answer.json()["previous"] == "1"
+    assert answer.json()["smoke"] == {"rows": 10, "ok": True}
+    assert failures == []
+    assert set(versions) == {"1", "2"}
+    first_two = versions.index("2")
+    assert len(versions) > 20 and "1" in versions[:first_two]
+    assert score(server, {"data": records[:1]}).json()["model_version"] == "2"
+
+
+def test_broken_model_is_refused_and_the_old_one_keeps_serving(server, models, records):
+    answer = deploy(server, models["broken"], "3")
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["error"].startswith("model v3 not deployed: cannot load the model") and body["serving"] == "2"
+
+    answer = deploy(server, models["broken"].parent / "missing", "4")
+    assert answer.status_code == 422 and "not an MLflow model directory" in answer.json()["error"]
+
+    bad_smoke = [{k: v for k, v in records[0].items() if k != "age"}]
+    answer = deploy(server, models["a"], "5", smoke_records=bad_smoke)
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "model v5 not deployed: record 0: column 'age' is missing"
+
+    answer = score(server, {"data": records[:2]})
+    assert answer.status_code == 200 and answer.json()["model_version"] == "2"
+    assert requests.get(server["url"] + "/health", timeout=10).json()["model_version"] == "2"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"model_dir": "relative/model", "version": "6"}, "`model_dir` must be an absolute path"),
+    ({"model_dir": "/abs/model"}, "`version` must be a non-empty string or integer"),
+    ({"model_dir": "/abs/model", "version": "6", "smoke_records": {}}, "`smoke_records` must be a list"),
+])
+def test_malformed_deploy_requests_are_400(server, body, message):
+    answer = requests.post(server["url"] + "/admin/deploy", json=body,
+                           headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"].startswith(message)
+
+
+def test_keys_never_reach_the_log(server):
+    text = server["log"].read_text(errors="replace")
+    assert "deployed model v2" in text
+    assert SCORING_KEY not in text and ADMIN_KEY not in text
+    assert json.dumps(SCORING_KEY) not in text

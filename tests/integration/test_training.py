@@ -1,0 +1,188 @@
+"""The training step for real: FLAML + LightGBM on the bank-marketing slice, the MLflow model it saves, the
+metrics, MLflow tracking in a local file store, and the job's process contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from local.processes import PROJECT_ROOT
+from shared.domain import schema
+from shared.training import job
+from shared.training.train import code_version, train
+
+METRIC_KEYS = {"auc", "accuracy", "f1", "auc_weighted", "train_rows", "holdout_rows", "budget_s", "seconds",
+               "best_estimator", "best_config"}
+SUMMARY_KEYS = METRIC_KEYS | {"dataset_version", "dataset_hash", "run_id", "seed", "features", "excluded_columns",
+                              "code_version"}
+
+
+@pytest.fixture(scope="module")
+def real_data(bank_csv) -> bool:
+    return bank_csv.name == "bankmarketing_train.csv"
+
+
+@pytest.fixture(scope="module")
+def trained(small_bank_csv, tmp_path_factory):
+    """One job run (budget 5 s) from an empty working directory, logging to a local MLflow file store."""
+    root = tmp_path_factory.mktemp("training")
+    cwd, out, mlruns = root / "cwd", root / "out", root / "mlruns"
+    cwd.mkdir()
+    argv = ["--data", str(small_bank_csv), "--out", str(out), "--budget-s", "5", "--seed", "42",
+            "--dataset-version", "7", "--dataset-hash", "sha256:abc", "--run-id", "run-test-1",
+            "--mlflow-uri", mlruns.as_uri(), "--experiment", "bank-tests"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        code = job.main(argv)
+    return {"code": code, "out": out, "cwd": cwd, "mlruns": mlruns,
+            "status": json.loads((out / "status.json").read_text())}
+
+
+def test_job_completes_and_reports_metrics(trained, real_data):
+    assert trained["code"] == 0, trained["status"]
+    status = trained["status"]
+    assert status["status"] == "Completed" and status["error"] is None
+    metrics = status["metrics"]
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["auc"] > (0.85 if real_data else 0.8)
+    assert 0.8 < metrics["accuracy"] <= 1 and 0 <= metrics["f1"] <= 1
+    assert metrics["auc_weighted"] == pytest.approx(metrics["auc"])
+    assert metrics["train_rows"] + metrics["holdout_rows"] == 3000
+    assert metrics["holdout_rows"] == 600
+    assert metrics["best_estimator"] == "lgbm"
+    assert {"n_estimators", "num_leaves", "learning_rate"} <= set(metrics["best_config"])
+    assert metrics["budget_s"] == 5.0 and metrics["seconds"] < 60
+
+
+def test_metrics_json_has_every_key(trained):
+    summary = json.loads((trained["out"] / "metrics.json").read_text())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["dataset_version"] == "7" and summary["dataset_hash"] == "sha256:abc"
+    assert summary["run_id"] == "run-test-1" and summary["seed"] == 42
+    assert summary["features"] == list(schema.FEATURES) and summary["excluded_columns"] == []
+    assert summary["code_version"] == code_version() != ""
+
+
+def test_nothing_is_written_to_the_working_directory(trained):
+    assert list(trained["cwd"].iterdir()) == []
+
+
+def test_saved_model_is_an_mlflow_model_with_pins_signature_and_example(trained):
+    model_dir = trained["out"] / "model"
+    assert (model_dir / "MLmodel").is_file()
+    meta = (model_dir / "MLmodel").read_text()
+    assert "python_function" in meta and "sklearn" in meta
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    from importlib.metadata import version
+
+    for name in ("scikit-learn", "lightgbm", "pandas", "numpy", "mlflow-skinny"):
+        assert f"{name}=={version(name)}" in requirements
+    from mlflow.models import Model
+
+    mlmodel = Model.load(str(model_dir / "MLmodel"))
+    assert mlmodel.get_input_schema().input_names() == list(schema.FEATURES)
+    example = mlmodel.load_input_example(str(model_dir))
+    assert len(example) == 5 and list(example.columns) == list(schema.FEATURES)
+
+
+def test_pyfunc_reload_predicts(trained, small_bank_csv):
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(str(trained["out"] / "model"))
+    frame = pd.read_csv(small_bank_csv, nrows=50)
+    predictions = np.asarray(model.predict(frame[list(schema.FEATURES)]))
+    assert predictions.shape == (50,) and set(np.unique(predictions)) <= {0, 1}
+    import mlflow.sklearn
+
+    pipeline = mlflow.sklearn.load_model(str(trained["out"] / "model"))
+    p_yes = pipeline.predict_proba(frame)[:, 1]
+    labels = (frame[schema.TARGET] == "yes").to_numpy()
+    assert p_yes[labels].mean() > p_yes[~labels].mean()
+
+
+def test_run_is_logged_to_the_mlflow_file_store(trained, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=trained["mlruns"].as_uri())
+    experiment = client.get_experiment_by_name("bank-tests")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == trained["status"]["mlflow_run_id"]
+    assert run.info.status == "FINISHED" and run.info.run_name == "run-test-1"
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["budget_s"] == "5.0" and params["seed"] == "42"
+    assert params["dataset_version"] == "7" and params["dataset_hash"] == "sha256:abc"
+    assert params["excluded_columns"] == "" and "best_config.num_leaves" in params
+    assert metrics["auc"] == pytest.approx(trained["status"]["metrics"]["auc"])
+    assert tags["run_id"] == "run-test-1" and tags["dataset_version"] == "7" and tags["code_version"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/MLmodel" in artifacts and "model/model.pkl" in artifacts
+
+
+def test_same_seed_gives_the_same_search(small_bank_csv):
+    """The time budget alone decides how many trials fit, which depends on machine load; `max_iter` (reached
+    well inside the budget) makes the FLAML search, and so the refit model, reproducible for a seed."""
+    frame = pd.read_csv(small_bank_csv)
+    first = train(frame, budget_s=30, seed=11, max_iter=6)
+    second = train(frame, budget_s=30, seed=11, max_iter=6)
+    assert first.best_config == second.best_config
+    assert first.metrics["auc"] == second.metrics["auc"]
+    probe = frame.head(20)
+    np.testing.assert_array_equal(first.pipeline.predict_proba(probe), second.pipeline.predict_proba(probe))
+
+
+def test_excluded_columns_are_left_out(small_bank_csv):
+    frame = pd.read_csv(small_bank_csv)
+    result = train(frame, budget_s=10, seed=1, exclude_columns=["duration", "day_of_week"], max_iter=3)
+    assert "duration" not in result.features and "day_of_week" not in result.features
+    assert result.excluded_columns == ["duration", "day_of_week"]
+    probe = frame.drop(columns=["duration", "day_of_week"]).head(5)
+    assert result.pipeline.predict_proba(probe).shape == (5, 2)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda f: f.drop(columns=["y"]), "no target column 'y'"),
+    (lambda f: f.assign(y="no"), "only one class ('no'"),
+    (lambda f: f.assign(y=["maybe"] + ["no"] * (len(f) - 1)), "must be 'yes' or 'no'; 1 row(s) are not"),
+    (lambda f: f.drop(columns=["age"]), "missing feature column(s): age"),
+    (lambda f: f.assign(age=["x"] + [30] * (len(f) - 1)), "column 'age' must be numeric"),
+])
+def test_bad_frames_are_rejected_with_a_clear_error(small_bank_csv, mutate, message):
+    frame = mutate(pd.read_csv(small_bank_csv, nrows=200))
+    with pytest.raises(ValueError) as info:
+        train(frame, budget_s=1)
+    assert message in str(info.value)
+
+
+def test_excluding_an_unknown_column_is_rejected(small_bank_csv):
+    with pytest.raises(ValueError, match="cannot exclude unknown column"):
+        train(pd.read_csv(small_bank_csv, nrows=200), budget_s=1, exclude_columns=["nope"])
+
+
+def test_job_cli_fails_cleanly_on_a_csv_without_y(small_bank_csv, tmp_path):
+    bad = tmp_path / "no_target.csv"
+    pd.read_csv(small_bank_csv, nrows=50).drop(columns=["y"]).to_csv(bad, index=False)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "shared.training.job", "--data", str(bad), "--out", str(out),
+                           "--budget-s", "5"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: training data has no target column 'y'")
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "Failed" and "no target column 'y'" in status["error"]
+    assert status["metrics"] is None
+    assert not (out / "model").exists()
+
+
+def test_job_reports_a_missing_file_in_one_line(tmp_path, capsys):
+    code = job.main(["--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "out"), "--budget-s", "5"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == f"error: data file not found: {tmp_path / 'absent.csv'}"
+    assert json.loads((tmp_path / "out" / "status.json").read_text())["status"] == "Failed"
