@@ -1,5 +1,7 @@
 """Blob trigger: a new dataset file in the incoming container."""
 
+from datetime import datetime
+
 import azure.functions as func
 
 from shared.bootstrap import services
@@ -13,9 +15,20 @@ bp = func.Blueprint()
 def blob_upload(blob: func.InputStream) -> None:
     s = services()
     props = getattr(blob, "blob_properties", None) or {}
-    modified = props.get("LastModified")
-    uploaded_at = modified.timestamp() if hasattr(modified, "timestamp") else None
+    uploaded_at = _timestamp(props.get("LastModified"))
     etag = str(props.get("ETag") or props.get("Etag") or "").strip('"')
     upload = UploadedBlob(name=blob.name or "", data=blob.read(), etag=etag, uploaded_at=uploaded_at)
     on_upload(upload, limits=s.limits, target=s.target, datasets=s.datasets, quarantine=s.quarantine,
               pipeline=s.pipeline, runs=s.runs, audit=s.audit)
+
+
+def _timestamp(value) -> float | None:
+    """The worker hands blob properties over as JSON strings (ISO 8601); be lenient about the form."""
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

@@ -15,7 +15,9 @@ from local import stack_secrets
 from local.functions_host.keys import load_or_create_keys
 from local.pipeline_endpoint import submit_url
 from local.processes import PROJECT_ROOT, Child, azurite_argv, python_argv, start_child
-from shared.settings import azurite_connection_string
+from shared.adapters import storage
+from shared.adapters.record_stores import ModelRegistry
+from shared.settings import Settings, azurite_connection_string
 
 
 @dataclass
@@ -94,7 +96,8 @@ class Stack:
             self._start("azurite", azurite_argv(c.local_dir / "azurite", c.blob_port, c.queue_port, c.table_port),
                         (c.blob_port, c.queue_port, c.table_port), {})
             step("starting the scoring endpoint")
-            self._start("scoring", python_argv("local.scoring_server", "--port", str(c.scoring_port)),
+            self._start("scoring", python_argv("local.scoring_server", "--port", str(c.scoring_port),
+                                               *self._live_model_args()),
                         (c.scoring_port,), {"SCORING_KEY": self.secrets["scoring_key"],
                                             "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"]})
             step("starting the pipeline endpoint")
@@ -113,6 +116,15 @@ class Stack:
             self.stop()
             raise
         self._write_state()
+
+    def _live_model_args(self) -> list[str]:
+        """After a restart the scoring endpoint serves the model the registry says is live."""
+        settings = Settings(storage_connection=self.config.connection_string, pipeline_endpoint_url="-")
+        registry = ModelRegistry(storage.ensure_table(storage.table_service(settings), settings.models_table))
+        live = registry.live()
+        if live is None or not Path(live.model_dir).exists():
+            return []
+        return ["--model-dir", live.model_dir, "--model-version", str(live.version)]
 
     def _start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str]) -> None:
         child = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
