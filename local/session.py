@@ -55,10 +55,22 @@ def _sample_records(path: Path, rows: int = 2) -> list[dict]:
 
     with path.open("rb") as fh:
         head = b"".join(itertools.islice(fh, rows + 1))
-    result = validate_csv(head, min_rows=1, max_bytes=10**9)
+    result = validate_csv(head, min_rows=1, max_bytes=10**9, require_both_classes=False)
     if not result.ok:
         return []
     return result.frame[list(schema.FEATURES)].to_dict(orient="records")
+
+
+def _audit_line(record) -> str:
+    """One finished trigger, as `retrain status` shows it."""
+    parts = [f"{record.trigger}:{record.function}", record.outcome]
+    if record.dataset_version:
+        parts.append(f"dataset v{record.dataset_version}")
+    if record.run_id:
+        parts.append(f"run {record.run_id}")
+    if record.model_version:
+        parts.append(f"model v{record.model_version}")
+    return " · ".join(parts) + (f" — {record.detail}" if record.detail else "")
 
 
 class _StopRequested(Exception):
@@ -76,7 +88,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: bool, timeout_s: float,
                 console: Console | None = None) -> int:
-    console = console or Console(stderr=False)
+    console = console or Console(log_path=False)
     stop = threading.Event()
     _install_signal_handlers(stop)
     stack = Stack(config)
@@ -115,7 +127,12 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
         if not once:
             console.log("serving. Upload more data with `.venv/bin/retrain upload FILE`; "
                         "history with `.venv/bin/retrain status`. Ctrl-C stops everything.")
+            shown = {r.id for r in audit.list()}
             while not stop.is_set():
+                for record in audit.list():
+                    if record.id not in shown and record.outcome != "in_progress":
+                        shown.add(record.id)
+                        console.log(_audit_line(record))
                 dead = stack.dead_children()
                 if dead:
                     console.log(f"[red]{', '.join(dead)} exited unexpectedly; see {stack.logs_dir}[/]")

@@ -11,9 +11,14 @@ from pathlib import Path
 
 def _stack_config(args):
     from local.connection import local_dir
+    from local.processes import free_port
     from local.stack import StackConfig
 
-    return StackConfig(local_dir=local_dir(), host_port=args.port, training_budget_s=args.budget_s)
+    config = StackConfig(local_dir=local_dir(), host_port=args.port, training_budget_s=args.budget_s)
+    if args.free_ports:
+        for name in ("blob_port", "queue_port", "table_port", "host_port", "pipeline_port", "scoring_port"):
+            setattr(config, name, free_port())
+    return config
 
 
 def cmd_session(args, *, upload: bool, once: bool) -> int:
@@ -111,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=7071, help="Functions host port (default 7071)")
         p.add_argument("--budget-s", type=int, default=30, help="training budget per pipeline run (s)")
         p.add_argument("--timeout-s", type=float, default=1800, help="give up waiting for a deploy after this")
+        p.add_argument("--free-ports", action="store_true",
+                       help="pick free loopback ports instead of 10000-10002/7071/8401/8402")
 
     up = sub.add_parser("up", help="start the embedded local stack and keep it serving until Ctrl-C")
     stack_flags(up)

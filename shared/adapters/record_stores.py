@@ -33,7 +33,7 @@ class AuditStore:
 
     def list(self, limit: int | None = None) -> list[AuditRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _AUDIT_PK})
-        records = sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: r.id)
+        records = sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: (r.started_at, r.id))
         return records[-limit:] if limit else records
 
 

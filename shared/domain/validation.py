@@ -87,7 +87,8 @@ def _first_ragged_line(text: str, dialect: Dialect) -> str | None:
     return None
 
 
-def validate_csv(data: bytes, *, min_rows: int, max_bytes: int, target: str = schema.TARGET) -> ValidationResult:
+def validate_csv(data: bytes, *, min_rows: int, max_bytes: int, target: str = schema.TARGET,
+                 require_both_classes: bool = True) -> ValidationResult:
     """Check schema, types, target and row count; never raises for bad input, returns the errors."""
     result = ValidationResult()
     if len(data) > max_bytes:
@@ -177,7 +178,7 @@ def validate_csv(data: bytes, *, min_rows: int, max_bytes: int, target: str = sc
         result.errors.append(f"target '{target}' must be 'yes' or 'no': row {i + 2} has {frame[target].iloc[i]!r}")
     else:
         frame[target] = labels
-        if labels.nunique() < 2:
+        if require_both_classes and labels.nunique() < 2:
             result.errors.append(f"target '{target}' has only the class {labels.iloc[0]!r}; "
                                  "training needs both 'yes' and 'no'")
 

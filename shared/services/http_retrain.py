@@ -68,6 +68,6 @@ def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, run
     except Exception as exc:
         record.finish("failed", f"pipeline submit failed: {exc}")
         return _problem(502, "Bad Gateway", f"the pipeline endpoint did not accept the run: {exc}")
-    record.finish("submitted", f"dataset v{dataset.version} -> run {run.run_id} ({reason})")
+    record.finish("submitted", f"dataset v{dataset.version} submitted ({reason})")
     return HttpAnswer(202, {"id": run.run_id, "run_id": run.run_id, "status": "Submitted",
                             "dataset_version": dataset.version, "reason": reason, "audit_id": record.id})

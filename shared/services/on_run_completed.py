@@ -100,8 +100,8 @@ def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict
                            smoke_answer=answer.get("result"))
         if run.uploaded_at:
             record.data["upload_to_serving_s"] = round(record.stages["serving"] - run.uploaded_at, 3)
-        record.finish("deployed", f"model v{model.version} from run {run.run_id} serving "
-                                  f"(AUC {metrics.get('auc', float('nan')):.4f})")
+        record.finish("deployed", f"model v{model.version} serving (holdout AUC "
+                                  f"{metrics.get('auc', float('nan')):.4f})")
         audit.save(record)
         return record
     except Exception as exc:

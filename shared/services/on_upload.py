@@ -60,13 +60,13 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
     audit.save(record)
 
     try:
-        run = request_retrain(dataset, reason="upload", record=record, pipeline=pipeline, runs=runs,
+        request_retrain(dataset, reason="upload", record=record, pipeline=pipeline, runs=runs,
                               target=target, uploaded_at=blob.uploaded_at)
     except Exception as exc:
         # Recorded, then raised so the host retries the blob (the registration above is reused on retry).
         record.finish("failed", f"pipeline submit failed: {exc}")
         audit.save(record)
         raise
-    record.finish("submitted", f"dataset v{dataset.version} ({result.rows} rows) -> run {run.run_id}")
+    record.finish("submitted", f"dataset v{dataset.version} ({result.rows} rows, {result.dialect.name}) submitted")
     audit.save(record)
     return record

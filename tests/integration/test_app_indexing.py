@@ -1,0 +1,60 @@
+"""Index the real app exactly as the Python worker does: a fresh interpreter, the script root first on sys.path,
+the module named by PYTHON_SCRIPT_FILE_NAME, one FunctionApp, its functions and bindings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from local.processes import PROJECT_ROOT
+
+INDEX = """
+import json, sys
+from local.functions_host.loader import index_app
+functions = index_app(sys.argv[1])
+print(json.dumps({f.name: {"trigger": f.trigger_type, "bindings": f.bindings} for f in functions}))
+"""
+
+
+def index_in_fresh_interpreter(script_file: str | None):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_SCRIPT_FILE_NAME"}
+    if script_file:
+        env["PYTHON_SCRIPT_FILE_NAME"] = script_file
+    return subprocess.run([sys.executable, "-c", INDEX, str(PROJECT_ROOT)], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_main_py_indexes_the_expected_functions_and_bindings():
+    proc = index_in_fresh_interpreter("main.py")
+    assert proc.returncode == 0, proc.stderr
+    functions = json.loads(proc.stdout.splitlines()[-1])
+    assert sorted(functions) == ["blob_upload", "drift_timer", "retrain_http", "run_completed", "runs_get",
+                                 "runs_list"]
+    assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
+        {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
+         "connection": "AzureWebJobsStorage"}]}
+    assert functions["drift_timer"] == {"trigger": "timerTrigger", "bindings": [
+        {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%DRIFT_SCHEDULE%",
+         "runOnStartup": False, "useMonitor": True}]}
+    http_in, http_out = functions["retrain_http"]["bindings"]
+    assert http_in == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["POST"],
+                       "authLevel": "FUNCTION", "route": "retrain"}
+    assert http_out == {"direction": "OUT", "type": "http", "name": "$return"}
+    assert functions["run_completed"] == {"trigger": "eventGridTrigger", "bindings": [
+        {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]}
+    assert functions["runs_get"]["bindings"][0]["route"] == "runs/{id}"
+
+
+def test_the_default_entry_name_does_not_silently_pick_the_trigger_package():
+    """Without PYTHON_SCRIPT_FILE_NAME the worker looks for function_app.py; the function_app/ package must not
+    be mistaken for the app (it holds blueprints, not a FunctionApp)."""
+    proc = index_in_fresh_interpreter(None)
+    assert proc.returncode != 0
+    assert "function_app.py not found" in proc.stderr
+
+
+def test_local_settings_sample_names_main_py():
+    sample = json.loads((PROJECT_ROOT / "local.settings.sample.json").read_text())
+    assert sample["Values"]["PYTHON_SCRIPT_FILE_NAME"] == "main.py"
