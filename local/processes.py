@@ -46,7 +46,7 @@ class Child:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not open ports {self.ports} within {timeout:.0f}s; see {self.log_path}")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)

@@ -248,12 +248,19 @@ class FunctionsHost:
         self._state = "Stopping"
         log.info("Stopping the host: no new timer or blob invocations; waiting up to %.0fs for running ones",
                  timeout)
+        # One deadline for the whole stop (listeners, HTTP server, running invocations), so a supervisor's
+        # kill timeout that is a little longer than FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S is never reached.
+        deadline = loop.time() + timeout
         server.should_exit = True
         listeners = [listener.stop(timeout) for listener in (*self.timers.values(), *self.blobs)]
-        await asyncio.gather(*listeners, return_exceptions=True)
-        with contextlib.suppress(BaseException):
-            await server_task
-        if not await self.invoker.drain(timeout):
+
+        async def server_done() -> None:
+            with contextlib.suppress(BaseException):
+                await server_task
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*listeners, server_done(), return_exceptions=True), timeout)
+        if not await self.invoker.drain(max(0.0, deadline - loop.time())):
             log.warning("%d invocation(s) still running at shutdown", self.invoker.running)
         self.invoker.shutdown()
         self._state = "Stopped"
