@@ -33,9 +33,12 @@ def test_demo_exits_0_with_a_json_summary_when_a_new_model_answers(tmp_path, sma
                   "sample scoring request answered"):
         assert stage in proc.stdout, stage
     assert not (tmp_path / "local" / "stack.json").exists()
-    keys = json.loads((tmp_path / "local" / "secrets.json").read_text())
-    logs = "".join(p.read_text() for p in (tmp_path / "local" / "logs").glob("*.log")) + proc.stdout
-    for secret in keys.values():
+    keys = list(json.loads((tmp_path / "local" / "secrets.json").read_text()).values())
+    host_keys = json.loads((tmp_path / "local" / "secrets" / "host.json").read_text())
+    keys += [host_keys["masterKey"], *host_keys["functionKeys"].values(), *host_keys["systemKeys"].values()]
+    logs = "".join(p.read_text() for p in (tmp_path / "local" / "logs").glob("*.log")) + proc.stdout + proc.stderr
+    assert len(keys) >= 6 and all(len(k) >= 32 for k in keys)
+    for secret in keys:
         assert secret not in logs
 
 
