@@ -480,8 +480,10 @@ def test_blob_polling_rides_out_a_storage_outage(tmp_path):
         assert seen[0]["content"] == "after the outage"
         assert "storage is reachable again" in h.log()
     finally:
-        assert h.stop() == 0
-        storage.stop()
+        try:
+            assert h.stop() == 0
+        finally:
+            storage.stop()
 
 
 # Event Grid -------------------------------------------------------------------------------------------------------
