@@ -81,7 +81,8 @@ class EndpointConfig:
     storage_connection: str
     eventgrid_url: str | None
     pipeline_id: str = DEFAULT_PIPELINE_ID
-    datastores: tuple[str, ...] = ("workspaceblobstore",)
+    # Datastore name -> Azurite container, as a workspace datastore names one container of an account.
+    datastores: dict[str, str] = field(default_factory=lambda: {"workspaceblobstore": "datasets"})
     default_budget_s: int = 30
     mlflow_uri: str | None = None
     delivery_attempts: int = 8
@@ -159,7 +160,8 @@ class RunWorker:
         self._persist(run)
         data_file = inputs / "data.csv"
         (path_ref,) = run.data_paths.values()
-        container, _, blob_path = path_ref["RelativePath"].partition("/")
+        container = self.config.datastores[path_ref["DataStoreName"]]
+        blob_path = path_ref["RelativePath"].lstrip("/")
         blobs = BlobServiceClient.from_connection_string(self.config.storage_connection)
         with open(data_file, "wb") as fh:
             blobs.get_blob_client(container, blob_path).download_blob().readinto(fh)
@@ -271,9 +273,9 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
                                             "required, with DataStoreName and RelativePath.")
         (ref,) = data_paths.values()
         if not isinstance(ref, dict) or ref.get("DataStoreName") not in config.datastores or \
-                "/" not in str(ref.get("RelativePath", "")):
-            return _error(400, "UserError", f"DataPathAssignments must name a datastore in {config.datastores} "
-                                            "and a RelativePath of container/path.")
+                not str(ref.get("RelativePath", "")).strip("/"):
+            return _error(400, "UserError", f"DataPathAssignments must name a datastore in {sorted(config.datastores)} "
+                                            "and a RelativePath inside it.")
         run = LocalRun(run_id=str(uuid.uuid4()), pipeline_id=pipeline_id, experiment=str(body["ExperimentName"]),
                        parameters={str(k): str(v) for k, v in params.items()}, data_paths=data_paths,
                        topic=f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
@@ -304,6 +306,12 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
     return app
 
 
+def _parse_datastores(text: str) -> dict[str, str]:
+    """`name=container[,name=container]`: the datastores this local workspace has."""
+    pairs = [item.split("=", 1) for item in text.split(",") if "=" in item]
+    return {name.strip(): container.strip() for name, container in pairs}
+
+
 def submit_url(base: str, pipeline_id: str = DEFAULT_PIPELINE_ID) -> str:
     """The URL users would copy from the portal, pointed at the local endpoint."""
     path = PREFIX.format(sub="00000000-0000-0000-0000-000000000000", rg="local-rg", ws="local-ws")
@@ -322,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
         token=os.environ["LOCAL_PIPELINE_TOKEN"], runs_dir=args.runs_dir,
         storage_connection=os.environ["AzureWebJobsStorage"], eventgrid_url=os.environ.get("EVENTGRID_WEBHOOK_URL"),
         default_budget_s=int(os.environ.get("TRAINING_BUDGET_S", "30")),
-        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI"))
+        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        datastores=_parse_datastores(os.environ.get("LOCAL_DATASTORES", "workspaceblobstore=datasets")))
     worker = RunWorker(config)
     worker.start()
     app = create_app(config, worker)

@@ -107,6 +107,7 @@ class Stack:
                                              "AzureWebJobsStorage": c.connection_string,
                                              "EVENTGRID_WEBHOOK_URL": self.eventgrid_webhook(),
                                              "TRAINING_BUDGET_S": str(c.training_budget_s),
+                                             "LOCAL_DATASTORES": "workspaceblobstore=datasets",
                                              "MLFLOW_TRACKING_URI": (c.local_dir / "mlruns").resolve().as_uri()})
             step("starting the Functions host")
             self._start("functions", python_argv("local.functions_host", "--script-root", str(PROJECT_ROOT),

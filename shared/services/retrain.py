@@ -25,7 +25,7 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
     params = {"dataset_name": dataset.name, "dataset_version": dataset.version, "reason": reason,
               "trigger_id": record.id, "budget_s": target.budget_s, **(parameters or {})}
     data_paths = {target.data_input: {"DataStoreName": target.datastore,
-                                      "RelativePath": f"{dataset.container}/{dataset.path}"}}
+                                      "RelativePath": dataset.path}}
     record.stage("posted")
     run = pipeline.submit(experiment=target.experiment, parameters=params, data_paths=data_paths)
     record.stage("accepted")

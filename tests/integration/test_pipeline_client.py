@@ -47,7 +47,7 @@ def test_submit_sends_the_documented_request(httpserver, client):
         "RunSource": "SDK",
         "ParameterAssignments": {"dataset_version": "3", "reason": "upload"},
         "DataPathAssignments": {"training_data": {"DataStoreName": "workspaceblobstore",
-                                                  "RelativePath": "datasets/bankmarketing/v3/data.csv"}},
+                                                  "RelativePath": "bankmarketing/v3/data.csv"}},
     }
     httpserver.expect_oneshot_request(
         f"{PATH}/PipelineSubmit/{PIPELINE_ID}", method="POST", json=expected_body,

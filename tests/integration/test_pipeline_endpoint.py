@@ -38,7 +38,8 @@ def endpoint(azurite, tmp_path_factory, small_bank_csv):
                         ports=(port,), log_dir=root,
                         env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
                              "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
-                             "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri()})
+                             "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                             "LOCAL_DATASTORES": f"workspaceblobstore={container}"})
     child.wait_ready(60)
     client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN),
                                      max_retries=0)
@@ -69,7 +70,7 @@ def _events_for(events, run_id, timeout=30):
 
 
 def _data_paths(container, path):
-    return {"training_data": {"DataStoreName": "workspaceblobstore", "RelativePath": f"{container}/{path}"}}
+    return {"training_data": {"DataStoreName": "workspaceblobstore", "RelativePath": path}}
 
 
 def test_submit_requires_a_bearer_token(endpoint):

@@ -76,7 +76,7 @@ def test_valid_upload_registers_a_version_and_posts_it(stores, pipeline, httpser
     assert sent["ParameterAssignments"]["trigger_id"] == record.id
     assert sent["DataPathAssignments"] == {"training_data": {
         "DataStoreName": "workspaceblobstore",
-        "RelativePath": f"{stores['containers']['datasets']}/bankmarketing/v1/data.csv"}}
+        "RelativePath": "bankmarketing/v1/data.csv"}}
     assert record.outcome == "submitted" and record.run_id == "run-1" and record.dataset_version == 1
     assert {"uploaded", "seen", "validated", "registered", "posted", "accepted"} <= set(record.stages)
     saved = stores["audit"].get(record.id)
