@@ -18,8 +18,8 @@ from local.stack import Stack, StackConfig
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PublishedPipelineClient
-from shared.adapters.record_stores import AuditStore
 from shared.adapters.scoring import ScoringClient
+from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.settings import Settings
 
@@ -100,8 +100,7 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
             stack.start(on_step=lambda msg: console.log(msg))
         console.log(f"[green]local stack up[/] in {time.time() - started:.1f}s — Functions host {config.host_url}, "
                     f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
-        settings = Settings(storage_connection=config.connection_string, pipeline_endpoint_url=config.pipeline_url)
-        audit = AuditStore(storage.ensure_table(storage.table_service(settings), settings.audit_table))
+        audit = build_stores(Settings(storage_connection=config.connection_string)).audit
         pipeline = PublishedPipelineClient(config.pipeline_url, StaticTokenCredential(stack.secrets["pipeline_token"]))
         scorer = ScoringClient(config.scoring_url, stack.secrets["scoring_key"])
         if upload:

@@ -15,8 +15,7 @@ from local import stack_secrets
 from local.functions_host.keys import load_or_create_keys
 from local.pipeline_endpoint import submit_url
 from local.processes import PROJECT_ROOT, Child, azurite_argv, python_argv, start_child
-from shared.adapters import storage
-from shared.adapters.record_stores import ModelRegistry
+from shared.bootstrap import build_stores
 from shared.settings import Settings, azurite_connection_string
 
 
@@ -120,9 +119,7 @@ class Stack:
 
     def _live_model_args(self) -> list[str]:
         """After a restart the scoring endpoint serves the model the registry says is live."""
-        settings = Settings(storage_connection=self.config.connection_string, pipeline_endpoint_url="-")
-        registry = ModelRegistry(storage.ensure_table(storage.table_service(settings), settings.models_table))
-        live = registry.live()
+        live = build_stores(Settings(storage_connection=self.config.connection_string)).models.live()
         if live is None or not Path(live.model_dir).exists():
             return []
         return ["--model-dir", live.model_dir, "--model-version", str(live.version)]

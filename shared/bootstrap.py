@@ -23,6 +23,28 @@ from shared.settings import Settings, SettingsError, get_settings
 
 
 @dataclass(frozen=True)
+class Stores:
+    """The durable records, which need nothing but storage (the CLI reads them too)."""
+
+    datasets: DatasetStore
+    audit: AuditStore
+    runs: RunStore
+    models: ModelRegistry
+
+
+def build_stores(settings: Settings, credential=None) -> Stores:
+    blobs = storage.blob_service(settings, credential)
+    tables = storage.table_service(settings, credential)
+    return Stores(
+        datasets=DatasetStore(blobs, storage.ensure_table(tables, settings.datasets_table),
+                              container=settings.datasets_container, name=settings.dataset_name),
+        audit=AuditStore(storage.ensure_table(tables, settings.audit_table)),
+        runs=RunStore(storage.ensure_table(tables, settings.runs_table)),
+        models=ModelRegistry(storage.ensure_table(tables, settings.models_table)),
+    )
+
+
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     datasets: DatasetStore
@@ -49,7 +71,7 @@ def build(settings: Settings) -> Services:
     azure = settings.mode == "azure"
     storage_credential = azure_credential() if (azure and settings.storage_account_url) else None
     blobs = storage.blob_service(settings, storage_credential)
-    tables = storage.table_service(settings, storage_credential)
+    stores = build_stores(settings, storage_credential)
     for container in (settings.incoming_container, settings.datasets_container, settings.quarantine_container):
         storage.ensure_container(blobs, container)
 
@@ -63,12 +85,11 @@ def build(settings: Settings) -> Services:
 
     return Services(
         settings=settings,
-        datasets=DatasetStore(blobs, storage.ensure_table(tables, settings.datasets_table),
-                              container=settings.datasets_container, name=settings.dataset_name),
+        datasets=stores.datasets,
         quarantine=Quarantine(blobs, settings.quarantine_container),
-        audit=AuditStore(storage.ensure_table(tables, settings.audit_table)),
-        runs=RunStore(storage.ensure_table(tables, settings.runs_table)),
-        models=ModelRegistry(storage.ensure_table(tables, settings.models_table)),
+        audit=stores.audit,
+        runs=stores.runs,
+        models=stores.models,
         pipeline=PublishedPipelineClient(settings.pipeline_endpoint_url, pipeline_credential,
                                          scope=settings.pipeline_token_scope, timeout_s=settings.pipeline_timeout_s,
                                          max_retries=settings.pipeline_max_retries),

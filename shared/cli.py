@@ -72,8 +72,7 @@ def cmd_status(args) -> int:
     from rich.table import Table
 
     from local.connection import StackNotRunning, find_stack
-    from shared.adapters import storage
-    from shared.adapters.record_stores import AuditStore
+    from shared.bootstrap import build_stores
     from shared.settings import Settings
 
     try:
@@ -81,9 +80,7 @@ def cmd_status(args) -> int:
     except StackNotRunning as exc:
         print(f"retrain status: {exc}", file=sys.stderr)
         return 1
-    settings = Settings(storage_connection=stack.storage_connection, pipeline_endpoint_url="-")
-    audit = AuditStore(storage.ensure_table(storage.table_service(settings), settings.audit_table))
-    records = audit.list(limit=args.limit)
+    records = build_stores(Settings(storage_connection=stack.storage_connection)).audit.list(limit=args.limit)
     if args.json:
         for record in records:
             print(json.dumps(record.to_dict(), default=str))

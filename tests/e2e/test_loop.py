@@ -15,10 +15,8 @@ from azure.storage.blob import BlobServiceClient
 from local.processes import free_port
 from local.session import upload_file
 from local.stack import Stack, StackConfig
-from shared.adapters import storage
-from shared.adapters.dataset_store import DatasetStore
-from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import ScoringClient
+from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.validation import canonical_csv, content_hash
 from shared.settings import Settings
@@ -34,13 +32,8 @@ def stack(tmp_path_factory):
                          drift_schedule="0 0 0 1 1 *", extra_settings={"MIN_ROWS": "200"})
     s = Stack(config)
     s.start()
-    settings = Settings(storage_connection=config.connection_string, pipeline_endpoint_url="-")
-    tables = storage.table_service(settings)
-    s.audit = AuditStore(storage.ensure_table(tables, "audit"))
-    s.runs = RunStore(storage.ensure_table(tables, "runs"))
-    s.models = ModelRegistry(storage.ensure_table(tables, "models"))
-    s.datasets = DatasetStore(storage.blob_service(settings), storage.ensure_table(tables, "datasets"),
-                              container="datasets", name="bankmarketing")
+    stores = build_stores(Settings(storage_connection=config.connection_string))
+    s.audit, s.runs, s.models, s.datasets = stores.audit, stores.runs, stores.models, stores.datasets
     s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"])
     yield s
     s.stop()
