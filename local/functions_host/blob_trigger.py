@@ -21,6 +21,7 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient, ContainerClie
 from azure.storage.queue import QueueClient
 
 from local.functions_host.invoker import Invoker
+from local.functions_host.lifecycle import stop_tasks
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
 from local.functions_host.storage import POISON_QUEUE, ensure_blob, ensure_queue, is_conflict
@@ -165,14 +166,7 @@ class BlobTriggerListener:
     async def stop(self, timeout: float) -> None:
         self._stopping = True
         self._wake.set()
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
+        await stop_tasks((self._task, *self._tasks), timeout)
 
     # polling -------------------------------------------------------------------------------------------------
     async def _run(self) -> None:

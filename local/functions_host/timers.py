@@ -14,6 +14,7 @@ from azure.functions.timer import TimerRequestConverter
 from azure.storage.blob import ContainerClient
 
 from local.functions_host.invoker import Invoker
+from local.functions_host.lifecycle import stop_tasks
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
 from local.functions_host.ncrontab import Schedule
@@ -106,14 +107,7 @@ class TimerListener:
     async def stop(self, timeout: float) -> None:
         self._stopping = True
         self._wake.set()
-        tasks = [t for t in (self._task, *self._manual) if t is not None]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
+        await stop_tasks((self._task, *self._manual), timeout)
 
     def fire_now(self) -> None:
         """Run once now (the admin API); waits for a running occurrence, never overlaps it."""

@@ -4,7 +4,6 @@ pipeline endpoint (real training) and the scoring server, all as processes on lo
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pandas as pd
@@ -20,6 +19,7 @@ from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.validation import canonical_csv, content_hash
 from shared.settings import Settings
+from tests.waiting import wait_for as _wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +39,10 @@ def stack(tmp_path_factory):
     s.stop()
 
 
+
 def wait_for(predicate, timeout=180, every=0.5, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Training runs take a while: the e2e defaults are longer."""
+    return _wait_for(predicate, timeout=timeout, every=every, what=what)
 
 
 def completion_for(stack, run_id):

@@ -23,6 +23,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from local.functions_host.keys import HostKeys, load_or_create_keys
 from local.functions_host.storage import LeaseLock
 from local.processes import PROJECT_ROOT, Child, azurite_argv, free_port, python_argv, start_child
+from tests.waiting import wait_for
 
 SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "sample_app"
 SETTINGS = SAMPLE / "sample.settings.json"
@@ -31,14 +32,6 @@ SAMPLE_FUNCTIONS = {"hello", "items_latest", "items_get", "admin_only", "boom", 
                     "mismatched"}
 
 
-def wait_for(predicate, timeout=15.0, every=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def suffix() -> str:
