@@ -62,6 +62,7 @@ class LocalRun:
     ended: str | None = None
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    delivered: bool = False  # its terminal event reached the subscriber (at-least-once across restarts)
 
     def to_json(self) -> dict[str, Any]:
         code = {"NotStarted": "NotStarted", "Queued": "NotStarted", "Running": "Running",
@@ -100,9 +101,11 @@ class RunWorker:
         self._thread = threading.Thread(target=self._loop, name="pipeline-runs", daemon=True)
         self._current: subprocess.Popen | None = None
         self._stopping = False
+        self._undelivered: list[LocalRun] = []
         self._load()
 
     def _load(self) -> None:
+        """Runs cut short by a stop end as Failed; ended runs whose event was never delivered are re-sent."""
         for path in sorted(self.config.runs_dir.glob("*/run.json")):
             try:
                 data = json.loads(path.read_text())
@@ -110,12 +113,22 @@ class RunWorker:
             except (ValueError, TypeError):
                 continue
             if run.status in ("NotStarted", "Queued", "Running"):
-                run.status, run.error, run.ended = "Failed", "pipeline endpoint restarted during the run", _now_iso()
+                run.status, run.error, run.ended = "Failed", "pipeline endpoint stopped during the run", _now_iso()
                 self._persist(run)
+            if not run.delivered:
+                self._undelivered.append(run)
             self.runs[run.run_id] = run
 
     def start(self) -> None:
         self._thread.start()
+        if self._undelivered:
+            threading.Thread(target=self._redeliver, name="pipeline-redeliver", daemon=True).start()
+
+    def _redeliver(self) -> None:
+        for run in self._undelivered:
+            if self._stopping:
+                return
+            self._deliver(run)
 
     def stop(self) -> None:
         self._stopping = True
@@ -191,7 +204,8 @@ class RunWorker:
             log.info("run %s completed", run.run_id)
         else:
             run.status = "Canceled" if self._stopping else "Failed"
-            run.error = status.get("error") or f"training process exited with code {code}"
+            ended = f"was stopped by signal {-code}" if code < 0 else f"exited with code {code}"
+            run.error = status.get("error") or f"training process {ended}"
             log.warning("run %s failed: %s", run.run_id, run.error)
 
     def event_for(self, run: LocalRun) -> dict[str, Any]:
@@ -225,6 +239,8 @@ class RunWorker:
                     "aeg-metadata-version": "1"})
                 if response.status_code < 300:
                     log.info("run %s: delivered %s (attempt %d)", run.run_id, event["eventType"], attempt)
+                    run.delivered = True
+                    self._persist(run)
                     return
                 log.warning("run %s: event delivery answered %s (attempt %d)", run.run_id,
                             response.status_code, attempt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -124,3 +125,41 @@ def test_a_failing_run_reports_failed_status_changed(endpoint):
     ((_, event),) = _events_for(endpoint["events"], run.run_id)
     assert event["eventType"] == "Microsoft.MachineLearningServices.RunStatusChanged"
     assert event["data"]["runStatus"] == "Failed"
+
+
+def test_runs_cut_short_by_a_stop_are_failed_and_reported_after_restart(azurite, tmp_path):
+    """At-least-once: a run interrupted by Ctrl-C ends as Failed and its event is sent when the endpoint is back."""
+    from pytest_httpserver import HTTPServer
+
+    from local.pipeline_endpoint import LocalRun
+
+    events = HTTPServer(host="127.0.0.1", port=free_port())
+    events.start()
+    events.expect_request("/hook", method="POST").respond_with_data("", status=202)
+    interrupted = LocalRun(run_id="r-interrupted", pipeline_id=DEFAULT_PIPELINE_ID, experiment="bank-test",
+                           parameters={"trigger_id": "t-9"}, data_paths={}, topic="/subscriptions/s",
+                           status="Running")
+    delivered = LocalRun(run_id="r-done", pipeline_id=DEFAULT_PIPELINE_ID, experiment="bank-test", parameters={},
+                         data_paths={}, topic="/subscriptions/s", status="Completed", delivered=True)
+    for run in (interrupted, delivered):
+        (tmp_path / "runs" / run.run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run.run_id / "run.json").write_text(json.dumps(run.__dict__))
+    port = free_port()
+    child = start_child("pipeline-restart", python_argv("local.pipeline_endpoint", "--port", str(port), "--runs-dir",
+                                                        str(tmp_path / "runs")), ports=(port,), log_dir=tmp_path,
+                        env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
+                             "EVENTGRID_WEBHOOK_URL": events.url_for("/hook")})
+    try:
+        child.wait_ready(60)
+        client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN))
+        run = client.get_run("r-interrupted")
+        assert run.status == "Failed" and "stopped during the run" in run.raw["Status"]["StatusDetail"]
+        ((_, event),) = _events_for(events, "r-interrupted")
+        assert event["data"]["runStatus"] == "Failed"
+        time.sleep(1.0)
+        assert [e for e in events.log if "r-done" in e[0].get_data(as_text=True)] == []
+        saved = json.loads((tmp_path / "runs" / "r-interrupted" / "run.json").read_text())
+        assert saved["delivered"] is True
+    finally:
+        child.stop()
+        events.stop()
