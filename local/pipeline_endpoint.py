@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from local.processes import PROJECT_ROOT
+from shared.domain import pipeline_params
 
 log = logging.getLogger("pipeline-endpoint")
 
@@ -178,13 +179,13 @@ class RunWorker:
         blobs = BlobServiceClient.from_connection_string(self.config.storage_connection)
         with open(data_file, "wb") as fh:
             blobs.get_blob_client(container, blob_path).download_blob().readinto(fh)
-        params = run.parameters
-        budget = str(params.get("budget_s", self.config.default_budget_s))
+        params = pipeline_params.with_defaults(pipeline_params.validate(run.parameters))
+        budget = str(run.parameters.get("time_budget_s", self.config.default_budget_s))
         argv = [sys.executable, "-m", "shared.training.job", "--data", str(data_file), "--out", str(outputs),
                 "--budget-s", budget,
                 "--seed", str(params.get("seed", 42)), "--run-id", run.run_id,
                 "--dataset-version", str(params.get("dataset_version", "")),
-                "--experiment", run.experiment]
+                "--experiment", str(run.parameters.get("experiment_name") or run.experiment)]
         if params.get("exclude_columns"):
             argv += ["--exclude-columns", str(params["exclude_columns"])]
         if self.config.mlflow_uri:
@@ -283,8 +284,12 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
         if not isinstance(body, dict) or not body.get("ExperimentName"):
             return _error(400, "UserError", "ExperimentName is required.")
         params = body.get("ParameterAssignments") or {}
+        try:
+            pipeline_params.validate(params)
+        except pipeline_params.ParameterError as exc:
+            return _error(400, "UserError", str(exc))
         data_paths = body.get("DataPathAssignments") or {}
-        if not isinstance(params, dict) or not isinstance(data_paths, dict) or len(data_paths) != 1:
+        if not isinstance(data_paths, dict) or len(data_paths) != 1:
             return _error(400, "UserError", "Exactly one DataPathAssignments entry (the training data) is "
                                             "required, with DataStoreName and RelativePath.")
         (ref,) = data_paths.values()

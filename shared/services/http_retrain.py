@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, new_id
 from shared.services.retrain import PipelineTarget, request_retrain
 
@@ -62,9 +63,17 @@ def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, run
     parameters = request.get("parameters") or {}
     if not isinstance(parameters, dict):
         return _problem(400, "Bad Request", "field 'parameters' must be an object")
+    reserved = sorted(set(parameters) & {"dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason"})
+    if reserved:
+        return _problem(400, "Bad Request", f"parameters.{reserved[0]} is set by the service; use the top-level "
+                                            "'dataset' and 'reason' fields")
+    try:
+        parameters = pipeline_params.validate(parameters)
+    except pipeline_params.ParameterError as exc:
+        return _problem(400, "Bad Request", f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}")
     try:
         run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs, target=target,
-                              parameters={k: v for k, v in parameters.items() if isinstance(k, str)})
+                              parameters=parameters)
     except Exception as exc:
         record.finish("failed", f"pipeline submit failed: {exc}")
         return _problem(502, "Bad Gateway", f"the pipeline endpoint did not accept the run: {exc}")

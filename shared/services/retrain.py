@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, DatasetVersion, RunRecord
 
 
@@ -23,7 +24,8 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
                     target: PipelineTarget, parameters: dict[str, Any] | None = None,
                     uploaded_at: float | None = None) -> RunRecord:
     params = {"dataset_name": dataset.name, "dataset_version": dataset.version, "reason": reason,
-              "trigger_id": record.id, "budget_s": target.budget_s, **(parameters or {})}
+              "trigger_id": record.id, "time_budget_s": target.budget_s, **(parameters or {})}
+    pipeline_params.validate(params)  # the pipeline refuses unknown names anyway: fail before the POST
     data_paths = {target.data_input: {"DataStoreName": target.datastore,
                                       "RelativePath": dataset.path}}
     record.stage("posted")

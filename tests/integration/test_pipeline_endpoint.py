@@ -94,9 +94,23 @@ def test_bad_requests_get_azure_style_errors(endpoint):
                                   data_paths={"x": {"DataStoreName": "other", "RelativePath": "a/b"}})
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    ({"time_budget_s": "soon"}, "parameter 'time_budget_s': must be an integer; got 'soon'"),
+    ({"budget_s": 5}, "parameter 'budget_s': unknown parameter"),
+    ({"primary_metric": "f1"}, "parameter 'primary_metric': must be one of AUC_weighted"),
+    ({"exclude_columns": "y"}, "parameter 'exclude_columns': unknown column(s) y"),
+])
+def test_unknown_or_ill_typed_parameters_are_a_400_naming_them(endpoint, params, message):
+    r = requests.post(endpoint["client"].submit_url, headers={"Authorization": f"Bearer {TOKEN}"},
+                      json={"ExperimentName": "e", "ParameterAssignments": params,
+                            "DataPathAssignments": _data_paths(endpoint["container"], "bank/v1/data.csv")})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "UserError" and r.json()["error"]["message"].startswith(message)
+
+
 def test_a_run_trains_a_real_model_and_delivers_run_completed(endpoint):
     client = endpoint["client"]
-    run = client.submit(experiment="bank-test", parameters={"dataset_version": 1, "budget_s": 3,
+    run = client.submit(experiment="bank-test", parameters={"dataset_version": 1, "time_budget_s": 3,
                                                            "trigger_id": "t-1"},
                         data_paths=_data_paths(endpoint["container"], "bank/v1/data.csv"))
     assert run.status == "NotStarted"
@@ -117,7 +131,7 @@ def test_a_run_trains_a_real_model_and_delivers_run_completed(endpoint):
 
 def test_a_failing_run_reports_failed_status_changed(endpoint):
     client = endpoint["client"]
-    run = client.submit(experiment="bank-test", parameters={"budget_s": 2},
+    run = client.submit(experiment="bank-test", parameters={"time_budget_s": 2},
                         data_paths=_data_paths(endpoint["container"], "bank/v2/data.csv"))
     done = _wait(client, run.run_id)
     assert done.status == "Failed"

@@ -167,7 +167,11 @@ def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver
                                   audit=s["audit"])
     assert answer.status == 202 and answer.body["run_id"] == "run-h" and answer.body["dataset_version"] == 1
     assert stores["audit"].get(record.id).outcome == "submitted"
-    for body, status, text in [(b"{not json", 400, "not valid JSON"), (b"[]", 400, "JSON object"),
+    for body, status, text in [(b'{"dataset": "latest", "parameters": {"seed": "x"}}', 400,
+                                "parameters.seed: must be an integer; got 'x'"),
+                               (b'{"dataset": "latest", "parameters": {"trigger_id": "x"}}', 400,
+                                "parameters.trigger_id is set by the service"),
+                               (b"{not json", 400, "not valid JSON"), (b"[]", 400, "JSON object"),
                                (b"{}", 400, "'dataset' is required"), (b'{"dataset": "v9"}', 404, "does not exist"),
                                (b'{"dataset": "abc"}', 400, 'must be "latest"')]:
         answer, record = retrain_http(body, target=TARGET, pipeline=pipeline, datasets=s["datasets"],
