@@ -105,6 +105,25 @@ def cmd_train(args) -> int:
     return job.main(argv)
 
 
+def cmd_evaluate(args) -> int:
+    from shared.training.evaluate import EvaluationError, evaluate
+
+    path = Path(args.data)
+    if not path.is_file():
+        print(f"retrain evaluate: {path} is not a file", file=sys.stderr)
+        return 2
+    try:
+        figures = evaluate(Path(args.model), path.read_bytes())
+    except EvaluationError as exc:
+        print(f"retrain evaluate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print("  ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--budget-s", type=int, default=60)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--exclude-columns", default="")
+
+    evaluate = sub.add_parser("evaluate", help="score a labelled CSV with a saved model: rows, AUC, accuracy, F1")
+    evaluate.add_argument("--model", required=True, help="the MLflow model directory (…/model)")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -152,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "upload": lambda: cmd_upload(args),
         "status": lambda: cmd_status(args),
         "train": lambda: cmd_train(args),
+        "evaluate": lambda: cmd_evaluate(args),
     }
     return handlers[args.command]()
 

@@ -1,0 +1,53 @@
+"""Score a labelled file with a saved model: the figures Azure AutoML reports, computed the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from shared.domain import schema
+from shared.domain.validation import validate_csv
+
+BATCH = 5000
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+def auc_weighted(y_true: np.ndarray, p_yes: np.ndarray) -> float:
+    """AutoML's AUC_weighted: one-vs-rest AUC per class, averaged with class support as weights."""
+    onehot = np.column_stack([1 - y_true, y_true])
+    return float(roc_auc_score(onehot, np.column_stack([1 - p_yes, p_yes]), average="weighted"))
+
+
+def evaluate(model_dir: Path, data: bytes, *, max_bytes: int = 2 * 1024**3) -> dict:
+    from shared.scoring.runtime import ModelLoadError, ScoringInputError, ScoringModel
+
+    result = validate_csv(data, min_rows=1, max_bytes=max_bytes)
+    if not result.ok:
+        raise EvaluationError(f"cannot evaluate on this file: {result.reason()}")
+    try:
+        model = ScoringModel.load(model_dir, version="evaluated")
+    except (ModelLoadError, OSError) as exc:
+        raise EvaluationError(f"cannot load a model from {model_dir}: {exc}") from None
+    frame = result.frame
+    records = frame[[c for c in schema.FEATURES if c in model.features]].to_dict(orient="records")
+    labels: list[str] = []
+    probabilities: list[float] = []
+    try:
+        for start in range(0, len(records), BATCH):
+            answer = model.predict_records(records[start:start + BATCH])
+            labels += answer["result"]
+            probabilities += answer["probabilities"]
+    except ScoringInputError as exc:
+        raise EvaluationError(f"the model cannot score this file: {exc}") from None
+    y_true = (frame[schema.TARGET] == "yes").to_numpy().astype(int)
+    p_yes = np.asarray(probabilities, dtype=float)
+    y_pred = (np.asarray(labels) == "yes").astype(int)
+    return {"rows": len(frame), "auc": round(float(roc_auc_score(y_true, p_yes)), 6),
+            "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
+            "f1": round(float(f1_score(y_true, y_pred)), 6),
+            "auc_weighted": round(auc_weighted(y_true, p_yes), 6)}
