@@ -13,7 +13,7 @@ from functools import lru_cache
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
-from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import AzureOnlineDeployer, LocalScoringDeployer, ScoringClient
@@ -52,7 +52,7 @@ class Services:
     audit: AuditStore
     runs: RunStore
     models: ModelRegistry
-    pipeline: PublishedPipelineClient
+    pipeline: PublishedPipelineClient | BatchEndpointPipelineClient
     deployer: object
     scorer: ScoringClient | None
     target: PipelineTarget
@@ -65,6 +65,17 @@ def _secret(name: str) -> str:
     if not value:
         raise SettingsError(f"secret setting {name} is not set")
     return value
+
+
+def pipeline_client(settings: Settings, credential) -> PublishedPipelineClient | BatchEndpointPipelineClient:
+    """v1 published pipeline / pipeline endpoint, or v2 pipeline component behind a batch endpoint."""
+    common = {"timeout_s": settings.pipeline_timeout_s, "max_retries": settings.pipeline_max_retries}
+    if settings.pipeline_kind == "batch-endpoint":
+        return BatchEndpointPipelineClient(settings.pipeline_endpoint_url, credential,
+                                           workspace_id=settings.azureml_workspace_id,
+                                           deployment=settings.pipeline_batch_deployment or None, **common)
+    return PublishedPipelineClient(settings.pipeline_endpoint_url, credential, scope=settings.pipeline_token_scope,
+                                   **common)
 
 
 def build(settings: Settings) -> Services:
@@ -90,9 +101,7 @@ def build(settings: Settings) -> Services:
         audit=stores.audit,
         runs=stores.runs,
         models=stores.models,
-        pipeline=PublishedPipelineClient(settings.pipeline_endpoint_url, pipeline_credential,
-                                         scope=settings.pipeline_token_scope, timeout_s=settings.pipeline_timeout_s,
-                                         max_retries=settings.pipeline_max_retries),
+        pipeline=pipeline_client(settings, pipeline_credential),
         deployer=deployer,
         scorer=scorer,
         target=PipelineTarget(experiment=settings.pipeline_experiment, datastore=settings.pipeline_datastore,

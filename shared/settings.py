@@ -66,6 +66,9 @@ class Settings:
     dataset_name: str = "bankmarketing"
     # The published pipeline (Azure ML v1 REST contract).
     pipeline_endpoint_url: str = ""  # PIPELINE_ENDPOINT_URL: the full .../PipelineRuns/PipelineSubmit/{id} URL
+    pipeline_kind: str = "published"  # PIPELINE_KIND: "published" (v1 REST) or "batch-endpoint" (v2)
+    azureml_workspace_id: str = ""  # AZUREML_WORKSPACE_ID: ARM id, for v2 job status
+    pipeline_batch_deployment: str = ""  # PIPELINE_BATCH_DEPLOYMENT: v2 deployment to invoke (default: endpoint's)
     pipeline_experiment: str = "bankmarketing-retrain"
     pipeline_token_scope: str = "https://management.azure.com/.default"  # noqa: S105 - a scope, not a secret
     pipeline_datastore: str = "workspaceblobstore"
@@ -103,6 +106,9 @@ class Settings:
             models_table=env.get("MODELS_TABLE", "models"),
             dataset_name=env.get("DATASET_NAME", "bankmarketing"),
             pipeline_endpoint_url=env.get("PIPELINE_ENDPOINT_URL", ""),
+            pipeline_kind=env.get("PIPELINE_KIND", "published").strip().lower(),
+            azureml_workspace_id=env.get("AZUREML_WORKSPACE_ID", ""),
+            pipeline_batch_deployment=env.get("PIPELINE_BATCH_DEPLOYMENT", ""),
             pipeline_experiment=env.get("PIPELINE_EXPERIMENT_NAME", "bankmarketing-retrain"),
             pipeline_token_scope=env.get("PIPELINE_TOKEN_SCOPE", "https://management.azure.com/.default"),
             pipeline_datastore=env.get("PIPELINE_DATASTORE", "workspaceblobstore"),
@@ -121,6 +127,11 @@ class Settings:
         )
         if not (s.storage_connection or s.storage_account_url):
             raise SettingsError("set AzureWebJobsStorage (a connection string) or STORAGE_ACCOUNT_URL")
+        if s.pipeline_kind not in ("published", "batch-endpoint"):
+            raise SettingsError("setting PIPELINE_KIND must be 'published' or 'batch-endpoint', "
+                                f"got {s.pipeline_kind!r}")
+        if s.pipeline_kind == "batch-endpoint" and not s.azureml_workspace_id:
+            raise SettingsError("PIPELINE_KIND=batch-endpoint needs AZUREML_WORKSPACE_ID (the workspace's ARM id)")
         if not s.pipeline_endpoint_url:
             raise SettingsError("set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL")
         return s

@@ -79,15 +79,16 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
 
 
-class PublishedPipelineClient:
-    def __init__(self, submit_url: str, credential: Any, *, scope: str = "https://management.azure.com/.default",
-                 session: requests.Session | None = None, timeout_s: float = 30.0, max_retries: int = 4,
-                 backoff_s: float = 1.0, sleep: Callable[[float], None] = time.sleep):
-        if "/PipelineRuns/" not in submit_url:
-            raise ValueError("PIPELINE_ENDPOINT_URL must be a published pipeline URL ending in "
-                             "/PipelineRuns/PipelineSubmit/{pipeline id}")
-        self.submit_url = submit_url.rstrip("/")
-        self._runs_base = self.submit_url.split("/PipelineRuns/")[0] + "/PipelineRuns"
+ARM_SCOPE = "https://management.azure.com/.default"
+ML_SCOPE = "https://ml.azure.com/.default"
+
+
+class _AzureMLRest:
+    """Bearer-token calls with retries: shared by the v1 published-pipeline and v2 batch-endpoint clients."""
+
+    def __init__(self, credential: Any, *, scope: str, session: requests.Session | None = None,
+                 timeout_s: float = 30.0, max_retries: int = 4, backoff_s: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep):
         self._credential = credential
         self._scope = scope
         self._session = session or requests.Session()
@@ -96,29 +97,12 @@ class PublishedPipelineClient:
         self._backoff = backoff_s
         self._sleep = sleep
 
-    def submit(self, *, experiment: str, parameters: dict[str, Any],
-               data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
-        body: dict[str, Any] = {"ExperimentName": experiment, "RunSource": "SDK",
-                                "ParameterAssignments": {k: str(v) for k, v in parameters.items()}}
-        if data_paths:
-            body["DataPathAssignments"] = data_paths
-        return parse_run(self._call("POST", self.submit_url, body))
-
-    def get_run(self, run_id: str) -> PipelineRun:
-        return parse_run(self._call("GET", f"{self._runs_base}/{run_id}", None))
-
-    def ping(self) -> bool:
-        try:
-            self._session.get(self._runs_base, timeout=5)
-            return True
-        except requests.RequestException:
-            return False
-
-    def _call(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _call(self, method: str, url: str, body: dict[str, Any] | None, *, scope: str | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
         shown = redact_url(url)
         for attempt in range(self._max_retries + 1):
-            token = self._credential.get_token(self._scope).token
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            token = self._credential.get_token(scope or self._scope).token
+            headers = {**(headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json"}
             try:
                 response = self._session.request(method, url, json=body, headers=headers, timeout=self._timeout)
             except requests.ConnectionError as exc:
@@ -165,6 +149,37 @@ class PublishedPipelineClient:
         return self._backoff * 2**attempt
 
 
+class PublishedPipelineClient(_AzureMLRest):
+    """v1: a published pipeline (`…/PipelineRuns/PipelineSubmit/{id}`) or a pipeline endpoint
+    (`…/PipelineRuns/PipelineEndpointSubmit/Id/{id}`); both take the same body and ARM-scoped token."""
+
+    def __init__(self, submit_url: str, credential: Any, *, scope: str = ARM_SCOPE, **kwargs: Any):
+        if "/PipelineRuns/" not in submit_url:
+            raise ValueError("PIPELINE_ENDPOINT_URL must be a published pipeline URL ending in "
+                             "/PipelineRuns/PipelineSubmit/{pipeline id} or "
+                             "/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint id}")
+        super().__init__(credential, scope=scope, **kwargs)
+        self.submit_url = submit_url.rstrip("/")
+        self._runs_base = self.submit_url.split("/PipelineRuns/")[0] + "/PipelineRuns"
+
+    def submit(self, *, experiment: str, parameters: dict[str, Any],
+               data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
+        body: dict[str, Any] = {"ExperimentName": experiment, "RunSource": "SDK",
+                                "ParameterAssignments": {k: str(v) for k, v in parameters.items()}}
+        if data_paths:
+            body["DataPathAssignments"] = data_paths
+        return parse_run(self._call("POST", self.submit_url, body))
+
+    def get_run(self, run_id: str) -> PipelineRun:
+        return parse_run(self._call("GET", f"{self._runs_base}/{run_id}", None))
+
+    def ping(self) -> bool:
+        try:
+            self._session.get(self._runs_base, timeout=5)
+            return True
+        except requests.RequestException:
+            return False
+
 def _error_detail(response: requests.Response) -> str:
     try:
         body = response.json()
@@ -175,3 +190,63 @@ def _error_detail(response: requests.Response) -> str:
     if isinstance(error, dict):
         return f": {error.get('code', '')} {error.get('message', '')}".rstrip()
     return f": {str(body)[:200]}"
+
+
+_V2_STATUS = {"NotStarted": "NotStarted", "Starting": "Queued", "Provisioning": "Queued", "Preparing": "Queued",
+              "Queued": "Queued", "Running": "Running", "Finalizing": "Running", "CancelRequested": "Running",
+              "Completed": "Completed", "Failed": "Failed", "Canceled": "Canceled", "NotResponding": "Running",
+              "Paused": "Running"}
+
+
+def parse_job(body: dict[str, Any]) -> PipelineRun:
+    name = body.get("name") or str(body.get("id", "")).rsplit("/", 1)[-1]
+    if not name:
+        raise PipelineError(f"batch endpoint answered without a job name (keys: {sorted(body)[:10]})")
+    status = (body.get("properties") or {}).get("status") or "NotStarted"
+    return PipelineRun(run_id=name, status=_V2_STATUS.get(status, "Unknown"), raw=body)
+
+
+class BatchEndpointPipelineClient(_AzureMLRest):
+    """v2: the training pipeline component deployed behind a batch endpoint.
+
+    Invocation (documented batch-endpoint REST contract): POST {invocation URL} with a token for
+    https://ml.azure.com/.default and `{"properties": {"InputData": {name: {"JobInputType": "Literal", "Value": v}
+    | {"JobInputType": "UriFile", "Uri": "azureml://datastores/{ds}/paths/{path}"}}}}`; the answer is the batch
+    job (`name`, `properties.status`). Status: the workspace's jobs API on ARM
+    (`{workspace id}/jobs/{name}?api-version=…`, ARM-scoped token).
+    """
+
+    def __init__(self, invocation_url: str, credential: Any, *, workspace_id: str, deployment: str | None = None,
+                 arm_url: str = "https://management.azure.com", api_version: str = "2024-04-01", **kwargs: Any):
+        parts = urlsplit(invocation_url)
+        if parts.scheme != "https" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("PIPELINE_ENDPOINT_URL must be the batch endpoint's https invocation URL")
+        if "/workspaces/" not in workspace_id:
+            raise ValueError("AZUREML_WORKSPACE_ID must be the workspace's ARM resource id "
+                             "(/subscriptions/…/resourceGroups/…/providers/Microsoft.MachineLearningServices/"
+                             "workspaces/…)")
+        super().__init__(credential, scope=ML_SCOPE, **kwargs)
+        self.submit_url = invocation_url.rstrip("/")
+        self._jobs = f"{arm_url.rstrip('/')}/{workspace_id.strip('/')}/jobs"
+        self._api_version = api_version
+        self._deployment = deployment
+
+    @staticmethod
+    def body(*, experiment: str, parameters: dict[str, Any],
+             data_paths: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+        inputs: dict[str, Any] = {"experiment_name": {"JobInputType": "Literal", "Value": experiment}}
+        inputs.update({name: {"JobInputType": "Literal", "Value": value} for name, value in parameters.items()})
+        for name, ref in (data_paths or {}).items():
+            inputs[name] = {"JobInputType": "UriFile",
+                            "Uri": f"azureml://datastores/{ref['DataStoreName']}/paths/{ref['RelativePath']}"}
+        return {"properties": {"InputData": inputs}}
+
+    def submit(self, *, experiment: str, parameters: dict[str, Any],
+               data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
+        headers = {"azureml-model-deployment": self._deployment} if self._deployment else None
+        body = self.body(experiment=experiment, parameters=parameters, data_paths=data_paths)
+        return parse_job(self._call("POST", self.submit_url, body, headers=headers))
+
+    def get_run(self, run_id: str) -> PipelineRun:
+        return parse_job(self._call("GET", f"{self._jobs}/{run_id}?api-version={self._api_version}", None,
+                                    scope=ARM_SCOPE))

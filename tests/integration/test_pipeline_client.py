@@ -122,3 +122,64 @@ def test_connection_refused_is_retried_then_reported():
 def test_rejects_a_url_that_is_not_a_published_pipeline():
     with pytest.raises(ValueError, match="PipelineSubmit"):
         PublishedPipelineClient("https://example.invalid/score", StaticTokenCredential("t"))
+
+
+def test_v1_pipeline_endpoint_submit_url_takes_the_same_body(httpserver):
+    url = f"{PATH}/PipelineEndpointSubmit/Id/{PIPELINE_ID}"
+    credential = RecordingCredential("arm-token")
+    client = PublishedPipelineClient(httpserver.url_for(url), credential, max_retries=0)
+    httpserver.expect_oneshot_request(url, method="POST", headers={"Authorization": "Bearer arm-token"}, json={
+        "ExperimentName": "exp", "RunSource": "SDK", "ParameterAssignments": {"seed": "7"}},
+    ).respond_with_json({"Id": "run-e"})
+    assert client.submit(experiment="exp", parameters={"seed": 7}).run_id == "run-e"
+    httpserver.expect_oneshot_request(f"{PATH}/run-e", method="GET").respond_with_json(
+        {"Id": "run-e", "Status": {"StatusCode": "Running"}})
+    assert client.get_run("run-e").status == "Running"
+    assert credential.scopes == [("https://management.azure.com/.default",)] * 2
+
+
+WORKSPACE = ("/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/"
+             "workspaces/ws-1")
+
+
+def test_v2_batch_endpoint_invocation_body_scope_and_job_status(httpserver):
+    from shared.adapters.pipeline_client import BatchEndpointPipelineClient
+
+    credential = RecordingCredential("token")
+    client = BatchEndpointPipelineClient(httpserver.url_for("/jobs"), credential, workspace_id=WORKSPACE,
+                                         deployment="train-v3", arm_url=httpserver.url_for("/arm"), max_retries=0)
+    expected = {"properties": {"InputData": {
+        "experiment_name": {"JobInputType": "Literal", "Value": "bankmarketing-retrain"},
+        "dataset_version": {"JobInputType": "Literal", "Value": 4},
+        "time_budget_s": {"JobInputType": "Literal", "Value": 60},
+        "training_data": {"JobInputType": "UriFile",
+                          "Uri": "azureml://datastores/workspaceblobstore/paths/bankmarketing/v4/data.csv"},
+    }}}
+    httpserver.expect_oneshot_request("/jobs", method="POST", json=expected, headers={
+        "Authorization": "Bearer token", "azureml-model-deployment": "train-v3"}).respond_with_json(
+        {"id": f"{WORKSPACE}/jobs/batchjob-1", "name": "batchjob-1", "properties": {"status": "Preparing"}})
+    run = client.submit(experiment="bankmarketing-retrain", parameters={"dataset_version": 4, "time_budget_s": 60},
+                        data_paths={"training_data": {"DataStoreName": "workspaceblobstore",
+                                                      "RelativePath": "bankmarketing/v4/data.csv"}})
+    httpserver.check_assertions()
+    assert run.run_id == "batchjob-1" and run.status == "Queued"
+    httpserver.expect_oneshot_request(f"/arm{WORKSPACE}/jobs/batchjob-1", method="GET",
+                                      query_string="api-version=2024-04-01").respond_with_json(
+        {"name": "batchjob-1", "properties": {"status": "Completed"}})
+    assert client.get_run("batchjob-1").status == "Completed"
+    assert credential.scopes == [("https://ml.azure.com/.default",), ("https://management.azure.com/.default",)]
+
+
+def test_v2_errors_are_clear(httpserver):
+    from shared.adapters.pipeline_client import BatchEndpointPipelineClient
+
+    with pytest.raises(ValueError, match="AZUREML_WORKSPACE_ID"):
+        BatchEndpointPipelineClient("https://x.inference.ml.azure.com/jobs", StaticTokenCredential("t"),
+                                    workspace_id="ws-1")
+    client = BatchEndpointPipelineClient(httpserver.url_for("/jobs"), StaticTokenCredential("t"),
+                                         workspace_id=WORKSPACE, max_retries=0)
+    httpserver.expect_request("/jobs").respond_with_json({"error": {"code": "UserError",
+                                                                    "message": "Input dataset_version not found"}},
+                                                         status=400)
+    with pytest.raises(PipelineError, match="rejected with 400: UserError Input dataset_version not found"):
+        client.submit(experiment="e", parameters={"dataset_version": 1})

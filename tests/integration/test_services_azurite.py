@@ -255,3 +255,21 @@ def test_azure_mode_posts_with_a_token_for_the_management_scope(azurite, httpser
     assert Recorder.scopes == [("https://management.azure.com/.default",)]
     with pytest.raises(Exception, match="managed online endpoint is not implemented yet"):
         services.deployer.deploy(model_dir="m", version=1)
+
+
+def test_batch_endpoint_kind_builds_the_v2_client(azurite, monkeypatch):
+    import shared.bootstrap as bootstrap
+    from shared.adapters.pipeline_client import BatchEndpointPipelineClient
+    from shared.settings import SettingsError
+
+    monkeypatch.setattr(bootstrap, "azure_credential", lambda: StaticTokenCredential("t"))
+    env = {"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite, "PIPELINE_KIND": "batch-endpoint",
+           "PIPELINE_ENDPOINT_URL": "https://train.westeurope.inference.ml.azure.com/jobs"}
+    with pytest.raises(SettingsError, match="AZUREML_WORKSPACE_ID"):
+        Settings.from_env(env)
+    env["AZUREML_WORKSPACE_ID"] = ("/subscriptions/s/resourceGroups/r/providers/"
+                                   "Microsoft.MachineLearningServices/workspaces/w")
+    services = bootstrap.build(Settings.from_env(env))
+    assert isinstance(services.pipeline, BatchEndpointPipelineClient)
+    with pytest.raises(SettingsError, match="PIPELINE_KIND"):
+        Settings.from_env({**env, "PIPELINE_KIND": "v3"})
