@@ -188,6 +188,10 @@ class RunWorker:
                 "--experiment", str(run.parameters.get("experiment_name") or run.experiment)]
         if params.get("exclude_columns"):
             argv += ["--exclude-columns", str(params["exclude_columns"])]
+        argv += ["--primary-metric", params["primary_metric"]]
+        for name in ("trigger_id", "reason"):
+            if params.get(name):
+                argv += [f"--{name.replace('_', '-')}", str(params[name])]
         if self.config.mlflow_uri:
             argv += ["--mlflow-uri", self.config.mlflow_uri]
         log.info("run %s: training %s (budget %ss)", run.run_id, path_ref["RelativePath"], budget)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +125,35 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_azure_publish(args) -> int:
+    from shared import azure_publish
+
+    plan = azure_publish.PublishPlan(endpoint_name=args.endpoint_name, deployment_name=args.deployment_name,
+                                     compute=args.compute, version=args.version)
+    if args.dry_run:
+        code = azure_publish.stage_code()
+        component = azure_publish.build_component(code, plan.version)
+        pipeline = azure_publish.build_pipeline_component(component, plan.compute)
+        endpoint, deployment = azure_publish.build_deployment(pipeline, plan)
+        for name, entity in (("component", component), ("pipeline", pipeline), ("endpoint", endpoint),
+                             ("deployment", deployment)):
+            result = entity._validate() if hasattr(entity, "_validate") else None
+            verdict = "valid" if result is None or result.passed else f"INVALID: {result.error_messages}"
+            print(f"{name}: {type(entity).__name__} {verdict}")
+        print(f"component inputs: {', '.join(component.inputs)}")
+        print(f"command: {component.command}")
+        return 0
+    missing = [flag for flag, value in (("--subscription", args.subscription), ("--resource-group",
+               args.resource_group), ("--workspace", args.workspace)) if not value]
+    if missing:
+        print(f"retrain azure publish: set {', '.join(missing)} (or AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, "
+              "AZUREML_WORKSPACE_NAME)", file=sys.stderr)
+        return 2
+    client = azure_publish.ml_client_from(args.subscription, args.resource_group, args.workspace)
+    azure_publish.publish(client, plan)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="the MLflow model directory (…/model)")
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    azure = sub.add_parser("azure", help="Azure ML: publish the training pipeline")
+    azure_sub = azure.add_subparsers(dest="azure_command", required=True)
+    publish = azure_sub.add_parser("publish", help="define the training pipeline (azure-ai-ml v2) and publish it "
+                                                   "behind a batch endpoint; prints the invocation URL")
+    publish.add_argument("--subscription", default=os.environ.get("AZURE_SUBSCRIPTION_ID"))
+    publish.add_argument("--resource-group", default=os.environ.get("AZURE_RESOURCE_GROUP"))
+    publish.add_argument("--workspace", default=os.environ.get("AZUREML_WORKSPACE_NAME"))
+    publish.add_argument("--compute", default="cpu-cluster", help="compute cluster for the pipeline")
+    publish.add_argument("--endpoint-name", default="bankmarketing-retrain")
+    publish.add_argument("--deployment-name", default="train")
+    publish.add_argument("--version", default="1", help="component version")
+    publish.add_argument("--dry-run", action="store_true", help="build and validate offline; call nothing")
     return parser
 
 
@@ -177,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": lambda: cmd_status(args),
         "train": lambda: cmd_train(args),
         "evaluate": lambda: cmd_evaluate(args),
+        "azure": lambda: cmd_azure_publish(args),
     }
     return handlers[args.command]()
 

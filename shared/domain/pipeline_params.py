@@ -12,13 +12,10 @@ from typing import Any
 
 from shared.domain import schema
 
-# Azure AutoML's primary metrics for classification, and what our training step optimizes for each.
+# Azure AutoML's primary-metric names this training step honours, and the search metric each means. Only
+# AUC_weighted for now (for a binary target it equals ROC AUC); other AutoML names are refused, not ignored.
 PRIMARY_METRICS = {
     "AUC_weighted": "roc_auc",
-    "accuracy": "accuracy",
-    "average_precision_score_weighted": "ap",
-    "norm_macro_recall": "roc_auc",
-    "precision_score_weighted": "roc_auc",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 

@@ -22,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from shared.domain.pipeline_params import PRIMARY_METRICS
+
 # Failures caused by the input (file, content, arguments): reported in one line, without a traceback.
 _INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UnicodeDecodeError)
 
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default="", help="default: a new random id")
     p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI, e.g. file:///.../.local/mlruns")
     p.add_argument("--experiment", default="bankmarketing-retrain", help="MLflow experiment name")
+    p.add_argument("--primary-metric", default="AUC_weighted", choices=sorted(PRIMARY_METRICS),
+                   help="metric the search optimizes (Azure AutoML name)")
+    p.add_argument("--trigger-id", default="", help="audit id of the trigger that asked for this run (lineage)")
+    p.add_argument("--reason", default="", help="why the run was asked for: upload, drift, http, ... (lineage)")
     p.add_argument("--max-iter", type=int, default=None, help="cap on FLAML trials (reproducible searches)")
     p.add_argument("--holdout", type=float, default=0.2, help="stratified holdout fraction")
     return p
@@ -118,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(out, run_id, f"{type(exc).__name__}: {_one_line(exc)}")
 
     extra: dict[str, Any] = {"run_id": run_id, "model_dir": str(model_dir.resolve()),
-                             "dataset_version": args.dataset_version, "dataset_hash": dataset_hash}
+                             "dataset_version": args.dataset_version, "dataset_hash": dataset_hash,
+                             "primary_metric": args.primary_metric, "trigger_id": args.trigger_id,
+                             "reason": args.reason}
     if args.mlflow_uri:
         try:
             mlflow_run = log_to_mlflow(
                 result, args.mlflow_uri, args.experiment, run_name=run_id, model_dir=model_dir,
-                params={"run_id": run_id, "dataset_version": args.dataset_version, "dataset_hash": dataset_hash})
+                params={"run_id": run_id, "dataset_version": args.dataset_version, "dataset_hash": dataset_hash,
+                        "primary_metric": args.primary_metric, "trigger_id": args.trigger_id,
+                        "reason": args.reason})
             extra["mlflow_run_id"] = mlflow_run
             say(f"logged to MLflow experiment '{args.experiment}' (run {mlflow_run})")
         except Exception as exc:  # tracking is a record, not the product: the model stands without it

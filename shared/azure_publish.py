@@ -1,0 +1,159 @@
+"""`retrain azure publish`: define the training pipeline in Azure ML (v2) and publish it behind a batch endpoint.
+
+The pipeline is one command component that runs the same training code as the local pipeline endpoint
+(`python -m shared.training.job`), in an environment built from the project's pinned training requirements,
+with an input for every pipeline parameter. It is wrapped in a pipeline component and deployed as a
+`PipelineComponentBatchDeployment`, so it can be invoked over REST at the endpoint's invocation URL
+(`PIPELINE_KIND=batch-endpoint`). Building the objects needs no subscription; only `publish` talks to Azure,
+through an `MLClient` built from `DefaultAzureCredential`.
+"""
+
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.domain.pipeline_params import PARAMETERS, PRIMARY_METRICS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+COMPONENT_NAME = "bankmarketing_train"
+PIPELINE_NAME = "bankmarketing_retrain"
+# Parameters that are not component inputs: the dataset arrives as the `training_data` file input.
+NOT_INPUTS = {"dataset_uri"}
+
+
+@dataclass(frozen=True)
+class PublishPlan:
+    endpoint_name: str
+    deployment_name: str
+    compute: str
+    version: str
+
+
+def training_requirements(root: Path = PROJECT_ROOT) -> list[str]:
+    lines = (root / "requirements-train.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "-r"))]
+
+
+def conda_file(root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    return {"name": "bankmarketing-train", "channels": ["conda-forge"],
+            "dependencies": ["python=3.11", "pip", {"pip": training_requirements(root)}]}
+
+
+def stage_code(root: Path = PROJECT_ROOT) -> Path:
+    """Only `shared/` runs in the step: upload that, not the venv or node_modules."""
+    target = Path(tempfile.mkdtemp(prefix="retrain-code-"))
+    shutil.copytree(root / "shared", target / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
+def _component_inputs():
+    from azure.ai.ml import Input
+
+    inputs: dict[str, Any] = {"training_data": Input(type="uri_file", description="the dataset version (CSV)")}
+    for name, p in PARAMETERS.items():
+        if name in NOT_INPUTS:
+            continue
+        if p.kind == "integer":
+            kwargs = {"type": "integer"}
+            if p.minimum is not None:
+                kwargs["min"] = int(p.minimum)
+            if p.maximum is not None:
+                kwargs["max"] = int(p.maximum)
+        elif p.kind == "metric":
+            kwargs = {"type": "string", "enum": list(PRIMARY_METRICS)}
+        else:
+            kwargs = {"type": "string"}
+        if p.default in (None, ""):
+            kwargs["optional"] = True
+        else:
+            kwargs["default"] = p.default
+        inputs[name] = Input(description=p.description, **kwargs)
+    return inputs
+
+
+def _command() -> str:
+    optional = " ".join(f"$[[--{flag} ${{{{inputs.{name}}}}}]]" for name, flag in (
+        ("exclude_columns", "exclude-columns"), ("dataset_version", "dataset-version"),
+        ("trigger_id", "trigger-id"), ("reason", "reason")))
+    return ("python -m shared.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
+            "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
+            "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} " + optional)
+
+
+def build_component(code: Path, version: str):
+    from azure.ai.ml import Output, command
+    from azure.ai.ml.entities import Environment
+
+    environment = Environment(name="bankmarketing-train", image=BASE_IMAGE, conda_file=conda_file(),
+                              description="pinned from requirements-train.txt")
+    job = command(name=COMPONENT_NAME, display_name="Train the bank-marketing classifier", version=version,
+                  description="FLAML-tuned ensemble, evaluated on a holdout; writes an MLflow model + metrics.json",
+                  code=str(code), command=_command(), environment=environment, inputs=_component_inputs(),
+                  outputs={"model_dir": Output(type="uri_folder", description="model/ (MLflow) and metrics.json")})
+    return job.component
+
+
+def build_pipeline_component(component, compute: str):
+    from azure.ai.ml import Input, dsl
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Retrain the bank-marketing classifier", default_compute=compute)
+    def retrain_pipeline(training_data: Input(type="uri_file"),
+                         time_budget_s: Input(type="integer", min=1) = 60,
+                         primary_metric: Input(type="string") = "AUC_weighted",
+                         exclude_columns: Input(type="string", optional=True) = None,
+                         seed: Input(type="integer", min=0) = 42,
+                         experiment_name: Input(type="string") = "bankmarketing-retrain",
+                         dataset_version: Input(type="integer", optional=True) = None,
+                         dataset_name: Input(type="string") = "bankmarketing",
+                         trigger_id: Input(type="string", optional=True) = None,
+                         reason: Input(type="string", optional=True) = None):
+        step = component(training_data=training_data, time_budget_s=time_budget_s, primary_metric=primary_metric,
+                         exclude_columns=exclude_columns, seed=seed, experiment_name=experiment_name,
+                         dataset_version=dataset_version, dataset_name=dataset_name, trigger_id=trigger_id,
+                         reason=reason)
+        return {"model_dir": step.outputs.model_dir}
+
+    return retrain_pipeline._pipeline_builder.build()
+
+
+def build_deployment(pipeline_component, plan: PublishPlan):
+    from azure.ai.ml.entities import BatchEndpoint, PipelineComponentBatchDeployment
+
+    endpoint = BatchEndpoint(name=plan.endpoint_name, description="Retraining pipeline for the bank-marketing model")
+    deployment = PipelineComponentBatchDeployment(
+        name=plan.deployment_name, endpoint_name=plan.endpoint_name, component=pipeline_component,
+        settings={"default_compute": plan.compute, "continue_on_step_failure": False},
+        description="bankmarketing_retrain pipeline component")
+    return endpoint, deployment
+
+
+def publish(ml_client, plan: PublishPlan, *, code: Path | None = None, echo=print) -> str:
+    """Create/update the component, the batch endpoint and its deployment; return the invocation URL."""
+    code = code or stage_code()
+    component = build_component(code, plan.version)
+    component = ml_client.components.create_or_update(component)
+    echo(f"component {component.name}:{component.version} registered")
+    pipeline_component = build_pipeline_component(component, plan.compute)
+    endpoint, deployment = build_deployment(pipeline_component, plan)
+    ml_client.batch_endpoints.begin_create_or_update(endpoint).result()
+    echo(f"batch endpoint {plan.endpoint_name} ready")
+    ml_client.batch_deployments.begin_create_or_update(deployment).result()
+    echo(f"deployment {plan.deployment_name} created")
+    endpoint = ml_client.batch_endpoints.get(plan.endpoint_name)
+    endpoint.defaults.deployment_name = plan.deployment_name
+    ml_client.batch_endpoints.begin_create_or_update(endpoint).result()
+    url = endpoint.scoring_uri
+    echo(f"invocation URL: {url}  (set PIPELINE_KIND=batch-endpoint and PIPELINE_ENDPOINT_URL to it)")
+    return url
+
+
+def ml_client_from(subscription: str, resource_group: str, workspace: str):
+    from azure.ai.ml import MLClient
+
+    from shared.adapters.credentials import azure_credential
+
+    return MLClient(azure_credential(), subscription, resource_group, workspace)
