@@ -1,8 +1,13 @@
 """The scoring runtime: load a trained MLflow model directory and score JSON records with it.
 
-The model is the training step's scikit-learn pipeline (ordinal-encoded categoricals, passthrough numerics,
-LightGBM) predicting 1 for "yes". Records are validated against the model's input signature (feature names
-and int / float / string types) and every problem names the record index and the column.
+The model is the training step's scikit-learn-compatible classifier predicting 1 for "yes": the current
+`BankEnsemble` (its own encoding, LightGBM + XGBoost blend, a decision threshold), or the earlier pipeline
+(ordinal-encoded categoricals, passthrough numerics, LightGBM; threshold 0.5). Records are validated against
+the model's input signature (feature names and int / float / string types) and every problem names the record
+index and the column. A record is labelled "yes" when P(yes) > the model's `threshold` (0.5 if it has none).
+
+A model with `predict_proba_columns` (the ensemble) is scored from the validated column lists directly,
+without a DataFrame (~0.2 ms for one record); it shares the encoding code with `predict_proba`.
 
 For speed, a model whose pipeline has exactly that shape is also scored through a direct path: the records
 are encoded into a float matrix with the pipeline's own fitted categories and passed to the LightGBM booster,
@@ -66,13 +71,24 @@ class _DirectPath:
 
 
 @dataclass
+class _ColumnsPath:
+    """A model that scores {column: values} itself (`BankEnsemble.predict_proba_columns`)."""
+
+    model: Any
+
+    def probabilities(self, columns: dict[str, list]) -> np.ndarray:
+        return np.asarray(self.model.predict_proba_columns(columns), dtype=np.float64).reshape(-1)
+
+
+@dataclass
 class ScoringModel:
     version: str
     model_dir: Path
     pipeline: Any
     kinds: dict[str, str]  # feature -> "int" | "float" | "cat", in the model's input order
     input_example: list[dict[str, Any]] = field(default_factory=list)
-    _direct: _DirectPath | None = field(default=None, repr=False)
+    threshold: float = 0.5  # "yes" when P(yes) > threshold
+    _direct: _DirectPath | _ColumnsPath | None = field(default=None, repr=False)
 
     @property
     def features(self) -> list[str]:
@@ -106,19 +122,24 @@ class ScoringModel:
         if not kinds:
             raise ModelLoadError(f"the model in {model_dir} declares no input columns")
         example = _load_example(meta, model_dir, list(kinds))
+        threshold = _threshold(pipeline)
         model = cls(version=str(version), model_dir=model_dir, pipeline=pipeline, kinds=kinds,
-                    input_example=example)
+                    input_example=example, threshold=threshold)
         model._direct = model._build_direct_path()
         return model
 
-    def _build_direct_path(self) -> _DirectPath | None:
-        try:
-            plan, booster = _plan_from_pipeline(self.pipeline, self.kinds)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
-            return None
-        if plan is None:
-            return None
-        direct = _DirectPath(plan=plan, booster=booster)
+    def _build_direct_path(self) -> _DirectPath | _ColumnsPath | None:
+        direct: _DirectPath | _ColumnsPath
+        if callable(getattr(self.pipeline, "predict_proba_columns", None)):
+            direct = _ColumnsPath(self.pipeline)
+        else:
+            try:
+                plan, booster = _plan_from_pipeline(self.pipeline, self.kinds)
+            except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+                return None
+            if plan is None:
+                return None
+            direct = _DirectPath(plan=plan, booster=booster)
         probes = [dict(r) for r in self.input_example]
         if probes:  # unseen levels must map to the same "unknown" code as the pipeline's encoder
             unseen = dict(probes[0])
@@ -148,7 +169,8 @@ class ScoringModel:
         else:
             p_yes = self._pipeline_probabilities(columns)
         probabilities = [float(p) for p in p_yes]
-        return {"result": [POSITIVE if p > 0.5 else NEGATIVE for p in probabilities],
+        threshold = self.threshold
+        return {"result": [POSITIVE if p > threshold else NEGATIVE for p in probabilities],
                 "probabilities": probabilities}
 
     def _pipeline_probabilities(self, columns: dict[str, list]) -> np.ndarray:
@@ -244,6 +266,18 @@ def _coerce(value: Any, kind: str, index: int, column: str) -> Any:
     return float(number)
 
 
+def _threshold(pipeline) -> float:
+    """The model's decision threshold on P(yes); 0.5 for models saved without one."""
+    value = getattr(pipeline, "threshold", 0.5)
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        raise ModelLoadError(f"the model's threshold {value!r} is not a number") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelLoadError(f"the model's threshold {threshold} is not between 0 and 1")
+    return threshold
+
+
 def _kinds_from_signature(meta) -> dict[str, str]:
     schema_in = meta.get_input_schema()
     if schema_in is None or not schema_in.has_input_names():
@@ -260,6 +294,8 @@ def _kinds_from_signature(meta) -> dict[str, str]:
 
 def _kinds_from_pipeline(pipeline) -> dict[str, str]:
     names = getattr(pipeline, "feature_names_in_", None)
+    if names is None:
+        names = getattr(pipeline, "features_", None)  # BankEnsemble
     if names is None:
         return {}
     return {str(c): schema.COLUMNS.get(str(c), "cat") for c in names}

@@ -1,10 +1,12 @@
-"""The training step: FLAML searches LightGBM hyperparameters, the best configuration is refit inside a plain
-scikit-learn pipeline, evaluated on a stratified holdout and saved as an MLflow model.
+"""The training step: FLAML searches LightGBM and XGBoost configurations, the best of each is refined to a
+lower learning rate and blended; the blend weights and the label threshold are chosen on a stratified
+holdout, and the members are refitted on all rows and saved as one MLflow model (`BankEnsemble`).
 
-The saved model is `Pipeline([ColumnTransformer(OrdinalEncoder for categoricals, numerics passthrough),
-LGBMClassifier])` trained on labels `yes` -> 1 / `no` -> 0, so it scores fast and loads with nothing but
-scikit-learn and LightGBM. FLAML is only used for the search and never writes files (no log file, no MLflow
-autologging).
+The saved model is a scikit-learn-compatible classifier (`predict_proba`, `predict` with its own threshold)
+trained on labels `yes` -> 1 / `no` -> 0. It encodes its inputs itself (category codes, the engineered
+`contacts_same_day` count) into one float matrix for the tree models, so it scores fast; loading it needs
+scikit-learn, LightGBM, XGBoost and this module (`shared.training.train`, pickled by reference). FLAML is only
+used for the search and never writes files (no log file, no MLflow autologging).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from shared.domain import schema
 
@@ -35,13 +38,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POSITIVE = "yes"
 NEGATIVE = "no"
 # Exact pins written into the MLflow model's requirements.txt / conda.yaml.
-MODEL_REQUIREMENTS = ("scikit-learn", "lightgbm", "pandas", "numpy", "mlflow-skinny")
+MODEL_REQUIREMENTS = ("scikit-learn", "lightgbm", ("xgboost-cpu", "xgboost"), "pandas", "numpy", "mlflow-skinny")
 INPUT_EXAMPLE_ROWS = 5
+DAY_KEY = ("euribor3m", "cons.price.idx", "month", "day_of_week")
+COUNT_FEATURE = "contacts_same_day"
+SEARCH_SHARE = 0.8  # of the budget for the FLAML searches; the rest is for the fits after them
+LGBM_SHARE = 0.6  # of the search budget for LightGBM; the rest for XGBoost
+REFINE = 4  # final models: learning rate / REFINE and REFINE x the trees of the found configuration
+MAX_TREES = 4000
+BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # LightGBM's weight in a two-member blend
+REFIT_GRACE_S = 3.0
 
 
 @dataclass
 class TrainResult:
-    pipeline: Any  # sklearn.pipeline.Pipeline: ColumnTransformer -> LGBMClassifier, predicts 1 for "yes"
+    pipeline: Any  # BankEnsemble: predict_proba(DataFrame) -> [P(no), P(yes)], predict -> 1 for "yes"
     metrics: dict[str, Any]
     features: list[str]
     excluded_columns: list[str] = field(default_factory=list)
@@ -153,50 +164,249 @@ def prepare_features(df: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def build_preprocessor(features: Sequence[str]):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.preprocessing import OrdinalEncoder
-
-    categorical = [c for c in features if c in schema.CATEGORICAL]
-    numeric = [c for c in features if c in schema.NUMERIC]
-    transformers = []
-    if categorical:
-        transformers.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                                   dtype=np.float64), categorical))
-    if numeric:
-        transformers.append(("num", "passthrough", numeric))
-    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+# ------------------------------------------------------------------------------------------------- model
 
 
-def lgbm_params(best_config: Mapping[str, Any], *, seed: int, n_jobs: int) -> dict[str, Any]:
-    """FLAML's LightGBM search-space config as `LGBMClassifier` keyword arguments."""
-    params = dict(best_config)
-    if "log_max_bin" in params:
-        params["max_bin"] = (1 << int(params.pop("log_max_bin"))) - 1
-    for key in ("n_estimators", "num_leaves", "min_child_samples", "max_bin"):
-        if key in params:
-            params[key] = int(round(params[key]))
-    params.update(random_state=seed, n_jobs=n_jobs, verbose=-1)
+def _day_key(euribor: Any, price: Any, month: Any, day_of_week: Any) -> tuple | None:
+    """The calendar day a contact was made, as far as the data tells it: the 3-month Euribor changes daily and
+    the consumer price index monthly, so together with month and weekday they single out one day."""
+    try:
+        return (round(float(euribor), 6), round(float(price), 6), str(month), str(day_of_week))
+    except (TypeError, ValueError):
+        return None
+
+
+class BankEnsemble(ClassifierMixin, BaseEstimator):
+    """The saved model: a weighted average of P(yes) from gradient-boosted tree models (LightGBM, XGBoost) on
+    one float matrix, and a decision threshold for the label.
+
+    The matrix holds the input features in `features_` order, categoricals as codes of their training levels
+    (an unseen level -> -1, a missing value -> NaN), numerics as floats, and one engineered column when the
+    day columns are all features: `contacts_same_day`, how many training rows share the contact's day
+    (`_day_key`). Call volume per day says a lot about whom the bank was calling (busy days are mass
+    campaigns with low success rates), which trees cannot count by themselves.
+
+    `predict_proba` takes a DataFrame with (at least) the feature columns; `predict_proba_columns` takes
+    {column: list of values} and is the scoring runtime's fast path for small batches. Both go through
+    `_matrix`, so they give identical probabilities. Labels are 1 ("yes") where P(yes) > `threshold`.
+    Built by `train()`; `fit` is not supported.
+    """
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold = threshold
+
+    def fit(self, X, y=None):  # noqa: ARG002 - the scikit-learn signature
+        raise NotImplementedError("BankEnsemble is assembled by shared.training.train.train(), not fitted")
+
+    # ---------------------------------------------------------------------------------------- assembly
+
+    def _encode_from(self, X: pd.DataFrame, features: Sequence[str]) -> BankEnsemble:
+        """Learn the category codes and day counts from training rows `X` (prepared features)."""
+        self.features_ = list(features)
+        self.categories_ = {}
+        for column in self.features_:
+            if column in schema.CATEGORICAL:
+                levels = sorted({v for v in X[column].tolist() if isinstance(v, str)})
+                self.categories_[column] = {level: float(i) for i, level in enumerate(levels)}
+        self.day_counts_ = None
+        if all(c in self.features_ for c in DAY_KEY):
+            counts: dict[tuple, int] = {}
+            for key in map(_day_key, *(X[c].tolist() for c in DAY_KEY)):
+                if key is not None:
+                    counts[key] = counts.get(key, 0) + 1
+            self.day_counts_ = counts
+        self.classes_ = np.array([0, 1])
+        self.members_ = []
+        self.weights_ = []
+        return self
+
+    @property
+    def matrix_columns(self) -> list[str]:
+        return self.features_ + ([COUNT_FEATURE] if self.day_counts_ is not None else [])
+
+    def _matrix(self, columns: Mapping[str, Sequence], *, leave_one_out: bool = False) -> np.ndarray:
+        """The model matrix for {column: values}. `leave_one_out` (training rows only): a row does not count
+        itself among the contacts of its day, as a new contact scored later is not among the training rows."""
+        n = len(columns[self.features_[0]])
+        matrix = np.empty((n, len(self.matrix_columns)), dtype=np.float64)
+        for j, column in enumerate(self.features_):
+            values = columns[column]
+            codes = self.categories_.get(column)
+            if codes is None:
+                matrix[:, j] = np.asarray(values, dtype=np.float64)
+            else:
+                matrix[:, j] = [codes.get(v, -1.0) if isinstance(v, str) else np.nan for v in values]
+        if self.day_counts_ is not None:
+            counts = self.day_counts_
+            matrix[:, -1] = [counts.get(key, 0) for key in map(_day_key, *(columns[c] for c in DAY_KEY))]
+            if leave_one_out:
+                matrix[:, -1] = np.maximum(matrix[:, -1] - 1, 0)
+        return matrix
+
+    def _frame_columns(self, X: pd.DataFrame) -> dict[str, Sequence]:
+        missing = [c for c in self.features_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"missing feature column(s): {', '.join(missing)}")
+        out: dict[str, Sequence] = {}
+        for column in self.features_:
+            if column in self.categories_:
+                out[column] = X[column].tolist()
+            else:
+                out[column] = pd.to_numeric(X[column], errors="coerce").to_numpy(dtype=np.float64)
+        return out
+
+    # ----------------------------------------------------------------------------------------- predict
+
+    def _blend(self, matrix: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(matrix), dtype=np.float64)
+        for (kind, model), weight in zip(self.members_, self.weights_, strict=True):
+            total += weight * _member_proba(kind, model, matrix)
+        return np.clip(total, 0.0, 1.0)
+
+    def predict_proba_columns(self, columns: Mapping[str, Sequence]) -> np.ndarray:
+        """P(yes) for {column: list of values} (Python int / float / str), without building a DataFrame."""
+        return self._blend(self._matrix(columns))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p_yes = self._blend(self._matrix(self._frame_columns(X)))
+        return np.column_stack([1.0 - p_yes, p_yes])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] > self.threshold).astype(np.int64)
+
+    def describe(self) -> dict[str, Any]:
+        return {"members": [{"estimator": kind, "weight": weight, "params": _member_params(kind, model)}
+                            for (kind, model), weight in zip(self.members_, self.weights_, strict=True)],
+                "engineered_features": [COUNT_FEATURE] if self.day_counts_ is not None else [],
+                "threshold": self.threshold}
+
+
+def _member_proba(kind: str, model: Any, matrix: np.ndarray) -> np.ndarray:
+    if kind == "lgbm":
+        return np.asarray(model.booster_.predict(matrix, num_threads=1), dtype=np.float64).reshape(-1)
+    if kind == "xgboost":
+        return np.asarray(model.get_booster().inplace_predict(matrix), dtype=np.float64).reshape(-1)
+    raise ValueError(f"unknown ensemble member kind {kind!r}")
+
+
+def _member_params(kind: str, model: Any) -> dict[str, Any]:
+    keys = {"lgbm": ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "max_bin",
+                     "colsample_bytree", "reg_alpha", "reg_lambda"),
+            "xgboost": ("n_estimators", "learning_rate", "max_leaves", "min_child_weight", "subsample",
+                        "colsample_bylevel", "colsample_bytree", "reg_alpha", "reg_lambda")}[kind]
+    params = model.get_params()
+    return {k: _plain(params[k]) for k in keys if params.get(k) is not None}
+
+
+def _native_params(kind: str, config: Mapping[str, Any], *, seed: int, n_jobs: int) -> dict[str, Any]:
+    """FLAML's search-space config as the native classifier's keyword arguments (FLAML's own mapping, e.g.
+    log_max_bin -> max_bin), with a low-learning-rate refinement: learning rate / REFINE and REFINE times
+    the trees (capped at MAX_TREES), which trades fit time for a smoother, slightly better model."""
+    from flaml.automl.model import LGBMEstimator, XGBoostSklearnEstimator
+
+    cls = {"lgbm": LGBMEstimator, "xgboost": XGBoostSklearnEstimator}[kind]
+    params = {k: _plain(v) for k, v in cls(task="binary", n_jobs=n_jobs, **dict(config)).params.items()}
+    n_trees = int(params["n_estimators"])
+    factor = max(1, min(REFINE, MAX_TREES // max(n_trees, 1)))
+    params["n_estimators"] = n_trees * factor
+    params["learning_rate"] = float(params["learning_rate"]) / factor
+    params["random_state"] = seed
+    if kind == "lgbm":
+        params["verbose"] = -1
+    else:
+        params["verbosity"] = 0
     return params
+
+
+def _new_member(kind: str, params: Mapping[str, Any]):
+    if kind == "lgbm":
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(**params)
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(**params)
+
+
+def _fit_member(kind: str, params: Mapping[str, Any], matrix: np.ndarray, y: np.ndarray):
+    model = _new_member(kind, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(matrix, y)
+    # Scoring is mostly small batches: one thread avoids thread-pool start-up cost per call.
+    if kind == "lgbm":
+        model.set_params(n_jobs=1)
+    else:
+        model.set_params(n_jobs=1)
+        model.get_booster().set_param({"nthread": 1})
+    return model
+
+
+def accuracy_threshold(y: np.ndarray, p_yes: np.ndarray) -> float:
+    """The P(yes) cut that maximizes accuracy of `p > cut` on (y, p_yes): halfway between the score at which
+    the best accuracy is reached and the next lower score, so `>` and `>=` agree on these rows."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(y, p_yes, drop_intermediate=False)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    correct = tpr * positives + (1.0 - fpr) * negatives
+    best = int(np.argmax(correct))  # first (highest) cut on ties
+    if best == 0:
+        return float(min(1.0, np.nextafter(thresholds[1], 2.0))) if len(thresholds) > 1 else 0.5
+    lower = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
+    return float((thresholds[best] + lower) / 2.0)
+
+
+def _blend_weights(y: np.ndarray, probas: list[np.ndarray]) -> list[float]:
+    """Holdout-AUC-best weights for up to two members from a fixed grid (ties: the more even blend)."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(probas) == 1:
+        return [1.0]
+    best: tuple[float, float, float] | None = None
+    for w in BLEND_GRID:
+        auc = float(roc_auc_score(y, w * probas[0] + (1.0 - w) * probas[1]))
+        rank = (round(auc, 9), -abs(w - 0.5), w)
+        if best is None or rank > best:
+            best = rank
+    return [best[2], 1.0 - best[2]]
 
 
 # ---------------------------------------------------------------------------------------------- training
 
 
+def _search(kind: str, matrix: np.ndarray, y: np.ndarray, *, budget_s: float, max_iter: int | None, seed: int,
+            n_jobs: int) -> tuple[dict[str, Any], float, int]:
+    automl = flaml_automl_class()()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        automl.fit(X_train=matrix, y_train=y, task="classification", metric="roc_auc", estimator_list=[kind],
+                   time_budget=float(budget_s), max_iter=max_iter, seed=seed, n_jobs=n_jobs, verbose=0,
+                   log_file_name="", mlflow_logging=False, retrain_full=False, split_type="stratified")
+    config = {k: _plain(v) for k, v in (automl.best_config or {}).items()}
+    loss = automl.best_loss if config else float("inf")
+    return config, 1.0 - float(loss), len(getattr(automl, "config_history", {}) or {})
+
+
 def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns: Sequence[str] = (),
           holdout: float = 0.2, max_iter: int | None = None, n_jobs: int | None = None) -> TrainResult:
-    """Search LightGBM hyperparameters with FLAML for `budget_s` seconds on the training split, refit the best
-    configuration inside a scikit-learn pipeline and evaluate it on a stratified holdout.
+    """Train the ensemble within about `budget_s` seconds.
 
-    `max_iter` caps the number of FLAML trials as well; with it, and a budget that is not the binding limit,
-    the search (and so `best_config`) is reproducible for a seed. With the time budget alone, how many trials
-    fit depends on the machine's speed.
+    1. A stratified `holdout` is split off; category codes and day counts are learned from the rest.
+    2. FLAML searches LightGBM and XGBoost configurations (one search per learner, SEARCH_SHARE of the budget,
+       split LGBM_SHARE / rest) on the training part, each with its own internal validation.
+    3. Each learner's best configuration, refined to a lower learning rate, is fitted on the training part;
+       the blend weights (holdout AUC) and the label threshold (holdout accuracy) are chosen on the holdout,
+       and the reported metrics are measured there (so they are slightly optimistic for weights/threshold).
+    4. The members are refitted on all rows (unless the budget is nearly spent: then the training-part
+       models are kept; `refit_all_rows` says which).
+
+    Reproducibility: with `max_iter` reached well inside the budget, both searches, and so the configurations,
+    weights, threshold and the model, are the same for a seed. With the time budget alone, how many trials
+    fit (and so what is found) depends on the machine's speed and load.
     """
-    from lightgbm import LGBMClassifier
-    from sklearn.base import clone
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import Pipeline
 
     started = time.perf_counter()
     if budget_s <= 0:
@@ -211,53 +421,85 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
     n_jobs = n_jobs or n_jobs_default()
 
     X_train, X_hold, y_train, y_hold = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
-    preprocessor = build_preprocessor(features)
-    Xt_train = preprocessor.fit_transform(X_train)
+    part = BankEnsemble()._encode_from(X_train, features)
+    M_train = part._matrix(part._frame_columns(X_train), leave_one_out=True)
+    M_hold = part._matrix(part._frame_columns(X_hold))
 
-    automl = flaml_automl_class()()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        automl.fit(X_train=Xt_train, y_train=y_train, task="classification", metric="roc_auc",
-                   estimator_list=["lgbm"], time_budget=float(budget_s), max_iter=max_iter, seed=seed,
-                   n_jobs=n_jobs, verbose=0, log_file_name="", mlflow_logging=False, retrain_full=False,
-                   split_type="stratified")
+    search_budget = max(0.2, budget_s * SEARCH_SHARE - (time.perf_counter() - started))
+    configs: dict[str, dict[str, Any]] = {}
+    search_aucs: dict[str, float] = {}
+    trials = 0
+    for kind, share in (("lgbm", LGBM_SHARE), ("xgboost", 1.0 - LGBM_SHARE)):
+        config, auc, n = _search(kind, M_train, y_train, budget_s=max(0.1, search_budget * share),
+                                 max_iter=max_iter, seed=seed, n_jobs=n_jobs)
+        trials += n
+        if config:
+            configs[kind], search_aucs[kind] = config, auc
     searched = time.perf_counter()
-    best_config = {k: _plain(v) for k, v in (automl.best_config or {}).items()}
-    if not best_config:
-        raise RuntimeError("FLAML found no LightGBM configuration within the budget; raise budget_s")
+    if not configs:
+        raise RuntimeError("FLAML found no configuration within the budget; raise budget_s")
 
-    model = LGBMClassifier(**lgbm_params(best_config, seed=seed, n_jobs=n_jobs))
-    pipeline = Pipeline([("prep", clone(preprocessor)), ("model", model)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipeline.fit(X_train, y_train)
-        model.set_params(n_jobs=1)  # scoring is mostly small batches: one thread avoids OpenMP start-up cost
-        p_hold = pipeline.predict_proba(X_hold)[:, 1]
-    predicted = (p_hold > 0.5).astype(np.int64)
+    kinds = list(configs)
+    params = {k: _native_params(k, configs[k], seed=seed, n_jobs=n_jobs) for k in kinds}
+    fit_started = time.perf_counter()
+    models = {k: _fit_member(k, params[k], M_train, y_train) for k in kinds}
+    fit_seconds = time.perf_counter() - fit_started
+    p_members = [_member_proba(k, models[k], M_hold) for k in kinds]
+    weights = _blend_weights(y_hold, p_members)
+    kept = [i for i, w in enumerate(weights) if w > 0]
+    kinds = [kinds[i] for i in kept]
+    weights = [weights[i] for i in kept]
+    part.members_ = [(k, models[k]) for k in kinds]
+    part.weights_ = weights
+    p_hold = part._blend(M_hold)
+    threshold = accuracy_threshold(y_hold, p_hold)
+    part.threshold = threshold
+
+    # Refit on all rows when the estimated time (fits scale about linearly with rows) still fits the budget.
+    refit_estimate = fit_seconds * len(kinds) / max(len(configs), 1) * len(X) / max(len(X_train), 1)
+    refit_all = (time.perf_counter() - started) + refit_estimate <= budget_s + REFIT_GRACE_S
+    model = part
+    if refit_all:
+        model = BankEnsemble(threshold=threshold)._encode_from(X, features)
+        M_all = model._matrix(model._frame_columns(X), leave_one_out=True)
+        model.members_ = [(k, _fit_member(k, params[k], M_all, y)) for k in kinds]
+        model.weights_ = list(weights)
+
+    predicted = (p_hold > threshold).astype(np.int64)
     auc = float(roc_auc_score(y_hold, p_hold))
-    # Azure ML's AUC_weighted: per-class one-vs-rest AUCs weighted by class support. For a binary problem both
-    # per-class AUCs equal the positive-class AUC, so it equals `auc`; computed explicitly to mirror Azure.
-    support = np.bincount(y_hold, minlength=2)
-    auc_weighted = float((support[1] * auc + support[0] * roc_auc_score(1 - y_hold, 1 - p_hold)) / support.sum())
-
+    # Azure ML's AUC_weighted: per-class one-vs-rest AUCs weighted by class support; for two classes both
+    # per-class AUCs equal the positive-class AUC, so it equals `auc` (computed the same way as Azure).
+    auc_weighted = float(roc_auc_score(np.column_stack([1 - y_hold, y_hold]), np.column_stack([1 - p_hold, p_hold]),
+                                       average="weighted"))
+    best_kind = max(search_aucs, key=lambda k: (search_aucs[k], k == "lgbm"))
+    ensemble = model.describe()
+    for entry, p in zip(ensemble["members"], [p_members[list(configs).index(k)] for k in kinds], strict=True):
+        entry["holdout_auc"] = round(float(roc_auc_score(y_hold, p)), 6)
+        entry["search_auc"] = round(search_aucs[entry["estimator"]], 6)
+        entry["flaml_config"] = configs[entry["estimator"]]
     metrics: dict[str, Any] = {
         "auc": round(auc, 6),
         "accuracy": round(float(accuracy_score(y_hold, predicted)), 6),
         "f1": round(float(f1_score(y_hold, predicted, zero_division=0)), 6),
         "auc_weighted": round(auc_weighted, 6),
-        "search_auc": round(1.0 - float(automl.best_loss), 6),
-        "search_trials": len(getattr(automl, "config_history", {}) or {}),
+        "accuracy_at_0_5": round(float(accuracy_score(y_hold, (p_hold > 0.5).astype(np.int64))), 6),
+        "threshold": round(threshold, 6),
+        "search_auc": round(search_aucs[best_kind], 6),
+        "search_trials": trials,
         "train_rows": len(X_train),
         "holdout_rows": len(X_hold),
+        "refit_all_rows": bool(refit_all),
+        "model_rows": len(X) if refit_all else len(X_train),
         "positive_rate": round(float(y.mean()), 6),
         "budget_s": float(budget_s),
         "search_seconds": round(searched - started, 3),
         "seconds": round(time.perf_counter() - started, 3),
-        "best_estimator": str(automl.best_estimator),
-        "best_config": best_config,
+        "best_estimator": best_kind,
+        "best_config": configs[best_kind],
+        "ensemble": ensemble,
     }
-    return TrainResult(pipeline=pipeline, metrics=metrics, features=features, excluded_columns=excluded,
-                       seed=seed, budget_s=float(budget_s), best_config=best_config,
+    return TrainResult(pipeline=model, metrics=metrics, features=features, excluded_columns=excluded,
+                       seed=seed, budget_s=float(budget_s), best_config=configs[best_kind],
                        input_example=X_train.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True))
 
 
@@ -271,7 +513,20 @@ def _plain(value: Any) -> Any:
 
 
 def pinned_requirements() -> list[str]:
-    return [f"{name}=={metadata.version(name)}" for name in MODEL_REQUIREMENTS]
+    """`name==version` of what loading the model needs; for alternatives (the CPU-only XGBoost wheel or the
+    full one), the installed distribution."""
+    pins = []
+    for entry in MODEL_REQUIREMENTS:
+        names = entry if isinstance(entry, tuple) else (entry,)
+        for name in names:
+            try:
+                pins.append(f"{name}=={metadata.version(name)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        else:
+            raise RuntimeError(f"none of {', '.join(names)} is installed; the model cannot be saved with pins")
+    return pins
 
 
 def save_model(result: TrainResult, out_dir: Path, *, dataset_version: str = "", dataset_hash: str = "",
@@ -306,7 +561,9 @@ def save_model(result: TrainResult, out_dir: Path, *, dataset_version: str = "",
                 input_example=example, pip_requirements=pinned_requirements(),
                 metadata={"dataset_version": str(dataset_version), "dataset_hash": dataset_hash,
                           "run_id": run_id, "features": list(result.features),
-                          "positive_label": POSITIVE, "label_encoding": {NEGATIVE: 0, POSITIVE: 1}})
+                          "positive_label": POSITIVE, "label_encoding": {NEGATIVE: 0, POSITIVE: 1},
+                          "threshold": float(result.pipeline.threshold),
+                          "model_class": f"{type(result.pipeline).__module__}.{type(result.pipeline).__qualname__}"})
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

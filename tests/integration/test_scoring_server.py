@@ -86,7 +86,7 @@ def test_runtime_matches_the_pipeline_and_uses_the_direct_path(models, records):
     large = model.predict_records(records)  # over the limit: through the sklearn pipeline
     np.testing.assert_allclose(small["probabilities"], expected[:DIRECT_PATH_MAX_ROWS], rtol=1e-12)
     np.testing.assert_allclose(large["probabilities"], expected, rtol=1e-12)
-    assert large["result"] == ["yes" if p > 0.5 else "no" for p in expected]
+    assert large["result"] == ["yes" if p > model.threshold else "no" for p in expected]
     assert model.predict_records([]) == {"result": [], "probabilities": []}
     assert model.smoke() == {"rows": 5, "ok": True}
 

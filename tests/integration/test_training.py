@@ -1,5 +1,5 @@
-"""The training step for real: FLAML + LightGBM on the bank-marketing slice, the MLflow model it saves, the
-metrics, MLflow tracking in a local file store, and the job's process contract."""
+"""The training step for real: FLAML + LightGBM / XGBoost ensemble on the bank-marketing slice, the MLflow model
+it saves, the metrics, MLflow tracking in a local file store, and the job's process contract."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from shared.training import job
 from shared.training.train import code_version, train
 
 METRIC_KEYS = {"auc", "accuracy", "f1", "auc_weighted", "train_rows", "holdout_rows", "budget_s", "seconds",
-               "best_estimator", "best_config"}
+               "best_estimator", "best_config", "threshold", "ensemble"}
 SUMMARY_KEYS = METRIC_KEYS | {"dataset_version", "dataset_hash", "run_id", "seed", "features", "excluded_columns",
                               "code_version"}
 
@@ -54,8 +54,11 @@ def test_job_completes_and_reports_metrics(trained, real_data):
     assert metrics["auc_weighted"] == pytest.approx(metrics["auc"])
     assert metrics["train_rows"] + metrics["holdout_rows"] == 3000
     assert metrics["holdout_rows"] == 600
-    assert metrics["best_estimator"] == "lgbm"
-    assert {"n_estimators", "num_leaves", "learning_rate"} <= set(metrics["best_config"])
+    assert metrics["best_estimator"] in ("lgbm", "xgboost")
+    leaves = "num_leaves" if metrics["best_estimator"] == "lgbm" else "max_leaves"
+    assert {"n_estimators", leaves, "learning_rate"} <= set(metrics["best_config"])
+    assert 0 < metrics["threshold"] < 1
+    assert {m["estimator"] for m in metrics["ensemble"]["members"]} <= {"lgbm", "xgboost"}
     assert metrics["budget_s"] == 5.0 and metrics["seconds"] < 60
 
 
@@ -80,7 +83,7 @@ def test_saved_model_is_an_mlflow_model_with_pins_signature_and_example(trained)
     requirements = (model_dir / "requirements.txt").read_text().split()
     from importlib.metadata import version
 
-    for name in ("scikit-learn", "lightgbm", "pandas", "numpy", "mlflow-skinny"):
+    for name in ("scikit-learn", "lightgbm", "xgboost-cpu", "pandas", "numpy", "mlflow-skinny"):
         assert f"{name}=={version(name)}" in requirements
     from mlflow.models import Model
 
@@ -118,7 +121,7 @@ def test_run_is_logged_to_the_mlflow_file_store(trained, monkeypatch):
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert params["budget_s"] == "5.0" and params["seed"] == "42"
     assert params["dataset_version"] == "7" and params["dataset_hash"] == "sha256:abc"
-    assert params["excluded_columns"] == "" and "best_config.num_leaves" in params
+    assert params["excluded_columns"] == "" and "best_config.n_estimators" in params
     assert metrics["auc"] == pytest.approx(trained["status"]["metrics"]["auc"])
     assert tags["run_id"] == "run-test-1" and tags["dataset_version"] == "7" and tags["code_version"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
@@ -127,7 +130,7 @@ def test_run_is_logged_to_the_mlflow_file_store(trained, monkeypatch):
 
 def test_same_seed_gives_the_same_search(small_bank_csv):
     """The time budget alone decides how many trials fit, which depends on machine load; `max_iter` (reached
-    well inside the budget) makes the FLAML search, and so the refit model, reproducible for a seed."""
+    well inside the budget) makes both FLAML searches, and so the ensemble, reproducible for a seed."""
     frame = pd.read_csv(small_bank_csv)
     first = train(frame, budget_s=30, seed=11, max_iter=6)
     second = train(frame, budget_s=30, seed=11, max_iter=6)

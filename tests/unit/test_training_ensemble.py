@@ -1,0 +1,133 @@
+"""The training step's ensemble: threshold stored and used, saved and reloaded with identical probabilities,
+excluded columns left out, the same model for a seed with a bounded search, and the pieces it is built from.
+
+Small data (2,000 rows) and budgets of at most 5 s with `max_iter` bounds, so the searches end well inside the
+budget and are reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.domain import schema
+from shared.scoring.runtime import ScoringModel
+from shared.training.train import (
+    COUNT_FEATURE,
+    BankEnsemble,
+    accuracy_threshold,
+    prepare_features,
+    save_model,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def frame(small_bank_csv) -> pd.DataFrame:
+    return pd.read_csv(small_bank_csv, nrows=2000)
+
+
+@pytest.fixture(scope="module")
+def trained(frame, tmp_path_factory):
+    result = train(frame, budget_s=5, seed=3, max_iter=4)
+    out = tmp_path_factory.mktemp("ensemble")
+    model_dir = save_model(result, out, dataset_version="1", dataset_hash="h", run_id="r")
+    return {"result": result, "out": out, "model_dir": model_dir}
+
+
+def test_threshold_is_stored_with_the_model_and_in_metrics(trained):
+    result = trained["result"]
+    threshold = result.pipeline.threshold
+    assert 0.0 < threshold < 1.0
+    assert result.metrics["threshold"] == pytest.approx(threshold, abs=1e-6)
+    summary = json.loads((trained["out"] / "metrics.json").read_text())
+    assert summary["threshold"] == pytest.approx(threshold, abs=1e-6)
+    assert {"auc", "accuracy", "f1", "auc_weighted", "ensemble"} <= set(summary)
+    assert summary["auc_weighted"] == pytest.approx(summary["auc"])
+    members = summary["ensemble"]["members"]
+    assert members and {m["estimator"] for m in members} <= {"lgbm", "xgboost"}
+    assert sum(m["weight"] for m in members) == pytest.approx(1.0)
+    from mlflow.models import Model
+
+    meta = Model.load(str(trained["model_dir"] / "MLmodel"))
+    assert meta.metadata["threshold"] == pytest.approx(threshold)
+
+
+def test_predict_uses_the_threshold(trained, frame):
+    model = trained["result"].pipeline
+    X = frame[list(schema.FEATURES)]
+    p_yes = model.predict_proba(X)[:, 1]
+    np.testing.assert_array_equal(model.predict(X), (p_yes > model.threshold).astype(int))
+    shifted = BankEnsemble(threshold=0.9)
+    shifted.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+    assert shifted.predict(X).sum() <= model.predict(X).sum() or model.threshold >= 0.9
+
+
+def test_runtime_labels_follow_the_threshold(trained, frame):
+    scoring = ScoringModel.load(trained["model_dir"], "1")
+    threshold = trained["result"].pipeline.threshold
+    assert scoring.threshold == pytest.approx(threshold) and scoring.direct_path
+    records = frame[list(schema.FEATURES)].head(300).to_dict(orient="records")
+    answer = scoring.predict_records(records)
+    assert answer["result"] == ["yes" if p > threshold else "no" for p in answer["probabilities"]]
+
+
+def test_saved_ensemble_reloads_with_identical_probabilities(trained, frame):
+    import mlflow.pyfunc
+    import mlflow.sklearn
+
+    original = trained["result"].pipeline
+    X = frame[list(schema.FEATURES)]
+    expected = original.predict_proba(X)
+    reloaded = mlflow.sklearn.load_model(str(trained["model_dir"]))
+    np.testing.assert_array_equal(reloaded.predict_proba(X), expected)
+    labels = np.asarray(mlflow.pyfunc.load_model(str(trained["model_dir"])).predict(X))
+    np.testing.assert_array_equal(labels, original.predict(X))
+    scoring = ScoringModel.load(trained["model_dir"], "1")
+    records = X.head(50).to_dict(orient="records")
+    np.testing.assert_array_equal(scoring.predict_records(records)["probabilities"], expected[:50, 1])
+    requirements = (trained["model_dir"] / "requirements.txt").read_text().split()
+    assert any(r.startswith(("xgboost-cpu==", "xgboost==")) for r in requirements)
+    assert any(r.startswith("lightgbm==") for r in requirements)
+
+
+def test_excluded_columns_are_not_used(frame):
+    result = train(frame, budget_s=5, seed=1, exclude_columns=["duration", "euribor3m"], max_iter=3)
+    model = result.pipeline
+    assert "duration" not in model.features_ and "euribor3m" not in model.features_
+    assert COUNT_FEATURE not in model.matrix_columns  # its day key needs euribor3m
+    probe = frame.drop(columns=["duration", "euribor3m", schema.TARGET]).head(5)
+    assert model.predict_proba(probe).shape == (5, 2)
+    assert result.metrics["ensemble"]["engineered_features"] == []
+
+
+def test_same_seed_and_bounded_search_give_the_same_model(frame):
+    first = train(frame, budget_s=5, seed=11, max_iter=4)
+    second = train(frame, budget_s=5, seed=11, max_iter=4)
+    assert first.metrics["ensemble"] == second.metrics["ensemble"]
+    assert first.metrics["threshold"] == second.metrics["threshold"]
+    probe = frame.head(200)
+    np.testing.assert_array_equal(first.pipeline.predict_proba(probe), second.pipeline.predict_proba(probe))
+
+
+def test_day_counts_leave_the_row_itself_out_in_training(frame):
+    X = prepare_features(frame, list(schema.FEATURES))
+    model = BankEnsemble()._encode_from(X, list(schema.FEATURES))
+    columns = model._frame_columns(X)
+    scoring = model._matrix(columns)[:, -1]
+    training = model._matrix(columns, leave_one_out=True)[:, -1]
+    np.testing.assert_array_equal(training, scoring - 1)
+    assert scoring.min() >= 1
+    unseen = {c: list(v[:1]) for c, v in columns.items()}
+    unseen["euribor3m"] = [123.456]
+    assert model._matrix(unseen)[0, -1] == 0
+
+
+def test_accuracy_threshold_maximizes_accuracy_between_scores():
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.8])
+    cut = accuracy_threshold(y, p)
+    assert cut == pytest.approx(0.5)  # between 0.4 and 0.6: 7 of 8 right, the best possible
+    assert ((p > cut) == y).mean() == max(((p > t) == y).mean() for t in np.r_[0.0, p])
