@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = read_csv(data)
         dataset_hash = args.dataset_hash or _file_hash(data)
         excluded = [c.strip() for c in args.exclude_columns.split(",") if c.strip()]
-        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM with FLAML for "
+        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM + XGBoost with FLAML for "
             f"{args.budget_s:g}s (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "")
             + ")")
 
