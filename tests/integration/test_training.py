@@ -17,7 +17,8 @@ from shared.training import job
 from shared.training.train import code_version, train
 
 METRIC_KEYS = {"auc", "accuracy", "f1", "auc_weighted", "train_rows", "holdout_rows", "budget_s", "seconds",
-               "best_estimator", "best_config", "threshold", "ensemble"}
+               "best_estimator", "best_config", "threshold", "threshold_rows", "holdout_threshold", "day_counts",
+               "ensemble"}
 SUMMARY_KEYS = METRIC_KEYS | {"dataset_version", "dataset_hash", "run_id", "seed", "features", "excluded_columns",
                               "code_version"}
 
@@ -58,6 +59,7 @@ def test_job_completes_and_reports_metrics(trained, real_data):
     leaves = "num_leaves" if metrics["best_estimator"] == "lgbm" else "max_leaves"
     assert {"n_estimators", leaves, "learning_rate"} <= set(metrics["best_config"])
     assert 0 < metrics["threshold"] < 1
+    assert metrics["holdout_rows"] <= metrics["threshold_rows"] <= 3000  # out-of-fold rows it was chosen on
     assert {m["estimator"] for m in metrics["ensemble"]["members"]} <= {"lgbm", "xgboost"}
     assert metrics["budget_s"] == 5.0 and metrics["seconds"] < 60
 

@@ -93,8 +93,82 @@ def test_saved_ensemble_reloads_with_identical_probabilities(trained, frame):
     assert any(r.startswith("lightgbm==") for r in requirements)
 
 
+def test_threshold_is_chosen_on_out_of_fold_predictions(trained, frame):
+    metrics = trained["result"].metrics
+    # the holdout plus as many folds of the training part as the budget left time for
+    assert metrics["holdout_rows"] <= metrics["threshold_rows"] <= len(frame)
+    assert 0.0 < metrics["holdout_threshold"] < 1.0
+
+
+def test_out_of_fold_predictions_cover_the_training_part_once(frame):
+    import time
+
+    from shared.training.train import THRESHOLD_FOLDS, _oof_threshold_proba, _target
+
+    X, y = prepare_features(frame, list(schema.FEATURES)), _target(frame)
+    train_index = np.arange(0, len(X), 2)  # the other rows play the holdout, fitted on in every fold
+    params = {"lgbm": {"n_estimators": 10, "num_leaves": 4, "verbose": -1, "n_jobs": 1}}
+    calls = []
+    import shared.training.train as training
+
+    fit = training._fit_member
+
+    def counting_fit(kind, p, matrix, target):
+        calls.append(len(matrix))
+        return fit(kind, p, matrix, target)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "_fit_member", counting_fit)
+        rows, p_yes = _oof_threshold_proba(["lgbm"], params, [1.0], X, y, train_index, features=list(X.columns),
+                                           day_counts=True, seed=0, deadline=time.perf_counter() + 600,
+                                           fold_estimate=0.0)
+    np.testing.assert_array_equal(np.sort(rows), train_index)
+    assert p_yes.shape == rows.shape and ((p_yes >= 0) & (p_yes <= 1)).all()
+    assert len(calls) == THRESHOLD_FOLDS - 1
+    assert all(n == len(X) - len(train_index) // (THRESHOLD_FOLDS - 1) for n in calls)
+    none, _ = _oof_threshold_proba(["lgbm"], params, [1.0], X, y, train_index, features=list(X.columns),
+                                   day_counts=False, seed=0, deadline=time.perf_counter() - 1, fold_estimate=0.0)
+    assert len(none) == 0  # no time left: no folds
+
+
+def test_threshold_falls_back_to_the_holdout_without_time_for_folds(frame, monkeypatch):
+    import shared.training.train as training
+
+    monkeypatch.setattr(training.time, "perf_counter", _clock_after_search())
+    result = train(frame, budget_s=1, seed=3, max_iter=2)
+    assert result.metrics["threshold_rows"] == result.metrics["holdout_rows"]
+    assert result.metrics["threshold"] == pytest.approx(result.metrics["holdout_threshold"])
+
+
+def _clock_after_search():
+    """A perf_counter that jumps past a 1 s budget once called a few times (after the searches start)."""
+    import time as real_time
+
+    calls = {"n": 0}
+    base = real_time.perf_counter
+
+    def clock():
+        calls["n"] += 1
+        return base() + (100.0 if calls["n"] > 3 else 0.0)
+
+    return clock
+
+
+def test_day_counts_are_off_by_default_and_on_when_asked(trained, frame):
+    default = trained["result"]
+    assert default.pipeline.day_counts_ is None and COUNT_FEATURE not in default.pipeline.matrix_columns
+    assert default.metrics["day_counts"] is False and default.metrics["ensemble"]["engineered_features"] == []
+    result = train(frame, budget_s=5, seed=3, max_iter=2, day_counts=True)
+    model = result.pipeline
+    assert model.matrix_columns[-1] == COUNT_FEATURE and model.day_counts_
+    assert result.metrics["day_counts"] is True
+    assert result.metrics["ensemble"]["engineered_features"] == [COUNT_FEATURE]
+    assert model.predict_proba(frame.head(5)).shape == (5, 2)
+
+
 def test_excluded_columns_are_not_used(frame):
-    result = train(frame, budget_s=5, seed=1, exclude_columns=["duration", "euribor3m"], max_iter=3)
+    result = train(frame, budget_s=5, seed=1, exclude_columns=["duration", "euribor3m"], max_iter=3,
+                   day_counts=True)
     model = result.pipeline
     assert "duration" not in model.features_ and "euribor3m" not in model.features_
     assert COUNT_FEATURE not in model.matrix_columns  # its day key needs euribor3m
@@ -104,8 +178,8 @@ def test_excluded_columns_are_not_used(frame):
 
 
 def test_same_seed_and_bounded_search_give_the_same_model(frame):
-    first = train(frame, budget_s=5, seed=11, max_iter=4)
-    second = train(frame, budget_s=5, seed=11, max_iter=4)
+    first = train(frame, budget_s=20, seed=11, max_iter=4)
+    second = train(frame, budget_s=20, seed=11, max_iter=4)
     assert first.metrics["ensemble"] == second.metrics["ensemble"]
     assert first.metrics["threshold"] == second.metrics["threshold"]
     probe = frame.head(200)
