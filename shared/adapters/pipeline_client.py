@@ -173,13 +173,6 @@ class PublishedPipelineClient(_AzureMLRest):
     def get_run(self, run_id: str) -> PipelineRun:
         return parse_run(self._call("GET", f"{self._runs_base}/{run_id}", None))
 
-    def ping(self) -> bool:
-        try:
-            self._session.get(self._runs_base, timeout=5)
-            return True
-        except requests.RequestException:
-            return False
-
 def _error_detail(response: requests.Response) -> str:
     try:
         body = response.json()

@@ -32,9 +32,6 @@ class ScoringClient:
             raise DeploymentError(f"scoring request answered {response.status_code}: {response.text[:300]}")
         return response.json()
 
-    def health(self) -> dict[str, Any]:
-        return self._session.get(f"{self.base_url}/health", timeout=5).json()
-
 
 class LocalScoringDeployer:
     def __init__(self, base_url: str, admin_key: str, *, session: requests.Session | None = None,

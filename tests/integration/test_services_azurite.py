@@ -12,10 +12,9 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
-from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
-from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.bootstrap import build_stores
 from shared.services.http_retrain import retrain_http
 from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
@@ -28,22 +27,16 @@ SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.M
 @pytest.fixture
 def stores(azurite):
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(storage_connection=azurite, pipeline_endpoint_url="x")
-    blobs = storage.blob_service(settings)
-    tables = storage.table_service(settings)
     containers = {k: f"{k}{suffix}" for k in ("incoming", "datasets", "quarantine")}
+    settings = Settings(storage_connection=azurite, datasets_container=containers["datasets"],
+                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
+                        models_table=f"models{suffix}")
+    blobs = storage.blob_service(settings)
     for name in containers.values():
         storage.ensure_container(blobs, name)
-    return {
-        "blobs": blobs,
-        "containers": containers,
-        "datasets": DatasetStore(blobs, storage.ensure_table(tables, f"datasets{suffix}"),
-                                 container=containers["datasets"], name="bankmarketing"),
-        "quarantine": Quarantine(blobs, containers["quarantine"]),
-        "audit": AuditStore(storage.ensure_table(tables, f"audit{suffix}")),
-        "runs": RunStore(storage.ensure_table(tables, f"runs{suffix}")),
-        "models": ModelRegistry(storage.ensure_table(tables, f"models{suffix}")),
-    }
+    built = build_stores(settings)
+    return {"blobs": blobs, "containers": containers, "quarantine": Quarantine(blobs, containers["quarantine"]),
+            "datasets": built.datasets, "audit": built.audit, "runs": built.runs, "models": built.models}
 
 
 @pytest.fixture
