@@ -15,7 +15,7 @@ bp = func.Blueprint()
 def retrain_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()
     answer, _ = handle(req.get_body(), target=s.target, datasets=s.datasets, pipeline=s.pipeline, runs=s.runs,
-                       audit=s.audit)
+                       audit=s.audit, models=s.models)
     headers = {}
     mimetype = "application/json"
     if answer.status == 202:

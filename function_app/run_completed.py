@@ -14,4 +14,5 @@ def run_completed(event: func.EventGridEvent) -> None:
     s = services()
     on_run_completed(event_id=event.id, event_type=event.event_type, subject=event.subject,
                      data=event.get_json(), runs=s.runs, pipeline=s.pipeline, models=s.models,
-                     deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit)
+                     deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit,
+                     policy=s.policy)

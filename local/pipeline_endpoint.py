@@ -189,8 +189,8 @@ class RunWorker:
         if params.get("exclude_columns"):
             argv += ["--exclude-columns", str(params["exclude_columns"])]
         argv += ["--primary-metric", params["primary_metric"]]
-        for name in ("trigger_id", "reason"):
-            if params.get(name):
+        for name in ("trigger_id", "reason", "evaluation_percent", "champion_model", "champion_version"):
+            if params.get(name) not in (None, ""):
                 argv += [f"--{name.replace('_', '-')}", str(params[name])]
         if self.config.mlflow_uri:
             argv += ["--mlflow-uri", self.config.mlflow_uri]

@@ -119,7 +119,7 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
                                         sample=sample, report=report, timeout_s=timeout_s)
             metrics = summary.get("metrics") or {}
             console.log(f"[bold green]model v{summary['model_version']} deployed[/] from dataset "
-                        f"v{summary['dataset_version']} (run {summary['run_id']}; holdout AUC "
+                        f"v{summary['dataset_version']} (run {summary['run_id']}; cross-validated AUC "
                         f"{metrics.get('auc', float('nan')):.4f}); upload→POST {summary['upload_to_post_s']:.2f}s, "
                         f"upload→serving {summary['upload_to_serving_s']:.1f}s")
         code = 0

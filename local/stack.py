@@ -31,6 +31,7 @@ class StackConfig:
     training_budget_s: int = 30
     blob_poll_s: float = 1.0
     drift_schedule: str = "0 0 * * * *"
+    reconcile_schedule: str = "0 */2 * * * *"
     extra_settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -74,6 +75,7 @@ class Stack:
             "SCORING_URL": c.scoring_url,
             "TRAINING_BUDGET_S": str(c.training_budget_s),
             "DRIFT_SCHEDULE": c.drift_schedule,
+            "RECONCILE_SCHEDULE": c.reconcile_schedule,
             "INCOMING_CONTAINER": "incoming",
             "BLOB_TRIGGER_POLL_S": str(c.blob_poll_s),
             "LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.domain.pipeline_params import PARAMETERS, PRIMARY_METRICS
+from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
@@ -57,6 +57,9 @@ def _component_inputs():
     for name, p in PARAMETERS.items():
         if name in NOT_INPUTS:
             continue
+        if name in FOLDER_INPUTS:
+            inputs[name] = Input(type="uri_folder", optional=True, description=p.description)
+            continue
         if p.kind == "integer":
             kwargs = {"type": "integer"}
             if p.minimum is not None:
@@ -78,10 +81,12 @@ def _component_inputs():
 def _command() -> str:
     optional = " ".join(f"$[[--{flag} ${{{{inputs.{name}}}}}]]" for name, flag in (
         ("exclude_columns", "exclude-columns"), ("dataset_version", "dataset-version"),
-        ("trigger_id", "trigger-id"), ("reason", "reason")))
+        ("trigger_id", "trigger-id"), ("reason", "reason"), ("champion_model", "champion-model"),
+        ("champion_version", "champion-version")))
     return ("python -m shared.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
             "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
-            "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} " + optional)
+            "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} "
+            "--evaluation-percent ${{inputs.evaluation_percent}} " + optional)
 
 
 def build_component(code: Path, version: str):
@@ -91,7 +96,7 @@ def build_component(code: Path, version: str):
     environment = Environment(name="bankmarketing-train", image=BASE_IMAGE, conda_file=conda_file(),
                               description="pinned from requirements-train.txt")
     job = command(name=COMPONENT_NAME, display_name="Train the bank-marketing classifier", version=version,
-                  description="FLAML-tuned ensemble, evaluated on a holdout; writes an MLflow model + metrics.json",
+                  description="FLAML-tuned bagged LightGBM, out-of-fold metrics; writes an MLflow model + metrics.json",
                   code=str(code), command=_command(), environment=environment, inputs=_component_inputs(),
                   outputs={"model_dir": Output(type="uri_folder", description="model/ (MLflow) and metrics.json")})
     return job.component
@@ -110,11 +115,15 @@ def build_pipeline_component(component, compute: str):
                          dataset_version: Input(type="integer", optional=True) = None,
                          dataset_name: Input(type="string") = "bankmarketing",
                          trigger_id: Input(type="string", optional=True) = None,
-                         reason: Input(type="string", optional=True) = None):
+                         reason: Input(type="string", optional=True) = None,
+                         evaluation_percent: Input(type="integer", min=0, max=50) = 10,
+                         champion_model: Input(type="uri_folder", optional=True) = None,
+                         champion_version: Input(type="integer", optional=True) = None):
         step = component(training_data=training_data, time_budget_s=time_budget_s, primary_metric=primary_metric,
                          exclude_columns=exclude_columns, seed=seed, experiment_name=experiment_name,
                          dataset_version=dataset_version, dataset_name=dataset_name, trigger_id=trigger_id,
-                         reason=reason)
+                         reason=reason, evaluation_percent=evaluation_percent, champion_model=champion_model,
+                         champion_version=champion_version)
         return {"model_dir": step.outputs.model_dir}
 
     return retrain_pipeline._pipeline_builder.build()

@@ -10,14 +10,17 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from shared import telemetry
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
-from shared.adapters.scoring import AzureOnlineDeployer, LocalScoringDeployer, ScoringClient
+from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+from shared.domain.promotion import PromotionPolicy
 from shared.services.on_upload import UploadLimits
+from shared.services.reconcile import ReconcileLimits
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -54,9 +57,11 @@ class Services:
     models: ModelRegistry
     pipeline: PublishedPipelineClient | BatchEndpointPipelineClient
     deployer: object
-    scorer: ScoringClient | None
+    scorer: object | None  # ScoringClient (local) or a lazily built AzureEndpointScorer
     target: PipelineTarget
     limits: UploadLimits
+    policy: PromotionPolicy
+    reconcile: ReconcileLimits
 
 
 def _secret(name: str) -> str:
@@ -80,6 +85,8 @@ def pipeline_client(settings: Settings, credential) -> PublishedPipelineClient |
 
 def build(settings: Settings) -> Services:
     azure = settings.mode == "azure"
+    local_dir = os.environ.get("RETRAIN_LOCAL_DIR")
+    telemetry.configure_from_env(settings.extra or None, local_dir=local_dir if (local_dir and not azure) else None)
     storage_credential = azure_credential() if (azure and settings.storage_account_url) else None
     blobs = storage.blob_service(settings, storage_credential)
     stores = build_stores(settings, storage_credential)
@@ -88,11 +95,12 @@ def build(settings: Settings) -> Services:
 
     if azure:
         pipeline_credential = azure_credential()
-        deployer: object = AzureOnlineDeployer()
+        deployer: object = azure_deployer(settings)
+        scorer: object | None = LazyScorer(deployer.scorer)
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
         deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
-    scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY")) if settings.scoring_url else None
+        scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY")) if settings.scoring_url else None
 
     return Services(
         settings=settings,
@@ -105,9 +113,39 @@ def build(settings: Settings) -> Services:
         deployer=deployer,
         scorer=scorer,
         target=PipelineTarget(experiment=settings.pipeline_experiment, datastore=settings.pipeline_datastore,
-                              data_input=settings.pipeline_data_input, budget_s=settings.training_budget_s),
+                              data_input=settings.pipeline_data_input, budget_s=settings.training_budget_s,
+                              evaluation_percent=settings.evaluation_percent),
         limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
+        policy=PromotionPolicy(margin=settings.promotion_margin, floor=settings.promotion_floor),
+        reconcile=ReconcileLimits(min_age_s=settings.reconcile_min_age_s, run_timeout_s=settings.run_timeout_s),
     )
+
+
+def azure_deployer(settings: Settings, ml_client=None):
+    """Blue/green on the managed online endpoint, through an MLClient on the app's managed identity."""
+    from shared.adapters.azure_online import AzureOnlineDeployer
+
+    if ml_client is None:
+        from azure.ai.ml import MLClient
+
+        ml_client = MLClient(azure_credential(), settings.azure_subscription_id, settings.azure_resource_group,
+                             settings.azureml_workspace_name)
+    return AzureOnlineDeployer(ml_client, settings.online_endpoint, settings.registered_model_name,
+                               instance_type=settings.instance_type, instance_count=settings.instance_count,
+                               mirror_percent=settings.mirror_percent)
+
+
+class LazyScorer:
+    """Reads the endpoint's scoring URI and key on first use, not at cold start (and not when never needed)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._scorer = None
+
+    def score(self, records):
+        if self._scorer is None:
+            self._scorer = self._factory()
+        return self._scorer.score(records)
 
 
 @lru_cache(maxsize=1)

@@ -97,6 +97,110 @@ def cmd_status(args) -> int:
     return 0
 
 
+COMPLETION_FUNCTIONS = ("run_completed", "reconcile_timer", "promote", "rollback")
+
+
+def _figure(side: dict | None, key: str = "auc") -> str:
+    value = (side or {}).get(key)
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def history_rows(records) -> list[dict]:
+    """Completion outcomes (event, reconcile, promote, rollback) with both models' figures and the reason."""
+    rows = []
+    for r in records:
+        if r.function not in COMPLETION_FUNCTIONS or r.outcome in ("ignored", "duplicate") \
+                or (r.function == "reconcile_timer" and not r.run_id):
+            continue
+        decision = r.data.get("decision") or {}
+        rows.append({"id": r.id, "at": r.started_at, "function": r.function, "trigger": r.trigger,
+                     "run_id": r.run_id, "dataset_version": r.dataset_version, "model_version": r.model_version,
+                     "outcome": r.outcome, "reason": r.detail, "challenger": decision.get("challenger"),
+                     "champion": decision.get("champion"), "deployment": r.data.get("deployment"),
+                     "replaced": r.data.get("replaced"), "stages": r.stages,
+                     "seconds": round(r.finished_at - r.started_at, 3) if r.finished_at else None})
+    return rows
+
+
+def cmd_history(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from local.connection import StackNotRunning
+
+    try:
+        stores = _stores()
+    except StackNotRunning as exc:
+        print(f"retrain history: {exc}", file=sys.stderr)
+        return 1
+    rows = history_rows(stores.audit.list())[-args.limit:]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return 0
+    table = Table(title=f"deploy history ({len(rows)} most recent)")
+    for column in ("when (UTC)", "by", "run", "model", "outcome", "new AUC", "live AUC", "slot", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(_when(row["at"]), row["function"], row["run_id"] or "-",
+                      f"v{row['model_version']}" if row["model_version"] else "-", row["outcome"],
+                      _figure(row["challenger"]), _figure(row["champion"]),
+                      str((row["deployment"] or {}).get("slot") or "-"), row["reason"])
+    Console(width=max(160, Console().width)).print(table)
+    return 0
+
+
+def _stores():
+    from local.connection import find_stack
+    from shared.bootstrap import build_stores
+    from shared.settings import Settings
+
+    return build_stores(Settings(storage_connection=find_stack().storage_connection))
+
+
+def _deploy_parts() -> dict:
+    """Registry, deployer and scorer: the Azure ones from app settings (RETRAIN_MODE=azure), else the running
+    local stack's, with its keys from `.local/secrets.json`."""
+    if os.environ.get("RETRAIN_MODE", "").strip().lower() == "azure":
+        from shared.bootstrap import build
+        from shared.settings import get_settings
+
+        s = build(get_settings())
+        return {"models": s.models, "deployer": s.deployer, "scorer": s.scorer, "datasets": s.datasets,
+                "audit": s.audit}
+    from local import stack_secrets
+    from local.connection import find_stack, local_dir
+    from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+
+    stack = find_stack()
+    if not stack.scoring_url:
+        raise RuntimeError("the running stack has no scoring endpoint URL (set SCORING_URL)")
+    secrets = stack_secrets.load_or_create(local_dir())
+    stores = _stores()
+    return {"models": stores.models, "datasets": stores.datasets, "audit": stores.audit,
+            "deployer": LocalScoringDeployer(stack.scoring_url, secrets["scoring_admin_key"]),
+            "scorer": ScoringClient(stack.scoring_url, secrets["scoring_key"])}
+
+
+def cmd_override(args) -> int:
+    from local.connection import StackNotRunning
+    from shared.services.manual_deploy import promote, rollback
+
+    who = os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+    try:
+        parts = _deploy_parts()
+    except (StackNotRunning, RuntimeError) as exc:
+        print(f"retrain {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "promote":
+        record = promote(args.version, requested_by=who, **parts)
+    else:
+        record = rollback(requested_by=who, **parts)
+    ok = record.outcome in ("promoted", "rolled_back")
+    print(f"{record.outcome}: {record.detail} (audit {record.id})", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def cmd_train(args) -> int:
     from shared.training import job
 
@@ -183,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=50)
     status.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    history = sub.add_parser("history", help="what each completed run led to: deployed, kept champion, rolled "
+                                             "back, promoted by hand; both models' figures and the reason")
+    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    promote = sub.add_parser("promote", help="deploy a registered model version by hand (blue/green, audited)")
+    promote.add_argument("version", type=int)
+    sub.add_parser("rollback", help="go back to the model that was live before the current one (audited)")
+
     train = sub.add_parser("train", help="train a model from a CSV (the pipeline's training step)")
     train.add_argument("--data", required=True)
     train.add_argument("--out", required=True)
@@ -218,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         "demo": lambda: cmd_session(args, upload=True, once=True),
         "upload": lambda: cmd_upload(args),
         "status": lambda: cmd_status(args),
+        "history": lambda: cmd_history(args),
+        "promote": lambda: cmd_override(args),
+        "rollback": lambda: cmd_override(args),
         "train": lambda: cmd_train(args),
         "evaluate": lambda: cmd_evaluate(args),
         "azure": lambda: cmd_azure_publish(args),

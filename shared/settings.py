@@ -78,6 +78,22 @@ class Settings:
     training_budget_s: int = 30
     # Scoring / deployment (local scoring endpoint; Azure managed online endpoint in a later issue).
     scoring_url: str = ""  # SCORING_URL: base URL of the scoring endpoint
+    # Champion / challenger and the completion's safety net.
+    promotion_margin: float = 0.005  # PROMOTION_MARGIN: AUC the new model may lose against the live one
+    promotion_floor: float = 0.75  # PROMOTION_FLOOR: AUC the new model must reach on the held-out rows
+    evaluation_percent: int = 10  # EVALUATION_PERCENT: rows held out of training for that comparison
+    reconcile_schedule: str = "0 */5 * * * *"  # RECONCILE_SCHEDULE: the reconcile timer (NCRONTAB)
+    reconcile_min_age_s: float = 120.0  # RECONCILE_MIN_AGE_S: runs younger than this are left to their event
+    run_timeout_s: float = 21600.0  # RUN_TIMEOUT_S: a run not ended after this is marked failed
+    # Azure managed online endpoint (RETRAIN_MODE=azure).
+    azure_subscription_id: str = ""  # AZURE_SUBSCRIPTION_ID
+    azure_resource_group: str = ""  # AZURE_RESOURCE_GROUP
+    azureml_workspace_name: str = ""  # AZUREML_WORKSPACE_NAME
+    online_endpoint: str = "bankmarketing-scoring"  # AZUREML_ONLINE_ENDPOINT
+    registered_model_name: str = "bankmarketing-classifier"  # AZUREML_MODEL_NAME
+    instance_type: str = "Standard_DS3_v2"  # AZUREML_INSTANCE_TYPE
+    instance_count: int = 1  # AZUREML_INSTANCE_COUNT
+    mirror_percent: int = 0  # AZUREML_MIRROR_PERCENT
     # Validation and drift.
     target_column: str = "y"
     min_rows: int = 500
@@ -117,6 +133,20 @@ class Settings:
             pipeline_max_retries=_int(env, "PIPELINE_MAX_RETRIES", 4),
             training_budget_s=_int(env, "TRAINING_BUDGET_S", 30),
             scoring_url=env.get("SCORING_URL", ""),
+            promotion_margin=_float(env, "PROMOTION_MARGIN", 0.005),
+            promotion_floor=_float(env, "PROMOTION_FLOOR", 0.75),
+            evaluation_percent=_int(env, "EVALUATION_PERCENT", 10),
+            reconcile_schedule=env.get("RECONCILE_SCHEDULE", "0 */5 * * * *"),
+            reconcile_min_age_s=_float(env, "RECONCILE_MIN_AGE_S", 120.0),
+            run_timeout_s=_float(env, "RUN_TIMEOUT_S", 21600.0),
+            azure_subscription_id=env.get("AZURE_SUBSCRIPTION_ID", ""),
+            azure_resource_group=env.get("AZURE_RESOURCE_GROUP", ""),
+            azureml_workspace_name=env.get("AZUREML_WORKSPACE_NAME", ""),
+            online_endpoint=env.get("AZUREML_ONLINE_ENDPOINT", "bankmarketing-scoring"),
+            registered_model_name=env.get("AZUREML_MODEL_NAME", "bankmarketing-classifier"),
+            instance_type=env.get("AZUREML_INSTANCE_TYPE", "Standard_DS3_v2"),
+            instance_count=_int(env, "AZUREML_INSTANCE_COUNT", 1),
+            mirror_percent=_int(env, "AZUREML_MIRROR_PERCENT", 0),
             target_column=env.get("TARGET_COLUMN", "y"),
             min_rows=_int(env, "MIN_ROWS", 500),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
@@ -132,6 +162,12 @@ class Settings:
                                 f"got {s.pipeline_kind!r}")
         if s.pipeline_kind == "batch-endpoint" and not s.azureml_workspace_id:
             raise SettingsError("PIPELINE_KIND=batch-endpoint needs AZUREML_WORKSPACE_ID (the workspace's ARM id)")
+        if not 0 <= s.evaluation_percent <= 50:
+            raise SettingsError(f"setting EVALUATION_PERCENT must be between 0 and 50, got {s.evaluation_percent}")
+        if s.mode == "azure" and not (s.azure_subscription_id and s.azure_resource_group
+                                      and s.azureml_workspace_name):
+            raise SettingsError("RETRAIN_MODE=azure needs AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and "
+                                "AZUREML_WORKSPACE_NAME (the workspace that hosts the online endpoint)")
         if not s.pipeline_endpoint_url:
             raise SettingsError("set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL")
         return s

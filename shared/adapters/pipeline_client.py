@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared.domain.pipeline_params import FOLDER_INPUTS
+
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -228,7 +230,8 @@ class BatchEndpointPipelineClient(_AzureMLRest):
     def body(*, experiment: str, parameters: dict[str, Any],
              data_paths: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
         inputs: dict[str, Any] = {"experiment_name": {"JobInputType": "Literal", "Value": experiment}}
-        inputs.update({name: {"JobInputType": "Literal", "Value": value} for name, value in parameters.items()})
+        inputs.update({name: {"JobInputType": "UriFolder", "Uri": value} if name in FOLDER_INPUTS
+                       else {"JobInputType": "Literal", "Value": value} for name, value in parameters.items()})
         for name, ref in (data_paths or {}).items():
             inputs[name] = {"JobInputType": "UriFile",
                             "Uri": f"azureml://datastores/{ref['DataStoreName']}/paths/{ref['RelativePath']}"}

@@ -59,7 +59,7 @@ class RunStore:
         run = from_entity(RunRecord, entity)
         if run.status != "Submitted":
             return None
-        run.status = "Handling"
+        run.status, run.claimed_at = "Handling", time.time()
         try:
             self._table.update_entity(to_entity(run, _RUN_PK, run_id), mode=UpdateMode.REPLACE,
                                       etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
@@ -73,6 +73,23 @@ class RunStore:
     def list(self) -> list[RunRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _RUN_PK})
         return sorted((from_entity(RunRecord, r) for r in rows), key=lambda r: r.submitted_at)
+
+    def release(self, run_id: str) -> bool:
+        """Hand a run stuck in Handling (its handler died) back to Submitted, once, so it is finished again."""
+        try:
+            entity = self._table.get_entity(_RUN_PK, run_id)
+        except ResourceNotFoundError:
+            return False
+        run = from_entity(RunRecord, entity)
+        if run.status != "Handling":
+            return False
+        run.status, run.detail = "Submitted", "released after an interrupted completion"
+        try:
+            self._table.update_entity(to_entity(run, _RUN_PK, run_id), mode=UpdateMode.REPLACE,
+                                      etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        return True
 
     def in_flight(self) -> list[RunRecord]:
         return [r for r in self.list() if r.status in ("Submitted", "Handling")]
@@ -111,8 +128,27 @@ class ModelRegistry:
             return None
 
     def set_live(self, version: int) -> None:
-        self._table.upsert_entity({"PartitionKey": "live", "RowKey": "live", "version": version,
-                                   "since": time.time()}, mode=UpdateMode.REPLACE)
+        """Make `version` live, remembering the one it replaces (what `retrain rollback` goes back to)."""
+        current = self._live_entity()
+        previous = current.get("version") if current else None
+        entity = {"PartitionKey": "live", "RowKey": "live", "version": version, "since": time.time()}
+        if previous is not None and int(previous) != version:
+            entity["previous"] = int(previous)
+        elif current and current.get("previous") is not None:
+            entity["previous"] = int(current["previous"])
+        self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _live_entity(self) -> dict | None:
+        try:
+            return dict(self._table.get_entity("live", "live"))
+        except ResourceNotFoundError:
+            return None
+
+    def previous_live(self) -> ModelVersion | None:
+        entity = self._live_entity()
+        if not entity or entity.get("previous") is None:
+            return None
+        return self.get(int(entity["previous"]))
 
     def live(self) -> ModelVersion | None:
         try:

@@ -17,6 +17,8 @@ from shared.domain import schema
 PRIMARY_METRICS = {
     "AUC_weighted": "roc_auc",
 }
+# Parameters that are folders, not literals: a folder input of the Azure component (mounted for the job).
+FOLDER_INPUTS = {"champion_model"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
@@ -102,6 +104,11 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("seed", "integer", 42, "random seed (same seed + data + budget -> same model choice)", minimum=0,
               maximum=2**31 - 1),
     Parameter("experiment_name", "string", "bankmarketing-retrain", "experiment the run is recorded under"),
+    Parameter("evaluation_percent", "integer", 10, "rows held out of training (by row hash) to compare the new "
+              "model with the live one", minimum=0, maximum=50),
+    Parameter("champion_model", "string", None, "the live model (MLflow model folder: a path, or an azureml:// "
+              "URI mounted as a folder input) scored on the held-out rows"),
+    Parameter("champion_version", "integer", None, "the live model's version (recorded with its figures)", minimum=1),
     Parameter("trigger_id", "string", "", "audit id of the trigger that asked for the run (lineage)"),
     Parameter("reason", "string", "", "why: upload, drift, http, ... (lineage)"),
 )}

@@ -44,10 +44,12 @@ class RunRecord:
     experiment: str
     submitted_at: float
     uploaded_at: float | None = None  # when the data that caused it landed (blob uploads)
-    status: str = "Submitted"  # Submitted -> Handling -> Deployed | Failed | KeptChampion
+    status: str = "Submitted"  # Submitted -> Handling -> Deployed | KeptChampion | RolledBack | Failed
     finished_at: float | None = None
     model_version: int | None = None
     detail: str = ""
+    claimed_at: float | None = None  # when a completion (event or reconcile) started handling it
+    traceparent: str = ""  # W3C trace context of the submission: the completion continues the same trace
 
 
 @dataclass

@@ -45,7 +45,8 @@ def check_drift(*, past_due: bool, threshold: float, share: float, min_rows: int
         record.finish("no_drift", f"no drift: {result.verdict} (v{latest.version} vs v{live.dataset_version})")
         audit.save(record)
         return record
-    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target)
+    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
+                    models=models)
     record.finish("submitted", f"drift: {result.verdict}; retrain submitted")
     audit.save(record)
     return record

@@ -23,18 +23,18 @@ def _problem(status: int, title: str, detail: str) -> HttpAnswer:
     return HttpAnswer(status, {"type": "about:blank", "title": title, "status": status, "detail": detail})
 
 
-def retrain_http(body: bytes, *, target: PipelineTarget, datasets, pipeline, runs, audit,
+def retrain_http(body: bytes, *, target: PipelineTarget, datasets, pipeline, runs, audit, models=None,
                  function: str = "retrain_http") -> tuple[HttpAnswer, AuditRecord]:
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
                          source="POST /api/retrain")
-    answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs)
+    answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models)
     if answer.status >= 400:
         record.finish("rejected", f"rejected ({answer.status}): {answer.body.get('detail')}")
     audit.save(record)
     return answer, record
 
 
-def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, runs) -> HttpAnswer:
+def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, runs, models=None) -> HttpAnswer:
     if len(body) > MAX_BODY:
         return _problem(413, "Payload Too Large", f"body is {len(body)} bytes; the limit is {MAX_BODY}")
     try:
@@ -73,7 +73,7 @@ def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, run
         return _problem(400, "Bad Request", f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}")
     try:
         run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs, target=target,
-                              parameters=parameters)
+                              models=models, parameters=parameters)
     except Exception as exc:
         record.finish("failed", f"pipeline submit failed: {exc}")
         return _problem(502, "Bad Gateway", f"the pipeline endpoint did not accept the run: {exc}")

@@ -1,17 +1,21 @@
-"""A pipeline run ended: register its model, deploy it, prove it answers, and record what happened."""
+"""A pipeline run ended: register its model, compare it with the live one, deploy it only if it is not worse,
+prove it answers (or roll back), and record what happened and why."""
 
 from __future__ import annotations
 
 import io
 import logging
 import time
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 
+from shared import telemetry
 from shared.domain import schema
-from shared.domain.records import AuditRecord, new_id
-from shared.domain.run_events import EventError, parse_run_event
+from shared.domain.promotion import Decision, PromotionPolicy, decide
+from shared.domain.records import AuditRecord, ModelVersion, new_id
+from shared.domain.run_events import EventError, RunEvent, parse_run_event
 
 log = logging.getLogger(__name__)
 
@@ -38,76 +42,161 @@ def smoke_records(datasets, dataset_version: int, rows: int = SMOKE_ROWS) -> lis
 
 
 def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict, runs, pipeline, models,
-                     deployer, scorer, datasets, audit, function: str = "run_completed") -> AuditRecord:
+                     deployer, scorer, datasets, audit, policy: PromotionPolicy | None = None,
+                     function: str = "run_completed") -> AuditRecord:
+    """Event Grid entry: at-least-once and unordered delivery; a run is finished by the first event that claims
+    it, later ones are recorded as duplicates, runs this service did not submit are ignored."""
     record = AuditRecord(id=new_id("evt-"), trigger="eventgrid", function=function, started_at=time.time(),
                          source=f"{event_type} {subject}")
     record.data["event_id"] = event_id
     try:
         event = parse_run_event(event_id=event_id, event_type=event_type, subject=subject, data=data)
     except EventError as exc:
-        record.finish("ignored", f"ignored: {exc}")
-        audit.save(record)
-        return record
+        return _end(record, audit, "ignored", f"ignored: {exc}")
+    return finish_run(event, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer, scorer=scorer,
+                      datasets=datasets, audit=audit, policy=policy)
+
+
+def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets, audit,
+               policy: PromotionPolicy | None = None) -> AuditRecord:
+    """Shared by the event handler and the reconcile timer (which builds `event` from the run's status)."""
     record.run_id = event.run_id
     if event.outcome == "ignore":
-        record.finish("ignored", f"ignored: run status {event.status} ends nothing")
-        audit.save(record)
-        return record
+        return _end(record, audit, "ignored", f"ignored: run status {event.status} ends nothing")
     known = runs.get(event.run_id)
     if known is None:
-        record.finish("ignored", "ignored: not a run this service submitted")
-        audit.save(record)
-        return record
+        return _end(record, audit, "ignored", "ignored: not a run this service submitted")
     record.dataset_version = known.dataset_version
     run = runs.claim(event.run_id)
     if run is None:
-        record.finish("duplicate", f"duplicate event: run already {known.status.lower()}")
-        audit.save(record)
-        return record
+        return _end(record, audit, "duplicate", f"duplicate event: run already {known.status.lower()}")
     record.stage("run_completed")
     audit.save(record)
+    with telemetry.span("run_completed", kind="consumer", parent={"traceparent": run.traceparent},
+                        run_id=run.run_id, dataset_version=run.dataset_version, status=event.status,
+                        via=event.event_type) as span:
+        done = _complete(event, run, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer,
+                         scorer=scorer, datasets=datasets, audit=audit, policy=policy)
+        span.set(outcome=done.outcome, model_version=done.model_version)
+        if done.outcome in ("failed", "rolled_back"):
+            span.fail(done.detail)
+    telemetry.record_metric("retrain.completions", 1, kind="counter", outcome=done.outcome)
+    if done.data.get("upload_to_serving_s") is not None:
+        telemetry.record_metric("retrain.upload_to_serving_s", done.data["upload_to_serving_s"], unit="s")
+    return done
 
+
+def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets,
+              audit, policy: PromotionPolicy | None) -> AuditRecord:
     try:
         if event.outcome == "failed":
             detail = str(event.properties.get("error") or event.status)
-            run.status, run.detail, run.finished_at = "Failed", detail, time.time()
-            runs.save(run)
-            record.finish("failed", f"run {event.status.lower()}: {detail}; nothing deployed")
-            audit.save(record)
-            return record
+            _set_run(runs, run, "Failed", detail)
+            return _end(record, audit, "failed", f"run {event.status.lower()}: {detail}; nothing deployed")
 
-        finished = pipeline.get_run(event.run_id)
-        model_dir = model_location(finished.outputs)
-        metrics = dict(finished.outputs.get("metrics") or {})
-        model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
-                                metrics=metrics)
+        with telemetry.span("register_model"):
+            finished = pipeline.get_run(event.run_id)
+            model_dir = model_location(finished.outputs)
+            metrics = dict(finished.outputs.get("metrics") or {})
+            model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
+                                    metrics=metrics)
         record.model_version = model.version
         record.stage("registered")
         audit.save(record)
 
-        samples = smoke_records(datasets, run.dataset_version)
-        deployer.deploy(model_dir=model_dir, version=model.version, smoke_records=samples)
-        record.stage("deployed")
-        answer = scorer.score(samples[:1] if samples else [])
-        if str(answer.get("model_version")) != str(model.version):
-            raise RuntimeError(f"scoring endpoint answered with model {answer.get('model_version')}, "
-                               f"expected {model.version}")
-        record.stage("serving")
-        models.set_live(model.version)
-        run.status, run.model_version, run.finished_at = "Deployed", model.version, time.time()
-        runs.save(run)
-        record.data.update(metrics={k: metrics[k] for k in ("auc", "accuracy", "f1") if k in metrics},
-                           smoke_answer=answer.get("result"))
+        with telemetry.span("evaluate", model_version=model.version) as span:
+            live = models.live()
+            decision = compare(policy or PromotionPolicy(), metrics, live)
+            span.set(decision=decision.outcome, live_version=live.version if live else None,
+                     challenger_auc=(decision.challenger or {}).get("auc"),
+                     champion_auc=(decision.champion or {}).get("auc"))
+        record.stage("evaluated")
+        record.data["decision"] = decision.to_dict()
+        record.data["metrics"] = {k: metrics[k] for k in ("auc", "accuracy", "f1") if k in metrics}
+        if not decision.promote:
+            _set_run(runs, run, "KeptChampion", decision.reason, model_version=model.version)
+            return _end(record, audit, "kept_champion",
+                        f"kept v{live.version if live else '-'} live; new model v{model.version} not deployed: "
+                        f"{decision.reason}")
+
+        result = deploy_version(model, deployer=deployer, scorer=scorer, models=models,
+                                samples=smoke_records(datasets, run.dataset_version), record=record)
+        if result["outcome"] != "deployed":
+            _set_run(runs, run, "RolledBack", result["detail"], model_version=model.version)
+            return _end(record, audit, result["outcome"], result["detail"])
+        _set_run(runs, run, "Deployed", "", model_version=model.version)
         if run.uploaded_at:
             record.data["upload_to_serving_s"] = round(record.stages["serving"] - run.uploaded_at, 3)
-        record.finish("deployed", f"model v{model.version} serving (holdout AUC "
-                                  f"{metrics.get('auc', float('nan')):.4f})")
-        audit.save(record)
-        return record
+        return _end(record, audit, "deployed", f"model v{model.version} serving: {decision.reason}")
     except Exception as exc:
         log.exception("completion of run %s failed", event.run_id)
-        run.status, run.detail, run.finished_at = "Failed", f"completion failed: {exc}", time.time()
-        runs.save(run)
-        record.finish("failed", f"completion failed: {exc}")
-        audit.save(record)
-        return record
+        _set_run(runs, run, "Failed", f"completion failed: {exc}")
+        return _end(record, audit, "failed", f"completion failed: {exc}")
+
+
+def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion | None) -> Decision:
+    """The run's evaluation of both models on its held-out rows, when it scored the model that is live now;
+    otherwise (the live model changed since the run was submitted, or the run could not score it) the recorded
+    held-out figures of both runs (different rows: noted as the basis)."""
+    evaluation = metrics.get("evaluation_slice") or {}
+    challenger = dict(evaluation.get("challenger") or {})
+    if not challenger and live is None and "auc" in metrics:  # a run without held-out rows: its CV figures
+        return _with_basis(decide(policy, {"auc": metrics["auc"]}, None), "cross_validation")
+    if live is None:
+        return _with_basis(decide(policy, challenger, None), "held_out_rows")
+    champion = evaluation.get("champion") or None
+    if champion and str(champion.get("version")) == str(live.version):
+        return _with_basis(decide(policy, challenger, champion, champion_version=live.version), "same_rows")
+    recorded = dict(((live.metrics or {}).get("evaluation_slice") or {}).get("challenger") or {})
+    decision = decide(policy, challenger, recorded or None, champion_version=live.version)
+    why = ("the run scored v{} but v{} is live now".format(champion.get("version"), live.version) if champion
+           else evaluation.get("champion_error") or "the run did not score the live model")
+    return _with_basis(decision, f"recorded_figures ({why})")
+
+
+def _with_basis(decision: Decision, basis: str) -> Decision:
+    return Decision(decision.outcome, f"{decision.reason} [basis: {basis}]", decision.challenger,
+                    decision.champion)
+
+
+def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: list[dict],
+                   record: AuditRecord) -> dict[str, Any]:
+    """Blue/green deploy (the deployer smoke-tests the idle slot and switches), then check that the endpoint
+    answers with the new version; if it does not, switch back. Returns {"outcome", "detail"}."""
+    with telemetry.span("deploy", model_version=model.version) as span:
+        answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples)
+        span.set(slot=answer.get("slot"), previous_version=answer.get("previous"))
+    record.stage("deployed")
+    record.data["deployment"] = {k: answer.get(k) for k in ("slot", "previous_slot", "previous", "seconds")
+                                 if k in answer}
+    if scorer is not None:
+        try:
+            reply = scorer.score(samples[:1] if samples else [])
+            served = str(reply.get("model_version"))
+            if served != str(model.version):
+                raise RuntimeError(f"the endpoint answered with model {served}, expected {model.version}")
+            record.data["smoke_answer"] = reply.get("result")
+        except Exception as exc:  # the switch happened but the endpoint does not serve the model: undo it
+            log.warning("model v%s failed its post-switch check: %s; rolling back", model.version, exc)
+            back = deployer.rollback()
+            record.stage("rolled_back")
+            record.data["rollback"] = back
+            return {"outcome": "rolled_back",
+                    "detail": f"model v{model.version} failed its check after the switch ({exc}); "
+                              f"rolled back to v{back.get('rolled_back_to')}"}
+    record.stage("serving")
+    models.set_live(model.version)
+    return {"outcome": "deployed", "detail": ""}
+
+
+def _set_run(runs, run, status: str, detail: str, *, model_version: int | None = None) -> None:
+    run.status, run.detail, run.finished_at = status, detail, time.time()
+    if model_version is not None:
+        run.model_version = model_version
+    runs.save(run)
+
+
+def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
+    record.finish(outcome, detail)
+    audit.save(record)
+    return record

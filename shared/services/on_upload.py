@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared import telemetry
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
 from shared.services.retrain import PipelineTarget, request_retrain
@@ -28,7 +29,18 @@ class UploadLimits:
 
 
 def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
-              pipeline, runs, audit, function: str = "blob_upload") -> AuditRecord:
+              pipeline, runs, audit, models=None, function: str = "blob_upload") -> AuditRecord:
+    with telemetry.span("blob_upload", kind="consumer", blob=blob.name, etag=blob.etag, size=len(blob.data)) as span:
+        record = _on_upload(blob, limits=limits, target=target, datasets=datasets, quarantine=quarantine,
+                            pipeline=pipeline, runs=runs, audit=audit, models=models, function=function)
+        span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
+        if record.outcome == "rejected":
+            span.fail(record.detail)
+    return record
+
+
+def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
+               pipeline, runs, audit, models, function: str) -> AuditRecord:
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
                          source=blob.name)
     if blob.uploaded_at:
@@ -60,8 +72,8 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
     audit.save(record)
 
     try:
-        request_retrain(dataset, reason="upload", record=record, pipeline=pipeline, runs=runs,
-                              target=target, uploaded_at=blob.uploaded_at)
+        request_retrain(dataset, reason="upload", record=record, pipeline=pipeline, runs=runs, target=target,
+                        uploaded_at=blob.uploaded_at, models=models)
     except Exception as exc:
         # Recorded, then raised so the host retries the blob (the registration above is reused on retry).
         record.finish("failed", f"pipeline submit failed: {exc}")

@@ -24,7 +24,7 @@ def auc_weighted(y_true: np.ndarray, p_yes: np.ndarray) -> float:
 
 
 def evaluate(model_dir: Path, data: bytes, *, max_bytes: int = 2 * 1024**3) -> dict:
-    from shared.scoring.runtime import ModelLoadError, ScoringInputError, ScoringModel
+    from shared.scoring.runtime import ModelLoadError, ScoringModel
 
     result = validate_csv(data, min_rows=1, max_bytes=max_bytes)
     if not result.ok:
@@ -33,7 +33,13 @@ def evaluate(model_dir: Path, data: bytes, *, max_bytes: int = 2 * 1024**3) -> d
         model = ScoringModel.load(model_dir, version="evaluated")
     except (ModelLoadError, OSError) as exc:
         raise EvaluationError(f"cannot load a model from {model_dir}: {exc}") from None
-    frame = result.frame
+    return score_frame(model, result.frame)
+
+
+def score_frame(model, frame) -> dict:
+    """AUC / accuracy / F1 / AUC_weighted of a loaded `ScoringModel` on a labelled frame (canonical columns)."""
+    from shared.scoring.runtime import ScoringInputError
+
     records = frame[[c for c in schema.FEATURES if c in model.features]].to_dict(orient="records")
     labels: list[str] = []
     probabilities: list[float] = []
@@ -44,7 +50,9 @@ def evaluate(model_dir: Path, data: bytes, *, max_bytes: int = 2 * 1024**3) -> d
             probabilities += answer["probabilities"]
     except ScoringInputError as exc:
         raise EvaluationError(f"the model cannot score this file: {exc}") from None
-    y_true = (frame[schema.TARGET] == "yes").to_numpy().astype(int)
+    y_true = (frame[schema.TARGET].astype(str).str.strip().str.lower() == "yes").to_numpy().astype(int)
+    if y_true.min() == y_true.max():
+        raise EvaluationError(f"the {len(frame)} labelled rows hold only one class; AUC is undefined")
     p_yes = np.asarray(probabilities, dtype=float)
     y_pred = (np.asarray(labels) == "yes").astype(int)
     return {"rows": len(frame), "auc": round(float(roc_auc_score(y_true, p_yes)), 6),

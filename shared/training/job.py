@@ -4,10 +4,10 @@
         [--dataset-version V] [--dataset-hash H] [--run-id ID] [--mlflow-uri URI] [--experiment NAME]
         [--max-iter N]
 
-Reads a comma-separated dataset version, trains (FLAML + LightGBM), writes `DIR/model/` (MLflow model) and
-`DIR/metrics.json`, records the run in MLflow tracking when `--mlflow-uri` is given, and always writes
-`DIR/status.json` = {"status": "Completed"|"Failed", "error": ..., "metrics": ...}. Exit code 0 on success,
-1 on failure; a bad input file gives a one-line error, not a traceback.
+Reads a comma-separated dataset version, trains (FLAML-searched LightGBM, bagged), writes `DIR/model/`
+(MLflow model) and `DIR/metrics.json`, records the run in MLflow tracking when `--mlflow-uri` is given, and
+always writes `DIR/status.json` = {"status": "Completed"|"Failed", "error": ..., "metrics": ...}. Exit code 0
+on success, 1 on failure; a bad input file gives a one-line error, not a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from shared.domain.evaluation_slice import DEFAULT_PERCENT
 from shared.domain.pipeline_params import PRIMARY_METRICS
 
 # Failures caused by the input (file, content, arguments): reported in one line, without a traceback.
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m shared.training.job", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="training CSV (comma-separated, header row, target column y)")
     p.add_argument("--out", required=True, help="output directory for model/, metrics.json and status.json")
-    p.add_argument("--budget-s", type=float, required=True, help="FLAML search budget in seconds")
+    p.add_argument("--budget-s", type=float, required=True, help="time budget in seconds (search, evaluation, fits)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--exclude-columns", default="", help="comma-separated feature columns to leave out")
     p.add_argument("--dataset-version", default="")
@@ -45,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger-id", default="", help="audit id of the trigger that asked for this run (lineage)")
     p.add_argument("--reason", default="", help="why the run was asked for: upload, drift, http, ... (lineage)")
     p.add_argument("--max-iter", type=int, default=None, help="cap on FLAML trials (reproducible searches)")
-    p.add_argument("--holdout", type=float, default=0.2, help="stratified holdout fraction")
+    p.add_argument("--evaluation-percent", type=int, default=DEFAULT_PERCENT,
+                   help="rows held out of training for champion/challenger evaluation (by row hash; 0: none)")
+    p.add_argument("--champion-model", default="", help="MLflow model directory of the live model, scored on "
+                   "the same held-out rows")
+    p.add_argument("--champion-version", default="", help="the live model's version (recorded with its figures)")
     return p
 
 
@@ -100,23 +105,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"run {run_id}: reading {data}")
         frame = read_csv(data)
+        frame, held_out = split_evaluation_rows(data, frame, args.evaluation_percent)
+        if held_out is not None:
+            say(f"{len(held_out)} rows ({args.evaluation_percent}% by row hash) held out for champion/challenger "
+                "evaluation")
         dataset_hash = args.dataset_hash or _file_hash(data)
         excluded = [c.strip() for c in args.exclude_columns.split(",") if c.strip()]
-        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM + XGBoost with FLAML for "
+        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM with FLAML (3-fold CV) for "
             f"{args.budget_s:g}s (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "")
             + ")")
 
         from shared.training.train import log_to_mlflow, save_model, train
 
         result = train(frame, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
-                       holdout=args.holdout, max_iter=args.max_iter)
+                       max_iter=args.max_iter)
         m = result.metrics
-        say(f"best config after {m['search_trials']} trials: {json.dumps(result.best_config, sort_keys=True)}")
-        say(f"holdout ({m['holdout_rows']} rows): AUC {m['auc']:.4f}, accuracy {m['accuracy']:.4f}, "
-            f"F1 {m['f1']:.4f}")
+        kept = " (the starting configuration)" if m["prior_kept"] else ""
+        say(f"best config after {m['search_trials']} trials{kept}: {json.dumps(result.best_config, sort_keys=True)}")
+        say(f"{m['evaluation']} ({m['cv_rows']} rows): AUC {m['auc']:.4f}, accuracy {m['accuracy']:.4f}, "
+            f"F1 {m['f1']:.4f} at threshold {m['threshold']:.3f}; model: {m['bag_size']} bagged LightGBM fit(s)")
         model_dir = save_model(result, out, dataset_version=args.dataset_version, dataset_hash=dataset_hash,
                                run_id=run_id)
         say(f"saved MLflow model to {model_dir}")
+        if held_out is not None:
+            result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args)
+            _add_to_metrics_file(out, "evaluation_slice", result.metrics["evaluation_slice"])
     except _INPUT_ERRORS as exc:
         return _fail(out, run_id, _one_line(exc))
     except Exception as exc:  # a bug rather than bad input: keep the traceback in the log
@@ -142,6 +155,56 @@ def main(argv: list[str] | None = None) -> int:
     write_status(out, "Completed", metrics=result.metrics, extra=extra)
     say(f"completed in {time.perf_counter() - started:.1f}s")
     return 0
+
+
+def split_evaluation_rows(path: Path, frame, percent: int):
+    """(training rows, held-out rows or None). The rule hashes each row's values as written in the file, so it
+    matches the rows whatever dataset version they are in (see shared.domain.evaluation_slice)."""
+    import pandas as pd
+
+    from shared.domain.evaluation_slice import split_frame
+
+    if percent <= 0:
+        return frame, None
+    text = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False)
+    train_pos, eval_pos = split_frame(text, percent)
+    if len(eval_pos) < 20 or len(train_pos) < 100:
+        say(f"warning: too few rows to hold {percent}% out ({len(eval_pos)}); training on all, no evaluation slice")
+        return frame, None
+    return frame.iloc[train_pos].reset_index(drop=True), frame.iloc[eval_pos].reset_index(drop=True)
+
+
+def evaluate_slice(held_out, model_dir: Path, args) -> dict[str, Any]:
+    """The saved new model (challenger) and, when given, the live one (champion) scored on the same held-out
+    rows, both loaded the way the scoring endpoint loads them."""
+    from shared.scoring.runtime import ScoringModel
+    from shared.training.evaluate import EvaluationError, score_frame
+
+    summary: dict[str, Any] = {"percent": args.evaluation_percent, "rows": len(held_out), "champion": None}
+    try:
+        summary["challenger"] = score_frame(ScoringModel.load(model_dir, version="challenger"), held_out)
+    except EvaluationError as exc:
+        summary["challenger"], summary["challenger_error"] = None, str(exc)
+    if args.champion_model:
+        try:
+            champion = ScoringModel.load(args.champion_model, version=str(args.champion_version or "live"))
+            summary["champion"] = {**score_frame(champion, held_out), "version": args.champion_version or None}
+        except Exception as exc:  # noqa: BLE001 - the live model failing to score is a finding, not a crash
+            summary["champion_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
+    figures = summary.get("challenger") or {}
+    champ = summary.get("champion") or {}
+    say(f"held-out rows: new model AUC {figures.get('auc', float('nan')):.4f}"
+        + (f", live v{args.champion_version} AUC {champ['auc']:.4f}" if champ else ""))
+    return summary
+
+
+def _add_to_metrics_file(out: Path, key: str, value: Any) -> None:
+    path = out / "metrics.json"
+    summary = json.loads(path.read_text())
+    summary[key] = value
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def _file_hash(path: Path) -> str:

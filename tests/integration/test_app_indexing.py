@@ -30,13 +30,16 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     proc = index_in_fresh_interpreter("main.py")
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
-    assert sorted(functions) == ["blob_upload", "drift_timer", "retrain_http", "run_completed", "runs_get",
-                                 "runs_list"]
+    assert sorted(functions) == ["blob_upload", "drift_timer", "reconcile_timer", "retrain_http", "run_completed",
+                                 "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
          "connection": "AzureWebJobsStorage"}]}
     assert functions["drift_timer"] == {"trigger": "timerTrigger", "bindings": [
         {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%DRIFT_SCHEDULE%",
+         "runOnStartup": False, "useMonitor": True}]}
+    assert functions["reconcile_timer"] == {"trigger": "timerTrigger", "bindings": [
+        {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%RECONCILE_SCHEDULE%",
          "runOnStartup": False, "useMonitor": True}]}
     http_in, http_out = functions["retrain_http"]["bindings"]
     assert http_in == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["POST"],

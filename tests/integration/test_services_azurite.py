@@ -18,7 +18,7 @@ from shared.bootstrap import build_stores
 from shared.services.http_retrain import retrain_http
 from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
@@ -238,16 +238,21 @@ def test_azure_mode_posts_with_a_token_for_the_management_scope(azurite, httpser
             return AccessToken("aad-abc", 9999999999)
 
     monkeypatch.setattr(bootstrap, "azure_credential", lambda: Recorder())
-    settings = Settings.from_env({"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite,
-                                  "PIPELINE_ENDPOINT_URL": httpserver.url_for(SUBMIT),
-                                  "AUDIT_TABLE": "auditazure", "RUNS_TABLE": "runsazure"})
+    env = {"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite, "PIPELINE_ENDPOINT_URL": httpserver.url_for(SUBMIT),
+           "AUDIT_TABLE": "auditazure", "RUNS_TABLE": "runsazure"}
+    with pytest.raises(SettingsError, match="AZURE_SUBSCRIPTION_ID"):
+        Settings.from_env(env)
+    settings = Settings.from_env({**env, "AZURE_SUBSCRIPTION_ID": "sub", "AZURE_RESOURCE_GROUP": "rg",
+                                  "AZUREML_WORKSPACE_NAME": "ws", "AZUREML_ONLINE_ENDPOINT": "bank-ep"})
     services = bootstrap.build(settings)
     httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": "Bearer aad-abc"}) \
         .respond_with_json({"Id": "azure-run"})
     assert services.pipeline.submit(experiment="e", parameters={}).run_id == "azure-run"
     assert Recorder.scopes == [("https://management.azure.com/.default",)]
-    with pytest.raises(Exception, match="managed online endpoint is not implemented yet"):
-        services.deployer.deploy(model_dir="m", version=1)
+    from shared.adapters.azure_online import AzureOnlineDeployer
+
+    assert isinstance(services.deployer, AzureOnlineDeployer)  # built offline: no call until a deploy
+    assert services.deployer.endpoint_name == "bank-ep" and Recorder.scopes == [("https://management.azure.com/.default",)]
 
 
 def test_batch_endpoint_kind_builds_the_v2_client(azurite, monkeypatch):
@@ -257,7 +262,8 @@ def test_batch_endpoint_kind_builds_the_v2_client(azurite, monkeypatch):
 
     monkeypatch.setattr(bootstrap, "azure_credential", lambda: StaticTokenCredential("t"))
     env = {"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite, "PIPELINE_KIND": "batch-endpoint",
-           "PIPELINE_ENDPOINT_URL": "https://train.westeurope.inference.ml.azure.com/jobs"}
+           "PIPELINE_ENDPOINT_URL": "https://train.westeurope.inference.ml.azure.com/jobs",
+           "AZURE_SUBSCRIPTION_ID": "s", "AZURE_RESOURCE_GROUP": "r", "AZUREML_WORKSPACE_NAME": "w"}
     with pytest.raises(SettingsError, match="AZUREML_WORKSPACE_ID"):
         Settings.from_env(env)
     env["AZUREML_WORKSPACE_ID"] = ("/subscriptions/s/resourceGroups/r/providers/"

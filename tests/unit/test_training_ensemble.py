@@ -1,5 +1,6 @@
-"""The training step's ensemble: threshold stored and used, saved and reloaded with identical probabilities,
-excluded columns left out, the same model for a seed with a bounded search, and the pieces it is built from.
+"""The training step's model: threshold stored and used, saved and reloaded with identical probabilities,
+excluded columns left out, the same model for a seed with a bounded search, and the pieces it is built from
+(the search from the prior, the out-of-fold evaluation, the bag).
 
 Small data (2,000 rows) and budgets of at most 5 s with `max_iter` bounds, so the searches end well inside the
 budget and are reproducible."""
@@ -15,7 +16,12 @@ import pytest
 from shared.domain import schema
 from shared.scoring.runtime import ScoringModel
 from shared.training.train import (
+    BAG,
+    BAGGING,
     COUNT_FEATURE,
+    CV_FOLDS,
+    PRIOR,
+    REFINE,
     BankEnsemble,
     accuracy_threshold,
     prepare_features,
@@ -47,8 +53,10 @@ def test_threshold_is_stored_with_the_model_and_in_metrics(trained):
     assert {"auc", "accuracy", "f1", "auc_weighted", "ensemble"} <= set(summary)
     assert summary["auc_weighted"] == pytest.approx(summary["auc"])
     members = summary["ensemble"]["members"]
-    assert members and {m["estimator"] for m in members} <= {"lgbm", "xgboost"}
+    assert members and {m["estimator"] for m in members} == {"lgbm"}
     assert sum(m["weight"] for m in members) == pytest.approx(1.0)
+    assert len(members) == summary["bag_size"] == BAG  # 2,000 rows: time for the whole bag
+    assert len({m["params"]["random_state"] for m in members}) == BAG  # one configuration, other seeds
     from mlflow.models import Model
 
     meta = Model.load(str(trained["model_dir"] / "MLmodel"))
@@ -89,59 +97,72 @@ def test_saved_ensemble_reloads_with_identical_probabilities(trained, frame):
     records = X.head(50).to_dict(orient="records")
     np.testing.assert_array_equal(scoring.predict_records(records)["probabilities"], expected[:50, 1])
     requirements = (trained["model_dir"] / "requirements.txt").read_text().split()
-    assert any(r.startswith(("xgboost-cpu==", "xgboost==")) for r in requirements)
+    assert not any(r.startswith(("xgboost-cpu==", "xgboost==")) for r in requirements)
     assert any(r.startswith("lightgbm==") for r in requirements)
 
 
-def test_threshold_is_chosen_on_out_of_fold_predictions(trained, frame):
+def test_metrics_and_threshold_come_from_out_of_fold_predictions_of_every_row(trained, frame):
     metrics = trained["result"].metrics
-    # the holdout plus as many folds of the training part as the budget left time for
-    assert metrics["holdout_rows"] <= metrics["threshold_rows"] <= len(frame)
-    assert 0.0 < metrics["holdout_threshold"] < 1.0
+    assert metrics["cv_rows"] == metrics["threshold_rows"] == metrics["model_rows"] == len(frame)
+    assert metrics["evaluation"] == f"{CV_FOLDS}-fold out-of-fold" and metrics["cv_refined"] is True
+    # the in-sample fit is better than what the model shows on rows it did not see
+    model = trained["result"].pipeline
+    y = (frame[schema.TARGET] == "yes").to_numpy(int)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, model.predict_proba(frame)[:, 1]) > metrics["auc"]
 
 
-def test_out_of_fold_predictions_cover_the_training_part_once(frame):
-    import time
+def test_out_of_fold_predictions_come_from_models_that_did_not_see_the_row(frame):
+    from sklearn.metrics import roc_auc_score
 
-    from shared.training.train import THRESHOLD_FOLDS, _oof_threshold_proba, _target
-
-    X, y = prepare_features(frame, list(schema.FEATURES)), _target(frame)
-    train_index = np.arange(0, len(X), 2)  # the other rows play the holdout, fitted on in every fold
-    params = {"lgbm": {"n_estimators": 10, "num_leaves": 4, "verbose": -1, "n_jobs": 1}}
-    calls = []
     import shared.training.train as training
 
+    X, y = prepare_features(frame, list(schema.FEATURES)), training._target(frame)
+    # A model that memorizes its rows: near-perfect on them, far from it on others.
+    params = {"n_estimators": 300, "num_leaves": 256, "min_child_samples": 2, "min_child_weight": 1e-3,
+              "learning_rate": 0.3, "verbose": -1, "n_jobs": 1}
+    calls = []
     fit = training._fit_member
 
-    def counting_fit(kind, p, matrix, target):
+    def counting_fit(p, matrix, target):
         calls.append(len(matrix))
-        return fit(kind, p, matrix, target)
+        return fit(p, matrix, target)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "_fit_member", counting_fit)
-        rows, p_yes = _oof_threshold_proba(["lgbm"], params, [1.0], X, y, train_index, features=list(X.columns),
-                                           day_counts=True, seed=0, deadline=time.perf_counter() + 600,
-                                           fold_estimate=0.0)
-    np.testing.assert_array_equal(np.sort(rows), train_index)
-    assert p_yes.shape == rows.shape and ((p_yes >= 0) & (p_yes <= 1)).all()
-    assert len(calls) == THRESHOLD_FOLDS - 1
-    assert all(n == len(X) - len(train_index) // (THRESHOLD_FOLDS - 1) for n in calls)
-    none, _ = _oof_threshold_proba(["lgbm"], params, [1.0], X, y, train_index, features=list(X.columns),
-                                   day_counts=False, seed=0, deadline=time.perf_counter() - 1, fold_estimate=0.0)
-    assert len(none) == 0  # no time left: no folds
+        p_oof = training._out_of_fold(X, y, params, features=list(X.columns), day_counts=True, seed=0)
+    assert len(calls) == CV_FOLDS and all(abs(n - len(X) * (CV_FOLDS - 1) / CV_FOLDS) <= 1 for n in calls)
+    assert p_oof.shape == (len(X),) and ((p_oof >= 0) & (p_oof <= 1)).all()
+    memorized = BankEnsemble()._encode_from(X, list(X.columns))
+    matrix = memorized._matrix(memorized._frame_columns(X), leave_one_out=True)
+    memorized.members_, memorized.weights_ = [("lgbm", fit(params, matrix, y))], [1.0]
+    assert roc_auc_score(y, memorized._blend(matrix)) > 0.999
+    assert roc_auc_score(y, p_oof) < 0.97
 
 
-def test_threshold_falls_back_to_the_holdout_without_time_for_folds(frame, monkeypatch):
+def test_the_search_starts_from_the_prior(frame):
+    result = train(frame, budget_s=5, seed=3, max_iter=1)
+    assert result.metrics["search_trials"] == 1 and result.metrics["prior_kept"] is True
+    assert {k: result.best_config[k] for k in PRIOR} == pytest.approx(PRIOR)
+    assert {k: result.best_config[k] for k in BAGGING} == BAGGING
+    member = result.metrics["ensemble"]["members"][0]["params"]
+    assert member["n_estimators"] == PRIOR["n_estimators"] * REFINE
+    assert member["learning_rate"] == pytest.approx(PRIOR["learning_rate"] / REFINE)
+    assert member["subsample"] == BAGGING["subsample"]
+
+
+def test_without_time_left_the_evaluation_is_faster_and_the_bag_is_one_model(frame, monkeypatch):
     import shared.training.train as training
 
     monkeypatch.setattr(training.time, "perf_counter", _clock_after_search())
-    result = train(frame, budget_s=1, seed=3, max_iter=2)
-    assert result.metrics["threshold_rows"] == result.metrics["holdout_rows"]
-    assert result.metrics["threshold"] == pytest.approx(result.metrics["holdout_threshold"])
+    result = train(frame, budget_s=1, seed=3)
+    assert result.metrics["cv_refined"] is False and result.metrics["bag_size"] == 1
+    assert result.metrics["cv_rows"] == len(frame) and 0 < result.metrics["threshold"] < 1
 
 
 def _clock_after_search():
-    """A perf_counter that jumps past a 1 s budget once called a few times (after the searches start)."""
+    """A perf_counter that jumps past a 1 s budget once called a few times (after the search starts)."""
     import time as real_time
 
     calls = {"n": 0}

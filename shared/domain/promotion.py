@@ -1,0 +1,78 @@
+"""Champion/challenger: whether a newly trained model replaces the live one.
+
+Both models are scored on the same evaluation rows (`evaluation_slice`). The challenger is promoted when its
+AUC is not worse than the champion's by more than `margin` and at least `floor`; the first model only needs the
+floor. Pure policy: the figures come from the training run's evaluation, the decision is recorded with both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PROMOTED = "promoted"
+KEPT_CHAMPION = "kept_champion"
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    margin: float = 0.005  # PROMOTION_MARGIN: AUC the challenger may lose against the champion
+    floor: float = 0.75  # PROMOTION_FLOOR: AUC the challenger must reach on the evaluation rows
+    metric: str = "auc"
+
+    def __post_init__(self):
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"promotion margin must be in [0, 1), got {self.margin}")
+        if not 0 <= self.floor <= 1:
+            raise ValueError(f"promotion floor must be in [0, 1], got {self.floor}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # PROMOTED | KEPT_CHAMPION
+    reason: str
+    challenger: dict[str, Any] = field(default_factory=dict)
+    champion: dict[str, Any] | None = None
+
+    @property
+    def promote(self) -> bool:
+        return self.outcome == PROMOTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "reason": self.reason, "challenger": self.challenger,
+                "champion": self.champion}
+
+
+def _figure(metrics: dict[str, Any] | None, name: str) -> float | None:
+    value = (metrics or {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def decide(policy: PromotionPolicy, challenger: dict[str, Any], champion: dict[str, Any] | None,
+           *, champion_version: int | None = None) -> Decision:
+    """`challenger` / `champion`: metrics on the same evaluation rows ({"auc": ..., "accuracy": ..., "rows": ...});
+    `champion` None when nothing is live yet."""
+    metric = policy.metric
+    new = _figure(challenger, metric)
+    if new is None:
+        return Decision(KEPT_CHAMPION, f"the new model has no evaluation {metric}; not deploying it",
+                        challenger, champion)
+    if new < policy.floor:
+        return Decision(KEPT_CHAMPION, f"{metric} {new:.4f} is below the floor {policy.floor:.4f}",
+                        challenger, champion)
+    if champion_version is None:
+        return Decision(PROMOTED, f"first model: {metric} {new:.4f} passes the floor {policy.floor:.4f}",
+                        challenger, champion)
+    old = _figure(champion, metric)
+    if old is None:
+        return Decision(KEPT_CHAMPION, f"the live model v{champion_version} was not scored on the evaluation rows; "
+                        "not replacing it blindly (promote by hand with `retrain promote`)", challenger, champion)
+    delta = new - old
+    if delta < -policy.margin:
+        return Decision(KEPT_CHAMPION, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} "
+                        f"({delta:+.4f}) is worse by more than the margin {policy.margin:.4f}", challenger, champion)
+    return Decision(PROMOTED, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} ({delta:+.4f}) is within "
+                    f"the margin {policy.margin:.4f}", challenger, champion)

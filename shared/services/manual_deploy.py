@@ -1,0 +1,78 @@
+"""`retrain promote VERSION` and `retrain rollback`: a person overrides the champion/challenger decision.
+
+Both go through the same blue/green path as automatic deploys and end in an audit record naming who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shared.adapters.scoring import DeploymentError
+from shared.domain.records import AuditRecord, new_id
+from shared.services.on_run_completed import deploy_version, smoke_records
+
+log = logging.getLogger(__name__)
+
+
+def promote(version: int, *, models, deployer, scorer, datasets, audit, requested_by: str = "cli") -> AuditRecord:
+    record = AuditRecord(id=new_id("cli-"), trigger="cli", function="promote", started_at=time.time(),
+                         source=f"retrain promote {version} ({requested_by})", model_version=version)
+    model = models.get(version)
+    if model is None:
+        known = ", ".join(str(m.version) for m in models.list()) or "none"
+        return _end(record, audit, "failed", f"no registered model version {version} (registered: {known})")
+    live = models.live()
+    record.dataset_version = model.dataset_version
+    record.data["replaced"] = live.version if live else None
+    audit.save(record)
+    try:
+        result = deploy_version(model, deployer=deployer, scorer=scorer, models=models,
+                                samples=smoke_records(datasets, model.dataset_version), record=record)
+    except Exception as exc:
+        log.exception("promote of v%s failed", version)
+        return _end(record, audit, "failed", f"promote of v{version} failed: {exc}")
+    if result["outcome"] != "deployed":
+        return _end(record, audit, result["outcome"], result["detail"])
+    return _end(record, audit, "promoted", f"model v{version} promoted by hand"
+                + (f", replacing v{live.version}" if live else ""))
+
+
+def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "cli") -> AuditRecord:
+    """Back to the model that was live before the current one: instantly when the endpoint still holds it in its
+    other slot, otherwise by deploying it again."""
+    record = AuditRecord(id=new_id("cli-"), trigger="cli", function="rollback", started_at=time.time(),
+                         source=f"retrain rollback ({requested_by})")
+    live, previous = models.live(), models.previous_live()
+    if previous is None:
+        return _end(record, audit, "failed", "nothing to roll back to: no model was live before "
+                    + (f"v{live.version}" if live else "(no model is live)"))
+    record.model_version, record.dataset_version = previous.version, previous.dataset_version
+    record.data["replaced"] = live.version if live else None
+    audit.save(record)
+    try:
+        answer = deployer.rollback()
+        record.data["rollback"] = answer
+        if str(answer.get("rolled_back_to")) == str(previous.version):
+            record.stage("serving")
+            models.set_live(previous.version)
+            return _end(record, audit, "rolled_back", f"v{previous.version} serving again (instant switch)")
+        log.warning("endpoint rolled back to %s, registry says v%s: deploying v%s", answer.get("rolled_back_to"),
+                    previous.version, previous.version)
+    except DeploymentError as exc:
+        record.data["rollback_error"] = str(exc)
+    try:
+        result = deploy_version(previous, deployer=deployer, scorer=scorer, models=models,
+                                samples=smoke_records(datasets, previous.dataset_version), record=record)
+    except Exception as exc:
+        log.exception("rollback to v%s failed", previous.version)
+        return _end(record, audit, "failed", f"rollback to v{previous.version} failed: {exc}")
+    if result["outcome"] != "deployed":
+        return _end(record, audit, "failed", result["detail"])
+    return _end(record, audit, "rolled_back", f"v{previous.version} serving again (redeployed)")
+
+
+def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
+    record.finish(outcome, detail)
+    audit.save(record)
+    return record

@@ -1,0 +1,217 @@
+"""The completion handler, the reconcile timer and the manual override on real Azurite tables, with the pipeline
+service's run API on a loopback server (v1 contract) and a recording blue/green deployer (the real local
+scoring server's switching is tested in test_scoring_bluegreen.py, and the whole loop in tests/e2e)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.scoring import DeploymentError
+from shared.bootstrap import build_stores
+from shared.domain.promotion import PromotionPolicy
+from shared.domain.records import RunRecord
+from shared.services.manual_deploy import promote, rollback
+from shared.services.on_run_completed import on_run_completed
+from shared.services.reconcile import ReconcileLimits, reconcile_runs
+from shared.settings import Settings
+
+RUNS = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
+       "workspaces/w/PipelineRuns"
+SUBMIT = RUNS + "/PipelineSubmit/p1"
+COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
+CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
+POLICY = PromotionPolicy(margin=0.005, floor=0.75)
+
+
+class Endpoint:
+    """Blue/green deployer double: records calls, keeps two slots, and a scorer that answers from the live one."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.slots = {"blue": None, "green": None}
+        self.live = "blue"
+        self.serve_override: str | None = None  # what the scorer claims to serve (a broken switch)
+
+    def deploy(self, *, model_dir, version, smoke_records=None):
+        self.calls.append(("deploy", version, model_dir, len(smoke_records or [])))
+        idle = "green" if self.live == "blue" else "blue"
+        previous, previous_slot = self.slots[self.live], self.live
+        self.slots[idle], self.live = str(version), idle
+        return {"deployed": str(version), "previous": previous, "slot": idle, "previous_slot": previous_slot,
+                "seconds": 0.1}
+
+    def rollback(self):
+        self.calls.append(("rollback",))
+        other = "green" if self.live == "blue" else "blue"
+        if self.slots[other] is None:
+            raise DeploymentError("nothing to roll back to")
+        came_from, self.live = self.slots[self.live], other
+        self.serve_override = None
+        return {"rolled_back_to": self.slots[other], "from": came_from, "slot": other}
+
+    def score(self, records):
+        return {"result": ["no"] * len(records), "model_version": self.serve_override or self.slots[self.live]}
+
+
+@pytest.fixture
+def parts(azurite, httpserver):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
+                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
+                        models_table=f"models{suffix}")
+    storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
+    stores = build_stores(settings)
+    endpoint = Endpoint()
+    pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("tok"), max_retries=0)
+    return {"runs": stores.runs, "models": stores.models, "audit": stores.audit, "datasets": stores.datasets,
+            "pipeline": pipeline, "deployer": endpoint, "scorer": endpoint}
+
+
+def submitted(parts, run_id: str, *, age_s: float = 0.0, status: str = "Submitted") -> RunRecord:
+    run = RunRecord(run_id=run_id, trigger_id="t-1", trigger="blob", reason="upload", dataset_version=1,
+                    experiment="exp", submitted_at=time.time() - age_s, status=status)
+    parts["runs"].create(run)
+    return run
+
+
+def serve_run(httpserver, run_id: str, *, status="Completed", auc=0.93, champion: dict | None = None):
+    evaluation = {"percent": 10, "rows": 300, "challenger": {"auc": auc, "accuracy": 0.91, "rows": 300},
+                  "champion": champion}
+    body = {"Id": run_id, "Status": status,
+            "Outputs": {"model": {"Uri": f"file:///models/{run_id}/model"},
+                        "metrics": {"auc": auc, "accuracy": 0.91, "evaluation_slice": evaluation}}}
+    if status == "Failed":
+        body["Error"] = {"error": {"code": "UserError", "message": "training step exited with code 1"}}
+    httpserver.expect_request(f"{RUNS}/{run_id}", method="GET", headers={"Authorization": "Bearer tok"}) \
+        .respond_with_json(body)
+
+
+def event(parts, run_id: str, *, kind=COMPLETED, status: str | None = None, event_id: str | None = None):
+    data = {"runId": run_id, "experimentName": "exp", "runType": "azureml.PipelineRun"}
+    if status:
+        data["runStatus"] = status
+    return on_run_completed(event_id=event_id or uuid.uuid4().hex, event_type=kind,
+                            subject=f"experiments/x/runs/{run_id}", data=data, policy=POLICY, **parts)
+
+
+def test_a_run_is_handled_once_however_often_and_in_whatever_order_its_events_arrive(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1")
+    assert event(parts, "run-1", kind=CHANGED, status="Running").outcome == "ignored"  # early, ends nothing
+    first = event(parts, "run-1", kind=CHANGED, status="Completed")
+    assert first.outcome == "deployed" and first.model_version == 1
+    again = event(parts, "run-1", event_id="same")  # RunCompleted after RunStatusChanged(Completed)
+    late = event(parts, "run-1", kind=CHANGED, status="Running")  # out of order
+    assert again.outcome == "duplicate" and late.outcome == "ignored"
+    assert [c[0] for c in parts["deployer"].calls] == ["deploy"]
+    assert parts["runs"].get("run-1").status == "Deployed" and parts["models"].live().version == 1
+    decision = first.data["decision"]
+    assert decision["outcome"] == "promoted" and "first model" in decision["reason"]
+    assert first.data["deployment"]["slot"] == "green" and first.stages.keys() >= {"registered", "evaluated",
+                                                                                    "deployed", "serving"}
+
+
+def test_runs_it_did_not_start_and_non_run_events_are_ignored_and_recorded(parts):
+    assert event(parts, "someone-elses").outcome == "ignored"
+    other = on_run_completed(event_id="e", event_type="Microsoft.Storage.BlobCreated", subject="s", data={},
+                             policy=POLICY, **parts)
+    assert other.outcome == "ignored" and "not an Azure ML run event" in other.detail
+    assert {r.id for r in parts["audit"].list()} >= {other.id}
+
+
+def test_a_failed_run_deploys_nothing(parts):
+    submitted(parts, "run-f")
+    record = event(parts, "run-f", kind=CHANGED, status="Failed")
+    assert record.outcome == "failed" and parts["deployer"].calls == []
+    assert parts["runs"].get("run-f").status == "Failed"
+
+
+def test_a_worse_challenger_is_kept_out_with_both_figures_recorded(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1", auc=0.93)
+    assert event(parts, "run-1").outcome == "deployed"
+    submitted(parts, "run-2")
+    serve_run(httpserver, "run-2", auc=0.90, champion={"auc": 0.93, "accuracy": 0.91, "rows": 300, "version": 1})
+    kept = event(parts, "run-2")
+    assert kept.outcome == "kept_champion" and "-0.0300" in kept.detail and "same_rows" in kept.detail
+    assert kept.data["decision"]["champion"]["auc"] == 0.93 and kept.data["decision"]["challenger"]["auc"] == 0.90
+    assert parts["runs"].get("run-2").status == "KeptChampion" and parts["models"].live().version == 1
+    assert [c[0] for c in parts["deployer"].calls] == ["deploy"]  # the second model never reached the endpoint
+
+
+def test_a_challenger_within_the_margin_is_promoted(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1", auc=0.93)
+    event(parts, "run-1")
+    submitted(parts, "run-2")
+    serve_run(httpserver, "run-2", auc=0.928, champion={"auc": 0.93, "rows": 300, "version": 1})
+    assert event(parts, "run-2").outcome == "deployed"
+    assert parts["models"].live().version == 2 and parts["models"].previous_live().version == 1
+
+
+def test_a_switch_that_does_not_serve_the_new_model_is_rolled_back(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1")
+    event(parts, "run-1")
+    submitted(parts, "run-2")
+    serve_run(httpserver, "run-2", auc=0.95, champion={"auc": 0.93, "rows": 300, "version": 1})
+    parts["deployer"].serve_override = "1"  # the endpoint keeps answering with the old model
+    record = event(parts, "run-2")
+    assert record.outcome == "rolled_back" and "rolled back to v1" in record.detail
+    assert [c[0] for c in parts["deployer"].calls] == ["deploy", "deploy", "rollback"]
+    assert parts["runs"].get("run-2").status == "RolledBack" and parts["models"].live().version == 1
+
+
+def test_reconcile_finishes_runs_whose_events_were_lost(parts, httpserver):
+    limits = ReconcileLimits(min_age_s=60, run_timeout_s=3600, stale_handling_s=600)
+    submitted(parts, "lost-ok", age_s=300)
+    submitted(parts, "lost-failed", age_s=300)
+    submitted(parts, "young", age_s=5)
+    submitted(parts, "stuck", age_s=7200)
+    submitted(parts, "crashed", age_s=900, status="Handling")
+    serve_run(httpserver, "lost-ok", auc=0.93)
+    serve_run(httpserver, "lost-failed", status="Failed")
+    serve_run(httpserver, "stuck", status="Running")
+    serve_run(httpserver, "crashed", auc=0.92, champion=None)
+    common = {k: parts[k] for k in ("runs", "pipeline", "models", "deployer", "scorer", "datasets", "audit")}
+    summary = reconcile_runs(limits=limits, policy=POLICY, **common)
+    outcomes = {r["run_id"]: r["outcome"] for r in summary.data["runs"]}
+    assert outcomes["lost-ok"] == "deployed" and outcomes["lost-failed"] == "failed"
+    assert outcomes["stuck"] == "failed" and "young" not in outcomes
+    assert outcomes["crashed"] in ("deployed", "kept_champion")  # handled again after its handler died
+    assert summary.data["counts"]["released"] == 1 and summary.data["counts"]["timed_out"] == 1
+    assert "training step exited with code 1" in parts["runs"].get("lost-failed").detail
+    assert "no completion within 3600 s" in parts["runs"].get("stuck").detail
+    assert {r.status for r in parts["runs"].list() if r.run_id != "young"} <= {"Deployed", "Failed", "KeptChampion"}
+    again = reconcile_runs(limits=limits, policy=POLICY, **common)
+    assert again.data["runs"] == [] and again.outcome == "reconciled"  # nothing left: nothing done twice
+
+
+def test_manual_promote_and_rollback_are_audited(parts, httpserver):
+    for run_id, auc in (("run-1", 0.93), ("run-2", 0.935)):
+        submitted(parts, run_id)
+        serve_run(httpserver, run_id, auc=auc)
+        event(parts, run_id)
+    common = {k: parts[k] for k in ("models", "deployer", "scorer", "datasets", "audit")}
+    assert parts["models"].live().version == 2
+    back = rollback(requested_by="alice", **common)
+    assert back.outcome == "rolled_back" and "v1 serving again (instant switch)" in back.detail
+    assert parts["models"].live().version == 1 and "alice" in back.source
+    forward = promote(2, requested_by="bob", **common)
+    assert forward.outcome == "promoted" and parts["models"].live().version == 2
+    missing = promote(9, requested_by="bob", **common)
+    assert missing.outcome == "failed" and "no registered model version 9" in missing.detail
+    functions = [r.function for r in parts["audit"].list()]
+    assert functions.count("promote") == 2 and functions.count("rollback") == 1
+
+
+def test_rollback_without_history_says_so(parts):
+    common = {k: parts[k] for k in ("models", "deployer", "scorer", "datasets", "audit")}
+    record = rollback(**common)
+    assert record.outcome == "failed" and "nothing to roll back to" in record.detail
