@@ -53,7 +53,9 @@ def test_job_completes_and_reports_metrics(trained, real_data):
     assert metrics["auc"] > (0.85 if real_data else 0.8)
     assert 0.8 < metrics["accuracy"] <= 1 and 0 <= metrics["f1"] <= 1
     assert metrics["auc_weighted"] == pytest.approx(metrics["auc"])
-    assert metrics["cv_rows"] == metrics["threshold_rows"] == metrics["model_rows"] == 3000
+    held_out = metrics["evaluation_slice"]["rows"]
+    assert 200 < held_out < 400  # ~10 % held out (by row hash) for champion/challenger
+    assert metrics["cv_rows"] == metrics["threshold_rows"] == metrics["model_rows"] == 3000 - held_out
     assert metrics["best_estimator"] == "lgbm" and metrics["search_trials"] >= 1
     assert {"n_estimators", "num_leaves", "learning_rate"} <= set(metrics["best_config"])
     assert 0 < metrics["threshold"] < 1
@@ -127,6 +129,44 @@ def test_run_is_logged_to_the_mlflow_file_store(trained, monkeypatch):
     assert tags["run_id"] == "run-test-1" and tags["dataset_version"] == "7" and tags["code_version"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert "model/MLmodel" in artifacts and "model/model.pkl" in artifacts
+
+
+def test_job_scores_the_champion_on_the_same_held_out_rows(trained, small_bank_csv, tmp_path):
+    first = trained["status"]["metrics"]["evaluation_slice"]
+    assert first["champion"] is None and first["challenger"]["rows"] == first["rows"] and first["percent"] == 10
+    out = tmp_path / "second"
+    argv = ["--data", str(small_bank_csv), "--out", str(out), "--budget-s", "5", "--max-iter", "1",
+            "--champion-model", str(trained["out"] / "model"), "--champion-version", "1"]
+    assert job.main(argv) == 0
+    second = json.loads((out / "metrics.json").read_text())["evaluation_slice"]
+    assert second["rows"] == first["rows"] and second["champion"]["rows"] == first["rows"]
+    assert second["champion"]["version"] == "1"
+    # the first model scored on the same rows again: the figures it recorded for itself
+    assert second["champion"]["auc"] == pytest.approx(first["challenger"]["auc"])
+    assert second["champion"]["accuracy"] == pytest.approx(first["challenger"]["accuracy"])
+
+
+def test_a_champion_that_cannot_be_loaded_is_recorded_not_fatal(small_bank_csv, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--data", str(small_bank_csv), "--out", str(out), "--budget-s", "3", "--max-iter", "1",
+            "--champion-model", str(tmp_path / "nowhere"), "--champion-version", "4"]
+    assert job.main(argv) == 0
+    evaluation = json.loads((out / "metrics.json").read_text())["evaluation_slice"]
+    assert evaluation["champion"] is None and "not an MLflow model directory" in evaluation["champion_error"]
+
+
+def test_saved_model_loads_with_its_own_copy_of_the_code(trained, small_bank_csv, tmp_path):
+    """A serving environment without this project (Azure ML no-code deployment, `mlflow models serve`) imports
+    the pickled class from the model's `code/` folder."""
+    model_dir = trained["out"] / "model"
+    assert (model_dir / "code" / "shared" / "training" / "train.py").is_file()
+    script = ("import sys, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+              "import shared; print(shared.__file__); print(list(m.predict(pd.read_csv(sys.argv[2], nrows=3))))")
+    proc = subprocess.run([sys.executable, "-c", script, str(model_dir), str(small_bank_csv)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    where, predictions = proc.stdout.strip().splitlines()[-2:]
+    assert where.startswith(str(model_dir / "code")) and predictions.startswith("[")
 
 
 def test_same_seed_gives_the_same_search(small_bank_csv):
