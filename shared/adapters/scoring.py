@@ -34,6 +34,8 @@ class ScoringClient:
 
 
 class LocalScoringDeployer:
+    """The local scoring server's admin routes: deploy (to the idle slot), rollback and status."""
+
     def __init__(self, base_url: str, admin_key: str, *, session: requests.Session | None = None,
                  timeout_s: float = 120):
         self.base_url = base_url.rstrip("/")
@@ -45,14 +47,25 @@ class LocalScoringDeployer:
         body: dict[str, Any] = {"model_dir": model_dir, "version": str(version)}
         if smoke_records:
             body["smoke_records"] = smoke_records
+        return self._call("POST", "/admin/deploy", f"deploy of model v{version}", json=body)
+
+    def rollback(self) -> dict:
+        """Traffic back to the model in the other slot: {"rolled_back_to", "from", "slot", "from_slot"}."""
+        return self._call("POST", "/admin/rollback", "rollback")
+
+    def status(self) -> dict:
+        """Slots, the live slot, its counters since the switch and recent switch events."""
+        return self._call("GET", "/admin/status", "status request")
+
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict:
+        """One admin request; failures become DeploymentError naming the answer, never the key."""
         try:
-            response = self._session.post(f"{self.base_url}/admin/deploy", json=body,
-                                          headers={"Authorization": f"Bearer {self._key}"}, timeout=self._timeout)
+            response = self._session.request(method, f"{self.base_url}{path}", timeout=self._timeout,
+                                             headers={"Authorization": f"Bearer {self._key}"}, **kwargs)
         except requests.RequestException as exc:
             raise DeploymentError(f"scoring endpoint {self.base_url} unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise DeploymentError(f"deploy of model v{version} refused ({response.status_code}): "
-                                  f"{response.text[:300]}")
+            raise DeploymentError(f"{what} refused ({response.status_code}): {response.text[:300]}")
         return response.json()
 
 

@@ -1,7 +1,7 @@
 """The scoring runtime: load a trained MLflow model directory and score JSON records with it.
 
 The model is the training step's scikit-learn-compatible classifier predicting 1 for "yes": the current
-`BankEnsemble` (its own encoding, LightGBM + XGBoost blend, a decision threshold), or the earlier pipeline
+`BankEnsemble` (its own encoding, bagged LightGBM models, a decision threshold), or the earlier pipeline
 (ordinal-encoded categoricals, passthrough numerics, LightGBM; threshold 0.5). Records are validated against
 the model's input signature (feature names and int / float / string types) and every problem names the record
 index and the column. A record is labelled "yes" when P(yes) > the model's `threshold` (0.5 if it has none).

@@ -53,11 +53,13 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
     try:
         answer = deployer.rollback()
         record.data["rollback"] = answer
-        if str(answer.get("rolled_back_to")) == str(previous.version):
+        back_to = answer.get("rolled_back_to") or answer.get("deployed")  # local slot switch / Azure redeploy
+        if str(back_to) == str(previous.version):
             record.stage("serving")
             models.set_live(previous.version)
-            return _end(record, audit, "rolled_back", f"v{previous.version} serving again (instant switch)")
-        log.warning("endpoint rolled back to %s, registry says v%s: deploying v%s", answer.get("rolled_back_to"),
+            how = "instant switch" if answer.get("rolled_back_to") else "redeployed"
+            return _end(record, audit, "rolled_back", f"v{previous.version} serving again ({how})")
+        log.warning("endpoint rolled back to %s, registry says v%s: deploying v%s", back_to,
                     previous.version, previous.version)
     except DeploymentError as exc:
         record.data["rollback_error"] = str(exc)

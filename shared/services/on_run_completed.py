@@ -183,7 +183,7 @@ def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: li
             record.data["rollback"] = back
             return {"outcome": "rolled_back",
                     "detail": f"model v{model.version} failed its check after the switch ({exc}); "
-                              f"rolled back to v{back.get('rolled_back_to')}"}
+                              f"rolled back to v{back.get('rolled_back_to') or back.get('deployed')}"}
     record.stage("serving")
     models.set_live(model.version)
     return {"outcome": "deployed", "detail": ""}

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from local.processes import free_port, python_argv, start_child
-from local.scoring_server import create_app
+from local.scoring_server import FORMATS_HINT, create_app
 from shared.domain import schema
 from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
 from shared.training.train import save_model, train
@@ -193,6 +193,7 @@ def test_deploy_then_score(server, models, records):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["deployed"] == "1" and body["previous"] is None and body["smoke"] == {"rows": 5, "ok": True}
+    assert body["slot"] == "blue" and body["previous_slot"] is None
     assert requests.get(server["url"] + "/health", timeout=10).json() == {"status": "ok", "model_version": "1"}
 
     scored = score(server, {"data": records[:3]})
@@ -218,8 +219,8 @@ def local_example(model_dir):
     (b"{not json", 400, "request body is not valid JSON: Expecting property name enclosed in double quotes "
                         "at line 1 column 2 (char 1)"),
     (b"", 400, "request body is empty; expected a JSON object"),
-    (b"[1, 2]", 400, "request body must be a JSON object with a `data` list, got an array"),
-    ({"input_data": []}, 400, "request body has no `data` field; expected {\"data\": [{column: value, ...}]}"),
+    (b"[1, 2]", 400, f"request body must be a JSON object ({FORMATS_HINT}), got an array"),
+    ({"inputs": []}, 400, f"request body has no `data`, `Inputs` or `input_data` field; expected {FORMATS_HINT}"),
     ({"data": {"age": 1}}, 400, "`data` must be a list of records, got an object"),
     ({"data": ["x"]}, 400, "record 0 must be a JSON object with the feature columns, got a string"),
 ])
@@ -279,6 +280,7 @@ def test_redeploy_while_scoring_never_fails_a_request(server, models, records):
     assert answer.status_code == 200, answer.text
     assert answer.json()["deployed"] == "2" and answer.json()["previous"] == "1"
     assert answer.json()["smoke"] == {"rows": 10, "ok": True}
+    assert answer.json()["slot"] == "green" and answer.json()["previous_slot"] == "blue"
     assert failures == []
     assert set(versions) == {"1", "2"}
     first_two = versions.index("2")
