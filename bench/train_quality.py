@@ -7,7 +7,8 @@
 the first N of those same five folds (quick iterations). On each fold, three models are trained on the 4/5
 training part and evaluated on the held-out fold:
 
-- ours: `shared.training.train.train(part, budget_s=...)`; its own decision threshold gives the labels.
+- ours: `shared.training.train.train(part, budget_s=...)` (every row of the part: the pipeline step's 10 %
+  champion/challenger hold-out is not applied here); its own decision threshold gives the labels.
 - lightgbm: `LGBMClassifier()` with default parameters, categoricals ordinal-encoded, threshold 0.5.
 - logreg: `LogisticRegression` on one-hot categoricals + standardized numerics, threshold 0.5.
 
@@ -130,14 +131,14 @@ def run_variant(df, folds, args, exclude: list[str], tag: str) -> dict[str, list
             model = result.pipeline
             p_yes = model.predict_proba(X_te)[:, 1]
             auc, acc = scores(y_te, p_yes, model.predict(X_te))
-            extra = {"threshold": result.metrics.get("threshold"),
-                     "threshold_rows": result.metrics.get("threshold_rows"),
-                     "holdout_threshold": result.metrics.get("holdout_threshold"),
-                     "ensemble": result.metrics.get("ensemble")}
+            m = result.metrics
+            extra = {k: m.get(k) for k in ("threshold", "search_seconds", "search_trials", "search_auc",
+                                            "prior_kept", "cv_refined", "bag_size", "best_config")}
             rows["ours"].append({"fold": k, "auc": auc, "accuracy": acc, "seconds": seconds, **extra})
             print(f"[{tag}] fold {k} ours      AUC {auc:.4f}  acc {acc:.4f}  {seconds:6.1f}s  "
-                  f"threshold {extra['threshold']} on {extra['threshold_rows']} rows (holdout alone: "
-                  f"{extra['holdout_threshold']})  {json.dumps(extra['ensemble'])}", flush=True)
+                  f"threshold {extra['threshold']}; search {extra['search_seconds']}s, {extra['search_trials']} "
+                  f"trials, CV AUC {extra['search_auc']}, start kept {extra['prior_kept']}; refined CV "
+                  f"{extra['cv_refined']}; bag {extra['bag_size']}; {json.dumps(extra['best_config'])}", flush=True)
         for name, factory in (("lightgbm", lightgbm_default), ("logreg", logreg)):
             pipe, fit_params = factory(features)
             t0 = time.perf_counter()

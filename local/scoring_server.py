@@ -12,7 +12,8 @@
     GET  / , /health       {"status": "ok", "model_version": "N" | null}
     POST /admin/deploy     Authorization: Bearer <SCORING_ADMIN_KEY>,
                            {"model_dir": "/abs/path/model", "version": "3", "smoke_records": [...]?}
-    POST /admin/rollback   (admin key) traffic back to the other slot's model, instantly
+    POST /admin/rollback   (admin key) traffic back to the other slot's model, instantly; the optional body
+                           {"from_version": "N"} makes it conditional on model vN being live (else 409)
     GET  /admin/status     (admin key) slots, live slot, its counters since the switch, recent switch events
 
 Two slots, "blue" and "green". A deploy loads the new model off the event loop, smoke-tests it with the given
@@ -27,11 +28,12 @@ failures (5xx, not 400s) reach `rollback_min_failures` and exceed `rollback_erro
 so far, traffic goes back to the previous slot and an `auto_rollback` event is recorded.
 
 POST /score is a plain ASGI handler in front of FastAPI (no routing, request object or response class on the
-hot path): one record costs about the model's own time plus a few microseconds. Keys are compared in
-constant time and never logged or echoed.
+hot path), and uvicorn's access log is off unless --access-log (it cost a fifth of a one-record request); a
+/score answer other than 200 is logged by the handler. Keys are compared in constant time and never logged
+or echoed.
 
     SCORING_KEY=... SCORING_ADMIN_KEY=... python -m local.scoring_server --port 5001 [--model-dir DIR]
-        [--rollback-window 50] [--rollback-error-rate 0.1] [--rollback-min-failures 3]
+        [--rollback-window 50] [--rollback-error-rate 0.1] [--rollback-min-failures 3] [--access-log]
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def _type_name(value: Any) -> str:
 
 
 class NothingToRollBack(RuntimeError):
-    """The other slot is empty (or nothing is live); the message is safe to return (409)."""
+    """The other slot is empty, nothing is live, or not the version the caller meant; safe to return (409)."""
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,21 @@ class BlueGreen:
             self._event("deploy", previous, reason)
             return self.live, previous
 
-    def rollback(self, kind: str = "rollback", reason: str | None = None, *,
-                 only_from: Generation | None = None) -> tuple[Generation, Generation] | None:
+    def rollback(self, kind: str = "rollback", reason: str | None = None, *, only_from: Generation | None = None,
+                 from_version: str | None = None) -> tuple[Generation, Generation] | None:
         """Traffic to the other slot's model. With `only_from`, only if that generation is still live (an
-        auto-rollback must not undo a switch that happened meanwhile); then None means nothing was done."""
+        auto-rollback must not undo a switch that happened meanwhile); then None means nothing was done.
+        With `from_version`, only if that version is live (a caller's rollback after an auto-rollback would
+        otherwise bring the bad model back)."""
         with self._lock:
             current = self.live
             if only_from is not None and current is not only_from:
                 return None
             if current is None:
                 raise NothingToRollBack("nothing to roll back: no model has been deployed yet")
+            if from_version is not None and current.model.version != from_version:
+                raise NothingToRollBack(f"nothing rolled back: model v{from_version} is not live (v"
+                                        f"{current.model.version} is, on slot {current.slot})")
             target = self.other(current.slot)
             loaded = self.slots[target]
             if loaded is None:
@@ -526,8 +533,12 @@ def _add_admin_routes(app: FastAPI, state: BlueGreen, key: bytes) -> None:
     async def rollback(request: Request):
         if not _bearer_matches(request, key):
             return _error(401, unauthorized)
+        from_version = await _rollback_guard(request)
+        if isinstance(from_version, JSONResponse):
+            return from_version
         try:
-            live, previous = state.rollback("rollback", "requested with POST /admin/rollback")
+            live, previous = state.rollback("rollback", "requested with POST /admin/rollback",
+                                            from_version=from_version)
         except NothingToRollBack as exc:
             return _error(409, str(exc))
         log.warning("rolled back from model v%s (slot %s) to v%s (slot %s)", previous.model.version,
@@ -540,6 +551,19 @@ def _add_admin_routes(app: FastAPI, state: BlueGreen, key: bytes) -> None:
         if not _bearer_matches(request, key):
             return _error(401, unauthorized)
         return state.status()
+
+
+async def _rollback_guard(request: Request) -> str | None | JSONResponse:
+    """The optional body {"from_version": "N"}: roll back only while model vN is live."""
+    if not (await request.body()).strip():
+        return None
+    body, problem = await _json_body(request)
+    if problem is not None:
+        return problem
+    version = body.get("from_version") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or isinstance(version, bool) or not isinstance(version, str | int | None):
+        return _error(400, 'the body is optional; if sent it must be {"from_version": "N"}')
+    return None if version is None else str(version).strip()
 
 
 async def _deploy(state: BlueGreen, wanted: DeployRequest) -> dict[str, Any] | JSONResponse:

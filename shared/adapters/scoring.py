@@ -49,9 +49,12 @@ class LocalScoringDeployer:
             body["smoke_records"] = smoke_records
         return self._call("POST", "/admin/deploy", f"deploy of model v{version}", json=body)
 
-    def rollback(self) -> dict:
-        """Traffic back to the model in the other slot: {"rolled_back_to", "from", "slot", "from_slot"}."""
-        return self._call("POST", "/admin/rollback", "rollback")
+    def rollback(self, *, from_version: int | str | None = None) -> dict:
+        """Traffic back to the model in the other slot: {"rolled_back_to", "from", "slot", "from_slot"}. With
+        `from_version`, only while that version is live (else DeploymentError, 409): a rollback after the
+        endpoint already rolled back by itself must not bring the failing model back."""
+        body = {"from_version": str(from_version)} if from_version is not None else None
+        return self._call("POST", "/admin/rollback", "rollback", json=body)
 
     def status(self) -> dict:
         """Slots, the live slot, its counters since the switch and recent switch events."""

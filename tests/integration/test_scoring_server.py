@@ -32,7 +32,7 @@ def models(small_bank_csv, tmp_path_factory):
     frame = pd.read_csv(small_bank_csv)
     dirs = {}
     for name, seed in (("a", 1), ("b", 2)):
-        result = train(frame, budget_s=10, seed=seed, max_iter=3)
+        result = train(frame, budget_s=10, seed=seed, max_iter=3, n_jobs=1)  # no OpenMP spinning on a busy box
         dirs[name] = save_model(result, root / name, dataset_version=name, dataset_hash="h", run_id=name)
     broken = root / "broken" / "model"
     broken.mkdir(parents=True)
