@@ -236,14 +236,19 @@ class AzureOnlineDeployer:
         result["seconds"] = round(self._clock() - started, 3)
         return result
 
-    def rollback(self, *, smoke_records: list[dict[str, Any]] | None = None) -> dict:
-        """Redeploy the version that was live before the last shift (the old deployment is gone by then)."""
+    def rollback(self, *, smoke_records: list[dict[str, Any]] | None = None,
+                 from_version: int | str | None = None) -> dict:
+        """Redeploy the version that was live before the last shift (the old deployment is gone by then). With
+        `from_version`, only while that version is live: a second rollback must not bring a bad model back."""
         started = self._clock()
         with self._lock:
             endpoint = self._endpoint(create=False)
             if endpoint is None:
                 raise DeploymentError(f"endpoint {self.endpoint_name} does not exist; there is nothing to roll back")
             tags = endpoint.tags or {}
+            if from_version is not None and str(tags.get(LIVE_TAG)) != str(from_version):
+                raise DeploymentError(f"v{from_version} is no longer live on {self.endpoint_name} "
+                                      f"(live: v{tags.get(LIVE_TAG)}); not rolling back")
             previous = tags.get(PREVIOUS_TAG)
             if not previous:
                 raise DeploymentError(f"endpoint {self.endpoint_name} records no previous model version "

@@ -51,7 +51,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
     record.data["replaced"] = live.version if live else None
     audit.save(record)
     try:
-        answer = deployer.rollback()
+        answer = deployer.rollback(from_version=live.version if live else None)
         record.data["rollback"] = answer
         back_to = answer.get("rolled_back_to") or answer.get("deployed")  # local slot switch / Azure redeploy
         if str(back_to) == str(previous.version):

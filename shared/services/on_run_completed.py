@@ -178,7 +178,7 @@ def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: li
             record.data["smoke_answer"] = reply.get("result")
         except Exception as exc:  # the switch happened but the endpoint does not serve the model: undo it
             log.warning("model v%s failed its post-switch check: %s; rolling back", model.version, exc)
-            back = deployer.rollback()
+            back = deployer.rollback(from_version=model.version)
             record.stage("rolled_back")
             record.data["rollback"] = back
             return {"outcome": "rolled_back",

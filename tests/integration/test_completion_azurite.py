@@ -46,8 +46,10 @@ class Endpoint:
         return {"deployed": str(version), "previous": previous, "slot": idle, "previous_slot": previous_slot,
                 "seconds": 0.1}
 
-    def rollback(self):
+    def rollback(self, *, from_version=None):
         self.calls.append(("rollback",))
+        if from_version is not None and str(self.slots[self.live]) != str(from_version):
+            raise DeploymentError(f"v{from_version} is no longer live")
         other = "green" if self.live == "blue" else "blue"
         if self.slots[other] is None:
             raise DeploymentError("nothing to roll back to")

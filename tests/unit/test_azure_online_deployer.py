@@ -524,6 +524,14 @@ def test_rollback_redeploys_the_previous_registered_version(client, clock):
                                                                                                  "green")
 
 
+def test_rollback_from_a_version_that_is_no_longer_live_is_refused(client, clock):
+    live_on(client, 1, 2)  # v2 live, v1 before it
+    with pytest.raises(DeploymentError, match="v3 is no longer live"):
+        deployer(client, clock).rollback(smoke_records=RECORDS, from_version=3)
+    assert client.writes() == []
+    assert deployer(client, clock).rollback(smoke_records=RECORDS, from_version=2)["deployed"] == "1"
+
+
 def test_rollback_without_a_previous_version_fails(client, clock):
     with pytest.raises(DeploymentError, match=f"endpoint {ENDPOINT} does not exist"):
         deployer(client, clock).rollback()
