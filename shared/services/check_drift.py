@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 
+from shared import telemetry
 from shared.domain.drift import compare
 from shared.domain.records import AuditRecord, new_id
 from shared.services.retrain import PipelineTarget, request_retrain
@@ -14,6 +15,16 @@ from shared.services.retrain import PipelineTarget, request_retrain
 
 def check_drift(*, past_due: bool, threshold: float, share: float, min_rows: int, target: PipelineTarget,
                 datasets, models, runs, pipeline, audit, function: str = "drift_timer") -> AuditRecord:
+    with telemetry.span("drift_check", kind="consumer", past_due=past_due) as span:
+        record = _check_drift(past_due=past_due, threshold=threshold, share=share, min_rows=min_rows, target=target,
+                              datasets=datasets, models=models, runs=runs, pipeline=pipeline, audit=audit,
+                              function=function)
+        span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
+    return record
+
+
+def _check_drift(*, past_due: bool, threshold: float, share: float, min_rows: int, target: PipelineTarget,
+                 datasets, models, runs, pipeline, audit, function: str) -> AuditRecord:
     record = AuditRecord(id=new_id("timer-"), trigger="timer", function=function, started_at=time.time(),
                          source="schedule" + (" (past due)" if past_due else ""))
     audit.save(record)

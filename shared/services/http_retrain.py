@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
+from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, new_id
 from shared.services.retrain import PipelineTarget, request_retrain
@@ -27,9 +28,12 @@ def retrain_http(body: bytes, *, target: PipelineTarget, datasets, pipeline, run
                  function: str = "retrain_http") -> tuple[HttpAnswer, AuditRecord]:
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
                          source="POST /api/retrain")
-    answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models)
-    if answer.status >= 400:
-        record.finish("rejected", f"rejected ({answer.status}): {answer.body.get('detail')}")
+    with telemetry.span("retrain_http", kind="server", trigger_id=record.id, size=len(body)) as span:
+        answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models)
+        if answer.status >= 400:
+            record.finish("rejected", f"rejected ({answer.status}): {answer.body.get('detail')}")
+            span.fail(record.detail)
+        span.set(status=answer.status, outcome=record.outcome)
     audit.save(record)
     return answer, record
 
