@@ -56,8 +56,7 @@ REFINE = 4  # the model: learning rate / REFINE and REFINE x the trees of the fo
 MAX_TREES = 4000
 BAG = 3  # the model averages up to BAG fits of the configuration with different seeds
 THRESHOLD_WINDOW = 0.05  # the threshold is the middle of the best accuracy plateau (see accuracy_threshold)
-MAX_SEARCH_TREES = 1000  # per search trial: with MAX_SEARCH_LEAVES, bounds a trial's time, so the search ends
-MAX_SEARCH_LEAVES = 256  # near its budget (FLAML cannot stop a trial that has started)
+MAX_SEARCH_TREES = 1000  # per search trial: bounds a trial's time, so the search ends near its budget
 
 
 @dataclass
@@ -384,9 +383,7 @@ def _search(matrix: np.ndarray, y: np.ndarray, *, budget_s: float, max_iter: int
                    eval_method="cv", n_splits=SEARCH_FOLDS, starting_points={"lgbm": dict(PRIOR)},
                    custom_hp={"lgbm": {**{k: {"domain": v} for k, v in BAGGING.items()},
                                        "n_estimators": {"domain": tune.lograndint(lower=4, upper=MAX_SEARCH_TREES),
-                                                        "init_value": 4, "low_cost_init_value": 4},
-                                       "num_leaves": {"domain": tune.lograndint(lower=4, upper=MAX_SEARCH_LEAVES),
-                                                      "init_value": 4, "low_cost_init_value": 4}}})
+                                                        "init_value": 4, "low_cost_init_value": 4}}})
     config = {k: _plain(v) for k, v in (automl.best_config or {}).items()}
     if not config:
         return {**PRIOR, **BAGGING}, float("nan"), 0
