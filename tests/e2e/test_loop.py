@@ -48,7 +48,7 @@ def wait_for(predicate, timeout=180, every=0.5, what="condition"):
 def completion_for(stack, run_id):
     def find():
         done = [r for r in stack.audit.list() if r.trigger == "eventgrid" and r.run_id == run_id
-                and r.outcome in ("deployed", "failed")]
+                and r.outcome in ("deployed", "kept_champion", "rolled_back", "failed")]
         return done[0] if done else None
     return wait_for(find, what=f"completion of run {run_id}")
 
@@ -112,12 +112,18 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
     assert ok.status_code == 202, ok.text
     body = ok.json()
     assert ok.headers["Location"] == f"/api/runs/{body['run_id']}"
+    live_before = stack.models.live()
     completion = completion_for(stack, body["run_id"])
-    assert completion.outcome == "deployed", completion.detail
+    # A model is live: the run scored it on the same held-out rows, and the decision says so with both figures.
+    assert completion.outcome in ("deployed", "kept_champion"), completion.detail
+    decision = completion.data["decision"]
+    assert decision["champion"]["version"] == str(live_before.version) and "[basis: same_rows]" in completion.detail
+    assert decision["champion"]["rows"] == decision["challenger"]["rows"] > 0
     http_record = next(r for r in stack.audit.list() if r.run_id == body["run_id"] and r.trigger == "http")
     assert http_record.outcome == "submitted" and http_record.data["requested_by"] == "e2e"
     run = requests.get(stack.config.host_url + ok.headers["Location"], headers={"x-functions-key": key}, timeout=10)
-    assert run.status_code == 200 and run.json()["status"] == "Deployed" and run.json()["reason"] == "ci"
+    expected = "Deployed" if completion.outcome == "deployed" else "KeptChampion"
+    assert run.status_code == 200 and run.json()["status"] == expected and run.json()["reason"] == "ci"
     missing = requests.get(stack.config.host_url + "/api/runs/nope", headers={"x-functions-key": key}, timeout=10)
     assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/problem+json")
 
@@ -146,7 +152,8 @@ def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
     assert second.outcome == "submitted", second.detail
     assert second.dataset_version == drifted.version and second.detail.startswith("drift:")
     completion = completion_for(stack, second.run_id)
-    assert completion.outcome == "deployed", completion.detail
+    assert completion.outcome in ("deployed", "kept_champion"), completion.detail
+    assert completion.data["decision"]["champion"] is not None
     assert stack.runs.get(second.run_id).reason == "drift"
 
 
@@ -184,6 +191,39 @@ def _write(stack, data: bytes):
     path = stack.config.local_dir / f"upload-{uuid.uuid4().hex[:6]}.csv"
     path.write_bytes(data)
     return path
+
+
+def test_manual_rollback_and_promote_switch_the_real_endpoint(stack, monkeypatch, capsys):
+    from shared import cli
+
+    monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))
+    live = wait_for(lambda: stack.models.live(), what="a live model")
+    if stack.models.previous_live() is None:  # the earlier runs kept the champion: deploy another version by hand
+        other = next(m for m in stack.models.list() if m.version != live.version)
+        assert cli.main(["promote", str(other.version)]) == 0, capsys.readouterr().err
+        live = stack.models.live()
+    previous = stack.models.previous_live()
+    assert cli.main(["rollback"]) == 0, capsys.readouterr().err
+    assert "serving again (instant switch)" in capsys.readouterr().out
+    assert stack.models.live().version == previous.version
+    answer = stack.scorer.score(sample_records_from_registry(stack))
+    assert answer["model_version"] == str(previous.version)
+    assert cli.main(["promote", str(live.version)]) == 0
+    assert stack.scorer.score(sample_records_from_registry(stack))["model_version"] == str(live.version)
+    assert cli.main(["promote", "999"]) == 1 and "no registered model version 999" in capsys.readouterr().err
+    assert cli.main(["history", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["function"] for r in rows if r["function"] in ("rollback", "promote")][-3:] == ["rollback", "promote",
+                                                                                            "promote"]
+    assert any(r["function"] == "run_completed" and r["challenger"] for r in rows)
+
+
+def sample_records_from_registry(stack):
+    dataset = stack.datasets.latest()
+    import io
+
+    return pd.read_csv(io.BytesIO(stack.datasets.read(dataset)), nrows=2)[list(schema.FEATURES)].to_dict(
+        orient="records")
 
 
 def test_status_cli_lists_one_line_per_trigger(stack, monkeypatch, capsys):
