@@ -76,7 +76,7 @@ class Settings:
     pipeline_timeout_s: float = 30.0
     pipeline_max_retries: int = 4
     training_budget_s: int = 30
-    # Scoring / deployment (local scoring endpoint; Azure managed online endpoint in a later issue).
+    # Scoring: the local scoring endpoint (Azure: the managed online endpoint's settings below).
     scoring_url: str = ""  # SCORING_URL: base URL of the scoring endpoint
     # Champion / challenger and the completion's safety net.
     promotion_margin: float = 0.005  # PROMOTION_MARGIN: AUC the new model may lose against the live one

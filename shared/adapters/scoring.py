@@ -1,8 +1,8 @@
 """The scoring endpoint, seen from the completion handler: deploy a model to it, and score with it.
 
 Local: our scoring server's admin route loads the model into its idle slot, smoke-tests it and switches
-traffic without a restart. Azure: managed online endpoints (blue/green) come with the completion-handler
-issue; `AzureOnlineDeployer` says so instead of pretending.
+traffic without a restart. Azure: `shared.adapters.azure_online.AzureOnlineDeployer` (managed online endpoint,
+blue/green deployments) has the same deploy / rollback / status interface.
 """
 
 from __future__ import annotations
@@ -71,10 +71,3 @@ class LocalScoringDeployer:
             raise DeploymentError(f"{what} refused ({response.status_code}): {response.text[:300]}")
         return response.json()
 
-
-class AzureOnlineDeployer:
-    """Placeholder for managed online endpoint blue/green (tracked as its own issue); fails loudly."""
-
-    def deploy(self, *, model_dir: str, version: int, smoke_records=None) -> dict:
-        raise DeploymentError("deploying to an Azure managed online endpoint is not implemented yet "
-                              "(see the completion-handler issue); the model is registered but not deployed")
