@@ -74,13 +74,7 @@ EVENTS_KEPT = 50
 FORMATS_HINT = ('{"data": [{column: value, ...}]}, {"Inputs": {"data": [...]}, "GlobalParameters": {...}} '
                 'or {"input_data": {"columns": [...], "data": [[...]]}}')
 AUTOML_METHODS = ("predict", "predict_proba")
-EXAMPLE_RECORD: dict[str, Any] = {
-    "age": 41, "job": "blue-collar", "marital": "married", "education": "basic.9y", "default": "no",
-    "housing": "yes", "loan": "no", "contact": "cellular", "month": "may", "day_of_week": "thu",
-    "duration": 312, "campaign": 2, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
-    "emp.var.rate": -1.8, "cons.price.idx": 92.893, "cons.conf.idx": -46.2, "euribor3m": 1.299,
-    "nr.employed": 5099.1,
-}
+EXAMPLE_RECORD: dict[str, Any] = dict(schema.EXAMPLE_RECORD)
 
 
 def _now() -> str:

@@ -42,13 +42,7 @@ MAX_MIRROR_PERCENT = 50  # the service's ceiling for mirrored traffic
 RETRYABLE_STATUS = frozenset({408, 424, 429, 500, 502, 503, 504})
 DEPLOYMENT_HEADER = "azureml-model-deployment"  # request: pin a deployment; response: who answered
 # Used when a deploy gets no smoke records and the model directory is not local (or has no input example).
-FALLBACK_RECORD: dict[str, Any] = {
-    "age": 41, "job": "blue-collar", "marital": "married", "education": "basic.9y", "default": "no",
-    "housing": "yes", "loan": "no", "contact": "cellular", "month": "may", "day_of_week": "thu",
-    "duration": 312, "campaign": 2, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
-    "emp.var.rate": -1.8, "cons.price.idx": 92.893, "cons.conf.idx": -46.2, "euribor3m": 1.299,
-    "nr.employed": 5099.1,
-}
+FALLBACK_RECORD: dict[str, Any] = dict(schema.EXAMPLE_RECORD)
 
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
 _SECRET_FIELD = re.compile(r"(?i)([\"']?(?:primary_?key|secondary_?key|access_?token|api[_-]?key)[\"']?\s*[:=]\s*)"

@@ -52,14 +52,26 @@ class RunStore:
 
     def claim(self, run_id: str) -> RunRecord | None:
         """Move a submitted run to Handling exactly once, however many events arrive for it."""
+        def handling(run: RunRecord) -> None:
+            run.status, run.claimed_at = "Handling", time.time()
+        return self._transition(run_id, "Submitted", handling)
+
+    def release(self, run_id: str) -> bool:
+        """Hand a run stuck in Handling (its handler died) back to Submitted, once, so it is finished again."""
+        def submitted(run: RunRecord) -> None:
+            run.status, run.detail = "Submitted", "released after an interrupted completion"
+        return self._transition(run_id, "Handling", submitted) is not None
+
+    def _transition(self, run_id: str, expected: str, change) -> RunRecord | None:
+        """Apply `change` to a run in status `expected`, conditional on its ETag: of concurrent callers, one wins."""
         try:
             entity = self._table.get_entity(_RUN_PK, run_id)
         except ResourceNotFoundError:
             return None
         run = from_entity(RunRecord, entity)
-        if run.status != "Submitted":
+        if run.status != expected:
             return None
-        run.status, run.claimed_at = "Handling", time.time()
+        change(run)
         try:
             self._table.update_entity(to_entity(run, _RUN_PK, run_id), mode=UpdateMode.REPLACE,
                                       etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
@@ -73,23 +85,6 @@ class RunStore:
     def list(self) -> list[RunRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _RUN_PK})
         return sorted((from_entity(RunRecord, r) for r in rows), key=lambda r: r.submitted_at)
-
-    def release(self, run_id: str) -> bool:
-        """Hand a run stuck in Handling (its handler died) back to Submitted, once, so it is finished again."""
-        try:
-            entity = self._table.get_entity(_RUN_PK, run_id)
-        except ResourceNotFoundError:
-            return False
-        run = from_entity(RunRecord, entity)
-        if run.status != "Handling":
-            return False
-        run.status, run.detail = "Submitted", "released after an interrupted completion"
-        try:
-            self._table.update_entity(to_entity(run, _RUN_PK, run_id), mode=UpdateMode.REPLACE,
-                                      etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            return False
-        return True
 
     def in_flight(self) -> list[RunRecord]:
         return [r for r in self.list() if r.status in ("Submitted", "Handling")]

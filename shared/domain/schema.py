@@ -50,3 +50,13 @@ LEVELS: Final[dict[str, tuple[str, ...]]] = {
     "day_of_week": ("mon", "tue", "wed", "thu", "fri"),
     "poutcome": ("failure", "nonexistent", "success"),
 }
+
+# One realistic record (a row of the public sample file, without its label): swagger examples and smoke tests
+# where no real records are at hand.
+EXAMPLE_RECORD: Final[dict[str, object]] = {
+    "age": 41, "job": "blue-collar", "marital": "married", "education": "basic.9y", "default": "no",
+    "housing": "yes", "loan": "no", "contact": "cellular", "month": "may", "day_of_week": "thu",
+    "duration": 312, "campaign": 2, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
+    "emp.var.rate": -1.8, "cons.price.idx": 92.893, "cons.conf.idx": -46.2, "euribor3m": 1.299,
+    "nr.employed": 5099.1,
+}

@@ -76,11 +76,15 @@ def models(frame, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    yield from scoring_server(tmp_path_factory.mktemp("bg-scoring"), "--rollback-window", "30",
+                              "--rollback-error-rate", "0.2")
+
+
+def scoring_server(log_dir, *flags: str, scoring_key: str = SCORING_KEY, admin_key: str = ADMIN_KEY):
+    """A real scoring server process on a free loopback port, stopped when the fixture ends."""
     port = free_port()
-    argv = python_argv("local.scoring_server", "--port", str(port), "--rollback-window", "30",
-                       "--rollback-error-rate", "0.2")
-    child = start_child("scoring", argv, ports=(port,), log_dir=tmp_path_factory.mktemp("bg-scoring"),
-                        env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
+    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), *flags), ports=(port,),
+                        log_dir=log_dir, env={"SCORING_KEY": scoring_key, "SCORING_ADMIN_KEY": admin_key})
     try:
         child.wait_ready(60)
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}", log=child.log_path)

@@ -6,18 +6,15 @@ described in /swagger.json.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-from local.processes import free_port, python_argv, start_child
 from local.scoring_server import FORMATS_HINT
 from shared.domain import schema
 from shared.scoring.runtime import ScoringModel
-from tests.integration.test_scoring_bluegreen import save_pipeline_model
+from tests.integration.test_scoring_bluegreen import save_pipeline_model, scoring_server
 
 SCORING_KEY = "fmt-score-key-5b1d"
 ADMIN_KEY = "fmt-admin-key-0c3a"
@@ -46,16 +43,8 @@ def local(model_dir) -> ScoringModel:
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    port = free_port()
-    argv = python_argv("local.scoring_server", "--port", str(port), "--model-dir", str(model_dir),
-                       "--model-version", "7")
-    child = start_child("scoring", argv, ports=(port,), log_dir=tmp_path_factory.mktemp("fmt-scoring"),
-                        env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
-    try:
-        child.wait_ready(60)
-        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", log=child.log_path)
-    finally:
-        child.stop()
+    yield from scoring_server(tmp_path_factory.mktemp("fmt-scoring"), "--model-dir", str(model_dir),
+                              "--model-version", "7", scoring_key=SCORING_KEY, admin_key=ADMIN_KEY)
 
 
 def post(server, body, key=SCORING_KEY) -> requests.Response:
