@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -341,8 +342,8 @@ class ScoreRoute:
     """POST /score as a plain ASGI middleware in front of FastAPI: the hot path skips routing, the request
     object and the response class; everything else goes on to the app."""
 
-    def __init__(self, app, *, key: bytes, state: BlueGreen):
-        self.app, self.key, self.state = app, key, state
+    def __init__(self, app, *, key: bytes, state: BlueGreen, collector=None):
+        self.app, self.key, self.state, self.collector = app, key, state, collector
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/score":
@@ -386,6 +387,8 @@ class ScoreRoute:
         except Exception as exc:
             log.exception("scoring with model v%s failed", model.version)
             return 500, {"error": f"scoring failed: {type(exc).__name__}"}
+        if self.collector is not None:
+            self.collector.add(request.records, model.version)  # an append; written to storage in batches
         return 200, render(request, answer, model.version)
 
 
@@ -471,9 +474,10 @@ def _deploy_request(body: Any) -> DeployRequest | JSONResponse:
 def create_app(scoring_key: str, admin_key: str, initial_model: Path | None = None, *,
                initial_version: str = "1", rollback_window: int = ROLLBACK_WINDOW,
                rollback_error_rate: float = ROLLBACK_ERROR_RATE,
-               rollback_min_failures: int = ROLLBACK_MIN_FAILURES) -> FastAPI:
+               rollback_min_failures: int = ROLLBACK_MIN_FAILURES, collector=None) -> FastAPI:
     """The scoring app. `rollback_window` requests after each deploy are watched for a 5xx rate over
-    `rollback_error_rate` (with at least `rollback_min_failures` failures); 0 turns auto-rollback off."""
+    `rollback_error_rate` (with at least `rollback_min_failures` failures); 0 turns auto-rollback off.
+    `collector` (an InferenceCollector) receives the records of every answered request, for the drift check."""
     if not scoring_key or not admin_key:
         raise ValueError("both a scoring key and an admin key are required")
     score_key, deploy_key = scoring_key.encode("utf-8"), admin_key.encode("utf-8")
@@ -484,9 +488,17 @@ def create_app(scoring_key: str, admin_key: str, initial_model: Path | None = No
         state.deploy(model, reason="served from start")
         log.info("serving model v%s from %s (slot blue)", model.version, initial_model)
 
-    app = FastAPI(title="bankmarketing scoring (local)", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if collector is not None:  # uvicorn re-raises SIGTERM after shutdown: write what is buffered before that
+            collector.stop()
+
+    app = FastAPI(title="bankmarketing scoring (local)", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.slots = state
-    app.add_middleware(ScoreRoute, key=score_key, state=state)
+    app.add_middleware(ScoreRoute, key=score_key, state=state, collector=collector)
+    app.state.collector = collector
     _add_public_routes(app, state)
     _add_admin_routes(app, state, deploy_key)
     return app
@@ -740,18 +752,23 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"5xx share that rolls a new model back (default {ROLLBACK_ERROR_RATE})")
     parser.add_argument("--rollback-min-failures", type=int, default=ROLLBACK_MIN_FAILURES,
                         help=f"fewest 5xx that can trigger it (default {ROLLBACK_MIN_FAILURES})")
+    parser.add_argument("--collect-container", default="",
+                        help="collect scoring inputs to this blob container (connection string in "
+                             "INFERENCE_STORAGE), like Azure ML's data collector; off when empty")
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (off by default: it costs about a fifth of a scoring request)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the storage SDK logs every HTTP call at INFO
     scoring_key, admin_key = os.environ.get("SCORING_KEY", ""), os.environ.get("SCORING_ADMIN_KEY", "")
     if not scoring_key or not admin_key:
         print("error: set SCORING_KEY and SCORING_ADMIN_KEY in the environment", file=sys.stderr)
         return 2
+    collector = _collector(args.collect_container, os.environ.get("INFERENCE_STORAGE", ""))
     try:
         app = create_app(scoring_key, admin_key, args.model_dir, initial_version=args.model_version,
                          rollback_window=args.rollback_window, rollback_error_rate=args.rollback_error_rate,
-                         rollback_min_failures=args.rollback_min_failures)
+                         rollback_min_failures=args.rollback_min_failures, collector=collector)
     except (ModelLoadError, ScoringInputError) as exc:
         print(f"error: cannot serve {args.model_dir}: {exc}", file=sys.stderr)
         return 1
@@ -763,6 +780,23 @@ def main(argv: list[str] | None = None) -> int:
 
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="info", access_log=args.access_log)
     return 0
+
+
+def _collector(container: str, connection: str):
+    if not container:
+        return None
+    if not connection:
+        raise SystemExit("error: --collect-container needs INFERENCE_STORAGE (a storage connection string)")
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.adapters.inference_data import InferenceCollector, blob_writer
+
+    client = BlobServiceClient.from_connection_string(connection).get_container_client(container)
+    try:
+        client.create_container()
+    except Exception as exc:  # already there, or storage not reachable yet: writes retry later
+        log.info("inference data container %s: %s", container, type(exc).__name__)
+    return InferenceCollector(blob_writer(client)).start()
 
 
 if __name__ == "__main__":

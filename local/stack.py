@@ -18,6 +18,8 @@ from local.processes import PROJECT_ROOT, Child, azurite_argv, python_argv, star
 from shared.bootstrap import build_stores
 from shared.settings import Settings, azurite_connection_string
 
+INFERENCE_CONTAINER = "inference-data"  # where the scoring server collects its inputs (INFERENCE_CONTAINER)
+
 
 @dataclass
 class StackConfig:
@@ -98,9 +100,11 @@ class Stack:
                         (c.blob_port, c.queue_port, c.table_port), {})
             step("starting the scoring endpoint")
             self._start("scoring", python_argv("local.scoring_server", "--port", str(c.scoring_port),
+                                               "--collect-container", INFERENCE_CONTAINER,
                                                *self._live_model_args()),
                         (c.scoring_port,), {"SCORING_KEY": self.secrets["scoring_key"],
-                                            "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"]})
+                                            "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"],
+                                            "INFERENCE_STORAGE": c.connection_string})
             step("starting the pipeline endpoint")
             self._start("pipeline", python_argv("local.pipeline_endpoint", "--port", str(c.pipeline_port),
                                                 "--runs-dir", str(c.local_dir / "pipeline" / "runs")),

@@ -258,6 +258,63 @@ def cmd_azure_publish(args) -> int:
     return 0
 
 
+def cmd_drift(args) -> int:
+    """Compare a current CSV with a reference (CSV, or the model's reference_profile.json)."""
+    from shared.domain.drift import compare_profiles
+    from shared.domain.drift_report import render_html
+    from shared.domain.profile import Profile, ProfileError, build_profile, read_frame
+
+    try:
+        thresholds = {}
+        for item in args.column_threshold or []:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ProfileError(f"--column-threshold wants NAME=VALUE, got {item!r}")
+            try:
+                thresholds[name.strip()] = float(value)
+            except ValueError:
+                raise ProfileError(f"--column-threshold {item!r}: {value!r} is not a number") from None
+        critical = [c.strip() for c in (args.critical or "").split(",") if c.strip()]
+        if args.model:
+            model = Path(args.model)
+            candidates = [model / "reference_profile.json", model / "model" / "reference_profile.json"]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                raise ProfileError(f"{model} has no reference_profile.json (looked in {model} and {model / 'model'})")
+            reference = Profile.load(found)
+        else:
+            reference = build_profile(read_frame(args.reference))
+        current = build_profile(read_frame(args.current), reference=reference)
+        result = compare_profiles(reference, current, threshold=args.threshold, share=args.share,
+                                  min_rows=args.min_rows, thresholds=thresholds, critical=critical)
+        if args.report:
+            Path(args.report).write_text(render_html(result, reference, current), encoding="utf-8")
+    except (ProfileError, OSError) as exc:
+        print(f"retrain drift: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"drift: reference {result.rows['reference']:,} rows, current {result.rows['current']:,} rows")
+    for column in ("column", "metric", "score", "threshold", "PSI", "drifted"):
+        table.add_column(column)
+    entries = list(result.columns.items()) + ([("y (label)", result.target)] if result.target else [])
+    for name, e in entries:
+        table.add_row(name, e["metric"], "-" if e["score"] is None else f"{e['score']:.4f}", f"{e['threshold']:g}",
+                      "-" if e["psi"] is None else f"{e['psi']:.4f}", "DRIFTED" if e["drifted"] else "no")
+    console = Console(width=max(100, Console().width))
+    if result.columns:
+        console.print(table)
+    label = "NOT ENOUGH DATA" if result.not_enough_data else "DRIFTED" if result.drifted else "NO DRIFT"
+    console.print(f"{label}: {result.verdict}", markup=False)
+    if args.report:
+        console.print(f"report: {args.report}", markup=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    drift = sub.add_parser("drift", help="compare a CSV with a reference (CSV or the model's reference profile): "
+                                         "per-column scores, verdict, optional HTML report")
+    drift_ref = drift.add_mutually_exclusive_group(required=True)
+    drift_ref.add_argument("--reference", help="reference CSV (profiled on the fly)")
+    drift_ref.add_argument("--model", help="MLflow model directory holding reference_profile.json")
+    drift.add_argument("--current", required=True, help="current CSV")
+    drift.add_argument("--json", action="store_true", help="print one JSON object")
+    drift.add_argument("--report", help="write a self-contained HTML report here")
+    drift.add_argument("--threshold", type=float, default=0.1, help="per-column threshold (default 0.1)")
+    drift.add_argument("--column-threshold", action="append", metavar="NAME=VALUE",
+                       help="threshold for one column (repeatable; `y` for the label)")
+    drift.add_argument("--critical", default="", help="comma-separated columns any of which drifting is drift")
+    drift.add_argument("--share", type=float, default=0.5, help="share of drifted columns that is drift (0.5)")
+    drift.add_argument("--min-rows", type=int, default=100, help="fewer rows on either side: no verdict (100)")
+
     azure = sub.add_parser("azure", help="Azure ML: publish the training pipeline")
     azure_sub = azure.add_subparsers(dest="azure_command", required=True)
     publish = azure_sub.add_parser("publish", help="define the training pipeline (azure-ai-ml v2) and publish it "
@@ -336,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": lambda: cmd_train(args),
         "evaluate": lambda: cmd_evaluate(args),
         "azure": lambda: cmd_azure_publish(args),
+        "drift": lambda: cmd_drift(args),
     }
     return handlers[args.command]()
 

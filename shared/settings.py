@@ -59,6 +59,7 @@ class Settings:
     incoming_container: str = "incoming"
     datasets_container: str = "datasets"
     quarantine_container: str = "quarantine"
+    inference_container: str = "inference-data"  # INFERENCE_CONTAINER: scoring inputs collected for drift
     audit_table: str = "audit"
     runs_table: str = "runs"
     datasets_table: str = "datasets"
@@ -116,6 +117,7 @@ class Settings:
             incoming_container=env.get("INCOMING_CONTAINER", "incoming"),
             datasets_container=env.get("DATASETS_CONTAINER", "datasets"),
             quarantine_container=env.get("QUARANTINE_CONTAINER", "quarantine"),
+            inference_container=env.get("INFERENCE_CONTAINER", "inference-data"),
             audit_table=env.get("AUDIT_TABLE", "audit"),
             runs_table=env.get("RUNS_TABLE", "runs"),
             datasets_table=env.get("DATASETS_TABLE", "datasets"),

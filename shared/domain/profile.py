@@ -31,6 +31,7 @@ from shared.domain import schema
 
 FORMAT_VERSION = 1
 MAX_BINS = 320
+FEW_VALUES_PROBE = 20_000  # rows probed to choose the few-distinct-values path
 MISSING = "(missing)"  # how a missing categorical value is counted
 
 
@@ -240,21 +241,38 @@ def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
 def _profile_numeric(name: str, declared: str, series: pd.Series, edges: list[float] | None,
                      max_bins: int) -> ColumnProfile:
     x = _numeric_values(series, name)
-    finite = ~np.isnan(x)
-    n_missing = int(x.size - np.count_nonzero(finite))
-    if n_missing:
-        x = x[finite]
+    probe = x[:FEW_VALUES_PROBE]
+    if x.size > FEW_VALUES_PROBE and np.unique(probe[~np.isnan(probe)]).size <= FEW_VALUES_PROBE // 20:
+        # Few distinct values (integers, the macro columns): hash them once, then bin the distinct values
+        # only; about twice as fast as binary-searching every row.
+        codes, uniques = pd.factorize(x, use_na_sentinel=True)
+        per_value = np.bincount(codes[codes >= 0], minlength=uniques.size).astype(np.float64)
+        n_missing = int(x.size - per_value.sum())
+        values, weights = np.asarray(uniques, dtype=np.float64), per_value
+    else:
+        finite = ~np.isnan(x)
+        n_missing = int(x.size - np.count_nonzero(finite))
+        values, weights = (x[finite] if n_missing else x), None
+    present = values if weights is None else values[weights > 0]
     if edges is None:
-        edges = _edges_for(x, max_bins)
+        edges = _edges_for(values if weights is None else np.repeat(values, weights.astype(np.int64)), max_bins)
     edge_arr = np.asarray(edges, dtype=np.float64)
-    idx = np.searchsorted(edge_arr, x, side="right")
+    idx = np.searchsorted(edge_arr, values, side="right")
     nbins = edge_arr.size + 1
-    counts = np.bincount(idx, minlength=nbins)
-    sums = np.bincount(idx, weights=x, minlength=nbins)
+    if weights is None:
+        counts = np.bincount(idx, minlength=nbins)
+        sums = np.bincount(idx, weights=values, minlength=nbins)
+        total, total_sq = float(values.sum()), float(np.dot(values, values))
+    else:
+        counts = np.bincount(idx, weights=weights, minlength=nbins).astype(np.int64)
+        weighted = values * weights
+        sums = np.bincount(idx, weights=weighted, minlength=nbins)
+        total, total_sq = float(weighted.sum()), float(np.dot(weighted, values))
     return ColumnProfile(name=name, kind="numeric", declared=declared, count=int(series.size), missing=n_missing,
                          edges=list(edges), bin_counts=counts.tolist(), bin_sums=sums.tolist(),
-                         total=float(x.sum()), total_sq=float(np.dot(x, x)),
-                         min=float(x.min()) if x.size else None, max=float(x.max()) if x.size else None)
+                         total=total, total_sq=total_sq,
+                         min=float(present.min()) if present.size else None,
+                         max=float(present.max()) if present.size else None)
 
 
 def _profile_categorical(name: str, declared: str, series: pd.Series) -> ColumnProfile:
@@ -306,3 +324,26 @@ def build_profile(frame: pd.DataFrame, *, reference: Profile | None = None, kind
     if target_name is not None and target_name in frame.columns:
         target = _profile_categorical(target_name, "cat", frame[target_name])
     return Profile(rows=len(frame), columns=columns, target=target)
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """Read a bank-marketing CSV in any dialect the upload validation accepts (comma; semicolon, quoted or
+    with a decimal comma). Raises ProfileError with a one-line reason for a missing, empty or malformed file."""
+    from shared.domain.validation import sniff_dialect
+
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{path} is not a file")
+    try:
+        with path.open("r", encoding="utf-8-sig") as fh:
+            head = fh.read(64_000)
+        dialect = sniff_dialect(head)
+        frame = pd.read_csv(path, sep=dialect.delimiter, decimal=dialect.decimal, encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path} is not UTF-8 text") from None
+    except pd.errors.EmptyDataError:
+        raise ProfileError(f"{path} is empty") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ProfileError(f"{path}: malformed CSV ({reason})") from None
+    return frame

@@ -80,11 +80,13 @@ def server(tmp_path_factory):
                               "--rollback-error-rate", "0.2")
 
 
-def scoring_server(log_dir, *flags: str, scoring_key: str = SCORING_KEY, admin_key: str = ADMIN_KEY):
+def scoring_server(log_dir, *flags: str, scoring_key: str = SCORING_KEY, admin_key: str = ADMIN_KEY,
+                   env_extra: dict | None = None):
     """A real scoring server process on a free loopback port, stopped when the fixture ends."""
     port = free_port()
+    env = {"SCORING_KEY": scoring_key, "SCORING_ADMIN_KEY": admin_key, **(env_extra or {})}
     child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), *flags), ports=(port,),
-                        log_dir=log_dir, env={"SCORING_KEY": scoring_key, "SCORING_ADMIN_KEY": admin_key})
+                        log_dir=log_dir, env=env)
     try:
         child.wait_ready(60)
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}", log=child.log_path)
