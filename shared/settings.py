@@ -50,6 +50,18 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
 
 
+def _thresholds(raw: str) -> dict[str, float]:
+    """`col=0.2,other=0.15` -> {col: 0.2, other: 0.15}; a malformed entry names itself."""
+    out: dict[str, float] = {}
+    for item in (p.strip() for p in raw.split(",") if p.strip()):
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SettingsError(f"setting DRIFT_COLUMN_THRESHOLDS: {item!r} is not column=number") from None
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: str = "local"  # RETRAIN_MODE: "local" (embedded stack) or "azure"
@@ -102,6 +114,12 @@ class Settings:
     drift_schedule: str = "0 0 * * * *"
     drift_threshold: float = 0.1
     drift_share: float = 0.5
+    drift_window_s: float = 7 * 86400.0  # DRIFT_WINDOW_S: how far back collected scoring inputs count
+    drift_cooldown_s: float = 6 * 3600.0  # DRIFT_COOLDOWN_S: no drift retrain within this after a retrain
+    drift_min_rows: int = 100  # DRIFT_MIN_ROWS: fewer current rows -> "not enough data", never a verdict
+    drift_critical_columns: tuple[str, ...] = ()  # DRIFT_CRITICAL_COLUMNS: comma-separated; any drifting -> drift
+    drift_column_thresholds: Mapping[str, float] = field(default_factory=dict)  # DRIFT_COLUMN_THRESHOLDS: a=0.2,b=…
+    reports_container: str = "drift-reports"  # REPORTS_CONTAINER: the HTML report of every check
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -155,6 +173,13 @@ class Settings:
             drift_schedule=env.get("DRIFT_SCHEDULE", "0 0 * * * *"),
             drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.1),
             drift_share=_float(env, "DRIFT_SHARE", 0.5),
+            drift_window_s=_float(env, "DRIFT_WINDOW_S", 7 * 86400.0),
+            drift_cooldown_s=_float(env, "DRIFT_COOLDOWN_S", 6 * 3600.0),
+            drift_min_rows=_int(env, "DRIFT_MIN_ROWS", 100),
+            drift_critical_columns=tuple(c.strip() for c in env.get("DRIFT_CRITICAL_COLUMNS", "").split(",")
+                                         if c.strip()),
+            drift_column_thresholds=_thresholds(env.get("DRIFT_COLUMN_THRESHOLDS", "")),
+            reports_container=env.get("REPORTS_CONTAINER", "drift-reports"),
             extra=env,
         )
         if not (s.storage_connection or s.storage_account_url):
