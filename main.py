@@ -6,9 +6,17 @@ shadow a `function_app.py` module of the same name.
 
 import azure.functions as func
 
-from function_app import blob_upload, drift_timer, reconcile_timer, retrain_http, run_completed, runs_http
+from function_app import (
+    blob_upload,
+    drift_http,
+    drift_timer,
+    reconcile_timer,
+    retrain_http,
+    run_completed,
+    runs_http,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (blob_upload.bp, drift_timer.bp, reconcile_timer.bp, retrain_http.bp, run_completed.bp,
-                  runs_http.bp):
+for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, retrain_http.bp,
+                  run_completed.bp, runs_http.bp):
     app.register_functions(blueprint)

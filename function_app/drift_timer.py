@@ -12,6 +12,5 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="%DRIFT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def drift_timer(timer: func.TimerRequest) -> None:
     s = services()
-    check_drift(past_due=timer.past_due, threshold=s.settings.drift_threshold, share=s.settings.drift_share,
-                min_rows=min(s.settings.min_rows, 100), target=s.target, datasets=s.datasets, models=s.models,
-                runs=s.runs, pipeline=s.pipeline, audit=s.audit)
+    check_drift(past_due=timer.past_due, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
+                runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports)

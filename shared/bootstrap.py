@@ -19,6 +19,7 @@ from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.domain.promotion import PromotionPolicy
+from shared.services.check_drift import DriftPolicy
 from shared.services.on_upload import UploadLimits
 from shared.services.reconcile import ReconcileLimits
 from shared.services.retrain import PipelineTarget
@@ -62,6 +63,9 @@ class Services:
     limits: UploadLimits
     policy: PromotionPolicy
     reconcile: ReconcileLimits
+    drift: DriftPolicy
+    inference: object  # callable(since, until) -> DataFrame of collected scoring inputs
+    reports: object  # callable(name, html) -> where the drift report was stored
 
 
 def _secret(name: str) -> str:
@@ -90,7 +94,8 @@ def build(settings: Settings) -> Services:
     storage_credential = azure_credential() if (azure and settings.storage_account_url) else None
     blobs = storage.blob_service(settings, storage_credential)
     stores = build_stores(settings, storage_credential)
-    for container in (settings.incoming_container, settings.datasets_container, settings.quarantine_container):
+    for container in (settings.incoming_container, settings.datasets_container, settings.quarantine_container,
+                      settings.inference_container, settings.reports_container):
         storage.ensure_container(blobs, container)
 
     if azure:
@@ -118,7 +123,29 @@ def build(settings: Settings) -> Services:
         limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
         policy=PromotionPolicy(margin=settings.promotion_margin, floor=settings.promotion_floor),
         reconcile=ReconcileLimits(min_age_s=settings.reconcile_min_age_s, run_timeout_s=settings.run_timeout_s),
+        drift=drift_policy(settings),
+        inference=inference_reader(blobs.get_container_client(settings.inference_container)),
+        reports=report_writer(blobs.get_container_client(settings.reports_container)),
     )
+
+
+def drift_policy(settings: Settings) -> DriftPolicy:
+    return DriftPolicy(threshold=settings.drift_threshold, share=settings.drift_share, min_rows=settings.drift_min_rows,
+                       window_s=settings.drift_window_s, cooldown_s=settings.drift_cooldown_s,
+                       critical=settings.drift_critical_columns, thresholds=dict(settings.drift_column_thresholds))
+
+
+def inference_reader(container):
+    from shared.adapters.inference_data import read_window
+
+    return lambda since, until: read_window(container, since=since, until=until)
+
+
+def report_writer(container):
+    def write(name: str, html: str) -> str:
+        container.upload_blob(name, html.encode("utf-8"), overwrite=True)
+        return f"{container.container_name}/{name}"
+    return write
 
 
 def azure_deployer(settings: Settings, ml_client=None):

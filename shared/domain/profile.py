@@ -34,6 +34,8 @@ MAX_BINS = 320
 FEW_VALUES_PROBE = 20_000  # rows probed to choose the few-distinct-values path
 MISSING = "(missing)"  # how a missing categorical value is counted
 
+REFERENCE_PROFILE = "reference_profile.json"  # beside MLmodel in every model folder the pipeline writes
+
 
 class ProfileError(ValueError):
     """A frame or a stored profile that cannot be profiled / compared (one-line message)."""

@@ -1,63 +1,152 @@
-"""The scheduled drift check: newest data against the data the live model was trained on."""
+"""The drift check (timer, or on demand over HTTP): what the live model is being asked about now against the
+reference profile stored with it at training time.
+
+The current window is the scoring inputs the endpoint collected during the last `window_s` (and since the
+live model went live) plus the dataset versions registered after the model's training data. Every check writes
+an HTML report to the reports container and ends in an audit record; a drift submits a retrain (reason
+`drift`) unless one is in flight, one was submitted within the cooldown, or the newest model already trained on
+the newest data — each skip says why.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from shared import telemetry
-from shared.domain.drift import compare
+from shared.domain import schema
+from shared.domain.drift import compare_profiles
+from shared.domain.drift_report import render_html
+from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.records import AuditRecord, new_id
 from shared.services.retrain import PipelineTarget, request_retrain
 
+log = logging.getLogger(__name__)
 
-def check_drift(*, past_due: bool, threshold: float, share: float, min_rows: int, target: PipelineTarget,
-                datasets, models, runs, pipeline, audit, function: str = "drift_timer") -> AuditRecord:
-    with telemetry.span("drift_check", kind="consumer", past_due=past_due) as span:
-        record = _check_drift(past_due=past_due, threshold=threshold, share=share, min_rows=min_rows, target=target,
-                              datasets=datasets, models=models, runs=runs, pipeline=pipeline, audit=audit,
-                              function=function)
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    threshold: float = 0.1
+    share: float = 0.5
+    min_rows: int = 100
+    window_s: float = 7 * 86400.0
+    cooldown_s: float = 6 * 3600.0
+    critical: tuple[str, ...] = ()
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
+                audit, inference=None, reports=None, trigger: str = "timer", function: str = "drift_timer",
+                now: float | None = None) -> AuditRecord:
+    """`inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
+    `reports`: callable(name, html) -> location of the stored report (None: not stored)."""
+    with telemetry.span("drift_check", kind="consumer" if trigger == "timer" else "server", past_due=past_due) as span:
+        record = _check(past_due=past_due, policy=policy, target=target, datasets=datasets, models=models, runs=runs,
+                        pipeline=pipeline, audit=audit, inference=inference, reports=reports, trigger=trigger,
+                        function=function, now=time.time() if now is None else now)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
     return record
 
 
-def _check_drift(*, past_due: bool, threshold: float, share: float, min_rows: int, target: PipelineTarget,
-                 datasets, models, runs, pipeline, audit, function: str) -> AuditRecord:
-    record = AuditRecord(id=new_id("timer-"), trigger="timer", function=function, started_at=time.time(),
-                         source="schedule" + (" (past due)" if past_due else ""))
+def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, inference, reports,
+           trigger, function, now) -> AuditRecord:
+    record = AuditRecord(id=new_id(f"{trigger}-"), trigger=trigger, function=function, started_at=time.time(),
+                         source="schedule" + (" (past due)" if past_due else "") if trigger == "timer" else "on demand")
     audit.save(record)
     live = models.live()
-    latest = datasets.latest()
-    if live is None or latest is None:
-        record.finish("skipped", "skipped: no live model or no dataset yet")
-        audit.save(record)
-        return record
+    if live is None:
+        return _end(record, audit, "skipped", "skipped: no live model yet")
     record.model_version = live.version
-    record.dataset_version = latest.version
-    if latest.version == live.dataset_version:
-        record.finish("no_drift", f"skipped: live model v{live.version} was trained on the newest data "
-                                  f"(v{latest.version})")
-        audit.save(record)
-        return record
-    if runs.in_flight():
-        record.finish("skipped", "skipped: a retrain is already in flight")
-        audit.save(record)
-        return record
-    reference_ds = datasets.get(live.dataset_version)
-    reference = pd.read_csv(io.BytesIO(datasets.read(reference_ds)))
-    current = pd.read_csv(io.BytesIO(datasets.read(latest)))
-    result = compare(reference, current, threshold=threshold, share=share, min_rows=min_rows)
+    latest = datasets.latest()
+    record.dataset_version = latest.version if latest else None
+
+    reference, basis = _reference(live, datasets)
+    current, sources = _current(live, datasets, inference, policy, now)
+    record.data["window"] = {**sources, "reference": basis}
+    if current is None or len(current) == 0:
+        return _end(record, audit, "skipped", "not enough data: nothing collected or uploaded since the live model "
+                    f"v{live.version} was trained")
+    labelled = schema.TARGET in current.columns and current[schema.TARGET].notna().all()
+    current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
+                                    reference=reference)
+    result = compare_profiles(reference, current_profile, threshold=policy.threshold, share=policy.share,
+                              min_rows=policy.min_rows, thresholds=policy.thresholds, critical=policy.critical,
+                              target_counts=labelled)
     record.stage("checked")
-    record.data["drift"] = {"drift_share": result.drift_share, "verdict": result.verdict, "rows": result.rows,
-                            "drifted_columns": [c for c, v in result.columns.items() if v["drifted"]]}
+    record.data["drift"] = {"drifted": result.drifted, "drift_share": result.drift_share, "verdict": result.verdict,
+                            "rows": result.rows, "drifted_columns": result.drifted_columns,
+                            "scores": {c: v["score"] for c, v in result.columns.items()}, "target": result.target}
+    if reports is not None:
+        try:
+            record.data["report"] = reports(f"{time.strftime('%Y/%m/%d', time.gmtime(now))}/{record.id}.html",
+                                            render_html(result, reference, current_profile))
+        except Exception as exc:  # the verdict stands without its report; say so
+            log.warning("drift report not stored: %s", exc)
+            record.data["report_error"] = f"{type(exc).__name__}: {exc}"
+    if result.drifted is None:
+        return _end(record, audit, "skipped", f"not enough data: {result.verdict}")
     if not result.drifted:
-        record.finish("no_drift", f"no drift: {result.verdict} (v{latest.version} vs v{live.dataset_version})")
-        audit.save(record)
-        return record
-    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
-                    models=models)
-    record.finish("submitted", f"drift: {result.verdict}; retrain submitted")
+        return _end(record, audit, "no_drift", f"no drift: {result.verdict}")
+    why = _reason_not_to_retrain(live, latest, runs, policy, now)
+    if why:
+        return _end(record, audit, "skipped", f"drift ({result.verdict}) but {why}")
+    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target, models=models)
+    where = f"; report {record.data['report']}" if record.data.get("report") else ""
+    return _end(record, audit, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
+
+
+def _reference(live, datasets) -> tuple[Profile, str]:
+    """The profile stored with the live model; for models without one (or whose folder is not readable from
+    here), a profile of the dataset version it was trained on."""
+    path = Path(str(live.model_dir or "")) / REFERENCE_PROFILE
+    try:
+        if path.is_file():
+            return Profile.load(path), f"model v{live.version} profile"
+    except (OSError, ValueError) as exc:
+        log.warning("reference profile of v%s unreadable (%s); profiling its dataset instead", live.version, exc)
+    dataset = datasets.get(live.dataset_version)
+    return build_profile(pd.read_csv(io.BytesIO(datasets.read(dataset)))), f"dataset v{live.dataset_version}"
+
+
+def _current(live, datasets, inference, policy: DriftPolicy, now: float):
+    since = max(now - policy.window_s, live.registered_at or 0.0)
+    frames, sources = [], {"since": since, "collected_rows": 0, "datasets": []}
+    if inference is not None:
+        collected = inference(since, now)
+        if len(collected):
+            frames.append(collected)
+            sources["collected_rows"] = len(collected)
+    for version in range(live.dataset_version + 1, (datasets.latest().version if datasets.latest() else 0) + 1):
+        dataset = datasets.get(version)
+        if dataset is not None:
+            frames.append(pd.read_csv(io.BytesIO(datasets.read(dataset))))
+            sources["datasets"].append(version)
+    if not frames:
+        return None, sources
+    return pd.concat(frames, ignore_index=True), sources
+
+
+def _reason_not_to_retrain(live, latest, runs, policy: DriftPolicy, now: float) -> str:
+    if latest is None:
+        return "there is no dataset version to retrain on"
+    if latest.version == live.dataset_version:
+        return (f"the live model v{live.version} was already trained on the newest data (v{latest.version}); "
+                "upload newer labelled data to retrain on")
+    if runs.in_flight():
+        return "a retrain is already in flight"
+    recent = [r for r in runs.list() if now - r.submitted_at < policy.cooldown_s]
+    if recent:
+        return (f"a retrain was submitted {int(now - recent[-1].submitted_at)} s ago (cooldown "
+                f"{int(policy.cooldown_s)} s)")
+    return ""
+
+
+def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
+    record.finish(outcome, detail)
     audit.save(record)
     return record

@@ -24,6 +24,7 @@ from typing import Any
 
 from shared.domain.evaluation_slice import DEFAULT_PERCENT
 from shared.domain.pipeline_params import PRIMARY_METRICS
+from shared.domain.profile import REFERENCE_PROFILE
 
 # Failures caused by the input (file, content, arguments): reported in one line, without a traceback.
 _INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UnicodeDecodeError)
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = save_model(result, out, dataset_version=args.dataset_version, dataset_hash=dataset_hash,
                                run_id=run_id)
         say(f"saved MLflow model to {model_dir}")
+        from shared.domain.profile import build_profile
+
+        build_profile(frame).save(model_dir / REFERENCE_PROFILE)  # what drift checks compare against
+        say(f"saved the reference profile of the {len(frame)} training rows ({REFERENCE_PROFILE})")
         if held_out is not None:
             result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args)
             _add_to_metrics_file(out, "evaluation_slice", result.metrics["evaluation_slice"])

@@ -30,8 +30,8 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     proc = index_in_fresh_interpreter("main.py")
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
-    assert sorted(functions) == ["blob_upload", "drift_timer", "reconcile_timer", "retrain_http", "run_completed",
-                                 "runs_get", "runs_list"]
+    assert sorted(functions) == ["blob_upload", "drift_http", "drift_timer", "reconcile_timer", "retrain_http",
+                                 "run_completed", "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
          "connection": "AzureWebJobsStorage"}]}
