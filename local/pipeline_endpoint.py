@@ -189,7 +189,8 @@ class RunWorker:
         if params.get("exclude_columns"):
             argv += ["--exclude-columns", str(params["exclude_columns"])]
         argv += ["--primary-metric", params["primary_metric"]]
-        for name in ("trigger_id", "reason", "evaluation_percent", "champion_model", "champion_version"):
+        for name in ("trigger_id", "reason", "evaluation_percent", "champion_model", "champion_version",
+                     "drift_report"):
             if params.get(name) not in (None, ""):
                 argv += [f"--{name.replace('_', '-')}", str(params[name])]
         if self.config.mlflow_uri:
@@ -305,9 +306,10 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
                        parameters={str(k): str(v) for k, v in params.items()}, data_paths=data_paths,
                        topic=f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
                              f"Microsoft.MachineLearningServices/workspaces/{ws}")
+        accepted = run.to_json()  # as submitted: the worker may start it before this answer is sent
         worker.submit(run)
         log.info("run %s queued for experiment %s", run.run_id, run.experiment)
-        return JSONResponse(run.to_json())
+        return JSONResponse(accepted)
 
     @app.get(PREFIX + "/{run_id}")
     async def get_run(sub: str, rg: str, ws: str, run_id: str, request: Request):

@@ -82,7 +82,7 @@ def _command() -> str:
     optional = " ".join(f"$[[--{flag} ${{{{inputs.{name}}}}}]]" for name, flag in (
         ("exclude_columns", "exclude-columns"), ("dataset_version", "dataset-version"),
         ("trigger_id", "trigger-id"), ("reason", "reason"), ("champion_model", "champion-model"),
-        ("champion_version", "champion-version")))
+        ("champion_version", "champion-version"), ("drift_report", "drift-report")))
     return ("python -m shared.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
             "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
             "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} "
@@ -118,12 +118,13 @@ def build_pipeline_component(component, compute: str):
                          reason: Input(type="string", optional=True) = None,
                          evaluation_percent: Input(type="integer", min=0, max=50) = 10,
                          champion_model: Input(type="uri_folder", optional=True) = None,
-                         champion_version: Input(type="integer", optional=True) = None):
+                         champion_version: Input(type="integer", optional=True) = None,
+                         drift_report: Input(type="string", optional=True) = None):
         step = component(training_data=training_data, time_budget_s=time_budget_s, primary_metric=primary_metric,
                          exclude_columns=exclude_columns, seed=seed, experiment_name=experiment_name,
                          dataset_version=dataset_version, dataset_name=dataset_name, trigger_id=trigger_id,
                          reason=reason, evaluation_percent=evaluation_percent, champion_model=champion_model,
-                         champion_version=champion_version)
+                         champion_version=champion_version, drift_report=drift_report)
         return {"model_dir": step.outputs.model_dir}
 
     return retrain_pipeline._pipeline_builder.build()

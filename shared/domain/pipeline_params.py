@@ -111,6 +111,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("champion_version", "integer", None, "the live model's version (recorded with its figures)", minimum=1),
     Parameter("trigger_id", "string", "", "audit id of the trigger that asked for the run (lineage)"),
     Parameter("reason", "string", "", "why: upload, drift, http, ... (lineage)"),
+    Parameter("drift_report", "string", None, "the drift report that asked for the run (lineage)"),
 )}
 
 

@@ -95,7 +95,9 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     why = _reason_not_to_retrain(live, latest, runs, policy, now)
     if why:
         return _end(record, audit, "skipped", f"drift ({result.verdict}) but {why}")
-    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target, models=models)
+    report = {"drift_report": record.data["report"]} if record.data.get("report") else None
+    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target, models=models,
+                    parameters=report)
     where = f"; report {record.data['report']}" if record.data.get("report") else ""
     return _end(record, audit, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
 

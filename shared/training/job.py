@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metric the search optimizes (Azure AutoML name)")
     p.add_argument("--trigger-id", default="", help="audit id of the trigger that asked for this run (lineage)")
     p.add_argument("--reason", default="", help="why the run was asked for: upload, drift, http, ... (lineage)")
+    p.add_argument("--drift-report", default="", help="the drift report that asked for the run (lineage)")
     p.add_argument("--max-iter", type=int, default=None, help="cap on FLAML trials (reproducible searches)")
     p.add_argument("--evaluation-percent", type=int, default=DEFAULT_PERCENT,
                    help="rows held out of training for champion/challenger evaluation (by row hash; 0: none)")
@@ -144,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, Any] = {"run_id": run_id, "model_dir": str(model_dir.resolve()),
                              "dataset_version": args.dataset_version, "dataset_hash": dataset_hash,
                              "primary_metric": args.primary_metric, "trigger_id": args.trigger_id,
-                             "reason": args.reason}
+                             "reason": args.reason, "drift_report": args.drift_report or None}
     if args.mlflow_uri:
         try:
             mlflow_run = log_to_mlflow(
                 result, args.mlflow_uri, args.experiment, run_name=run_id, model_dir=model_dir,
                 params={"run_id": run_id, "dataset_version": args.dataset_version, "dataset_hash": dataset_hash,
                         "primary_metric": args.primary_metric, "trigger_id": args.trigger_id,
-                        "reason": args.reason})
+                        "reason": args.reason, "drift_report": args.drift_report or None})
             extra["mlflow_run_id"] = mlflow_run
             say(f"logged to MLflow experiment '{args.experiment}' (run {mlflow_run})")
         except Exception as exc:  # tracking is a record, not the product: the model stands without it

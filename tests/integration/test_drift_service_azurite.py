@@ -103,6 +103,8 @@ def test_a_drifted_upload_submits_a_retrain_once_then_cools_down(env, httpserver
     newer = register(env["stores"], shifted(env["frame"]))
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "drift-run"})
     record = run(env)
+    (request, _), *_ = httpserver.log
+    assert request.get_json()["ParameterAssignments"]["drift_report"] == record.data["report"]  # lineage
     assert record.outcome == "submitted" and record.run_id == "drift-run", record.detail
     assert record.data["window"]["datasets"] == [newer.version] and "report" in record.detail
     assert record.data["drift"]["target"]  # labelled data: label drift is part of the check
