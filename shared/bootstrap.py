@@ -14,6 +14,7 @@ from shared import telemetry
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
+from shared.adapters.job_outputs import JobOutputs, WithJobOutputs
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
@@ -100,7 +101,8 @@ def build(settings: Settings) -> Services:
 
     if azure:
         pipeline_credential = azure_credential()
-        deployer: object = azure_deployer(settings)
+        ml_client = workspace_client(settings)
+        deployer: object = azure_deployer(settings, ml_client)
         scorer: object | None = LazyScorer(deployer.scorer)
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
@@ -114,7 +116,8 @@ def build(settings: Settings) -> Services:
         audit=stores.audit,
         runs=stores.runs,
         models=stores.models,
-        pipeline=pipeline_client(settings, pipeline_credential),
+        pipeline=WithJobOutputs(pipeline_client(settings, pipeline_credential), JobOutputs(ml_client)) if azure
+        else pipeline_client(settings, pipeline_credential),
         deployer=deployer,
         scorer=scorer,
         target=PipelineTarget(experiment=settings.pipeline_experiment, datastore=settings.pipeline_datastore,
@@ -148,15 +151,18 @@ def report_writer(container):
     return write
 
 
-def azure_deployer(settings: Settings, ml_client=None):
-    """Blue/green on the managed online endpoint, through an MLClient on the app's managed identity."""
+def workspace_client(settings: Settings):
+    """An MLClient on the app's managed identity (building it calls nothing)."""
+    from azure.ai.ml import MLClient
+
+    return MLClient(azure_credential(), settings.azure_subscription_id, settings.azure_resource_group,
+                    settings.azureml_workspace_name)
+
+
+def azure_deployer(settings: Settings, ml_client):
+    """Blue/green on the managed online endpoint."""
     from shared.adapters.azure_online import AzureOnlineDeployer
 
-    if ml_client is None:
-        from azure.ai.ml import MLClient
-
-        ml_client = MLClient(azure_credential(), settings.azure_subscription_id, settings.azure_resource_group,
-                             settings.azureml_workspace_name)
     return AzureOnlineDeployer(ml_client, settings.online_endpoint, settings.registered_model_name,
                                instance_type=settings.instance_type, instance_count=settings.instance_count,
                                mirror_percent=settings.mirror_percent)

@@ -269,6 +269,6 @@ def test_batch_endpoint_kind_builds_the_v2_client(azurite, monkeypatch):
     env["AZUREML_WORKSPACE_ID"] = ("/subscriptions/s/resourceGroups/r/providers/"
                                    "Microsoft.MachineLearningServices/workspaces/w")
     services = bootstrap.build(Settings.from_env(env))
-    assert isinstance(services.pipeline, BatchEndpointPipelineClient)
+    assert isinstance(services.pipeline.inner, BatchEndpointPipelineClient)  # wrapped: job outputs via MLClient
     with pytest.raises(SettingsError, match="PIPELINE_KIND"):
         Settings.from_env({**env, "PIPELINE_KIND": "v3"})
