@@ -38,7 +38,8 @@ def window(data, tmp_path_factory):
     ref_path = ref.save(root / "reference_profile.json")
     folder = root / "window"
     pieces = []
-    bounds = [0, 997, 3000, 3001, 6000, 8500, 11000, len(current)]
+    n = len(current)  # 16,475 rows from the sample file, 3,000 from generated data: the same shares either way
+    bounds = [0, int(n * 0.06), int(n * 0.18), int(n * 0.18) + 1, int(n * 0.36), int(n * 0.52), int(n * 0.67), n]
     chunks = [current.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds, bounds[1:], strict=False)]
     (folder / "uploads").mkdir(parents=True)
     chunks[0].to_csv(folder / "uploads" / "a.csv", index=False)
