@@ -82,6 +82,13 @@ def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_cs
     assert answer["model_version"] == str(completion.model_version)
     assert len(answer["result"]) == 3 and set(answer["result"]) <= {"yes", "no"}
     assert stack.runs.get(upload.run_id).status == "Deployed"
+    # one trace from the blob trigger to the deploy, across the submission and the completion event
+    spans = [json.loads(line) for line in (stack.config.local_dir / "spans.jsonl").read_text().splitlines()]
+    trace = {s["trace_id"] for s in spans if s["name"] == "run_completed"
+             and s["attributes"].get("run_id") == upload.run_id}
+    assert len(trace) == 1
+    names = {s["name"] for s in spans if s["trace_id"] in trace}
+    assert {"blob_upload", "submit_pipeline", "run_completed", "register_model", "evaluate", "deploy"} <= names
 
 
 def test_malformed_upload_is_quarantined_and_triggers_nothing(stack):
