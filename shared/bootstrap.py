@@ -152,11 +152,29 @@ def report_writer(container):
 
 
 def workspace_client(settings: Settings):
-    """An MLClient on the app's managed identity (building it calls nothing)."""
-    from azure.ai.ml import MLClient
+    """An MLClient on the app's managed identity, built on first use: importing azure-ai-ml takes a second or
+    two, which the blob and timer triggers' cold starts need not pay."""
+    def build():
+        from azure.ai.ml import MLClient
 
-    return MLClient(azure_credential(), settings.azure_subscription_id, settings.azure_resource_group,
-                    settings.azureml_workspace_name)
+        return MLClient(azure_credential(), settings.azure_subscription_id, settings.azure_resource_group,
+                        settings.azureml_workspace_name)
+    return Lazy(build)
+
+
+class Lazy:
+    """Stands in for the object `factory()` returns, building it when an attribute is first asked for."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._target = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._target is None:
+            self._target = self._factory()
+        return getattr(self._target, name)
 
 
 def azure_deployer(settings: Settings, ml_client):
@@ -168,17 +186,8 @@ def azure_deployer(settings: Settings, ml_client):
                                mirror_percent=settings.mirror_percent)
 
 
-class LazyScorer:
+class LazyScorer(Lazy):
     """Reads the endpoint's scoring URI and key on first use, not at cold start (and not when never needed)."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._scorer = None
-
-    def score(self, records):
-        if self._scorer is None:
-            self._scorer = self._factory()
-        return self._scorer.score(records)
 
 
 @lru_cache(maxsize=1)
