@@ -66,7 +66,7 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     record.dataset_version = latest.version if latest else None
 
     reference, basis = _reference(live, datasets)
-    current, sources = _current(live, datasets, inference, policy, now)
+    current, sources = _current(live, latest, datasets, inference, policy, now)
     record.data["window"] = {**sources, "reference": basis}
     if current is None or len(current) == 0:
         return _end(record, audit, "skipped", "not enough data: nothing collected or uploaded since the live model "
@@ -115,7 +115,7 @@ def _reference(live, datasets) -> tuple[Profile, str]:
     return build_profile(pd.read_csv(io.BytesIO(datasets.read(dataset)))), f"dataset v{live.dataset_version}"
 
 
-def _current(live, datasets, inference, policy: DriftPolicy, now: float):
+def _current(live, latest, datasets, inference, policy: DriftPolicy, now: float):
     since = max(now - policy.window_s, live.registered_at or 0.0)
     frames, sources = [], {"since": since, "collected_rows": 0, "datasets": []}
     if inference is not None:
@@ -123,7 +123,7 @@ def _current(live, datasets, inference, policy: DriftPolicy, now: float):
         if len(collected):
             frames.append(collected)
             sources["collected_rows"] = len(collected)
-    for version in range(live.dataset_version + 1, (datasets.latest().version if datasets.latest() else 0) + 1):
+    for version in range(live.dataset_version + 1, (latest.version if latest else 0) + 1):
         dataset = datasets.get(version)
         if dataset is not None:
             frames.append(pd.read_csv(io.BytesIO(datasets.read(dataset))))
