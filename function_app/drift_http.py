@@ -1,4 +1,4 @@
-"""HTTP trigger: POST /api/drift/check runs the drift check now (function key), answering with its verdict."""
+"""HTTP trigger: POST /api/drift-check runs the drift check now (function key), answering with its verdict."""
 
 import json
 
@@ -11,7 +11,7 @@ bp = func.Blueprint()
 
 
 @bp.function_name("drift_http")
-@bp.route(route="drift/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="drift-check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def drift_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()
     record = check_drift(past_due=False, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,

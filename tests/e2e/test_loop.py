@@ -168,6 +168,15 @@ def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
     assert completion.outcome in ("deployed", "kept_champion"), completion.detail
     assert completion.data["decision"]["champion"] is not None
     assert stack.runs.get(second.run_id).reason == "drift"
+    # on demand over HTTP: function key required, the verdict in the answer, an audit record of its own
+    url = stack.config.host_url + "/api/drift-check"
+    assert requests.post(url, timeout=10).status_code == 401
+    on_demand = requests.post(url, headers={"x-functions-key": stack.host_keys.function_keys["default"]}, timeout=60)
+    assert on_demand.status_code == 200, on_demand.text
+    body = on_demand.json()
+    assert body["outcome"] in ("no_drift", "skipped", "submitted") and body["detail"]
+    record = next(r for r in stack.audit.list() if r.id == body["audit_id"])
+    assert (record.trigger, record.function, record.outcome) == ("http", "drift_http", body["outcome"])
 
 
 def test_completion_ignores_foreign_runs_and_duplicate_events(stack):

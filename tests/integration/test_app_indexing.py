@@ -48,6 +48,8 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert functions["run_completed"] == {"trigger": "eventGridTrigger", "bindings": [
         {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]}
     assert functions["runs_get"]["bindings"][0]["route"] == "runs/{id}"
+    drift_in, _ = functions["drift_http"]["bindings"]
+    assert (drift_in["route"], drift_in["methods"], drift_in["authLevel"]) == ("drift-check", ["POST"], "FUNCTION")
 
 
 def test_the_default_entry_name_does_not_silently_pick_the_trigger_package():
