@@ -12,7 +12,9 @@ times only the check:
 - baseline: a straightforward pandas/scipy implementation of the same metrics on raw values (it needs the raw
   reference): scipy.stats.wasserstein_distance / reference std per numeric column, and
   scipy.spatial.distance.jensenshannon(base=2) on value_counts per categorical column;
-- evidently: only if the package is importable (it is not installed here: `evidently_s` is null).
+- evidently (`--with-evidently`): `Report([DataDriftPreset()])` on the raw reference and current frames, in
+  .local/evidently-venv (built once from requirements-evidently.txt: Evidently needs pandas < 3); without the
+  flag `evidently_s` is null.
 
 Peak RSS is the child's VmHWM (whole process: interpreter, imports, the generated frame, the check). Prints
 one line per contender and ends with one JSON line.
@@ -101,23 +103,50 @@ def child(contender: str, rows: int, seed: int, profile_path: str) -> dict:
         share = drifted_cols / len(schema.FEATURES)
         drifted = share >= 0.5
     elif contender == "evidently":
-        try:
-            import evidently  # noqa: F401
-        except ImportError:
-            return {"contender": contender, "seconds": None, "peak_mb": None, "note": "evidently not installed"}
-        return {"contender": contender, "seconds": None, "peak_mb": None, "note": "evidently run not implemented"}
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        from shared.domain import schema
+
+        features = list(schema.FEATURES)
+        t = time.perf_counter()
+        snapshot = Report([DataDriftPreset()]).run(current_data=current[features], reference_data=reference[features])
+        share = _drifted_share(snapshot.dict())
+        seconds = time.perf_counter() - t
+        drifted = share is not None and share >= 0.5
     else:
         raise SystemExit(f"unknown contender {contender}")
     return {"contender": contender, "seconds": round(seconds, 4), "generate_s": round(generate_s, 3),
             "peak_mb": round(_peak_mb(), 1), "drifted": drifted, "drift_share": share}
 
 
-def run_child(contender: str, rows: int, seed: int, profile_path: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", contender, "--rows", str(rows), "--seed", str(seed),
+def _drifted_share(report: dict) -> float | None:
+    """The share of drifted columns from an Evidently snapshot's DriftedColumnsCount metric."""
+    for metric in report.get("metrics", []):
+        if "DriftedColumnsCount" in str(metric.get("metric_id") or metric.get("metric_name") or ""):
+            value = metric.get("value") or {}
+            return float(value["share"]) if isinstance(value, dict) and "share" in value else None
+    return None
+
+
+def run_child(contender: str, rows: int, seed: int, profile_path: str, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, __file__, "--child", contender, "--rows", str(rows), "--seed", str(seed),
                           "--profile", profile_path], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{contender} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _evidently_python() -> str:
+    """.local/evidently-venv/bin/python, created from requirements-evidently.txt when missing."""
+    venv = ROOT / ".local" / "evidently-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print("building .local/evidently-venv (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                        str(ROOT / "requirements-evidently.txt")], check=True)
+    return str(python)
 
 
 def main() -> int:
@@ -126,6 +155,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child")
     parser.add_argument("--profile")
+    parser.add_argument("--with-evidently", action="store_true",
+                        help="also run Evidently's DataDriftPreset from .local/evidently-venv (built on first use)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.rows, args.seed, args.profile)))
@@ -137,8 +168,10 @@ def main() -> int:
         path = build_profile(reference).save(Path(tmp) / "reference_profile.json")
         print(f"reference: {source}, {len(reference):,} rows; profile {path.stat().st_size / 1024:.1f} KB; "
               f"current: {args.rows:,} resampled rows x 20 features")
-        results = {name: run_child(name, args.rows, args.seed, str(path))
-                   for name in ("ours", "ours_str", "baseline", "evidently")}
+        results = {name: run_child(name, args.rows, args.seed, str(path)) for name in ("ours", "ours_str", "baseline")}
+        results["evidently"] = (run_child("evidently", args.rows, args.seed, str(path), python=_evidently_python())
+                                if args.with_evidently else
+                                {"seconds": None, "peak_mb": None, "note": "not asked for: --with-evidently"})
     for name, r in results.items():
         if r["seconds"] is None:
             print(f"{name:>9}: skipped ({r['note']})")
