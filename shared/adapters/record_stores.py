@@ -25,6 +25,12 @@ class AuditStore:
     def save(self, record: AuditRecord) -> None:
         self._table.upsert_entity(to_entity(record, _AUDIT_PK, record.id), mode=UpdateMode.REPLACE)
 
+    def finish(self, record: AuditRecord, outcome: str, detail: str) -> AuditRecord:
+        """End a record with its outcome and store it: the last write of every trigger."""
+        record.finish(outcome, detail)
+        self.save(record)
+        return record
+
     def get(self, record_id: str) -> AuditRecord | None:
         try:
             return from_entity(AuditRecord, self._table.get_entity(_AUDIT_PK, record_id))

@@ -60,7 +60,7 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     audit.save(record)
     live = models.live()
     if live is None:
-        return _end(record, audit, "skipped", "skipped: no live model yet")
+        return audit.finish(record, "skipped", "skipped: no live model yet")
     record.model_version = live.version
     latest = datasets.latest()
     record.dataset_version = latest.version if latest else None
@@ -69,7 +69,7 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     current, sources = _current(live, latest, datasets, inference, policy, now)
     record.data["window"] = {**sources, "reference": basis}
     if current is None or len(current) == 0:
-        return _end(record, audit, "skipped", "not enough data: nothing collected or uploaded since the live model "
+        return audit.finish(record, "skipped", "not enough data: nothing collected or uploaded since the live model "
                     f"v{live.version} was trained")
     labelled = schema.TARGET in current.columns and current[schema.TARGET].notna().all()
     current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
@@ -89,17 +89,17 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
             log.warning("drift report not stored: %s", exc)
             record.data["report_error"] = f"{type(exc).__name__}: {exc}"
     if result.drifted is None:
-        return _end(record, audit, "skipped", f"not enough data: {result.verdict}")
+        return audit.finish(record, "skipped", f"not enough data: {result.verdict}")
     if not result.drifted:
-        return _end(record, audit, "no_drift", f"no drift: {result.verdict}")
+        return audit.finish(record, "no_drift", f"no drift: {result.verdict}")
     why = _reason_not_to_retrain(live, latest, runs, policy, now)
     if why:
-        return _end(record, audit, "skipped", f"drift ({result.verdict}) but {why}")
+        return audit.finish(record, "skipped", f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
     request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target, models=models,
                     parameters=report)
     where = f"; report {record.data['report']}" if record.data.get("report") else ""
-    return _end(record, audit, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
+    return audit.finish(record, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
 
 
 def _reference(live, datasets) -> tuple[Profile, str]:
@@ -146,9 +146,3 @@ def _reason_not_to_retrain(live, latest, runs, policy: DriftPolicy, now: float) 
         return (f"a retrain was submitted {int(now - recent[-1].submitted_at)} s ago (cooldown "
                 f"{int(policy.cooldown_s)} s)")
     return ""
-
-
-def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
-    record.finish(outcome, detail)
-    audit.save(record)
-    return record

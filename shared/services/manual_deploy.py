@@ -21,7 +21,7 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
     model = models.get(version)
     if model is None:
         known = ", ".join(str(m.version) for m in models.list()) or "none"
-        return _end(record, audit, "failed", f"no registered model version {version} (registered: {known})")
+        return audit.finish(record, "failed", f"no registered model version {version} (registered: {known})")
     live = models.live()
     record.dataset_version = model.dataset_version
     record.data["replaced"] = live.version if live else None
@@ -31,10 +31,10 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
                                 samples=smoke_records(datasets, model.dataset_version), record=record)
     except Exception as exc:
         log.exception("promote of v%s failed", version)
-        return _end(record, audit, "failed", f"promote of v{version} failed: {exc}")
+        return audit.finish(record, "failed", f"promote of v{version} failed: {exc}")
     if result["outcome"] != "deployed":
-        return _end(record, audit, result["outcome"], result["detail"])
-    return _end(record, audit, "promoted", f"model v{version} promoted by hand"
+        return audit.finish(record, result["outcome"], result["detail"])
+    return audit.finish(record, "promoted", f"model v{version} promoted by hand"
                 + (f", replacing v{live.version}" if live else ""))
 
 
@@ -45,7 +45,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
                          source=f"retrain rollback ({requested_by})")
     live, previous = models.live(), models.previous_live()
     if previous is None:
-        return _end(record, audit, "failed", "nothing to roll back to: no model was live before "
+        return audit.finish(record, "failed", "nothing to roll back to: no model was live before "
                     + (f"v{live.version}" if live else "(no model is live)"))
     record.model_version, record.dataset_version = previous.version, previous.dataset_version
     record.data["replaced"] = live.version if live else None
@@ -58,7 +58,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
             record.stage("serving")
             models.set_live(previous.version)
             how = "instant switch" if answer.get("rolled_back_to") else "redeployed"
-            return _end(record, audit, "rolled_back", f"v{previous.version} serving again ({how})")
+            return audit.finish(record, "rolled_back", f"v{previous.version} serving again ({how})")
         log.warning("endpoint rolled back to %s, registry says v%s: deploying v%s", back_to,
                     previous.version, previous.version)
     except DeploymentError as exc:
@@ -68,13 +68,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
                                 samples=smoke_records(datasets, previous.dataset_version), record=record)
     except Exception as exc:
         log.exception("rollback to v%s failed", previous.version)
-        return _end(record, audit, "failed", f"rollback to v{previous.version} failed: {exc}")
+        return audit.finish(record, "failed", f"rollback to v{previous.version} failed: {exc}")
     if result["outcome"] != "deployed":
-        return _end(record, audit, "failed", result["detail"])
-    return _end(record, audit, "rolled_back", f"v{previous.version} serving again (redeployed)")
-
-
-def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
-    record.finish(outcome, detail)
-    audit.save(record)
-    return record
+        return audit.finish(record, "failed", result["detail"])
+    return audit.finish(record, "rolled_back", f"v{previous.version} serving again (redeployed)")

@@ -52,7 +52,7 @@ def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict
     try:
         event = parse_run_event(event_id=event_id, event_type=event_type, subject=subject, data=data)
     except EventError as exc:
-        return _end(record, audit, "ignored", f"ignored: {exc}")
+        return audit.finish(record, "ignored", f"ignored: {exc}")
     return finish_run(event, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer, scorer=scorer,
                       datasets=datasets, audit=audit, policy=policy)
 
@@ -62,14 +62,14 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
     """Shared by the event handler and the reconcile timer (which builds `event` from the run's status)."""
     record.run_id = event.run_id
     if event.outcome == "ignore":
-        return _end(record, audit, "ignored", f"ignored: run status {event.status} ends nothing")
+        return audit.finish(record, "ignored", f"ignored: run status {event.status} ends nothing")
     known = runs.get(event.run_id)
     if known is None:
-        return _end(record, audit, "ignored", "ignored: not a run this service submitted")
+        return audit.finish(record, "ignored", "ignored: not a run this service submitted")
     record.dataset_version = known.dataset_version
     run = runs.claim(event.run_id)
     if run is None:
-        return _end(record, audit, "duplicate", f"duplicate event: run already {known.status.lower()}")
+        return audit.finish(record, "duplicate", f"duplicate event: run already {known.status.lower()}")
     record.stage("run_completed")
     audit.save(record)
     with telemetry.span("run_completed", kind="consumer", parent={"traceparent": run.traceparent},
@@ -92,7 +92,7 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
         if event.outcome == "failed":
             detail = str(event.properties.get("error") or event.status)
             _set_run(runs, run, "Failed", detail)
-            return _end(record, audit, "failed", f"run {event.status.lower()}: {detail}; nothing deployed")
+            return audit.finish(record, "failed", f"run {event.status.lower()}: {detail}; nothing deployed")
 
         with telemetry.span("register_model"):
             finished = pipeline.get_run(event.run_id)
@@ -115,7 +115,7 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
         record.data["metrics"] = {k: metrics[k] for k in ("auc", "accuracy", "f1") if k in metrics}
         if not decision.promote:
             _set_run(runs, run, "KeptChampion", decision.reason, model_version=model.version)
-            return _end(record, audit, "kept_champion",
+            return audit.finish(record, "kept_champion",
                         f"kept v{live.version if live else '-'} live; new model v{model.version} not deployed: "
                         f"{decision.reason}")
 
@@ -123,15 +123,15 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
                                 samples=smoke_records(datasets, run.dataset_version), record=record)
         if result["outcome"] != "deployed":
             _set_run(runs, run, "RolledBack", result["detail"], model_version=model.version)
-            return _end(record, audit, result["outcome"], result["detail"])
+            return audit.finish(record, result["outcome"], result["detail"])
         _set_run(runs, run, "Deployed", "", model_version=model.version)
         if run.uploaded_at:
             record.data["upload_to_serving_s"] = round(record.stages["serving"] - run.uploaded_at, 3)
-        return _end(record, audit, "deployed", f"model v{model.version} serving: {decision.reason}")
+        return audit.finish(record, "deployed", f"model v{model.version} serving: {decision.reason}")
     except Exception as exc:
         log.exception("completion of run %s failed", event.run_id)
         _set_run(runs, run, "Failed", f"completion failed: {exc}")
-        return _end(record, audit, "failed", f"completion failed: {exc}")
+        return audit.finish(record, "failed", f"completion failed: {exc}")
 
 
 def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion | None) -> Decision:
@@ -194,9 +194,3 @@ def _set_run(runs, run, status: str, detail: str, *, model_version: int | None =
     if model_version is not None:
         run.model_version = model_version
     runs.save(run)
-
-
-def _end(record: AuditRecord, audit, outcome: str, detail: str) -> AuditRecord:
-    record.finish(outcome, detail)
-    audit.save(record)
-    return record
