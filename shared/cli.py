@@ -72,16 +72,14 @@ def cmd_status(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from local.connection import StackNotRunning, find_stack
-    from shared.bootstrap import build_stores
-    from shared.settings import Settings
+    from local.connection import StackNotRunning
 
     try:
-        stack = find_stack()
+        stores = _stores()
     except StackNotRunning as exc:
         print(f"retrain status: {exc}", file=sys.stderr)
         return 1
-    records = build_stores(Settings(storage_connection=stack.storage_connection)).audit.list(limit=args.limit)
+    records = stores.audit.list(limit=args.limit)
     if args.json:
         for record in records:
             print(json.dumps(record.to_dict(), default=str))
