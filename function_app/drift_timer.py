@@ -13,4 +13,5 @@ bp = func.Blueprint()
 def drift_timer(timer: func.TimerRequest) -> None:
     s = services()
     check_drift(past_due=timer.past_due, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
-                runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports)
+                runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports,
+                offload=s.drift_jobs)

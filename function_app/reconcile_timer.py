@@ -1,8 +1,10 @@
-"""Timer trigger: finish pipeline runs whose completion event never arrived (schedule: RECONCILE_SCHEDULE)."""
+"""Timer trigger: finish pipeline runs whose completion event never arrived, and drift checks whose profiling job
+has ended (schedule: RECONCILE_SCHEDULE)."""
 
 import azure.functions as func
 
 from shared.bootstrap import services
+from shared.services.check_drift import resume_drift_checks
 from shared.services.reconcile import reconcile_runs
 
 bp = func.Blueprint()
@@ -14,3 +16,6 @@ def reconcile_timer(timer: func.TimerRequest) -> None:
     s = services()
     reconcile_runs(runs=s.runs, pipeline=s.pipeline, models=s.models, deployer=s.deployer, scorer=s.scorer,
                    datasets=s.datasets, audit=s.audit, limits=s.reconcile, policy=s.policy, past_due=timer.past_due)
+    if s.drift_jobs is not None:
+        resume_drift_checks(policy=s.drift, target=s.target, datasets=s.datasets, models=s.models, runs=s.runs,
+                            pipeline=s.pipeline, audit=s.audit, reports=s.reports, offload=s.drift_jobs)

@@ -31,7 +31,7 @@ def environment():
 def profile_command() -> str:
     return ("python -m shared.drift_job profile --reference ${{inputs.reference}} --inputs ${{inputs.window}} "
             "--partitions ${{inputs.partitions}} --partition-index ${{inputs.partition_index}} "
-            "--out ${{outputs.partial}}")
+            "--out ${{outputs.partial}} $[[--datasets ${{inputs.datasets}}]] $[[--manifest ${{inputs.manifest}}]]")
 
 
 def merge_command(partitions: int) -> str:
@@ -51,7 +51,11 @@ def build_profile_component(code: Path, version: str, env=None):
                   inputs={"reference": Input(type="uri_file", description="reference profile JSON"),
                           "window": Input(type="uri_folder", description="*.csv / *.jsonl files of the window"),
                           "partitions": Input(type="integer", min=1, description="number of partitions"),
-                          "partition_index": Input(type="integer", min=0, description="this step's partition")},
+                          "partition_index": Input(type="integer", min=0, description="this step's partition"),
+                          "datasets": Input(type="uri_folder", optional=True,
+                                            description="the dataset versions' folder (manifest root `datasets`)"),
+                          "manifest": Input(type="uri_file", optional=True,
+                                            description="the window's files and [since, until) (drift check)")},
                   outputs={"partial": Output(type="uri_folder", description="partial-<index>.json")})
     return job.component
 
@@ -90,10 +94,13 @@ def _pipeline_function(partitions: int, compute: str, version: str, code: Path |
     def drift_pipeline(reference: Input(type="uri_file"), window: Input(type="uri_folder"),
                        threshold: Input(type="number") = 0.1, share: Input(type="number") = 0.5,
                        min_rows: Input(type="integer", min=1) = 100,
-                       critical: Input(type="string", optional=True) = None):
+                       critical: Input(type="string", optional=True) = None,
+                       datasets: Input(type="uri_folder", optional=True) = None,
+                       manifest: Input(type="uri_file", optional=True) = None):
         partials = {}
         for i in range(partitions):
-            step = profile(reference=reference, window=window, partitions=partitions, partition_index=i)
+            step = profile(reference=reference, window=window, partitions=partitions, partition_index=i,
+                           datasets=datasets, manifest=manifest)
             step.name = f"profile_{i}"
             partials[f"p{i}"] = step.outputs.partial
         merged = merge(reference=reference, threshold=threshold, share=share, min_rows=min_rows, critical=critical,
@@ -107,18 +114,21 @@ def _pipeline_function(partitions: int, compute: str, version: str, code: Path |
 def build_drift_pipeline(partitions: int, compute: str, version: str = "1", *, reference: str | None = None,
                          window: str | None = None, threshold: float = 0.1, share: float = 0.5,
                          min_rows: int = 100, critical: str | None = None, code: Path | None = None,
-                         experiment_name: str = EXPERIMENT):
+                         experiment_name: str = EXPERIMENT, datasets: str | None = None, manifest: str | None = None):
     """A PipelineJob: `partitions` parallel profile steps (`profile_0`..) feeding one `merge` step.
 
     `reference` (a reference_profile.json) and `window` (a folder of *.csv / collector *.jsonl files) are paths
     or URIs Azure ML accepts (`azureml://datastores/...`, `azureml:name:version`, https, or a local path, which
-    is uploaded on submit). Both are required inputs: without them the job is built but does not validate."""
+    is uploaded on submit). Both are required inputs: without them the job is built but does not validate.
+    `datasets` and `manifest` are what the drift check passes when it hands a window over (see drift_job)."""
     from azure.ai.ml import Input
 
     drift_pipeline = _pipeline_function(partitions, compute, version, code)
     job = drift_pipeline(reference=None if reference is None else Input(type="uri_file", path=str(reference)),
                          window=None if window is None else Input(type="uri_folder", path=str(window)),
-                         threshold=threshold, share=share, min_rows=min_rows, critical=critical)
+                         threshold=threshold, share=share, min_rows=min_rows, critical=critical,
+                         datasets=None if datasets is None else Input(type="uri_folder", path=str(datasets)),
+                         manifest=None if manifest is None else Input(type="uri_file", path=str(manifest)))
     job.experiment_name = experiment_name
     return job
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from shared import telemetry
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
+from shared.adapters.drift_offload import AzureMLDriftJobs, LocalDriftJobs, WindowStorage
 from shared.adapters.job_outputs import JobOutputs, WithJobOutputs
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
@@ -67,6 +69,7 @@ class Services:
     drift: DriftPolicy
     inference: object  # callable(since, until) -> DataFrame of collected scoring inputs
     reports: object  # callable(name, html) -> where the drift report was stored
+    drift_jobs: object | None = None  # large drift windows -> a parallel profiling job (None: always inline)
 
 
 def _secret(name: str) -> str:
@@ -99,15 +102,23 @@ def build(settings: Settings) -> Services:
                       settings.inference_container, settings.reports_container):
         storage.ensure_container(blobs, container)
 
+    window_storage = WindowStorage(inference=blobs.get_container_client(settings.inference_container),
+                                   datasets=blobs.get_container_client(settings.datasets_container),
+                                   reports=blobs.get_container_client(settings.reports_container))
     if azure:
         pipeline_credential = azure_credential()
         ml_client = workspace_client(settings)
+        drift_jobs = AzureMLDriftJobs(window_storage, ml_client, settings.drift_compute,
+                                      partitions=settings.drift_partitions or 8) if settings.drift_compute else None
         deployer: object = azure_deployer(settings, ml_client)
         scorer: object | None = LazyScorer(deployer.scorer)
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
         deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
         scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY")) if settings.scoring_url else None
+        drift_jobs = LocalDriftJobs(window_storage, Path(local_dir or ".local") / "drift-jobs",
+                                    partitions=settings.drift_partitions or 4,
+                                    env={"AzureWebJobsStorage": settings.storage_connection})
 
     return Services(
         settings=settings,
@@ -129,13 +140,15 @@ def build(settings: Settings) -> Services:
         drift=drift_policy(settings),
         inference=inference_reader(blobs.get_container_client(settings.inference_container)),
         reports=report_writer(blobs.get_container_client(settings.reports_container)),
+        drift_jobs=drift_jobs,
     )
 
 
 def drift_policy(settings: Settings) -> DriftPolicy:
     return DriftPolicy(threshold=settings.drift_threshold, share=settings.drift_share, min_rows=settings.drift_min_rows,
                        window_s=settings.drift_window_s, cooldown_s=settings.drift_cooldown_s,
-                       critical=settings.drift_critical_columns, thresholds=dict(settings.drift_column_thresholds))
+                       critical=settings.drift_critical_columns, thresholds=dict(settings.drift_column_thresholds),
+                       inline_max_bytes=settings.drift_inline_max_bytes, job_timeout_s=settings.drift_job_timeout_s)
 
 
 def inference_reader(container):

@@ -5,13 +5,20 @@ reference's bin edges, add up to the profile of the whole window. This module is
 of the Azure ML job runs (`shared.azure_drift_job`), and the same code runs in one process locally
 (`profile_in_partitions`):
 
-    python -m shared.drift_job profile --reference REF.json --inputs DIR --partitions N --partition-index I --out OUT
+    python -m shared.drift_job profile --reference REF.json --inputs DIR --partitions N --partition-index I --out OUT \
+        [--datasets DIR --manifest MANIFEST.json]
     python -m shared.drift_job merge --reference REF.json --partials DIR [DIR ...] --out OUT \
         [--threshold 0.1 --share 0.5 --min-rows 100 --critical a,b]
 
 Inputs are the `*.csv` (any dialect `profile.read_frame` reads) and `*.jsonl` files under DIR (recursively; the
 `.jsonl` files are the scoring-input collector's blobs, one `{"time", "model_version", "data": [records]}` object
-per line). Files are sorted by their path relative to DIR and file k belongs to partition k % N. `profile`
+per line). Files are sorted by their path relative to DIR and file k belongs to partition k % N.
+
+With `--manifest` (what the drift check writes when it hands a large window over), the files are exactly those the
+manifest lists, in its order: `{"since": T0, "until": T1, "files": [{"root": "window" | "datasets", "path": REL}]}`
+with `window` paths relative to `--inputs` (the collector's container) and `datasets` paths relative to
+`--datasets` (the dataset versions' container); collector lines outside [since, until) are left out, as the
+drift check's own reader does. `profile`
 writes OUT/partial-I.json: the partition's profile plus a `partition` block (index, partitions, files, the
 reference's sha256); a partition without files writes an empty profile (0 rows), which merges as the identity.
 `merge` checks that the partials are exactly 0..N-1 of one partitioning on the same reference, and writes
@@ -33,6 +40,7 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -71,8 +79,9 @@ def partition_files(files: Sequence[Path], partitions: int, index: int) -> list[
     return list(files)[index::partitions]
 
 
-def read_collector_jsonl(path: str | Path) -> pd.DataFrame:
-    """The records of a collector blob (one `{"time", "model_version", "data": [records]}` object per line)."""
+def read_collector_jsonl(path: str | Path, since: float | None = None, until: float | None = None) -> pd.DataFrame:
+    """The records of a collector blob (one `{"time", "model_version", "data": [records]}` object per line),
+    only the lines whose time is in [since, until) when those are given."""
     path = Path(path)
     rows: list[dict] = []
     try:
@@ -92,15 +101,53 @@ def read_collector_jsonl(path: str | Path) -> pd.DataFrame:
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise InputError(f"{path}:{lineno}: expected a collector line "
                              '{"time", "model_version", "data": [records]}')
+        if since is not None or until is not None:
+            at = _line_time(entry, path, lineno)
+            if (since is not None and at < since) or (until is not None and at >= until):
+                continue
         rows.extend(data)
     return pd.DataFrame.from_records(rows)
 
 
-def read_input(path: str | Path) -> pd.DataFrame:
+def _line_time(entry: dict, path: Path, lineno: int) -> float:
+    try:
+        return datetime.fromisoformat(str(entry["time"])).timestamp()
+    except (KeyError, ValueError):
+        raise InputError(f"{path}:{lineno}: collector line without a valid ISO 8601 \"time\"") from None
+
+
+def read_input(path: str | Path, since: float | None = None, until: float | None = None) -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
-        return read_collector_jsonl(path)
+        return read_collector_jsonl(path, since, until)
     return read_frame(path)
+
+
+def manifest_files(manifest: str | Path, roots: dict[str, Path | None]) -> tuple[list[Path], float | None,
+                                                                              float | None]:
+    """The files a manifest lists (resolved against their roots, in the manifest's order) and its time window."""
+    try:
+        data = json.loads(Path(manifest).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{manifest}: not a readable JSON manifest ({type(exc).__name__})") from None
+    entries = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise InputError(f'{manifest}: expected {{"since", "until", "files": [{{"root", "path"}}]}}')
+    files = []
+    for i, entry in enumerate(entries):
+        root_name = entry.get("root") if isinstance(entry, dict) else None
+        rel = entry.get("path") if isinstance(entry, dict) else None
+        unsafe = not isinstance(rel, str) or not rel or rel.startswith("/") or ".." in rel.split("/")
+        if root_name not in roots or unsafe:
+            raise InputError(f"{manifest}: files[{i}] must be {{\"root\": one of {sorted(roots)}, \"path\": a "
+                             "relative path}")
+        root = roots[root_name]
+        if root is None:
+            raise InputError(f"{manifest}: files[{i}] is under root {root_name!r} but no --{root_name} folder "
+                             "was given")
+        files.append(Path(root) / rel)
+    since, until = data.get("since"), data.get("until")
+    return files, (None if since is None else float(since)), (None if until is None else float(until))
 
 
 # ----------------------------------------------------------------------------------------------- profiling
@@ -129,11 +176,12 @@ def merge_partials(profiles: Iterable[Profile]) -> Profile:
     return out
 
 
-def profile_files(files: Iterable[str | Path], reference: Profile) -> Profile:
+def profile_files(files: Iterable[str | Path], reference: Profile, since: float | None = None,
+                  until: float | None = None) -> Profile:
     """The profile of the given files on the reference's edges (one file in memory at a time)."""
     parts = [empty_profile(reference)]
     for path in files:
-        frame = read_input(path)
+        frame = read_input(path, since, until)
         if len(frame) == 0:
             continue  # an empty collector blob or a header-only CSV adds nothing
         try:
@@ -184,16 +232,28 @@ def _load_reference(path: str) -> tuple[Profile, str]:
 def run_profile(args: argparse.Namespace) -> Path:
     reference, digest = _load_reference(args.reference)
     folder = Path(args.inputs)
-    files = partition_files(list_inputs(folder), args.partitions, args.partition_index)
-    profile = profile_files(files, reference)
+    since = until = None
+    if args.manifest:
+        listed, since, until = manifest_files(args.manifest, {"window": folder, "datasets": args.datasets})
+    else:
+        listed = list_inputs(folder)
+    files = partition_files(listed, args.partitions, args.partition_index)
+    profile = profile_files(files, reference, since, until)
     out = Path(args.out) / f"{PARTIAL_PREFIX}{args.partition_index}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     data = profile.to_dict()
     data["partition"] = {"index": args.partition_index, "partitions": args.partitions, "reference_sha256": digest,
-                         "files": [f.relative_to(folder).as_posix() for f in files]}
+                         "files": [_relative(f, folder, args.datasets) for f in files]}
     out.write_text(json.dumps(data, separators=(",", ":")))
     print(f"partition {args.partition_index}/{args.partitions}: {len(files)} file(s), {profile.rows} row(s) -> {out}")
     return out
+
+
+def _relative(path: Path, *roots) -> str:
+    for root in roots:
+        if root is not None and path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.as_posix()
 
 
 def _read_partial(path: Path) -> tuple[Profile, dict]:
@@ -266,6 +326,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--partitions", type=int, required=True)
     p.add_argument("--partition-index", type=int, required=True)
     p.add_argument("--out", required=True, help="folder to write partial-I.json into")
+    p.add_argument("--datasets", type=Path, default=None, help="folder the manifest's `datasets` paths are under")
+    p.add_argument("--manifest", default=None, help="JSON list of the window's files and its [since, until)")
     m = sub.add_parser("merge", help="merge the partial profiles and compare the result with the reference")
     m.add_argument("--reference", required=True)
     m.add_argument("--partials", nargs="+", required=True, help="folders holding partial-*.json")

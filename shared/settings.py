@@ -120,6 +120,10 @@ class Settings:
     drift_critical_columns: tuple[str, ...] = ()  # DRIFT_CRITICAL_COLUMNS: comma-separated; any drifting -> drift
     drift_column_thresholds: Mapping[str, float] = field(default_factory=dict)  # DRIFT_COLUMN_THRESHOLDS: a=0.2,b=…
     reports_container: str = "drift-reports"  # REPORTS_CONTAINER: the HTML report of every check
+    drift_inline_max_bytes: int = 256 * 1024 * 1024  # DRIFT_INLINE_MAX_BYTES: larger windows go to a parallel job
+    drift_job_timeout_s: float = 3 * 3600.0  # DRIFT_JOB_TIMEOUT_S: a profiling job not done by then fails the check
+    drift_partitions: int = 0  # DRIFT_PARTITIONS: profile steps of that job (0: 8 on Azure ML, 4 locally)
+    drift_compute: str = ""  # DRIFT_COMPUTE: Azure ML compute cluster for that job (Azure; empty: always inline)
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -180,6 +184,10 @@ class Settings:
                                          if c.strip()),
             drift_column_thresholds=_thresholds(env.get("DRIFT_COLUMN_THRESHOLDS", "")),
             reports_container=env.get("REPORTS_CONTAINER", "drift-reports"),
+            drift_inline_max_bytes=_int(env, "DRIFT_INLINE_MAX_BYTES", 256 * 1024 * 1024),
+            drift_job_timeout_s=_float(env, "DRIFT_JOB_TIMEOUT_S", 3 * 3600.0),
+            drift_partitions=_int(env, "DRIFT_PARTITIONS", 0),
+            drift_compute=env.get("DRIFT_COMPUTE", ""),
             extra=env,
         )
         if not (s.storage_connection or s.storage_account_url):
@@ -195,6 +203,8 @@ class Settings:
                                       and s.azureml_workspace_name):
             raise SettingsError("RETRAIN_MODE=azure needs AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and "
                                 "AZUREML_WORKSPACE_NAME (the workspace that hosts the online endpoint)")
+        if not 0 <= s.drift_partitions <= 64:
+            raise SettingsError(f"setting DRIFT_PARTITIONS must be between 0 and 64, got {s.drift_partitions}")
         if not s.pipeline_endpoint_url:
             raise SettingsError("set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL")
         return s

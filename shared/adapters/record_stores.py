@@ -42,6 +42,29 @@ class AuditStore:
         records = sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: (r.started_at, r.id))
         return records[-limit:] if limit else records
 
+    def with_outcome(self, outcome: str) -> list[AuditRecord]:
+        """Records left in an intermediate outcome (e.g. a drift check waiting for its profiling job)."""
+        rows = self._table.query_entities("PartitionKey eq @pk and outcome eq @o",
+                                          parameters={"pk": _AUDIT_PK, "o": outcome})
+        return sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: (r.started_at, r.id))
+
+    def claim(self, record_id: str, expected: str, outcome: str) -> AuditRecord | None:
+        """Move a record from outcome `expected` to `outcome`, conditional on its ETag: one caller wins."""
+        try:
+            entity = self._table.get_entity(_AUDIT_PK, record_id)
+        except ResourceNotFoundError:
+            return None
+        record = from_entity(AuditRecord, entity)
+        if record.outcome != expected:
+            return None
+        record.outcome = outcome
+        try:
+            self._table.update_entity(to_entity(record, _AUDIT_PK, record_id), mode=UpdateMode.REPLACE,
+                                      etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return None
+        return record
+
 
 class RunStore:
     def __init__(self, table: TableClient):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -38,26 +38,40 @@ class DriftPolicy:
     cooldown_s: float = 6 * 3600.0
     critical: tuple[str, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
+    inline_max_bytes: int = 256 * 1024 * 1024  # a larger window goes to the parallel profiling job
+    job_timeout_s: float = 3 * 3600.0  # a profiling job not done after this fails the check
+
+
+PROFILING = "profiling"
+CONCLUDING = "concluding"
 
 
 def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
-                audit, inference=None, reports=None, trigger: str = "timer", function: str = "drift_timer",
-                now: float | None = None) -> AuditRecord:
+                audit, inference=None, reports=None, offload=None, trigger: str = "timer",
+                function: str = "drift_timer", now: float | None = None) -> AuditRecord:
     """`inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
-    `reports`: callable(name, html) -> location of the stored report (None: not stored)."""
+    `reports`: callable(name, html) -> location of the stored report (None: not stored);
+    `offload`: the large-window job runner (None: every window is profiled here)."""
+    now = time.time() if now is None else now
     with telemetry.span("drift_check", kind="consumer" if trigger == "timer" else "server", past_due=past_due) as span:
-        record = _check(past_due=past_due, policy=policy, target=target, datasets=datasets, models=models, runs=runs,
-                        pipeline=pipeline, audit=audit, inference=inference, reports=reports, trigger=trigger,
-                        function=function, now=time.time() if now is None else now)
+        collaborators = dict(policy=policy, target=target, datasets=datasets, models=models, runs=runs,
+                             pipeline=pipeline, audit=audit, reports=reports, offload=offload)
+        waiting = resume_drift_checks(now=now, **collaborators) if offload is not None else []
+        record = _check(past_due=past_due, inference=inference, trigger=trigger, function=function, now=now,
+                        waiting=waiting, **collaborators)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
     return record
 
 
 def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, inference, reports,
-           trigger, function, now) -> AuditRecord:
+           offload, trigger, function, now, waiting) -> AuditRecord:
     record = AuditRecord(id=new_id(f"{trigger}-"), trigger=trigger, function=function, started_at=time.time(),
                          source="schedule" + (" (past due)" if past_due else "") if trigger == "timer" else "on demand")
     audit.save(record)
+    if waiting:
+        job = waiting[0].data.get("offload", {}).get("job")
+        return audit.finish(record, "skipped", f"a drift profiling job is still running (job {job}, check "
+                                               f"{waiting[0].id}); its verdict comes first")
     live = models.live()
     if live is None:
         return audit.finish(record, "skipped", "skipped: no live model yet")
@@ -66,7 +80,13 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     record.dataset_version = latest.version if latest else None
 
     reference, basis = _reference(live, datasets)
-    current, sources = _current(live, latest, datasets, inference, policy, now)
+    since = _since(live, policy, now)
+    newer = _newer_datasets(live, latest, datasets)
+    if offload is not None:
+        plan = offload.storage.plan(since, now, [d.path for d in newer])
+        if plan.total_bytes > policy.inline_max_bytes:
+            return _hand_over(record, offload, reference, plan, policy, basis, audit, now)
+    current, sources = _current(inference, newer, datasets, since, now)
     record.data["window"] = {**sources, "reference": basis}
     if current is None or len(current) == 0:
         return audit.finish(record, "skipped", "not enough data: nothing collected or uploaded since the live model "
@@ -74,6 +94,84 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     labelled = schema.TARGET in current.columns and current[schema.TARGET].notna().all()
     current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
                                     reference=reference)
+    return _conclude(record, live, latest, reference, current_profile, labelled, policy=policy, target=target,
+                     models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now)
+
+
+def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: DriftPolicy, basis: str, audit,
+               now: float) -> AuditRecord:
+    megabytes = plan.total_bytes / 1e6
+    record.data["window"] = {"since": plan.since, "files": len(plan.files), "bytes": plan.total_bytes,
+                             "reference": basis}
+    try:
+        job = offload.submit(record.id, reference, plan, policy)
+    except Exception as exc:
+        return audit.finish(record, "failed", f"window of {megabytes:.0f} MB is over the inline limit "
+                                              f"({policy.inline_max_bytes / 1e6:.0f} MB) and submitting the "
+                                              f"profiling job failed: {type(exc).__name__}: {exc}")
+    record.data["offload"] = {"job": job, "runner": getattr(offload, "name", ""), "submitted_at": now}
+    record.stage(PROFILING)
+    record.outcome = PROFILING
+    record.detail = (f"window of {len(plan.files)} file(s), {megabytes:.0f} MB, over the inline limit "
+                     f"({policy.inline_max_bytes / 1e6:.0f} MB): profiling in parallel as job {job}; the verdict "
+                     "follows when it completes")
+    audit.save(record)
+    return record
+
+
+def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, reports, offload,
+                        now: float | None = None) -> list[AuditRecord]:
+    """Finish the checks whose profiling job ended; returns those still waiting for theirs."""
+    now = time.time() if now is None else now
+    waiting = []
+    for pending in audit.with_outcome(PROFILING):
+        job = pending.data.get("offload", {}).get("job", "")
+        try:
+            state = offload.result(job)
+        except Exception as exc:  # the job service is unreachable: ask again next time
+            log.warning("drift job %s: state unknown (%s)", job, type(exc).__name__)
+            state = None
+        overdue = now - float(pending.data.get("offload", {}).get("submitted_at", now)) > policy.job_timeout_s
+        if (state is None or state.status == "running") and not overdue:
+            waiting.append(pending)
+            continue
+        record = audit.claim(pending.id, PROFILING, CONCLUDING)
+        if record is None:
+            continue  # another instance took it
+        with telemetry.span("drift_check_resume", trigger_id=record.id, job=job):
+            if state is not None and state.status == "completed":
+                _conclude_handed_over(record, state.profile, policy=policy, target=target, datasets=datasets,
+                                      models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports,
+                                      offload=offload, now=now)
+            elif state is not None and state.status == "failed":
+                audit.finish(record, "failed", f"profiling job {job} failed: {state.detail}")
+            else:
+                audit.finish(record, "failed", f"profiling job {job} did not finish within "
+                                               f"{int(policy.job_timeout_s)} s")
+    return waiting
+
+
+def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, policy, target, datasets, models, runs,
+                          pipeline, audit, reports, offload, now) -> AuditRecord:
+    from shared.drift_job import labelled as all_labelled
+
+    record.stage("profiled")
+    live = models.live()
+    if live is None or live.version != record.model_version:
+        return audit.finish(record, "skipped", f"the live model changed (v{record.model_version} -> "
+                            f"v{live.version if live else '-'}) while the window was profiled; the next check "
+                            "compares against the new one")
+    reference = offload.storage.staged_reference(record.id)
+    labelled = all_labelled(current_profile)
+    if not labelled:
+        current_profile = replace(current_profile, target=None)
+    record.data["window"]["rows"] = current_profile.rows
+    return _conclude(record, live, datasets.latest(), reference, current_profile, labelled, policy=policy,
+                     target=target, models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now)
+
+
+def _conclude(record: AuditRecord, live, latest, reference: Profile, current_profile: Profile, labelled: bool, *,
+              policy: DriftPolicy, target, models, runs, pipeline, audit, reports, now: float) -> AuditRecord:
     result = compare_profiles(reference, current_profile, threshold=policy.threshold, share=policy.share,
                               min_rows=policy.min_rows, thresholds=policy.thresholds, critical=policy.critical,
                               target_counts=labelled)
@@ -96,8 +194,12 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     if why:
         return audit.finish(record, "skipped", f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
-    request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target, models=models,
-                    parameters=report)
+    try:
+        request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
+                        models=models, parameters=report)
+    except Exception as exc:  # recorded; the next check asks again (nothing is in flight)
+        return audit.finish(record, "failed", f"drift: {result.verdict}; submitting the retrain failed: "
+                                              f"{type(exc).__name__}: {exc}")
     where = f"; report {record.data['report']}" if record.data.get("report") else ""
     return audit.finish(record, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
 
@@ -115,19 +217,25 @@ def _reference(live, datasets) -> tuple[Profile, str]:
     return build_profile(pd.read_csv(io.BytesIO(datasets.read(dataset)))), f"dataset v{live.dataset_version}"
 
 
-def _current(live, latest, datasets, inference, policy: DriftPolicy, now: float):
-    since = max(now - policy.window_s, live.registered_at or 0.0)
+def _since(live, policy: DriftPolicy, now: float) -> float:
+    return max(now - policy.window_s, live.registered_at or 0.0)
+
+
+def _newer_datasets(live, latest, datasets) -> list:
+    found = (datasets.get(v) for v in range(live.dataset_version + 1, (latest.version if latest else 0) + 1))
+    return [d for d in found if d is not None]
+
+
+def _current(inference, newer, datasets, since: float, now: float):
     frames, sources = [], {"since": since, "collected_rows": 0, "datasets": []}
     if inference is not None:
         collected = inference(since, now)
         if len(collected):
             frames.append(collected)
             sources["collected_rows"] = len(collected)
-    for version in range(live.dataset_version + 1, (latest.version if latest else 0) + 1):
-        dataset = datasets.get(version)
-        if dataset is not None:
-            frames.append(pd.read_csv(io.BytesIO(datasets.read(dataset))))
-            sources["datasets"].append(version)
+    for dataset in newer:
+        frames.append(pd.read_csv(io.BytesIO(datasets.read(dataset))))
+        sources["datasets"].append(dataset.version)
     if not frames:
         return None, sources
     return pd.concat(frames, ignore_index=True), sources

@@ -70,7 +70,9 @@ def test_component_interfaces_and_types(job):
     profile = job.jobs["profile_0"].component
     assert isinstance(profile, CommandComponent)
     assert {n: i.type for n, i in profile.inputs.items()} == {
-        "reference": "uri_file", "window": "uri_folder", "partitions": "integer", "partition_index": "integer"}
+        "reference": "uri_file", "window": "uri_folder", "partitions": "integer", "partition_index": "integer",
+        "datasets": "uri_folder", "manifest": "uri_file"}
+    assert profile.inputs["datasets"].optional is True and profile.inputs["manifest"].optional is True
     assert {n: o.type for n, o in profile.outputs.items()} == {"partial": "uri_folder"}
     merge = job.jobs["merge"].component
     assert set(merge.inputs) == {"reference", "p0", "p1", "p2", "threshold", "share", "min_rows", "critical"}
@@ -95,6 +97,7 @@ def test_commands_reference_every_input_and_output_and_the_job_accepts_the_flags
     assert merge_cmd.startswith("python -m shared.drift_job merge ")
     assert "--partials ${{inputs.p0}} ${{inputs.p1}} ${{inputs.p2}} --out ${{outputs.result}}" in merge_cmd
     assert "$[[--critical ${{inputs.critical}}]]" in merge_cmd
+    assert "$[[--datasets ${{inputs.datasets}}]] $[[--manifest ${{inputs.manifest}}]]" in profile_cmd
     for sub, command in (("profile", profile_cmd), ("merge", merge_cmd)):
         flags = set(re.findall(r"(--[a-z-]+) \$\{\{", command))
         help_text = subprocess.run([sys.executable, "-m", "shared.drift_job", sub, "--help"], cwd=PROJECT_ROOT,
@@ -128,7 +131,8 @@ def test_without_data_inputs_only_the_two_required_inputs_are_reported(code):
 def test_pipeline_component_validates_offline(code):
     component = azure_drift_job.build_drift_pipeline_component(4, "cpu-cluster", code=code)
     assert isinstance(component, PipelineComponent)
-    assert set(component.inputs) == {"reference", "window", "threshold", "share", "min_rows", "critical"}
+    assert set(component.inputs) == {"reference", "window", "threshold", "share", "min_rows", "critical", "datasets",
+                                     "manifest"}
     assert list(component.outputs) == ["result"]
     assert list(component.jobs) == ["profile_0", "profile_1", "profile_2", "profile_3", "merge"]
     assert component._validate().passed
