@@ -83,6 +83,7 @@ class Stack:
             "LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],
             "SCORING_KEY": self.secrets["scoring_key"],
             "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"],
+            "WEBHOOK_SECRET": self.secrets["webhook_secret"],
             **c.extra_settings,
         }
 

@@ -1,7 +1,8 @@
 """Keys of the embedded stack, created on first start and kept in `.local/secrets.json` (mode 0600).
 
 They play the part of Azure's secrets: the pipeline's bearer token (Azure AD in Azure), the scoring
-endpoint's key and its admin key. They are handed to child processes as app settings and never printed.
+endpoint's key and its admin key, and the webhook's HMAC secret (a Key Vault reference in Azure). They are
+handed to child processes as app settings and never printed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-NAMES = ("pipeline_token", "scoring_key", "scoring_admin_key")
+NAMES = ("pipeline_token", "scoring_key", "scoring_admin_key", "webhook_secret")
 
 
 def load_or_create(local_dir: Path) -> dict[str, str]:

@@ -21,8 +21,10 @@ from shared.adapters.pipeline_client import BatchEndpointPipelineClient, Publish
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayGuard
 from shared.domain.promotion import PromotionPolicy
 from shared.services.check_drift import DriftPolicy
+from shared.services.http_retrain import WebhookGuard
 from shared.services.on_upload import UploadLimits
 from shared.services.reconcile import ReconcileLimits
 from shared.services.retrain import PipelineTarget
@@ -70,6 +72,7 @@ class Services:
     inference: object  # callable(since, until) -> DataFrame of collected scoring inputs
     reports: object  # callable(name, html) -> where the drift report was stored
     drift_jobs: object | None = None  # large drift windows -> a parallel profiling job (None: always inline)
+    webhook: WebhookGuard | None = None  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
 
 
 def _secret(name: str) -> str:
@@ -97,6 +100,7 @@ def build(settings: Settings) -> Services:
     telemetry.configure_from_env(settings.extra or None, local_dir=local_dir if (local_dir and not azure) else None)
     storage_credential = azure_credential() if (azure and settings.storage_account_url) else None
     blobs = storage.blob_service(settings, storage_credential)
+    tables = storage.table_service(settings, storage_credential)
     stores = build_stores(settings, storage_credential)
     for container in (settings.incoming_container, settings.datasets_container, settings.quarantine_container,
                       settings.inference_container, settings.reports_container):
@@ -141,7 +145,19 @@ def build(settings: Settings) -> Services:
         inference=inference_reader(blobs.get_container_client(settings.inference_container)),
         reports=report_writer(blobs.get_container_client(settings.reports_container)),
         drift_jobs=drift_jobs,
+        webhook=webhook_guard(settings, tables),
     )
+
+
+def webhook_guard(settings: Settings, tables) -> WebhookGuard:
+    """The secret(s) come from app settings (a Key Vault reference in Azure); a missing one is answered 503 by the
+    webhook, not a failure of every other trigger."""
+    table = storage.ensure_table(tables, settings.webhook_table)
+    secrets = tuple(v for v in (os.environ.get("WEBHOOK_SECRET", ""), os.environ.get("WEBHOOK_SECRET_PREVIOUS", ""))
+                    if v)
+    return WebhookGuard(secrets=secrets, replay=ReplayGuard(table),
+                        rate=RateLimiter(table, settings.webhook_rate_limit, settings.webhook_rate_window_s),
+                        idempotency=IdempotencyStore(table, ttl_s=settings.idempotency_ttl_s))
 
 
 def drift_policy(settings: Settings) -> DriftPolicy:

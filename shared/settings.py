@@ -124,6 +124,11 @@ class Settings:
     drift_job_timeout_s: float = 3 * 3600.0  # DRIFT_JOB_TIMEOUT_S: a profiling job not done by then fails the check
     drift_partitions: int = 0  # DRIFT_PARTITIONS: profile steps of that job (0: 8 on Azure ML, 4 locally)
     drift_compute: str = ""  # DRIFT_COMPUTE: Azure ML compute cluster for that job (Azure; empty: always inline)
+    # The webhook (POST /api/retrain); its secret is WEBHOOK_SECRET (+ WEBHOOK_SECRET_PREVIOUS while rotating).
+    webhook_table: str = "webhook"  # WEBHOOK_TABLE: replay guard, idempotency keys and rate counters
+    webhook_rate_limit: int = 30  # WEBHOOK_RATE_LIMIT: requests per caller per window (0: no limit)
+    webhook_rate_window_s: float = 60.0  # WEBHOOK_RATE_WINDOW_S
+    idempotency_ttl_s: float = 86400.0  # IDEMPOTENCY_TTL_S: how long an Idempotency-Key is remembered
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -188,6 +193,10 @@ class Settings:
             drift_job_timeout_s=_float(env, "DRIFT_JOB_TIMEOUT_S", 3 * 3600.0),
             drift_partitions=_int(env, "DRIFT_PARTITIONS", 0),
             drift_compute=env.get("DRIFT_COMPUTE", ""),
+            webhook_table=env.get("WEBHOOK_TABLE", "webhook"),
+            webhook_rate_limit=_int(env, "WEBHOOK_RATE_LIMIT", 30),
+            webhook_rate_window_s=_float(env, "WEBHOOK_RATE_WINDOW_S", 60.0),
+            idempotency_ttl_s=_float(env, "IDEMPOTENCY_TTL_S", 86400.0),
             extra=env,
         )
         if not (s.storage_connection or s.storage_account_url):

@@ -1,86 +1,270 @@
-"""An external system asks for a retrain over HTTP: parse, resolve the dataset version, submit."""
+"""`POST /api/retrain`: an external system asks for a retrain. A public API, so every check answers with an RFC 9457
+problem document that says exactly what to fix, and every request — accepted or not — ends in an audit record.
+
+Order of the checks (cheap and stateless first, one storage write each after that): method (405), size (413),
+media type (415), HMAC signature and timestamp (401), replay (401), per-caller rate (429), JSON and schema (400),
+`Idempotency-Key` (a stored answer, or 409), dataset (404), a retrain already in flight for it (409), submit
+(502 when the pipeline endpoint refuses), 202.
+
+Retries: a client that lost the answer re-sends the same body with the same `Idempotency-Key`, signed again with
+a fresh timestamp (the same signed bytes twice are a replay); it gets the first answer back, never a second run.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from urllib.parse import unquote, urlparse
 
 from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, new_id
+from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, replay_key, verify
 from shared.services.retrain import PipelineTarget, request_retrain
 
 MAX_BODY = 1024 * 1024
+MAX_TEXT = 200
+FIELDS = ("dataset", "parameters", "reason", "requested_by")
+RESERVED = ("dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason")
+TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+          413: "Content Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests", 502: "Bad Gateway",
+          503: "Service Unavailable"}
 
 
 @dataclass(frozen=True)
 class HttpAnswer:
     status: int
     body: dict
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def _problem(status: int, title: str, detail: str) -> HttpAnswer:
-    return HttpAnswer(status, {"type": "about:blank", "title": title, "status": status, "detail": detail})
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What the trigger hands over (no azure.functions here); `headers` keys are matched case-insensitively."""
+
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+    @property
+    def client(self) -> str:
+        """The caller's address as the front end saw it (first X-Forwarded-For entry, port removed)."""
+        forwarded = (self.header("x-forwarded-for") or "").split(",")[0].strip()
+        if forwarded.startswith("["):
+            return forwarded[1:].split("]")[0]
+        if forwarded.count(":") == 1:
+            return forwarded.split(":")[0]
+        return forwarded or "unknown"
 
 
-def retrain_http(body: bytes, *, target: PipelineTarget, datasets, pipeline, runs, audit, models=None,
-                 function: str = "retrain_http") -> tuple[HttpAnswer, AuditRecord]:
+@dataclass(frozen=True)
+class WebhookGuard:
+    """The webhook's shared secret(s) and durable state (shared.adapters.webhook_state)."""
+
+    secrets: tuple[str, ...]
+    replay: object  # ReplayGuard
+    rate: object  # RateLimiter
+    idempotency: object  # IdempotencyStore
+    tolerance_s: int = 300
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.answer = problem(status, detail, headers)
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> HttpAnswer:
+    return HttpAnswer(status, {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
+                               "detail": detail, "instance": "/api/retrain", **extra}, headers or {})
+
+
+def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None, target: PipelineTarget, datasets,
+                 pipeline, runs, audit, models=None, function: str = "retrain_http",
+                 now: float | None = None) -> tuple[HttpAnswer, AuditRecord]:
+    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest)."""
+    if isinstance(request, bytes):
+        request = WebhookRequest(request, {"content-type": "application/json"})
+    now = time.time() if now is None else now
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
-                         source="POST /api/retrain")
-    with telemetry.span("retrain_http", kind="server", trigger_id=record.id, size=len(body)) as span:
-        answer = _handle(body, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models)
+                         source=f"{request.method} /api/retrain")
+    record.data["client"] = request.client
+    with telemetry.span("retrain_http", kind="server", trigger_id=record.id, size=len(request.body)) as span:
+        try:
+            answer = _handle(request, record, guard=guard, target=target, datasets=datasets, pipeline=pipeline,
+                             runs=runs, models=models, now=now)
+        except Rejected as exc:
+            answer = exc.answer
         if answer.status >= 400:
-            record.finish("rejected", f"rejected ({answer.status}): {answer.body.get('detail')}")
+            outcome = "failed" if answer.status >= 500 else "rejected"
+            record.finish(outcome, f"{outcome} ({answer.status}): {answer.body.get('detail')}")
             span.fail(record.detail)
+        record.data["status"] = answer.status
         span.set(status=answer.status, outcome=record.outcome)
     audit.save(record)
     return answer, record
 
 
-def _handle(body: bytes, record: AuditRecord, *, target, datasets, pipeline, runs, models=None) -> HttpAnswer:
+def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, datasets, pipeline, runs, models,
+            now) -> HttpAnswer:
+    if request.method.upper() != "POST":
+        raise Rejected(405, f"{request.method.upper()} is not allowed on /api/retrain; use POST",
+                       {"Allow": "POST"})
+    body = request.body
     if len(body) > MAX_BODY:
-        return _problem(413, "Payload Too Large", f"body is {len(body)} bytes; the limit is {MAX_BODY}")
+        raise Rejected(413, f"body is {len(body)} bytes; the limit is {MAX_BODY} bytes (1 MB)")
+    media = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, got {media or 'none'!r}",
+                       {"Accept-Post": "application/json"})
+    if guard is not None:
+        _authenticate(request, guard, now)
+    fields = _parse(body)
+    record.data["requested_by"] = fields.get("requested_by", "")
+    reason = fields.get("reason") or "http"
+    key = request.header("idempotency-key") if guard is not None else None
+    if key is None:
+        return _submit(fields, reason, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs,
+                       models=models)
+    return _idempotent(key, fields, reason, record, guard=guard, target=target, datasets=datasets,
+                       pipeline=pipeline, runs=runs, models=models, now=now)
+
+
+def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> None:
+    if not guard.secrets:
+        raise Rejected(503, "the webhook secret is not configured on the service (app setting WEBHOOK_SECRET); "
+                            "no signed request can be checked")
     try:
-        request = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _problem(400, "Bad Request", f"body is not valid JSON: {exc}")
+        timestamp = verify(guard.secrets, request.body, request.header(SIGNATURE_HEADER),
+                           request.header(TIMESTAMP_HEADER), now=now, tolerance_s=guard.tolerance_s)
+    except SignatureError as exc:
+        raise Rejected(401, exc.detail) from None
+    if not guard.replay.remember(replay_key(request.body, timestamp), timestamp, now):
+        raise Rejected(401, "this signed request was already received (replay); sign every request with a fresh "
+                            f"{TIMESTAMP_HEADER} — to retry safely, send the same Idempotency-Key")
+    if guard.rate.enabled:
+        decision = guard.rate.hit(request.client, now)
+        if not decision.allowed:
+            raise Rejected(429, f"too many requests from this caller; retry after {decision.retry_after_s} s",
+                           {"Retry-After": str(decision.retry_after_s)})
+
+
+def _parse(body: bytes) -> dict:
+    """The request object, schema-checked; a violation names the field."""
+    try:
+        request = json.loads(body)
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8 text") from None
+    except ValueError as exc:
+        raise Rejected(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(request, dict):
-        return _problem(400, "Bad Request", "body must be a JSON object like {\"dataset\": \"latest\"}")
-    dataset_ref = request.get("dataset")
-    if not isinstance(dataset_ref, str | int) or dataset_ref == "":
-        return _problem(400, "Bad Request", "field 'dataset' is required: \"latest\" or a version number")
-    reason = str(request.get("reason") or "http")[:200]
-    record.data["requested_by"] = str(request.get("requested_by") or "")[:200]
-    if str(dataset_ref).lower() == "latest":
-        dataset = datasets.latest()
-        if dataset is None:
-            return _problem(404, "Not Found", "no dataset version is registered yet; upload a file first")
-    else:
-        text = str(dataset_ref).lower().removeprefix("v")
-        if not text.isdigit():
-            return _problem(400, "Bad Request", f"field 'dataset' must be \"latest\" or a version number, "
-                                                f"got {dataset_ref!r}")
-        dataset = datasets.get(int(text))
-        if dataset is None:
-            return _problem(404, "Not Found", f"dataset version {dataset_ref} does not exist")
-    parameters = request.get("parameters") or {}
+        raise Rejected(400, 'body must be a JSON object like {"dataset": "latest"}')
+    unknown = sorted(set(request) - set(FIELDS))
+    if unknown:
+        raise Rejected(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+    dataset = request.get("dataset")
+    if dataset is None:
+        raise Rejected(400, "field 'dataset' is required: \"latest\", a version (\"3\" or \"v3\") or a blob URI")
+    if not isinstance(dataset, str) or not dataset.strip():
+        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {json.dumps(dataset)[:50]}")
+    for name in ("reason", "requested_by"):
+        value = request.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise Rejected(400, f"field {name!r} must be a string of at most {MAX_TEXT} characters")
+    parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):
-        return _problem(400, "Bad Request", "field 'parameters' must be an object")
-    reserved = sorted(set(parameters) & {"dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason"})
+        raise Rejected(400, "field 'parameters' must be an object of pipeline parameters")
+    reserved = sorted(set(parameters) & set(RESERVED))
     if reserved:
-        return _problem(400, "Bad Request", f"parameters.{reserved[0]} is set by the service; use the top-level "
-                                            "'dataset' and 'reason' fields")
+        raise Rejected(400, f"parameters.{reserved[0]} is set by the service; use the top-level 'dataset' and "
+                            "'reason' fields")
     try:
-        parameters = pipeline_params.validate(parameters)
+        request["parameters"] = pipeline_params.validate(parameters)
     except pipeline_params.ParameterError as exc:
-        return _problem(400, "Bad Request", f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}")
+        raise Rejected(400, f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}") from None
+    return request
+
+
+def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, guard: WebhookGuard, now: float,
+                **deps) -> HttpAnswer:
+    from shared.adapters.webhook_state import IdempotencyKeyError
+
+    request_hash = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    try:
+        started = guard.idempotency.begin(key, request_hash, now)
+    except IdempotencyKeyError as exc:
+        raise Rejected(400, f"header Idempotency-Key: {exc}") from None
+    record.data["idempotency"] = started.state
+    if started.state == "replay":
+        record.finish("duplicate", f"Idempotency-Key seen before: the first answer ({started.status}) again")
+        headers = {"Idempotent-Replayed": "true"} | ({"Location": started.location} if started.location else {})
+        return HttpAnswer(started.status, started.body, headers)
+    if started.state == "conflict":
+        raise Rejected(409, "this Idempotency-Key was used with a different request body in the last 24 h; use a "
+                            "new key for a new request")
+    if started.state == "in_progress":
+        raise Rejected(409, "a request with this Idempotency-Key is still being handled; retry in a few seconds",
+                       {"Retry-After": "2"})
+    try:
+        answer = _submit(fields, reason, record, **deps)
+    except Rejected as exc:
+        if not getattr(exc, "outcome_unknown", False):
+            guard.idempotency.abandon(key, owner=started.owner)  # nothing happened: a retry may go through
+        raise
+    guard.idempotency.complete(key, answer.status, answer.body, answer.headers.get("Location"), owner=started.owner,
+                               now=now)
+    return answer
+
+
+def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets, pipeline, runs,
+            models) -> HttpAnswer:
+    dataset = resolve_dataset(fields["dataset"], datasets)
+    busy = [r for r in runs.in_flight() if r.dataset_version == dataset.version]
+    if busy:
+        raise Rejected(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
+                            f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
     try:
         run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs, target=target,
-                              models=models, parameters=parameters)
+                              models=models, parameters=fields["parameters"])
     except Exception as exc:
-        record.finish("failed", f"pipeline submit failed: {exc}")
-        return _problem(502, "Bad Gateway", f"the pipeline endpoint did not accept the run: {exc}")
+        rejected = Rejected(502, f"the pipeline endpoint did not accept the run: {exc}")
+        rejected.outcome_unknown = getattr(exc, "status", None) is None  # no HTTP answer: it may have started
+        raise rejected from None
     record.finish("submitted", f"dataset v{dataset.version} submitted ({reason})")
-    return HttpAnswer(202, {"id": run.run_id, "run_id": run.run_id, "status": "Submitted",
-                            "dataset_version": dataset.version, "reason": reason, "audit_id": record.id})
+    location = f"/api/runs/{run.run_id}"
+    return HttpAnswer(202, {**asdict(run), "id": run.run_id, "audit_id": record.id}, {"Location": location})
+
+
+def resolve_dataset(ref: str, datasets):
+    """"latest", "3" / "v3", or the URI of a blob: a registered version's blob, or an upload's blob once the blob
+    trigger has registered it."""
+    text = ref.strip()
+    if text.lower() == "latest":
+        found = datasets.latest()
+        if found is None:
+            raise Rejected(404, "no dataset version is registered yet; upload a file first")
+        return found
+    number = text.lower().removeprefix("v")
+    if number.isdigit():
+        found = datasets.get(int(number))
+        if found is None:
+            raise Rejected(404, f"dataset version {text} does not exist")
+        return found
+    uri = urlparse(text)
+    if uri.scheme not in ("http", "https") or not uri.path.strip("/"):
+        raise Rejected(400, f"field 'dataset' must be \"latest\", a version (\"3\" or \"v3\") or a blob URI "
+                            f"(https://<account>.blob.core.windows.net/<container>/<path>), got {text[:80]!r}")
+    path = unquote(uri.path).strip("/")
+    for version in reversed(datasets.list()):  # Azure: /container/path; Azurite: /account/container/path
+        for blob in (f"{version.container}/{version.path}", version.source_blob):
+            if path == blob or path.endswith("/" + blob):
+                return version
+    raise Rejected(404, f"no registered dataset version has the blob {path[:120]!r}; upload it to the incoming "
+                        "container first (the blob trigger validates and registers it)")

@@ -1,0 +1,209 @@
+"""The webhook service with its real guard on Azurite (replay table, idempotency keys, rate counters) and a
+pipeline endpoint on loopback: every answer, its problem document, and its audit record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayGuard
+from shared.bootstrap import build_stores
+from shared.domain.records import RunRecord
+from shared.domain.webhook_signature import sign
+from shared.services.http_retrain import MAX_BODY, WebhookGuard, WebhookRequest, retrain_http
+from shared.services.retrain import PipelineTarget
+from shared.settings import Settings
+
+SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
+         "workspaces/w/PipelineRuns/PipelineSubmit/p1"
+TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
+SECRET = "s3cret-" + uuid.uuid4().hex
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def env(azurite, httpserver, small_bank_csv):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
+                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
+                        models_table=f"models{suffix}")
+    storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
+    stores = build_stores(settings)
+    dataset = stores.datasets.register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
+                                       source_blob="incoming/bank.csv", source_etag="1", dialect="comma")
+    table = storage.ensure_table(storage.table_service(settings), f"webhook{suffix}")
+    guard = WebhookGuard(secrets=(SECRET,), replay=ReplayGuard(table), rate=RateLimiter(table, 5, 60),
+                         idempotency=IdempotencyStore(table))
+    pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
+
+    def call(body, *, headers=None, signed=True, at=NOW, method="POST", client="10.0.0.1:5000", now=None):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json", "X-Forwarded-For": client}
+        if signed:
+            sent.update(sign(SECRET, raw, int(at)))
+        sent.update(headers or {})
+        return retrain_http(WebhookRequest(raw, sent, method), guard=guard, target=TARGET, datasets=stores.datasets,
+                            pipeline=pipeline, runs=stores.runs, audit=stores.audit, now=NOW if now is None else now)
+
+    return type("Env", (), {"call": staticmethod(call), "stores": stores, "dataset": dataset, "guard": guard,
+                            "settings": settings})
+
+
+def accept(httpserver, run_id):
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": run_id})
+
+
+def assert_problem(answer, record, status, text):
+    assert answer.status == status, answer
+    assert set(answer.body) >= {"type", "title", "status", "detail"} and answer.body["status"] == status
+    assert text in answer.body["detail"], answer.body["detail"]
+    assert record.outcome == "rejected" and str(status) in record.detail
+    assert SECRET not in json.dumps(answer.body) and SECRET not in record.detail
+
+
+def test_signed_request_is_accepted_with_location_and_the_run_record(env, httpserver):
+    accept(httpserver, "run-1")
+    answer, record = env.call({"dataset": "latest", "reason": "ci", "requested_by": "pipeline-7",
+                               "parameters": {"seed": 3}})
+    assert answer.status == 202 and answer.headers["Location"] == "/api/runs/run-1"
+    assert answer.body["run_id"] == answer.body["id"] == "run-1" and answer.body["status"] == "Submitted"
+    assert answer.body["dataset_version"] == env.dataset.version and answer.body["reason"] == "ci"
+    stored = env.stores.audit.get(record.id)
+    assert stored.outcome == "submitted" and stored.data["requested_by"] == "pipeline-7"
+    assert stored.data["client"] == "10.0.0.1"
+    (request, _), = httpserver.log
+    assert request.get_json()["ParameterAssignments"]["seed"] == "3"  # the REST contract's string assignments
+
+
+@pytest.mark.parametrize("headers, at, text", [
+    ({"X-Retrain-Signature": None}, NOW, "missing"),
+    ({"X-Retrain-Signature": "sha256=" + "0" * 64}, NOW, "does not match"),
+    ({"X-Retrain-Timestamp": None}, NOW, "missing"),
+    ({}, NOW - 301, "old"),
+    ({}, NOW + 400, "future"),
+    ({"X-Retrain-Signature": "md5=abc"}, NOW, "sha256="),
+])
+def test_bad_or_missing_signatures_and_timestamps_are_401(env, headers, at, text):
+    raw = b'{"dataset": "latest"}'
+    sent = {"Content-Type": "application/json", **sign(SECRET, raw, int(at))}
+    for name, value in headers.items():
+        if value is None:
+            sent.pop(name)
+        else:
+            sent[name] = value
+    answer, record = retrain_http(WebhookRequest(raw, sent), guard=env.guard, target=TARGET,
+                                  datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
+                                  audit=env.stores.audit, now=NOW)
+    assert_problem(answer, env.stores.audit.get(record.id), 401, text)
+
+
+def test_the_same_signed_bytes_twice_are_a_replay(env, httpserver):
+    accept(httpserver, "run-r")
+    raw = b'{"dataset": "latest"}'
+    headers = {"Content-Type": "application/json", **sign(SECRET, raw, int(NOW))}
+    first, _ = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET, datasets=env.stores.datasets,
+                            pipeline=PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"),
+                                                             max_retries=0),
+                            runs=env.stores.runs, audit=env.stores.audit, now=NOW)
+    assert first.status == 202
+    again, record = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET,
+                                 datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
+                                 audit=env.stores.audit, now=NOW + 5)
+    assert_problem(again, env.stores.audit.get(record.id), 401, "replay")
+
+
+@pytest.mark.parametrize("body, status, text", [
+    (b"{oops", 400, "not valid JSON"),
+    (b"[1]", 400, "JSON object"),
+    (b"{}", 400, "'dataset' is required"),
+    (b'{"dataset": 3}', 400, "'dataset' must be a non-empty string"),
+    (b'{"dataset": "latest", "colour": "red"}', 400, "unknown field 'colour'"),
+    (b'{"dataset": "latest", "reason": "' + b"x" * 201 + b'"}', 400, "'reason' must be a string of at most 200"),
+    (b'{"dataset": "latest", "parameters": {"seed": "x"}}', 400, "parameters.seed: must be an integer"),
+    (b'{"dataset": "latest", "parameters": {"trigger_id": "x"}}', 400, "parameters.trigger_id is set by the service"),
+    (b'{"dataset": "latest", "parameters": []}', 400, "'parameters' must be an object"),
+    (b'{"dataset": "v99"}', 404, "dataset version v99 does not exist"),
+    (b'{"dataset": "abc"}', 400, "blob URI"),
+    (b'{"dataset": "https://acct.blob.core.windows.net/incoming/other.csv"}', 404, "no registered dataset version"),
+])
+def test_schema_violations_name_the_field(env, body, status, text):
+    answer, record = env.call(body)
+    assert_problem(answer, env.stores.audit.get(record.id), status, text)
+
+
+def test_a_blob_uri_resolves_to_its_registered_version(env, httpserver):
+    for uri in (f"https://acct.blob.core.windows.net/{env.dataset.container}/{env.dataset.path}",
+                "http://127.0.0.1:10000/devstoreaccount1/incoming/bank.csv"):
+        accept(httpserver, f"run-{len(httpserver.log)}")
+        answer, _ = env.call({"dataset": uri}, at=NOW + len(httpserver.log), now=NOW + len(httpserver.log))
+        assert answer.status == 202 and answer.body["dataset_version"] == env.dataset.version, answer
+        run = env.stores.runs.get(answer.body["run_id"])
+        run.status = "Deployed"
+        env.stores.runs.save(run)
+
+
+def test_size_media_type_and_method(env):
+    answer, record = env.call(b'{"dataset": "' + b"x" * MAX_BODY + b'"}')
+    assert_problem(answer, env.stores.audit.get(record.id), 413, "limit is 1048576 bytes")
+    answer, record = env.call(b'{"dataset": "latest"}', headers={"Content-Type": "text/plain"})
+    assert_problem(answer, env.stores.audit.get(record.id), 415, "must be application/json, got 'text/plain'")
+    assert answer.headers["Accept-Post"] == "application/json"
+    answer, record = env.call(b"", method="GET")
+    assert_problem(answer, env.stores.audit.get(record.id), 405, "use POST")
+    assert answer.headers["Allow"] == "POST"
+    answer, _ = env.call(b'{"dataset": "v99"}', headers={"Content-Type": "application/json; charset=utf-8"})
+    assert answer.status == 404  # parameters on the media type are fine
+
+
+def test_idempotency_key_returns_the_first_answer_and_refuses_another_body(env, httpserver):
+    accept(httpserver, "run-i")
+    key = {"Idempotency-Key": "deploy-" + uuid.uuid4().hex}
+    first, _ = env.call({"dataset": "latest", "reason": "ci"}, headers=key)
+    assert first.status == 202 and len(httpserver.log) == 1
+    again, record = env.call({"reason": "ci", "dataset": "latest"}, headers=key, at=NOW + 1, now=NOW + 1)
+    assert again.status == 202 and again.body == first.body and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == "/api/runs/run-i" and len(httpserver.log) == 1  # one submission
+    assert env.stores.audit.get(record.id).outcome == "duplicate"
+    other, record = env.call({"dataset": "latest", "reason": "other"}, headers=key, at=NOW + 2, now=NOW + 2)
+    assert_problem(other, env.stores.audit.get(record.id), 409, "different request body")
+    assert len(env.stores.runs.list()) == 1
+
+
+def test_a_rejected_request_does_not_burn_its_idempotency_key(env, httpserver):
+    key = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
+    run = RunRecord(run_id="busy", trigger_id="t", trigger="blob", reason="upload", dataset_version=env.dataset.version,
+                    submitted_at=NOW, status="Submitted", experiment="exp")
+    env.stores.runs.create(run)
+    busy, record = env.call({"dataset": "latest"}, headers=key)
+    assert_problem(busy, env.stores.audit.get(record.id), 409, "already in flight (run busy")
+    assert busy.headers["Location"] == "/api/runs/busy"
+    run.status = "Deployed"
+    env.stores.runs.save(run)
+    accept(httpserver, "run-after")
+    retry, _ = env.call({"dataset": "latest"}, headers=key, at=NOW + 1, now=NOW + 1)
+    assert retry.status == 202 and retry.body["run_id"] == "run-after"
+
+
+def test_a_caller_over_the_rate_gets_429_with_retry_after_and_others_do_not(env):
+    answers = [env.call(b'{"dataset": "v99"}', at=NOW + i, now=NOW + i)[0] for i in range(6)]
+    assert [a.status for a in answers] == [404] * 5 + [429]
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+    other, _ = env.call(b'{"dataset": "v99"}', client="10.0.0.2:1", at=NOW + 7, now=NOW + 7)
+    assert other.status == 404
+    later, _ = env.call(b'{"dataset": "v99"}', at=NOW + 61, now=NOW + 61)
+    assert later.status == 404  # the next window
+
+
+def test_without_a_configured_secret_nothing_is_accepted(env):
+    guard = WebhookGuard(secrets=(), replay=env.guard.replay, rate=env.guard.rate, idempotency=env.guard.idempotency)
+    raw = b'{"dataset": "latest"}'
+    answer, record = retrain_http(WebhookRequest(raw, {"Content-Type": "application/json", **sign("x", raw, int(NOW))}),
+                                  guard=guard, target=TARGET, datasets=env.stores.datasets, pipeline=None,
+                                  runs=env.stores.runs, audit=env.stores.audit, now=NOW)
+    assert answer.status == 503 and "WEBHOOK_SECRET" in answer.body["detail"]
+    assert env.stores.audit.get(record.id).outcome == "failed"
