@@ -7,9 +7,12 @@ shadow a `function_app.py` module of the same name.
 import azure.functions as func
 
 from function_app import (
+    api_docs,
     blob_upload,
     drift_http,
     drift_timer,
+    health_http,
+    models_http,
     reconcile_timer,
     retrain_http,
     run_completed,
@@ -18,5 +21,5 @@ from function_app import (
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, retrain_http.bp,
-                  run_completed.bp, runs_http.bp):
+                  run_completed.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp):
     app.register_functions(blueprint)

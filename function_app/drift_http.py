@@ -4,6 +4,7 @@ import json
 
 import azure.functions as func
 
+from function_app import API_METHODS, method_not_allowed
 from shared.bootstrap import services
 from shared.services.check_drift import check_drift
 
@@ -11,8 +12,10 @@ bp = func.Blueprint()
 
 
 @bp.function_name("drift_http")
-@bp.route(route="drift-check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="drift-check", methods=API_METHODS, auth_level=func.AuthLevel.FUNCTION)
 def drift_http(req: func.HttpRequest) -> func.HttpResponse:
+    if (refused := method_not_allowed(req, "POST")) is not None:
+        return refused
     s = services()
     record = check_drift(past_due=False, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
                          runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports,

@@ -1,32 +1,28 @@
-"""HTTP triggers: GET /api/runs and GET /api/runs/{id} (function key)."""
-
-import json
+"""HTTP triggers: GET /api/runs and GET /api/runs/{id} (function key); other methods get 405."""
 
 import azure.functions as func
 
+from function_app import API_METHODS, json_response, method_not_allowed
 from shared.bootstrap import services
-from shared.services.run_queries import get_run, list_runs
+from shared.services.run_queries import get_run, list_runs, parse_limit
 
 bp = func.Blueprint()
 
 
-def _json(status: int, body: dict) -> func.HttpResponse:
-    mimetype = "application/json" if status < 400 else "application/problem+json"
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=mimetype)
-
-
 @bp.function_name("runs_get")
-@bp.route(route="runs/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="runs/{id}", methods=API_METHODS, auth_level=func.AuthLevel.FUNCTION)
 def runs_get(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(*get_run(req.route_params["id"], runs=services().runs))
+    if (refused := method_not_allowed(req, "GET")) is not None:
+        return refused
+    return json_response(*get_run(req.route_params["id"], runs=services().runs))
 
 
 @bp.function_name("runs_list")
-@bp.route(route="runs", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="runs", methods=API_METHODS, auth_level=func.AuthLevel.FUNCTION)
 def runs_list(req: func.HttpRequest) -> func.HttpResponse:
-    try:
-        limit = max(1, min(500, int(req.params.get("limit", "50"))))
-    except ValueError:
-        return _json(400, {"type": "about:blank", "title": "Bad Request", "status": 400,
-                           "detail": "query parameter 'limit' must be an integer"})
-    return _json(*list_runs(runs=services().runs, limit=limit, status=req.params.get("status")))
+    if (refused := method_not_allowed(req, "GET")) is not None:
+        return refused
+    limit = parse_limit(req.params.get("limit"))
+    if isinstance(limit, tuple):  # 400: not an integer from 1 to 500
+        return json_response(*limit)
+    return json_response(*list_runs(runs=services().runs, limit=limit, status=req.params.get("status")))

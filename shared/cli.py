@@ -313,6 +313,231 @@ def cmd_drift(args) -> int:
     return 0
 
 
+ENV_BASE_URL = "RETRAIN_BASE_URL"
+ENV_FUNCTION_KEY = "RETRAIN_FUNCTION_KEY"
+ENV_WEBHOOK_SECRET = "RETRAIN_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+_NOT_RUNNING = (f"the local stack is not running: start it with `.venv/bin/retrain up` (or `make run`), or set "
+                f"{ENV_BASE_URL}, {ENV_FUNCTION_KEY} and {ENV_WEBHOOK_SECRET} to talk to a deployed function app")
+
+
+class WebhookConfigError(RuntimeError):
+    """Where to send a retrain request, or with which keys, is unknown; the message never holds a secret."""
+
+
+def _is_loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise WebhookConfigError(f"{path} does not exist: start the local stack once (`.venv/bin/retrain up`) "
+                                 f"to create the {what}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise WebhookConfigError(f"{path} cannot be read as JSON; move it away and restart the stack") from None
+    if not isinstance(doc, dict):
+        raise WebhookConfigError(f"{path} is not a JSON object; move it away and restart the stack")
+    return doc
+
+
+def _local_function_key(local: Path) -> str:
+    """The host's `default` function key: what every FUNCTION-level route accepts (local/functions_host/keys.py)."""
+    from local.functions_host.keys import keys_path
+
+    path = keys_path(local)
+    functions = _read_json(path, "host keys").get("functionKeys")
+    key = functions.get("default") if isinstance(functions, dict) else None
+    if not isinstance(key, str) or not key:
+        raise WebhookConfigError(f"{path} has no default function key: restart the local stack (`.venv/bin/retrain "
+                                 f"up`) to add one, or set {ENV_FUNCTION_KEY}")
+    return key
+
+
+def _local_webhook_secret(local: Path) -> str:
+    """The stack's `webhook_secret` (local/stack_secrets.py), read only: creating one here would not reach the host
+    that is already running."""
+    path = local / "secrets.json"
+    secret = _read_json(path, "stack secrets").get("webhook_secret")
+    if not isinstance(secret, str) or not secret:
+        raise WebhookConfigError(f"{path} has no webhook_secret: restart the local stack (`.venv/bin/retrain up`) to "
+                                 f"create it, or set {ENV_WEBHOOK_SECRET}")
+    return secret
+
+
+def webhook_settings() -> dict[str, str]:
+    """`base_url`, `function_key` and `webhook_secret` for POST /api/retrain: RETRAIN_BASE_URL,
+    RETRAIN_FUNCTION_KEY and RETRAIN_WEBHOOK_SECRET win (how the CLI talks to Azure); what they leave unset comes
+    from the running local stack (`.local/stack.json`, `.local/secrets/host.json`, `.local/secrets.json`). The
+    local stack's keys are only ever paired with a loopback URL."""
+    from local.connection import StackNotRunning, find_stack, local_dir
+    from shared.webhook_client import display_url, normalize_base_url
+
+    env_url = os.environ.get(ENV_BASE_URL, "").strip()
+    env_key = os.environ.get(ENV_FUNCTION_KEY, "").strip()
+    env_secret = os.environ.get(ENV_WEBHOOK_SECRET, "").strip()
+    if env_url:
+        try:
+            base_url = normalize_base_url(env_url)
+        except ValueError as exc:
+            raise WebhookConfigError(f"{ENV_BASE_URL}: {exc}") from None
+    else:
+        try:
+            host_url = find_stack().host_url
+        except StackNotRunning:
+            raise WebhookConfigError(_NOT_RUNNING) from None
+        if not host_url:
+            raise WebhookConfigError(_NOT_RUNNING)
+        try:
+            base_url = normalize_base_url(host_url)
+        except ValueError as exc:
+            raise WebhookConfigError(f"the running stack's host URL: {exc}") from None
+    if not (env_key and env_secret) and not _is_loopback(base_url):
+        missing = " and ".join(n for n, v in ((ENV_FUNCTION_KEY, env_key), (ENV_WEBHOOK_SECRET, env_secret)) if not v)
+        raise WebhookConfigError(f"the base URL is {display_url(base_url)}: set {missing} for it (the local stack's "
+                                 "keys are only used with a local host)")
+    local = local_dir()
+    return {"function_key": env_key or _local_function_key(local),
+            "webhook_secret": env_secret or _local_webhook_secret(local),
+            "base_url": base_url}
+
+
+def cmd_keys(args) -> int:
+    try:
+        settings = webhook_settings()
+    except WebhookConfigError as exc:
+        print(f"retrain keys: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"function_key": settings["function_key"], "webhook_secret": settings["webhook_secret"],
+                          "base_url": settings["base_url"]}))
+        return 0
+
+    def source(env: str) -> str:
+        return f"from {env}" if os.environ.get(env, "").strip() else "local stack"
+
+    print("SECRETS — shown because you asked; keep them out of logs, tickets, chat and shell history.\n"
+          f"  base_url        {settings['base_url']}  ({source(ENV_BASE_URL)})\n"
+          f"  function_key    {settings['function_key']}  (x-functions-key header; {source(ENV_FUNCTION_KEY)})\n"
+          f"  webhook_secret  {settings['webhook_secret']}  (HMAC-SHA256 key for X-Retrain-Signature; "
+          f"{source(ENV_WEBHOOK_SECRET)})\n"
+          "Ask for a retrain with `.venv/bin/retrain trigger --dataset latest`, which signs and sends for you.")
+    return 0
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def coerce_parameter(name: str, raw: str):
+    """A `--param NAME=VALUE` value with the type the pipeline declares for NAME (shared/domain/pipeline_params.py);
+    for a name it does not know (or one the service sets itself), JSON when VALUE parses as JSON, else the string,
+    and the service answers."""
+    from shared.api.openapi import RESERVED_PARAMETERS
+    from shared.domain import pipeline_params
+
+    definition = pipeline_params.PARAMETERS.get(name)
+    if definition is not None and name not in RESERVED_PARAMETERS:
+        try:
+            return definition.parse(raw)
+        except pipeline_params.ParameterError as exc:
+            raise _UsageError(f"--param {name}: {str(exc).split(': ', 1)[-1]}") from None
+
+    def no_constants(token: str):
+        raise ValueError(token)
+
+    try:
+        return json.loads(raw, parse_constant=no_constants)
+    except ValueError:
+        return raw
+
+
+def trigger_parameters(parameters_json: str | None, params: list[str] | None) -> dict:
+    """`--parameters JSON` (an object, values as given), then each `--param NAME=VALUE` (coerced; later wins)."""
+    merged: dict = {}
+    if parameters_json:
+        try:
+            doc = json.loads(parameters_json)
+        except ValueError as exc:
+            raise _UsageError(f"--parameters is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _UsageError('--parameters must be a JSON object like \'{"time_budget_s": 120}\'')
+        merged.update(doc)
+    for item in params or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise _UsageError(f"--param wants NAME=VALUE, got {item!r}")
+        merged[name.strip()] = coerce_parameter(name.strip(), value)
+    return merged
+
+
+def cmd_trigger(args) -> int:
+    import uuid
+
+    from shared.webhook_client import RetrainClient, RetrainClientError
+
+    try:
+        parameters = trigger_parameters(args.parameters, args.param)
+    except _UsageError as exc:
+        print(f"retrain trigger: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = webhook_settings()
+    except WebhookConfigError as exc:
+        print(f"retrain trigger: {exc}", file=sys.stderr)
+        return 1
+    secrets_ = [settings["function_key"], settings["webhook_secret"]]
+
+    def say(text: str, *, err: bool = False) -> None:
+        for value in secrets_:  # belt and braces: nothing the service echoes may show a key
+            text = text.replace(value, "***")
+        print(text, file=sys.stderr if err else sys.stdout)
+
+    key = args.idempotency_key or str(uuid.uuid4())
+    if not args.idempotency_key:
+        say(f"idempotency key: {key} (to retry this request safely, pass --idempotency-key {key})", err=True)
+    try:
+        client = RetrainClient(settings["base_url"], settings["function_key"], settings["webhook_secret"])
+        result = client.trigger(args.dataset, parameters=parameters or None, reason=args.reason,
+                                requested_by=args.requested_by, idempotency_key=key)
+    except RetrainClientError as exc:
+        say(f"retrain trigger: {exc}", err=True)
+        say(f"to retry safely, pass --idempotency-key {key}", err=True)
+        return 1
+    except ValueError as exc:  # an unserializable body, a bad base URL
+        say(f"retrain trigger: {exc}", err=True)
+        return 2
+    body = result.json()
+    if args.json:
+        if body is None:
+            body = {"type": "about:blank", "title": result.title, "status": result.status, "detail": result.detail}
+        say(json.dumps(body))
+    if result.ok:
+        if not args.json:
+            extra = f", dataset v{body['dataset_version']}" if isinstance(body, dict) and \
+                body.get("dataset_version") is not None else ""
+            say(f"submitted: run {result.run_id or '-'}, status {result.status_text or result.status}{extra}")
+            if result.location:
+                say(f"location: {result.location} (GET it with the x-functions-key header to follow the run)")
+        return 0
+    line = f"error {result.status} {result.title}: {result.detail}"
+    if result.status == 429 and result.retry_after is not None:
+        line += f" (retry after {result.retry_after:.0f} s)"
+    say(line, err=True)
+    if result.status == 429 or result.status >= 500:
+        say(f"to retry safely, pass --idempotency-key {key}", err=True)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -377,6 +602,31 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--share", type=float, default=0.5, help="share of drifted columns that is drift (0.5)")
     drift.add_argument("--min-rows", type=int, default=100, help="fewer rows on either side: no verdict (100)")
 
+    keys = sub.add_parser("keys", help="show the function key, webhook secret and base URL for POST /api/retrain "
+                                       "(SECRETS: for your eyes only)",
+                          description="Show the running local stack's function key (x-functions-key), webhook "
+                                      "secret (signs X-Retrain-Signature) and base URL. RETRAIN_BASE_URL, "
+                                      "RETRAIN_FUNCTION_KEY and RETRAIN_WEBHOOK_SECRET win over the local stack.")
+    keys.add_argument("--json", action="store_true",
+                      help='print {"function_key": ..., "webhook_secret": ..., "base_url": ...}')
+
+    trigger = sub.add_parser("trigger", help="ask for a retrain: a signed POST /api/retrain (the reference client)",
+                             description="Sign and send POST {base_url}/api/retrain for the running local stack, or "
+                                         "for RETRAIN_BASE_URL with RETRAIN_FUNCTION_KEY and RETRAIN_WEBHOOK_SECRET. "
+                                         "Network errors, timeouts and 5xx are retried with the same Idempotency-Key "
+                                         "and body; 429 waits for Retry-After (up to 60 s).")
+    trigger.add_argument("--dataset", required=True,
+                         help="`latest`, a registered version (3 or v3) or the URI of a blob holding a CSV")
+    trigger.add_argument("--param", action="append", metavar="NAME=VALUE",
+                         help="a training pipeline parameter, typed as the pipeline declares it (repeatable; "
+                              "wins over --parameters)")
+    trigger.add_argument("--parameters", metavar="JSON", help="pipeline parameters as a JSON object")
+    trigger.add_argument("--reason", metavar="TEXT", help="why (recorded with the run)")
+    trigger.add_argument("--requested-by", metavar="WHO", help="who asks (recorded in the audit)")
+    trigger.add_argument("--idempotency-key", metavar="KEY",
+                         help="reuse the key a previous attempt printed to retry it safely (default: a new uuid4)")
+    trigger.add_argument("--json", action="store_true", help="print the response body as JSON")
+
     azure = sub.add_parser("azure", help="Azure ML: publish the training pipeline")
     azure_sub = azure.add_subparsers(dest="azure_command", required=True)
     publish = azure_sub.add_parser("publish", help="define the training pipeline (azure-ai-ml v2) and publish it "
@@ -407,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": lambda: cmd_evaluate(args),
         "azure": lambda: cmd_azure_publish(args),
         "drift": lambda: cmd_drift(args),
+        "keys": lambda: cmd_keys(args),
+        "trigger": lambda: cmd_trigger(args),
     }
     return handlers[args.command]()
 

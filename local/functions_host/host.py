@@ -229,7 +229,9 @@ class FunctionsHost:
                       invoker=self.invoker, route_prefix=self.prefix, status=self.status, fire=self.fire)
         server = _Server(uvicorn.Config(app, host=self.config.host, port=self.config.port, log_config=None,
                                         access_log=False, lifespan="off", server_header=False,
-                                        timeout_graceful_shutdown=max(1, int(timeout))))
+                                        # the host is the front end: a caller's X-Forwarded-For is a claim to
+                                        # pass on, not the peer address (uvicorn trusts it from 127.0.0.1)
+                                        proxy_headers=False, timeout_graceful_shutdown=max(1, int(timeout))))
         self._state = "Running"
         for listener in (*self.timers.values(), *self.blobs):
             listener.start()

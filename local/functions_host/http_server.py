@@ -58,6 +58,12 @@ def to_http_request(request: Request, body: bytes, route_params: dict[str, str])
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    # The App Service front end in front of the Azure host appends the caller's address to X-Forwarded-For (after
+    # any value the caller sent, so only the last entry is trustworthy); do the same, so functions can tell clients
+    # apart locally as in Azure. (In Azure the entry can carry a port, `ip:port`: a reader should drop it.)
+    if request.client and request.client.host:
+        forwarded = headers.get("x-forwarded-for", "").strip()
+        headers["x-forwarded-for"] = f"{forwarded}, {request.client.host}" if forwarded else request.client.host
     query: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
         query[name] = f"{query[name]},{value}" if name in query else value
@@ -147,7 +153,7 @@ class HostApp:
                  response.status_code, (time.perf_counter() - started) * 1000)
 
     async def _dispatch(self, request: Request) -> Response:
-        path = request.url.path
+        path = request.scope["path"]  # decoded as sent: `request.url` drops \t\r\n, so /runs/%0A would be /runs/
         if path == "/":
             if request.method in ("GET", "HEAD"):
                 return PlainTextResponse("Your Functions host is up and running.")

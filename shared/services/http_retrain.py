@@ -55,8 +55,9 @@ class WebhookRequest:
 
     @property
     def client(self) -> str:
-        """The caller's address as the front end saw it (first X-Forwarded-For entry, port removed)."""
-        forwarded = (self.header("x-forwarded-for") or "").split(",")[0].strip()
+        """The caller's address as the front end saw it: the LAST X-Forwarded-For entry (the front end appends the
+        address it saw; earlier entries are whatever the caller claimed), port removed."""
+        forwarded = (self.header("x-forwarded-for") or "").split(",")[-1].strip()
         if forwarded.startswith("["):
             return forwarded[1:].split("]")[0]
         if forwarded.count(":") == 1:
@@ -175,8 +176,8 @@ def _parse(body: bytes) -> dict:
     if not isinstance(dataset, str) or not dataset.strip():
         raise Rejected(400, f"field 'dataset' must be a non-empty string, got {json.dumps(dataset)[:50]}")
     for name in ("reason", "requested_by"):
-        value = request.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+        value = request.get(name, "")
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
             raise Rejected(400, f"field {name!r} must be a string of at most {MAX_TEXT} characters")
     parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):

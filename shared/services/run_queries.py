@@ -1,20 +1,72 @@
-"""Read side of the API: a run we submitted, with what happened to it."""
+"""Read side of the API: the runs we submitted, with what happened to them, and the registered models."""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict
+
+LIMIT_DEFAULT = 50
+LIMIT_MIN, LIMIT_MAX = 1, 500
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+def _problem(status: int, title: str, detail: str, **extra) -> dict:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
 def get_run(run_id: str, *, runs) -> tuple[int, dict]:
     run = runs.get(run_id)
     if run is None:
-        return 404, {"type": "about:blank", "title": "Not Found", "status": 404,
-                     "detail": f"no run {run_id!r} was submitted by this service"}
+        return 404, _problem(404, "Not Found", f"no run {run_id!r} was submitted by this service")
     return 200, asdict(run)
 
 
-def list_runs(*, runs, limit: int = 50, status: str | None = None) -> tuple[int, dict]:
+def parse_limit(text: str | None) -> int | tuple[int, dict]:
+    """The `limit` query parameter: absent -> 50; an integer from 1 to 500 -> itself; anything else (`abc`, `0`,
+    `501`, `1.5`, empty) -> a 400 problem naming the parameter and the range."""
+    if text is None:
+        return LIMIT_DEFAULT
+    if _DIGITS.fullmatch(text) and LIMIT_MIN <= int(text) <= LIMIT_MAX:
+        return int(text)
+    shown = text if len(text) <= 20 else text[:20] + "..."
+    reason = f"must be an integer from {LIMIT_MIN} to {LIMIT_MAX}"
+    return 400, _problem(400, "Bad Request", f"query parameter 'limit' {reason}, got {shown!r}",
+                         invalid_params=[{"name": "limit", "reason": reason}])
+
+
+def list_runs(*, runs, limit: int | str | None = LIMIT_DEFAULT, status: str | None = None) -> tuple[int, dict]:
+    """Newest first, at most `limit` (validated: see parse_limit), only `status` when given (case-insensitive)."""
+    if not (isinstance(limit, int) and LIMIT_MIN <= limit <= LIMIT_MAX):
+        limit = parse_limit(None if limit is None else str(limit))
+        if isinstance(limit, tuple):
+            return limit
     items = runs.list()
     if status:
         items = [r for r in items if r.status.lower() == status.lower()]
     return 200, {"runs": [asdict(r) for r in items[-limit:][::-1]]}
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: a metric that is not a finite number is reported as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def list_models(*, models) -> tuple[int, dict]:
+    """Every registered version, oldest first, each with whether it is live, and the live version (null: none).
+    `model_dir` (where the model is stored) is left out: a storage location, not part of the API."""
+    live = models.live()
+    live_version = live.version if live is not None else None
+    items = []
+    for model in models.list():
+        entry = {k: v for k, v in asdict(model).items() if k != "model_dir"}
+        entry["metrics"] = _finite(entry.get("metrics") or {})
+        entry["live"] = model.version == live_version
+        items.append(entry)
+    return 200, {"models": items, "live": live_version}

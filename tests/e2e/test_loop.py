@@ -109,14 +109,23 @@ def test_malformed_upload_is_quarantined_and_triggers_nothing(stack):
 
 
 def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
+    from shared.domain.webhook_signature import sign
+
     url = stack.config.host_url + "/api/retrain"
+    secret = stack.secrets["webhook_secret"]
+    json_type = {"Content-Type": "application/json"}
     assert requests.post(url, json={"dataset": "latest"}, timeout=10).status_code == 401
     key = stack.host_keys.function_keys["default"]
-    bad = requests.post(url, data=b"{oops", headers={"x-functions-key": key}, timeout=10)
+    # the function key alone is not enough: the body must be signed with the webhook secret
+    unsigned = requests.post(url, json={"dataset": "latest"}, headers={"x-functions-key": key}, timeout=10)
+    assert unsigned.status_code == 401 and "X-Retrain-Signature" in unsigned.json()["detail"]
+    bad = requests.post(url, data=b"{oops", headers={"x-functions-key": key, **json_type, **sign(secret, b"{oops")},
+                        timeout=10)
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["detail"]
     wait_for(lambda: stack.datasets.latest(), what="a registered dataset")
-    ok = requests.post(url, json={"dataset": "latest", "reason": "ci", "requested_by": "e2e"},
-                       params={"code": key}, timeout=30)
+    payload = json.dumps({"dataset": "latest", "reason": "ci", "requested_by": "e2e"}).encode()
+    ok = requests.post(url, data=payload, headers={**json_type, **sign(secret, payload)}, params={"code": key},
+                       timeout=30)
     assert ok.status_code == 202, ok.text
     body = ok.json()
     assert ok.headers["Location"] == f"/api/runs/{body['run_id']}"

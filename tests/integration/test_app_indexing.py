@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from function_app import API_METHODS
 from local.processes import PROJECT_ROOT
 
 INDEX = """
@@ -30,8 +31,9 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     proc = index_in_fresh_interpreter("main.py")
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
-    assert sorted(functions) == ["blob_upload", "drift_http", "drift_timer", "reconcile_timer", "retrain_http",
-                                 "run_completed", "runs_get", "runs_list"]
+    assert sorted(functions) == ["api_docs", "blob_upload", "drift_http", "drift_timer", "health", "models_list",
+                                 "openapi_json", "reconcile_timer", "retrain_http", "run_completed", "runs_get",
+                                 "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
          "connection": "AzureWebJobsStorage"}]}
@@ -41,15 +43,24 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert functions["reconcile_timer"] == {"trigger": "timerTrigger", "bindings": [
         {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%RECONCILE_SCHEDULE%",
          "runOnStartup": False, "useMonitor": True}]}
+    # The API's routes take every common method, so the function itself answers a wrong one with 405 (the host
+    # would answer 404 with an empty body)
+    api_methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     http_in, http_out = functions["retrain_http"]["bindings"]
-    assert http_in == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": ["POST"],
+    assert http_in == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": api_methods,
                        "authLevel": "FUNCTION", "route": "retrain"}
     assert http_out == {"direction": "OUT", "type": "http", "name": "$return"}
     assert functions["run_completed"] == {"trigger": "eventGridTrigger", "bindings": [
         {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]}
-    assert functions["runs_get"]["bindings"][0]["route"] == "runs/{id}"
+    for name, route, auth in (("runs_get", "runs/{id}", "FUNCTION"), ("runs_list", "runs", "FUNCTION"),
+                              ("models_list", "models", "FUNCTION"), ("health", "health", "ANONYMOUS"),
+                              ("openapi_json", "openapi.json", "ANONYMOUS"), ("api_docs", "docs", "ANONYMOUS")):
+        assert functions[name] == {"trigger": "httpTrigger", "bindings": [
+            {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": api_methods, "authLevel": auth,
+             "route": route},
+            {"direction": "OUT", "type": "http", "name": "$return"}]}, name
     drift_in, _ = functions["drift_http"]["bindings"]
-    assert (drift_in["route"], drift_in["methods"], drift_in["authLevel"]) == ("drift-check", ["POST"], "FUNCTION")
+    assert (drift_in["route"], drift_in["methods"], drift_in["authLevel"]) == ("drift-check", API_METHODS, "FUNCTION")
 
 
 def test_the_default_entry_name_does_not_silently_pick_the_trigger_package():

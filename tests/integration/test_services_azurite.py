@@ -149,8 +149,8 @@ def test_run_claim_happens_once(stores):
 
 def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver, small_bank_csv):
     s = _services(stores)
-    answer, _ = retrain_http(b'{"dataset": "latest"}', guard=None, target=TARGET, pipeline=pipeline, datasets=s["datasets"],
-                             runs=s["runs"], audit=s["audit"])
+    answer, _ = retrain_http(b'{"dataset": "latest"}', guard=None, target=TARGET, pipeline=pipeline,
+                             datasets=s["datasets"], runs=s["runs"], audit=s["audit"])
     assert answer.status == 404 and "upload a file first" in answer.body["detail"]
     stores["datasets"].register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
                                 source_blob="x", source_etag="1", dialect="comma")

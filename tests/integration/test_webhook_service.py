@@ -207,3 +207,11 @@ def test_without_a_configured_secret_nothing_is_accepted(env):
                                   runs=env.stores.runs, audit=env.stores.audit, now=NOW)
     assert answer.status == 503 and "WEBHOOK_SECRET" in answer.body["detail"]
     assert env.stores.audit.get(record.id).outcome == "failed"
+
+
+def test_the_rate_limit_counts_the_address_the_front_end_saw_not_the_one_the_caller_claims(env):
+    claims = [f"203.0.113.{i}, 10.0.0.9:443" for i in range(6)]  # a forged first entry, then the front end's
+    answers = [env.call(b'{"dataset": "v99"}', client=c, at=NOW + i, now=NOW + i)[0] for i, c in enumerate(claims)]
+    assert [a.status for a in answers] == [404] * 5 + [429]
+    assert WebhookRequest(b"", {"X-Forwarded-For": "[2001:db8::1]:443"}).client == "2001:db8::1"
+    assert WebhookRequest(b"", {}).client == "unknown"

@@ -1,0 +1,44 @@
+"""HTTP trigger: GET /api/health (anonymous). 200 when storage and the pipeline endpoint answer, else 503.
+
+Independent of services(): its probes are built from the settings alone, so storage being down at cold start (when
+services() cannot be built) is a 503 with reasons, not a 500.
+"""
+
+import logging
+from functools import lru_cache
+
+import azure.functions as func
+import requests
+
+from function_app import API_METHODS, JSON, json_response, method_not_allowed
+from shared import settings as app_settings
+from shared.adapters import storage
+from shared.adapters.credentials import azure_credential
+from shared.services import health as checks
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def checker() -> checks.HealthChecker:
+    """Built once per worker (like services()); not cached when building fails, so the next call tries again."""
+    settings = app_settings.get_settings()
+    credential = azure_credential() if (settings.mode == "azure" and settings.storage_account_url) else None
+    table = storage.table_service(settings, credential).get_table_client(settings.runs_table)
+    return checks.HealthChecker(storage_probe=checks.table_probe(table), pipeline_url=settings.pipeline_endpoint_url,
+                                session=requests.Session())
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=API_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    if (refused := method_not_allowed(req, "GET")) is not None:
+        return refused
+    try:
+        status, body = checker()()
+    except Exception as exc:  # settings missing, no credential: the checks cannot even be set up
+        log.warning("health: the checks could not be set up (%s)", type(exc).__name__)
+        status, body = checks.unavailable()
+    # the 503 body is the same Health document as the 200 (not a problem document)
+    return json_response(status, body, mimetype=JSON, headers={"Cache-Control": "no-store"})
