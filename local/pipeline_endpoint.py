@@ -302,6 +302,11 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
                 not str(ref.get("RelativePath", "")).strip("/"):
             return _error(400, "UserError", f"DataPathAssignments must name a datastore in {sorted(config.datastores)} "
                                             "and a RelativePath inside it.")
+        trigger_id = str(params.get("trigger_id") or "")
+        same = [r for r in worker.runs.values() if trigger_id and r.parameters.get("trigger_id") == trigger_id]
+        if same:  # a resubmission after a lost answer: the run it already started, never a second one
+            log.info("run %s already submitted for trigger %s", same[0].run_id, trigger_id)
+            return JSONResponse(same[0].to_json())
         run = LocalRun(run_id=str(uuid.uuid4()), pipeline_id=pipeline_id, experiment=str(body["ExperimentName"]),
                        parameters={str(k): str(v) for k, v in params.items()}, data_paths=data_paths,
                        topic=f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"

@@ -29,9 +29,17 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 class PipelineError(RuntimeError):
     """A pipeline call failed; the message says what to do and never contains the token."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # the service's Retry-After (seconds), for the outbox's next attempt
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None
 
 
 class PipelineAuthError(PipelineError):
@@ -134,10 +142,11 @@ class _AzureMLRest:
             detail = _error_detail(response)
             if status == 429:
                 raise PipelineThrottledError(f"{method} {shown}: throttled (429) after {attempt + 1} tries{detail}",
-                                             status)
+                                             status, _seconds(response.headers.get("Retry-After")))
             if status >= 500:
                 raise PipelineUnavailableError(
-                    f"{method} {shown}: pipeline service error {status} after {attempt + 1} tries{detail}", status)
+                    f"{method} {shown}: pipeline service error {status} after {attempt + 1} tries{detail}", status,
+                    _seconds(response.headers.get("Retry-After")))
             raise PipelineError(f"{method} {shown}: rejected with {status}{detail}", status)
         raise AssertionError("unreachable")
 

@@ -1,0 +1,191 @@
+"""The durable outbox of retrain requests, in one Azure Table partition: nothing asked for is lost, nothing is
+submitted twice, and at most one request waits for the pipeline at a time.
+
+A request is written together with the *slot* row that points at the one pending request, in a single entity
+group transaction (same partition: atomic on Azure Tables and Azurite). A newer request takes the slot and marks
+the one it displaces `superseded` in the same transaction (latest wins). The dispatcher claims the pending request
+(`pending` -> `submitting`, slot emptied, atomically, conditional on both ETags: of two instances, one wins),
+submits it, and ends it `submitted` or puts it back (`pending`, with the next attempt's time) — unless a newer
+request took the slot meanwhile, which supersedes it. A claim older than its lease (the instance died mid-submit)
+is put back the same way; the retry carries the same trigger id, so the pipeline endpoint answers with the run the
+first attempt started, if it did.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.adapters.tables import from_entity, to_entity
+
+_PK = "retrain"
+_SLOT = "~slot"
+
+
+@dataclass
+class RetrainRequest:
+    id: str  # the audit id of the trigger that asked; also the submission's trigger id (idempotency key)
+    trigger: str
+    reason: str
+    dataset_version: int
+    requested_at: float
+    not_before: float  # coalescing: not submitted before this
+    deadline: float  # retries stop after this; then `failed`
+    status: str = "pending"  # pending -> submitting -> submitted | failed; pending -> superseded
+    parameters: dict[str, Any] = field(default_factory=dict)
+    uploaded_at: float | None = None
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    claimed_at: float | None = None
+    run_id: str | None = None
+    superseded_by: str | None = None
+    last_error: str = ""
+    finished_at: float | None = None
+
+
+class Contention(RuntimeError):
+    pass
+
+
+def _etag(entity) -> dict[str, Any]:
+    return {"etag": entity.metadata["etag"], "match_condition": MatchConditions.IfNotModified}
+
+
+class Outbox:
+    def __init__(self, table: TableClient, *, attempts: int = 20):
+        self._table = table
+        self._attempts = attempts
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def get(self, request_id: str) -> RetrainRequest | None:
+        try:
+            return from_entity(RetrainRequest, self._table.get_entity(_PK, request_id))
+        except ResourceNotFoundError:
+            return None
+
+    def list(self, status: str | None = None) -> list[RetrainRequest]:
+        query, params = "PartitionKey eq @pk and RowKey ne @slot", {"pk": _PK, "slot": _SLOT}
+        if status:
+            query, params = query + " and status eq @s", {**params, "s": status}
+        rows = self._table.query_entities(query, parameters=params)
+        return sorted((from_entity(RetrainRequest, r) for r in rows), key=lambda r: (r.requested_at, r.id))
+
+    def pending(self) -> RetrainRequest | None:
+        slot = self._slot()
+        pending_id = slot.get("pending") if slot else None
+        return self.get(pending_id) if pending_id else None
+
+    def _slot(self):
+        try:
+            return self._table.get_entity(_PK, _SLOT)
+        except ResourceNotFoundError:
+            return None
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def _transact(self, build) -> Any:
+        """Run `build()` -> (operations, result) as one transaction, again on a lost race."""
+        for attempt in range(self._attempts):
+            operations, result = build()
+            try:
+                if operations:
+                    self._table.submit_transaction(operations)
+                return result
+            except TableTransactionError:
+                time.sleep(min(0.2, 0.005 * 2**attempt))
+        raise Contention(f"outbox: no conditional write won after {self._attempts} attempts")
+
+    def _take_slot(self, request: RetrainRequest, operations: list, slot) -> RetrainRequest | None:
+        """Point the slot at `request`, superseding the request it pointed at; returns the superseded one."""
+        displaced = None
+        if slot is None:
+            operations.append(("create", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": request.id}))
+            return None
+        previous_id = slot.get("pending") or ""
+        if previous_id and previous_id != request.id:
+            entity = self._table.get_entity(_PK, previous_id)
+            displaced = from_entity(RetrainRequest, entity)
+            if displaced.status == "pending":
+                displaced.status, displaced.superseded_by = "superseded", request.id
+                displaced.finished_at = time.time()
+                operations.append(("update", to_entity(displaced, _PK, displaced.id), {"mode": UpdateMode.REPLACE,
+                                                                                       **_etag(entity)}))
+            else:
+                displaced = None
+        operations.append(("update", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": request.id},
+                           {"mode": UpdateMode.REPLACE, **_etag(slot)}))
+        return displaced
+
+    def enqueue(self, request: RetrainRequest) -> RetrainRequest | None:
+        """Store a new request as the pending one; returns the request it superseded, if any."""
+        def build():
+            operations: list = [("create", to_entity(request, _PK, request.id))]
+            displaced = self._take_slot(request, operations, self._slot())
+            return operations, displaced
+        return self._transact(build)
+
+    def claim(self, now: float) -> RetrainRequest | None:
+        """The pending request, if it is due, moved to `submitting` (the caller submits it)."""
+        def build():
+            slot = self._slot()
+            if not slot or not slot.get("pending"):
+                return [], None
+            entity = self._table.get_entity(_PK, slot["pending"])
+            request = from_entity(RetrainRequest, entity)
+            if request.status != "pending" or request.not_before > now or request.next_attempt_at > now:
+                return [], None
+            request.status, request.claimed_at, request.attempts = "submitting", now, request.attempts + 1
+            return [("update", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": ""},
+                     {"mode": UpdateMode.REPLACE, **_etag(slot)}),
+                    ("update", to_entity(request, _PK, request.id), {"mode": UpdateMode.REPLACE,
+                                                                     **_etag(entity)})], request
+        return self._transact(build)
+
+    def release(self, request_id: str, *, error: str, next_attempt_at: float, expected: str = "submitting",
+                deadline: float | None = None) -> RetrainRequest | None:
+        """Put a claimed (or failed, for a retry by hand) request back as pending — or supersede it when a newer
+        request holds the slot. Returns the stored request (None when it was not in `expected`)."""
+        def build():
+            entity = self._table.get_entity(_PK, request_id)
+            request = from_entity(RetrainRequest, entity)
+            if request.status != expected:
+                return [], None
+            slot = self._slot()
+            newer = (slot or {}).get("pending") or ""
+            request.last_error, request.claimed_at = error, None
+            request.deadline = request.deadline if deadline is None else deadline
+            operations: list = []
+            if newer and newer != request.id:
+                request.status, request.superseded_by, request.finished_at = "superseded", newer, time.time()
+            else:
+                request.status, request.next_attempt_at = "pending", next_attempt_at
+                if slot is None:
+                    operations.append(("create", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": request.id}))
+                else:
+                    operations.append(("update", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": request.id},
+                                       {"mode": UpdateMode.REPLACE, **_etag(slot)}))
+            operations.append(("update", to_entity(request, _PK, request.id),
+                               {"mode": UpdateMode.REPLACE, **_etag(entity)}))
+            return operations, request
+        return self._transact(build)
+
+    def finish(self, request_id: str, status: str, *, run_id: str | None = None, error: str = "") -> RetrainRequest:
+        """End a claimed request: `submitted` (with its run) or `failed` (with the reason)."""
+        def build():
+            entity = self._table.get_entity(_PK, request_id)
+            request = from_entity(RetrainRequest, entity)
+            request.status, request.run_id, request.finished_at = status, run_id, time.time()
+            request.last_error = error or request.last_error
+            return [("update", to_entity(request, _PK, request.id), {"mode": UpdateMode.REPLACE,
+                                                                     **_etag(entity)})], request
+        return self._transact(build)
+
+    def stale(self, now: float, lease_s: float) -> list[RetrainRequest]:
+        """Claims older than the lease: their dispatcher stopped before ending them."""
+        return [r for r in self.list("submitting") if (r.claimed_at or 0) < now - lease_s]

@@ -1,0 +1,152 @@
+"""Retrain requests go through the outbox (`shared.adapters.outbox`) and this dispatcher submits them.
+
+- Coalescing: an upload's request waits `coalesce_s` after it arrived; a newer one within that time takes its
+  place (the older is `superseded by` it), so a burst of uploads trains once, on the newest version.
+- Single flight: nothing is submitted while a run is in flight; the one pending request (latest wins) is
+  submitted when the run ends (the completion handler dispatches right after it finishes, the outbox timer
+  otherwise).
+- Retries: a pipeline endpoint that answers 429/5xx, times out or cannot be reached is tried again with
+  exponential backoff and jitter (at least its `Retry-After`) until the request's deadline; then the request
+  and its trigger's audit record end `failed` with the reason, and `retrain retry ID` puts it back.
+Each submission carries the request's id as its trigger id, which the pipeline endpoint uses to answer a
+resubmission with the run it already started.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from shared import telemetry
+from shared.adapters.outbox import RetrainRequest
+from shared.domain.records import AuditRecord
+from shared.services.retrain import request_retrain
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    coalesce_s: float = 10.0  # COALESCE_S: an upload waits this long for a newer one (0: no coalescing)
+    deadline_s: float = 3600.0  # SUBMIT_DEADLINE_S: retries of one request stop after this
+    backoff_s: float = 5.0  # first retry delay; doubles each attempt
+    max_backoff_s: float = 300.0
+    lease_s: float = 120.0  # a claim older than this was abandoned by its instance
+
+
+def new_request(record: AuditRecord, *, dataset_version: int, reason: str, policy: DispatchPolicy,
+                coalesce: bool = False, parameters: dict | None = None, uploaded_at: float | None = None,
+                now: float | None = None) -> RetrainRequest:
+    now = time.time() if now is None else now
+    return RetrainRequest(id=record.id, trigger=record.trigger, reason=reason, dataset_version=dataset_version,
+                          requested_at=now, not_before=now + (policy.coalesce_s if coalesce else 0.0),
+                          deadline=now + policy.deadline_s, parameters=dict(parameters or {}),
+                          uploaded_at=uploaded_at)
+
+
+def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
+    """Store the request; the one it displaces (latest wins) and its trigger's audit record say so."""
+    displaced = outbox.enqueue(request)
+    if displaced is not None:
+        _supersede_audit(displaced, request, audit)
+
+
+def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit) -> None:
+    record = audit.get(old.id)
+    if record is not None:
+        audit.finish(record, "superseded", f"superseded by v{new.dataset_version} (request {new.id}): one "
+                                           "retrain runs on the newest data")
+
+
+def backoff(attempts: int, retry_after: float | None, policy: DispatchPolicy, rand=random.random) -> float:
+    """Exponential with full jitter on the upper half, never below the server's Retry-After."""
+    ceiling = min(policy.max_backoff_s, policy.backoff_s * 2 ** max(0, attempts - 1))
+    delay = ceiling / 2 + rand() * ceiling / 2
+    return max(delay, retry_after or 0.0)
+
+
+def dispatch(*, outbox, runs, pipeline, datasets, audit, target, models, policy: DispatchPolicy,
+             now: float | None = None) -> str:
+    """Submit the pending request if it is due and nothing is in flight; returns what happened (for logs)."""
+    now = time.time() if now is None else now
+    for stale in outbox.stale(now, policy.lease_s):
+        outbox.release(stale.id, error="the instance submitting it stopped; resubmitting (same trigger id)",
+                       next_attempt_at=now)
+    if runs.in_flight():
+        return "busy: a run is in flight"
+    if outbox.list("submitting"):
+        return "busy: another instance is submitting"
+    request = outbox.claim(now)
+    if request is None:
+        return "nothing due"
+    return _submit(request, outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit,
+                   target=target, models=models, policy=policy, now=now)
+
+
+def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit, target, models,
+            policy: DispatchPolicy, now: float) -> str:
+    record = audit.get(request.id) or AuditRecord(id=request.id, trigger=request.trigger, function="outbox",
+                                                  started_at=request.requested_at)
+    dataset = datasets.get(request.dataset_version)
+    if dataset is None:
+        outbox.finish(request.id, "failed", error=f"dataset v{request.dataset_version} does not exist")
+        audit.finish(record, "failed", f"dataset v{request.dataset_version} does not exist")
+        return "failed: no dataset"
+    with telemetry.span("dispatch", trigger_id=request.id, attempt=request.attempts,
+                        dataset_version=request.dataset_version) as span:
+        try:
+            run = request_retrain(dataset, reason=request.reason, record=record, pipeline=pipeline, runs=runs,
+                                  target=target, models=models, parameters=request.parameters or None,
+                                  uploaded_at=request.uploaded_at)
+        except Exception as exc:
+            span.fail(str(exc))
+            return _failed_attempt(request, record, exc, outbox=outbox, audit=audit, policy=policy, now=now)
+        outbox.finish(request.id, "submitted", run_id=run.run_id)
+        record.data["attempts"] = request.attempts
+        tries = f" after {request.attempts} attempts" if request.attempts > 1 else ""
+        audit.finish(record, "submitted", f"dataset v{dataset.version} submitted ({request.reason}){tries}")
+        return f"submitted {run.run_id}"
+
+
+def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception, *, outbox, audit,
+                    policy: DispatchPolicy, now: float) -> str:
+    status = getattr(exc, "status", None)
+    reason = f"{type(exc).__name__}: {exc}"
+    retryable = status is None or status in RETRYABLE
+    if retryable and now < request.deadline:
+        delay = backoff(request.attempts, getattr(exc, "retry_after", None), policy)
+        outbox.release(request.id, error=reason, next_attempt_at=now + delay)
+        record.outcome = "queued"
+        record.detail = f"submit attempt {request.attempts} failed ({reason}); retrying in {delay:.0f} s"
+        audit.save(record)
+        log.warning("retrain request %s: %s", request.id, record.detail)
+        return f"retry in {delay:.0f} s"
+    why = "not retryable" if not retryable else f"deadline passed after {request.attempts} attempts"
+    outbox.finish(request.id, "failed", error=reason)
+    audit.finish(record, "failed", f"pipeline submit failed ({why}): {reason}; `retrain retry {request.id}` "
+                                   "submits it again")
+    return "failed"
+
+
+def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float | None = None) -> RetrainRequest:
+    """A failed request back in the outbox (by hand), with a new deadline."""
+    now = time.time() if now is None else now
+    request = outbox.get(request_id)
+    if request is None:
+        raise LookupError(f"no retrain request {request_id!r} (see `retrain status`)")
+    if request.status != "failed":
+        raise ValueError(f"request {request_id} is {request.status}, not failed: nothing to retry")
+    released = outbox.release(request_id, error=f"retried by hand (was: {request.last_error})", next_attempt_at=now,
+                              expected="failed", deadline=now + policy.deadline_s)
+    if released is None:
+        raise ValueError(f"request {request_id} changed meanwhile; look again")
+    record = audit.get(request_id)
+    if record is not None:
+        record.outcome, record.finished_at = "queued", None
+        record.detail = "retried by hand; queued"
+        audit.save(record)
+    return released

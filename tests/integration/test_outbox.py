@@ -1,0 +1,187 @@
+"""The outbox and its dispatcher on real Azurite (entity group transactions, ETags) with a pipeline endpoint on
+loopback that fails the way real ones do: latest wins, single flight, retries with backoff, crash recovery."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.outbox import Outbox, RetrainRequest
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.bootstrap import build_stores
+from shared.domain.records import AuditRecord
+from shared.services.dispatch import DispatchPolicy, backoff, dispatch, enqueue, new_request, retry
+from shared.services.retrain import PipelineTarget
+from shared.settings import Settings
+
+SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
+         "workspaces/w/PipelineRuns/PipelineSubmit/p1"
+TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
+POLICY = DispatchPolicy(coalesce_s=10, deadline_s=600, backoff_s=5, max_backoff_s=60, lease_s=120)
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def env(azurite, httpserver, small_bank_csv):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
+                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
+                        models_table=f"models{suffix}")
+    storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
+    stores = build_stores(settings)
+    data = small_bank_csv.read_bytes()
+    versions = [stores.datasets.register(data + b"\n" * i, content_hash=f"h{i}", rows=3000, columns=21,
+                                         source_blob=f"incoming/{i}.csv", source_etag=str(i), dialect="comma")
+                for i in range(3)]
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), f"outbox{suffix}"))
+    pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
+    return type("Env", (), {"stores": stores, "outbox": outbox, "pipeline": pipeline, "versions": versions})
+
+
+def request(env, version: int, *, coalesce=True, at=T0, trigger="blob") -> RetrainRequest:
+    record = AuditRecord(id=f"{trigger}-{uuid.uuid4().hex[:8]}", trigger=trigger, function="blob_upload",
+                         started_at=at, outcome="queued")
+    env.stores.audit.save(record)
+    return new_request(record, dataset_version=version, reason="upload", policy=POLICY, coalesce=coalesce, now=at)
+
+
+def run_dispatch(env, now):
+    return dispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=env.pipeline, datasets=env.stores.datasets,
+                    audit=env.stores.audit, target=TARGET, models=None, policy=POLICY, now=now)
+
+
+def finish_run(env, run_id):
+    run = env.stores.runs.get(run_id)
+    run.status = "Deployed"
+    env.stores.runs.save(run)
+
+
+def test_a_burst_coalesces_into_one_submission_of_the_newest_version(env, httpserver):
+    first, second, third = (request(env, v.version, at=T0 + i) for i, v in enumerate(env.versions))
+    for r in (first, second, third):
+        enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    assert run_dispatch(env, T0 + 5) == "nothing due"  # within the window after the last upload
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-newest"})
+    assert run_dispatch(env, T0 + 12).startswith("submitted run-newest")
+    (sent, _), = httpserver.log
+    assert sent.get_json()["ParameterAssignments"]["dataset_version"] == str(env.versions[2].version)
+    assert sent.get_json()["ParameterAssignments"]["trigger_id"] == third.id
+    for old, by in ((first, second), (second, third)):  # each by the next one, within the window
+        assert env.outbox.get(old.id).status == "superseded" and env.outbox.get(old.id).superseded_by == by.id
+        audit = env.stores.audit.get(old.id)
+        assert audit.outcome == "superseded" and f"superseded by v{by.dataset_version}" in audit.detail
+    assert env.stores.audit.get(third.id).outcome == "submitted"
+    assert env.outbox.get(third.id).run_id == "run-newest"
+
+
+def test_single_flight_queues_one_pending_request_latest_wins(env, httpserver):
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-1"})
+    enqueue(request(env, 1, coalesce=False), outbox=env.outbox, audit=env.stores.audit)
+    assert run_dispatch(env, T0).startswith("submitted run-1")
+    waiting = [request(env, v, coalesce=False, at=T0 + v) for v in (2, 3)]
+    for r in waiting:
+        enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    assert run_dispatch(env, T0 + 60) == "busy: a run is in flight"
+    assert env.outbox.pending().id == waiting[1].id and env.outbox.get(waiting[0].id).status == "superseded"
+    finish_run(env, "run-1")
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-3"})
+    assert run_dispatch(env, T0 + 61).startswith("submitted run-3")
+    assert run_dispatch(env, T0 + 62) == "busy: a run is in flight"
+    assert len(httpserver.log) == 2
+
+
+def test_429_and_5xx_are_retried_with_backoff_honouring_retry_after_then_submitted(env, httpserver):
+    r = request(env, 1, coalesce=False)
+    enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "42"})
+    assert run_dispatch(env, T0) == "retry in 42 s"
+    stored = env.outbox.get(r.id)
+    assert stored.status == "pending" and stored.next_attempt_at == pytest.approx(T0 + 42)
+    assert "429" in stored.last_error and "retrying in 42 s" in env.stores.audit.get(r.id).detail
+    assert run_dispatch(env, T0 + 30) == "nothing due"
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_data("down", status=503)
+    assert run_dispatch(env, T0 + 43).startswith("retry in")
+    second = env.outbox.get(r.id)
+    assert 5 <= second.next_attempt_at - (T0 + 43) <= 10  # attempt 2: 5 s doubled, jittered in its upper half
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-ok"})
+    assert run_dispatch(env, T0 + 60).startswith("submitted run-ok")
+    record = env.stores.audit.get(r.id)
+    assert record.outcome == "submitted" and "after 3 attempts" in record.detail
+
+
+def test_an_unreachable_endpoint_fails_the_request_at_its_deadline_and_retry_by_hand_resubmits(env, httpserver):
+    dead = PublishedPipelineClient("http://127.0.0.1:9" + SUBMIT, StaticTokenCredential("t"), max_retries=0)
+    r = request(env, 1, coalesce=False)
+    enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    args = dict(outbox=env.outbox, runs=env.stores.runs, pipeline=dead, datasets=env.stores.datasets,
+                audit=env.stores.audit, target=TARGET, models=None, policy=POLICY)
+    assert dispatch(**args, now=T0).startswith("retry in")
+    assert dispatch(**args, now=T0 + POLICY.deadline_s + 1) == "failed"
+    failed = env.stores.audit.get(r.id)
+    assert failed.outcome == "failed" and f"retrain retry {r.id}" in failed.detail and "cannot connect" in \
+        failed.detail
+    assert env.outbox.get(r.id).status == "failed"
+    retry(r.id, outbox=env.outbox, audit=env.stores.audit, policy=POLICY, now=T0 + 700)
+    assert env.outbox.get(r.id).status == "pending" and env.outbox.get(r.id).deadline == T0 + 700 + 600
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-retried"})
+    assert run_dispatch(env, T0 + 701).startswith("submitted run-retried")
+    with pytest.raises(ValueError, match="is submitted, not failed"):
+        retry(r.id, outbox=env.outbox, audit=env.stores.audit, policy=POLICY)
+
+
+def test_a_4xx_refusal_is_not_retried(env, httpserver):
+    r = request(env, 1, coalesce=False)
+    enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json(
+        {"error": {"code": "UserError", "message": "bad parameter"}}, status=400)
+    assert run_dispatch(env, T0) == "failed"
+    assert "not retryable" in env.stores.audit.get(r.id).detail
+
+
+def test_a_claim_abandoned_by_a_dead_instance_is_resubmitted_with_the_same_trigger_id(env, httpserver):
+    r = request(env, 1, coalesce=False)
+    enqueue(r, outbox=env.outbox, audit=env.stores.audit)
+    claimed = env.outbox.claim(T0)  # an instance claimed it, then died before submitting
+    assert claimed.status == "submitting"
+    assert run_dispatch(env, T0 + 60) == "busy: another instance is submitting"  # within the lease
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-after-crash"})
+    assert run_dispatch(env, T0 + 121).startswith("submitted run-after-crash")
+    (sent, _), = httpserver.log
+    assert sent.get_json()["ParameterAssignments"]["trigger_id"] == r.id
+
+
+def test_concurrent_dispatchers_submit_once(env, httpserver):
+    httpserver.expect_request(SUBMIT, method="POST").respond_with_json({"Id": "run-once"})
+    enqueue(request(env, 1, coalesce=False), outbox=env.outbox, audit=env.stores.audit)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run_dispatch(env, T0))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.startswith("submitted") for r in results) == 1 and len(httpserver.log) == 1
+
+
+def test_concurrent_enqueues_leave_exactly_one_pending(env):
+    made = [request(env, 1 + i % 3, at=T0 + i) for i in range(8)]
+    threads = [threading.Thread(target=enqueue, args=(r,), kwargs={"outbox": env.outbox, "audit": env.stores.audit})
+               for r in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = [env.outbox.get(r.id).status for r in made]
+    assert statuses.count("pending") == 1 and statuses.count("superseded") == 7
+    assert env.outbox.pending().status == "pending"
+
+
+def test_backoff_grows_is_capped_and_respects_retry_after():
+    low = [backoff(n, None, POLICY, rand=lambda: 0.0) for n in range(1, 8)]
+    high = [backoff(n, None, POLICY, rand=lambda: 1.0) for n in range(1, 8)]
+    assert low == [2.5, 5, 10, 20, 30, 30, 30] and high == [5, 10, 20, 40, 60, 60, 60]
+    assert backoff(1, 90, POLICY, rand=lambda: 0.5) == 90
