@@ -13,6 +13,7 @@ from function_app import (
     drift_timer,
     health_http,
     models_http,
+    outbox_timer,
     reconcile_timer,
     retrain_http,
     run_completed,
@@ -20,6 +21,6 @@ from function_app import (
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, retrain_http.bp,
+for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, outbox_timer.bp, retrain_http.bp,
                   run_completed.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp):
     app.register_functions(blueprint)

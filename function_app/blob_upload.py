@@ -19,7 +19,8 @@ def blob_upload(blob: func.InputStream) -> None:
     etag = str(props.get("ETag") or props.get("Etag") or "").strip('"')
     upload = UploadedBlob(name=blob.name or "", data=blob.read(), etag=etag, uploaded_at=uploaded_at)
     on_upload(upload, limits=s.limits, target=s.target, datasets=s.datasets, quarantine=s.quarantine,
-              pipeline=s.pipeline, runs=s.runs, audit=s.audit, models=s.models)
+              pipeline=s.pipeline, runs=s.runs, audit=s.audit, outbox=s.outbox, models=s.models,
+              dispatch=s.dispatch)
 
 
 def _timestamp(value) -> float | None:

@@ -19,7 +19,8 @@ def drift_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()
     record = check_drift(past_due=False, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
                          runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports,
-                         offload=s.drift_jobs, trigger="http", function="drift_http")
+                         offload=s.drift_jobs, outbox=s.outbox, dispatch=s.dispatch, trigger="http",
+                         function="drift_http")
     body = {"audit_id": record.id, "outcome": record.outcome, "detail": record.detail, "run_id": record.run_id,
             "drift": record.data.get("drift"), "report": record.data.get("report"),
             "job": record.data.get("offload", {}).get("job")}

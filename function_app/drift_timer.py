@@ -14,4 +14,4 @@ def drift_timer(timer: func.TimerRequest) -> None:
     s = services()
     check_drift(past_due=timer.past_due, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
                 runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports,
-                offload=s.drift_jobs)
+                offload=s.drift_jobs, outbox=s.outbox, dispatch=s.dispatch)

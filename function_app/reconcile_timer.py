@@ -18,4 +18,5 @@ def reconcile_timer(timer: func.TimerRequest) -> None:
                    datasets=s.datasets, audit=s.audit, limits=s.reconcile, policy=s.policy, past_due=timer.past_due)
     if s.drift_jobs is not None:
         resume_drift_checks(policy=s.drift, target=s.target, datasets=s.datasets, models=s.models, runs=s.runs,
-                            pipeline=s.pipeline, audit=s.audit, reports=s.reports, offload=s.drift_jobs)
+                            pipeline=s.pipeline, audit=s.audit, reports=s.reports, offload=s.drift_jobs,
+                            outbox=s.outbox, dispatch=s.dispatch)

@@ -18,7 +18,7 @@ def retrain_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()  # the service answers a wrong method (405) itself, so the refusal is audited like any other
     answer, _ = handle(WebhookRequest(req.get_body(), dict(req.headers), req.method), guard=s.webhook,
                        target=s.target, datasets=s.datasets, pipeline=s.pipeline, runs=s.runs, audit=s.audit,
-                       models=s.models)
+                       models=s.models, outbox=s.outbox, dispatch=s.dispatch)
     mimetype = "application/json" if answer.status < 400 else "application/problem+json"
     return func.HttpResponse(json.dumps(answer.body, default=str), status_code=answer.status,
                              headers=answer.headers, mimetype=mimetype)

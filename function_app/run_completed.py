@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared.bootstrap import services
+from shared.services.dispatch import dispatch
 from shared.services.on_run_completed import on_run_completed
 
 bp = func.Blueprint()
@@ -16,3 +17,6 @@ def run_completed(event: func.EventGridEvent) -> None:
                      data=event.get_json(), runs=s.runs, pipeline=s.pipeline, models=s.models,
                      deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit,
                      policy=s.policy)
+    # single flight: the request that waited for this run goes now
+    dispatch(outbox=s.outbox, runs=s.runs, pipeline=s.pipeline, datasets=s.datasets, audit=s.audit, target=s.target,
+             models=s.models, policy=s.dispatch)

@@ -14,7 +14,9 @@ bp = func.Blueprint()
 def runs_get(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
-    return json_response(*get_run(req.route_params["id"], runs=services().runs))
+    s = services()
+    return json_response(*get_run(req.route_params["id"], runs=s.runs, outbox=s.outbox,
+                                  experiment=s.target.experiment))
 
 
 @bp.function_name("runs_list")

@@ -78,6 +78,7 @@ class Stack:
             "TRAINING_BUDGET_S": str(c.training_budget_s),
             "DRIFT_SCHEDULE": c.drift_schedule,
             "RECONCILE_SCHEDULE": c.reconcile_schedule,
+            "OUTBOX_SCHEDULE": "*/2 * * * * *",  # the local loop stays snappy; Azure's default is every 10 s
             "INCOMING_CONTAINER": "incoming",
             "BLOB_TRIGGER_POLL_S": str(c.blob_poll_s),
             "LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],

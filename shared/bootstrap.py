@@ -17,6 +17,7 @@ from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.drift_offload import AzureMLDriftJobs, LocalDriftJobs, WindowStorage
 from shared.adapters.job_outputs import JobOutputs, WithJobOutputs
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
@@ -24,6 +25,7 @@ from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayGuard
 from shared.domain.promotion import PromotionPolicy
 from shared.services.check_drift import DriftPolicy
+from shared.services.dispatch import DispatchPolicy
 from shared.services.http_retrain import WebhookGuard
 from shared.services.on_upload import UploadLimits
 from shared.services.reconcile import ReconcileLimits
@@ -73,6 +75,8 @@ class Services:
     reports: object  # callable(name, html) -> where the drift report was stored
     drift_jobs: object | None = None  # large drift windows -> a parallel profiling job (None: always inline)
     webhook: WebhookGuard | None = None  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
+    outbox: Outbox | None = None  # retrain requests waiting to be submitted (coalescing, single flight, retries)
+    dispatch: DispatchPolicy = DispatchPolicy()
 
 
 def _secret(name: str) -> str:
@@ -146,6 +150,8 @@ def build(settings: Settings) -> Services:
         reports=report_writer(blobs.get_container_client(settings.reports_container)),
         drift_jobs=drift_jobs,
         webhook=webhook_guard(settings, tables),
+        outbox=Outbox(storage.ensure_table(tables, settings.outbox_table)),
+        dispatch=DispatchPolicy(coalesce_s=settings.coalesce_s, deadline_s=settings.submit_deadline_s),
     )
 
 

@@ -129,6 +129,11 @@ class Settings:
     webhook_rate_limit: int = 30  # WEBHOOK_RATE_LIMIT: requests per caller per window (0: no limit)
     webhook_rate_window_s: float = 60.0  # WEBHOOK_RATE_WINDOW_S
     idempotency_ttl_s: float = 86400.0  # IDEMPOTENCY_TTL_S: how long an Idempotency-Key is remembered
+    # The outbox of retrain requests (coalescing, single flight, retries).
+    outbox_table: str = "outbox"  # OUTBOX_TABLE
+    outbox_schedule: str = "*/10 * * * * *"  # OUTBOX_SCHEDULE: the dispatcher timer (NCRONTAB)
+    coalesce_s: float = 10.0  # COALESCE_S: an upload waits this long for a newer one (0: off)
+    submit_deadline_s: float = 3600.0  # SUBMIT_DEADLINE_S: retries of one submission stop after this
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -197,6 +202,10 @@ class Settings:
             webhook_rate_limit=_int(env, "WEBHOOK_RATE_LIMIT", 30),
             webhook_rate_window_s=_float(env, "WEBHOOK_RATE_WINDOW_S", 60.0),
             idempotency_ttl_s=_float(env, "IDEMPOTENCY_TTL_S", 86400.0),
+            outbox_table=env.get("OUTBOX_TABLE", "outbox"),
+            outbox_schedule=env.get("OUTBOX_SCHEDULE", "*/10 * * * * *"),
+            coalesce_s=_float(env, "COALESCE_S", 10.0),
+            submit_deadline_s=_float(env, "SUBMIT_DEADLINE_S", 3600.0),
             extra=env,
         )
         if not (s.storage_connection or s.storage_account_url):

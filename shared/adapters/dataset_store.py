@@ -35,6 +35,13 @@ class DatasetStore:
             return from_entity(DatasetVersion, row)
         return None
 
+    def find_by_hash(self, content_hash: str) -> DatasetVersion | None:
+        """The first version with these canonical bytes (same data in any dialect, under any name)."""
+        rows = self._table.query_entities("PartitionKey eq @pk and content_hash eq @h",
+                                          parameters={"pk": self._name, "h": content_hash})
+        found = sorted((from_entity(DatasetVersion, r) for r in rows), key=lambda d: d.version)
+        return found[0] if found else None
+
     def register(self, data: bytes, *, content_hash: str, rows: int, columns: int, source_blob: str,
                  source_etag: str, dialect: str) -> DatasetVersion:
         existing = self.find_by_source(source_blob, source_etag)

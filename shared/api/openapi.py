@@ -98,7 +98,9 @@ _RUN_FIELDS = {
     "experiment": "Experiment the run is recorded under.",
     "submitted_at": "When the run was submitted (Unix seconds).",
     "uploaded_at": "When the data that caused the run landed (Unix seconds; blob uploads only).",
-    "status": "Submitted -> Handling -> Deployed | KeptChampion | RolledBack | Failed.",
+    "status": "Submitted -> Handling -> Deployed | KeptChampion | RolledBack | Failed; a request not submitted "
+              "yet is Queued (coalescing window, a run in flight, or retrying), or ended Superseded / Failed, and "
+              "its `run_id` is the request's id until then.",
     "finished_at": "When the completion handler finished with the run (Unix seconds).",
     "model_version": "Model version registered from the run, once it completed.",
     "detail": "What happened, in words (the decision and its reason, or the error).",

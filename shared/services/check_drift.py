@@ -24,6 +24,7 @@ from shared.domain.drift import compare_profiles
 from shared.domain.drift_report import render_html
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.records import AuditRecord, new_id
+from shared.services.dispatch import DispatchPolicy, request_and_dispatch
 from shared.services.retrain import PipelineTarget, request_retrain
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ CONCLUDING = "concluding"
 
 
 def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
-                audit, inference=None, reports=None, offload=None, trigger: str = "timer",
+                audit, inference=None, reports=None, offload=None, outbox=None, dispatch=None,
+                trigger: str = "timer",
                 function: str = "drift_timer", now: float | None = None) -> AuditRecord:
     """`inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
     `reports`: callable(name, html) -> location of the stored report (None: not stored);
@@ -55,7 +57,8 @@ def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, 
     now = time.time() if now is None else now
     with telemetry.span("drift_check", kind="consumer" if trigger == "timer" else "server", past_due=past_due) as span:
         collaborators = dict(policy=policy, target=target, datasets=datasets, models=models, runs=runs,
-                             pipeline=pipeline, audit=audit, reports=reports, offload=offload)
+                             pipeline=pipeline, audit=audit, reports=reports, offload=offload, outbox=outbox,
+                             dispatch=dispatch)
         waiting = resume_drift_checks(now=now, **collaborators) if offload is not None else []
         record = _check(past_due=past_due, inference=inference, trigger=trigger, function=function, now=now,
                         waiting=waiting, **collaborators)
@@ -64,7 +67,7 @@ def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, 
 
 
 def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, inference, reports,
-           offload, trigger, function, now, waiting) -> AuditRecord:
+           offload, outbox, dispatch, trigger, function, now, waiting) -> AuditRecord:
     record = AuditRecord(id=new_id(f"{trigger}-"), trigger=trigger, function=function, started_at=time.time(),
                          source="schedule" + (" (past due)" if past_due else "") if trigger == "timer" else "on demand")
     audit.save(record)
@@ -95,7 +98,8 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
                                     reference=reference)
     return _conclude(record, live, latest, reference, current_profile, labelled, policy=policy, target=target,
-                     models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now)
+                     models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now,
+                     datasets=datasets, outbox=outbox, dispatch=dispatch)
 
 
 def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: DriftPolicy, basis: str, audit,
@@ -120,7 +124,7 @@ def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: D
 
 
 def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, reports, offload,
-                        now: float | None = None) -> list[AuditRecord]:
+                        outbox=None, dispatch=None, now: float | None = None) -> list[AuditRecord]:
     """Finish the checks whose profiling job ended; returns those still waiting for theirs."""
     now = time.time() if now is None else now
     waiting = []
@@ -142,7 +146,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
             if state is not None and state.status == "completed":
                 _conclude_handed_over(record, state.profile, policy=policy, target=target, datasets=datasets,
                                       models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports,
-                                      offload=offload, now=now)
+                                      offload=offload, now=now, outbox=outbox, dispatch=dispatch)
             elif state is not None and state.status == "failed":
                 audit.finish(record, "failed", f"profiling job {job} failed: {state.detail}")
             else:
@@ -152,7 +156,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
 
 
 def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, policy, target, datasets, models, runs,
-                          pipeline, audit, reports, offload, now) -> AuditRecord:
+                          pipeline, audit, reports, offload, now, outbox=None, dispatch=None) -> AuditRecord:
     from shared.drift_job import labelled as all_labelled
 
     record.stage("profiled")
@@ -167,11 +171,13 @@ def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, poli
         current_profile = replace(current_profile, target=None)
     record.data["window"]["rows"] = current_profile.rows
     return _conclude(record, live, datasets.latest(), reference, current_profile, labelled, policy=policy,
-                     target=target, models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now)
+                     target=target, models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now,
+                     datasets=datasets, outbox=outbox, dispatch=dispatch)
 
 
 def _conclude(record: AuditRecord, live, latest, reference: Profile, current_profile: Profile, labelled: bool, *,
-              policy: DriftPolicy, target, models, runs, pipeline, audit, reports, now: float) -> AuditRecord:
+              policy: DriftPolicy, target, models, runs, pipeline, audit, reports, now: float, datasets=None,
+              outbox=None, dispatch=None) -> AuditRecord:
     result = compare_profiles(reference, current_profile, threshold=policy.threshold, share=policy.share,
                               min_rows=policy.min_rows, thresholds=policy.thresholds, critical=policy.critical,
                               target_counts=labelled)
@@ -194,6 +200,16 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
     if why:
         return audit.finish(record, "skipped", f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
+    if outbox is not None:  # the outbox retries and keeps single flight; the record says what became of it
+        stored = request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
+                                      datasets=datasets, audit=audit, target=target, models=models,
+                                      policy=dispatch or DispatchPolicy(), parameters=report)
+        fresh = audit.get(record.id) or record
+        if stored.status in ("pending", "submitted"):
+            fresh.detail = f"drift: {result.verdict}; " + fresh.detail
+            fresh.data["report"] = record.data.get("report")
+            audit.save(fresh)
+        return fresh
     try:
         request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
                         models=models, parameters=report)

@@ -150,3 +150,28 @@ def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float 
         record.detail = "retried by hand; queued"
         audit.save(record)
     return released
+
+
+def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, runs, pipeline, datasets, audit,
+                         target, models, policy: DispatchPolicy, coalesce: bool = False,
+                         parameters: dict | None = None, uploaded_at: float | None = None) -> RetrainRequest:
+    """The one path every trigger takes to ask for a retrain: into the outbox, then submitted now if it is due
+    and nothing is in flight. Returns the request as stored afterwards (`submitted`, `pending`, `failed`)."""
+    request = new_request(record, dataset_version=dataset.version, reason=reason, policy=policy, coalesce=coalesce,
+                          parameters=parameters, uploaded_at=uploaded_at)
+    record.dataset_version = dataset.version
+    record.stage("queued")
+    record.outcome = "queued"
+    record.detail = (f"dataset v{dataset.version} queued ({reason})"
+                     + (f"; waits {policy.coalesce_s:.0f} s for newer uploads" if coalesce and policy.coalesce_s
+                        else ""))
+    audit.save(record)
+    enqueue(request, outbox=outbox, audit=audit)
+    outcome = dispatch(outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit, target=target,
+                       models=models, policy=policy)
+    stored = outbox.get(request.id)
+    if stored.status == "pending" and outcome.startswith("busy"):
+        fresh = audit.get(record.id) or record
+        fresh.detail = f"dataset v{dataset.version} queued ({reason}): {outcome}; submitted when it ends"
+        audit.save(fresh)
+    return stored

@@ -23,7 +23,9 @@ from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, replay_key, verify
+from shared.services.dispatch import DispatchPolicy, request_and_dispatch
 from shared.services.retrain import PipelineTarget, request_retrain
+from shared.services.run_queries import request_view
 
 MAX_BODY = 1024 * 1024
 MAX_TEXT = 200
@@ -88,9 +90,10 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 
 
 def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None, target: PipelineTarget, datasets,
-                 pipeline, runs, audit, models=None, function: str = "retrain_http",
-                 now: float | None = None) -> tuple[HttpAnswer, AuditRecord]:
-    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest)."""
+                 pipeline, runs, audit, models=None, outbox=None, dispatch: DispatchPolicy | None = None,
+                 function: str = "retrain_http", now: float | None = None) -> tuple[HttpAnswer, AuditRecord]:
+    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest);
+    `outbox=None` submits directly instead of through the outbox (single flight, retries)."""
     if isinstance(request, bytes):
         request = WebhookRequest(request, {"content-type": "application/json"})
     now = time.time() if now is None else now
@@ -100,7 +103,8 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
     with telemetry.span("retrain_http", kind="server", trigger_id=record.id, size=len(request.body)) as span:
         try:
             answer = _handle(request, record, guard=guard, target=target, datasets=datasets, pipeline=pipeline,
-                             runs=runs, models=models, now=now)
+                             runs=runs, models=models, now=now, audit=audit, outbox=outbox,
+                             dispatch=dispatch or DispatchPolicy())
         except Rejected as exc:
             answer = exc.answer
         if answer.status >= 400:
@@ -114,7 +118,7 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
 
 
 def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, datasets, pipeline, runs, models,
-            now) -> HttpAnswer:
+            now, audit, outbox, dispatch) -> HttpAnswer:
     if request.method.upper() != "POST":
         raise Rejected(405, f"{request.method.upper()} is not allowed on /api/retrain; use POST",
                        {"Allow": "POST"})
@@ -131,11 +135,11 @@ def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, data
     record.data["requested_by"] = fields.get("requested_by", "")
     reason = fields.get("reason") or "http"
     key = request.header("idempotency-key") if guard is not None else None
+    deps = dict(target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models, audit=audit,
+                outbox=outbox, dispatch=dispatch)
     if key is None:
-        return _submit(fields, reason, record, target=target, datasets=datasets, pipeline=pipeline, runs=runs,
-                       models=models)
-    return _idempotent(key, fields, reason, record, guard=guard, target=target, datasets=datasets,
-                       pipeline=pipeline, runs=runs, models=models, now=now)
+        return _submit(fields, reason, record, **deps)
+    return _idempotent(key, fields, reason, record, guard=guard, now=now, **deps)
 
 
 def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> None:
@@ -224,23 +228,39 @@ def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, gua
     return answer
 
 
-def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets, pipeline, runs,
-            models) -> HttpAnswer:
+def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets, pipeline, runs, models, audit,
+            outbox, dispatch) -> HttpAnswer:
     dataset = resolve_dataset(fields["dataset"], datasets)
     busy = [r for r in runs.in_flight() if r.dataset_version == dataset.version]
     if busy:
         raise Rejected(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
                             f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
-    try:
-        run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs, target=target,
-                              models=models, parameters=fields["parameters"])
-    except Exception as exc:
-        rejected = Rejected(502, f"the pipeline endpoint did not accept the run: {exc}")
-        rejected.outcome_unknown = getattr(exc, "status", None) is None  # no HTTP answer: it may have started
-        raise rejected from None
-    record.finish("submitted", f"dataset v{dataset.version} submitted ({reason})")
-    location = f"/api/runs/{run.run_id}"
-    return HttpAnswer(202, {**asdict(run), "id": run.run_id, "audit_id": record.id}, {"Location": location})
+    if outbox is None:
+        try:
+            run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs,
+                                  target=target, models=models, parameters=fields["parameters"])
+        except Exception as exc:
+            rejected = Rejected(502, f"the pipeline endpoint did not accept the run: {exc}")
+            rejected.outcome_unknown = getattr(exc, "status", None) is None  # no HTTP answer: it may have started
+            raise rejected from None
+        record.finish("submitted", f"dataset v{dataset.version} submitted ({reason})")
+        return _accepted(run, record)
+    stored = request_and_dispatch(record, dataset, reason=reason, outbox=outbox, runs=runs, pipeline=pipeline,
+                                  datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
+                                  parameters=fields["parameters"])
+    record.__dict__.update((audit.get(record.id) or record).__dict__)  # the dispatcher wrote the outcome
+    if stored.status == "submitted":
+        return _accepted(runs.get(stored.run_id), record)
+    if stored.status == "failed":  # refused for good (a 4xx from the pipeline endpoint)
+        raise Rejected(502, f"the pipeline endpoint did not accept the run: {stored.last_error}")
+    location = f"/api/runs/{stored.id}"  # queued: names the run once submitted
+    return HttpAnswer(202, {**request_view(stored, target.experiment), "id": stored.id, "audit_id": record.id},
+                      {"Location": location})
+
+
+def _accepted(run, record: AuditRecord) -> HttpAnswer:
+    return HttpAnswer(202, {**asdict(run), "id": run.run_id, "audit_id": record.id},
+                      {"Location": f"/api/runs/{run.run_id}"})
 
 
 def resolve_dataset(ref: str, datasets):

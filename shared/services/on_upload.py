@@ -1,4 +1,4 @@
-"""A file landed in the incoming container: validate, register a dataset version, submit a retrain."""
+"""A file landed in the incoming container: validate, register a dataset version, ask for a retrain."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from shared import telemetry
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
-from shared.services.retrain import PipelineTarget, request_retrain
+from shared.services.dispatch import DispatchPolicy, request_and_dispatch
+from shared.services.retrain import PipelineTarget
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,14 @@ class UploadLimits:
 
 
 def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
-              pipeline, runs, audit, models=None, function: str = "blob_upload") -> AuditRecord:
+              pipeline, runs, audit, outbox, models=None, dispatch: DispatchPolicy = DispatchPolicy(),
+              function: str = "blob_upload") -> AuditRecord:
+    """A valid upload becomes a dataset version (or a `duplicate of vN`) and a retrain request in the outbox,
+    submitted after the coalescing window when nothing is in flight (`shared.services.dispatch`)."""
     with telemetry.span("blob_upload", kind="consumer", blob=blob.name, etag=blob.etag, size=len(blob.data)) as span:
         record = _on_upload(blob, limits=limits, target=target, datasets=datasets, quarantine=quarantine,
-                            pipeline=pipeline, runs=runs, audit=audit, models=models, function=function)
+                            pipeline=pipeline, runs=runs, audit=audit, outbox=outbox, models=models,
+                            dispatch=dispatch, function=function)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
         if record.outcome == "rejected":
             span.fail(record.detail)
@@ -40,7 +45,7 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
 
 
 def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
-               pipeline, runs, audit, models, function: str) -> AuditRecord:
+               pipeline, runs, audit, outbox, models, dispatch: DispatchPolicy, function: str) -> AuditRecord:
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
                          source=blob.name)
     if blob.uploaded_at:
@@ -64,21 +69,29 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
     audit.save(record)
 
     canonical = canonical_csv(result.frame)
-    dataset = datasets.register(canonical, content_hash=content_hash(canonical), rows=result.rows,
+    digest = content_hash(canonical)
+    same = datasets.find_by_hash(digest)
+    if same is not None and (same.source_blob, same.source_etag) != (blob.name, blob.etag):
+        record.dataset_version = same.version
+        return audit.finish(record, "duplicate", f"duplicate of v{same.version} (same rows as {same.source_blob}); "
+                                                 "no new version, no retrain")
+    dataset = datasets.register(canonical, content_hash=digest, rows=result.rows,
                                 columns=len(result.frame.columns), source_blob=blob.name, source_etag=blob.etag,
                                 dialect=result.dialect.name)
     record.dataset_version = dataset.version
     record.stage("registered")
     audit.save(record)
-
-    try:
-        request_retrain(dataset, reason="upload", record=record, pipeline=pipeline, runs=runs, target=target,
-                        uploaded_at=blob.uploaded_at, models=models)
-    except Exception as exc:
-        # Recorded, then raised so the host retries the blob (the registration above is reused on retry).
-        record.finish("failed", f"pipeline submit failed: {exc}")
+    if outbox is not None and any(r.dataset_version == dataset.version for r in outbox.list()):
+        # the host retried this blob after a crash: its version and request already exist
+        return audit.finish(record, "duplicate", f"v{dataset.version} was already registered and queued for this "
+                                                 "blob (a retried trigger)")
+    stored = request_and_dispatch(record, dataset, reason="upload", outbox=outbox, runs=runs, pipeline=pipeline,
+                                  datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
+                                  coalesce=True, uploaded_at=blob.uploaded_at)
+    record = audit.get(record.id) or record
+    if stored.status == "pending":  # waiting: coalescing window, a run in flight, or a retry
+        record.detail = record.detail.replace(f"dataset v{dataset.version} ",
+                                              f"dataset v{dataset.version} ({result.rows} rows, "
+                                              f"{result.dialect.name}) ", 1)
         audit.save(record)
-        raise
-    record.finish("submitted", f"dataset v{dataset.version} ({result.rows} rows, {result.dialect.name}) submitted")
-    audit.save(record)
     return record

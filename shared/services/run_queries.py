@@ -15,8 +15,38 @@ def _problem(status: int, title: str, detail: str, **extra) -> dict:
     return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
-def get_run(run_id: str, *, runs) -> tuple[int, dict]:
+REQUEST_STATUS = {"pending": "Queued", "submitting": "Queued", "superseded": "Superseded", "failed": "Failed"}
+
+
+def request_view(request, experiment: str) -> dict:
+    """A retrain request not (yet) submitted, in the run record's shape: `run_id` is the request's id until the
+    pipeline run exists; `status` Queued, Superseded or Failed; `detail` says why."""
+    if request.status == "superseded":
+        detail = f"superseded by request {request.superseded_by}"
+    elif request.status == "failed":
+        detail = f"submit failed: {request.last_error}"
+    else:
+        detail = (f"waiting (attempt {request.attempts + 1}): {request.last_error}" if request.last_error
+                  else "waiting for the coalescing window or the run in flight")
+    return {"run_id": request.id, "trigger_id": request.id, "trigger": request.trigger, "reason": request.reason,
+            "dataset_version": request.dataset_version, "experiment": experiment,
+            "submitted_at": request.requested_at, "uploaded_at": request.uploaded_at,
+            "status": REQUEST_STATUS.get(request.status, request.status.title()), "finished_at": request.finished_at,
+            "model_version": None, "detail": detail, "claimed_at": request.claimed_at, "traceparent": "",
+            "request_id": request.id}
+
+
+def get_run(run_id: str, *, runs, outbox=None, experiment: str = "") -> tuple[int, dict]:
+    """A submitted run, or a request still in (or ended in) the outbox: `Location` answers of queued requests
+    point at the request's id, which then names its run once submitted."""
     run = runs.get(run_id)
+    if run is None and outbox is not None:
+        request = outbox.get(run_id)
+        if request is not None:
+            if request.status == "submitted" and request.run_id:
+                run = runs.get(request.run_id)
+            else:
+                return 200, request_view(request, experiment)
     if run is None:
         return 404, _problem(404, "Not Found", f"no run {run_id!r} was submitted by this service")
     return 200, asdict(run)

@@ -32,11 +32,14 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
     assert sorted(functions) == ["api_docs", "blob_upload", "drift_http", "drift_timer", "health", "models_list",
-                                 "openapi_json", "reconcile_timer", "retrain_http", "run_completed", "runs_get",
-                                 "runs_list"]
+                                 "openapi_json", "outbox_timer", "reconcile_timer", "retrain_http", "run_completed",
+                                 "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
          "connection": "AzureWebJobsStorage"}]}
+    assert functions["outbox_timer"] == {"trigger": "timerTrigger", "bindings": [
+        {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%OUTBOX_SCHEDULE%",
+         "runOnStartup": True, "useMonitor": False}]}
     assert functions["drift_timer"] == {"trigger": "timerTrigger", "bindings": [
         {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%DRIFT_SCHEDULE%",
          "runOnStartup": False, "useMonitor": True}]}

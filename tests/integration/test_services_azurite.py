@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import pandas as pd
@@ -12,9 +13,11 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.bootstrap import build_stores
+from shared.services.dispatch import DispatchPolicy, dispatch
 from shared.services.http_retrain import retrain_http
 from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
@@ -35,8 +38,10 @@ def stores(azurite):
     for name in containers.values():
         storage.ensure_container(blobs, name)
     built = build_stores(settings)
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), f"outbox{suffix}"))
     return {"blobs": blobs, "containers": containers, "quarantine": Quarantine(blobs, containers["quarantine"]),
-            "datasets": built.datasets, "audit": built.audit, "runs": built.runs, "models": built.models}
+            "datasets": built.datasets, "audit": built.audit, "runs": built.runs, "models": built.models,
+            "outbox": outbox}
 
 
 @pytest.fixture
@@ -81,16 +86,54 @@ def test_valid_upload_registers_a_version_and_posts_it(stores, pipeline, httpser
     assert stores["runs"].get("run-1").dataset_version == 1
 
 
-def test_retried_trigger_reuses_the_registered_version(stores, pipeline, httpserver, small_bank_csv):
+def test_a_refused_submit_is_retried_from_the_outbox_and_a_retried_trigger_adds_nothing(stores, pipeline,
+                                                                                           httpserver, small_bank_csv):
     blob = upload(stores, "retry.csv", small_bank_csv.read_bytes())
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"error": {"code": "x"}}, status=500)
-    with pytest.raises(Exception, match="service error 500"):
-        on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
-    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-2"})
     record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
-    assert record.dataset_version == 1 and len(stores["datasets"].list()) == 1
-    outcomes = [r.outcome for r in stores["audit"].list()]
-    assert outcomes == ["failed", "submitted"]
+    assert record.outcome == "queued" and "service error 500" in record.detail and "retrying in" in record.detail
+    again = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))  # host retry
+    assert again.outcome == "duplicate" and "already registered and queued" in again.detail
+    assert len(stores["datasets"].list()) == 1 and len(stores["outbox"].list()) == 1
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-2"})
+    later = time.time() + 3600
+    assert dispatch(outbox=stores["outbox"], runs=stores["runs"], pipeline=pipeline, datasets=stores["datasets"],
+                    audit=stores["audit"], target=TARGET, models=None, policy=DispatchPolicy(),
+                    now=later).startswith("submitted run-2")
+    done = stores["audit"].get(record.id)
+    assert done.outcome == "submitted" and done.run_id == "run-2" and "after 2 attempts" in done.detail
+
+
+def test_the_same_bytes_under_another_name_or_dialect_are_a_duplicate_with_no_run(stores, pipeline, httpserver,
+                                                                                    small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-d"})
+    first = on_upload(upload(stores, "a.csv", data), limits=LIMITS, target=TARGET, pipeline=pipeline,
+                      **_services(stores))
+    assert first.outcome == "submitted"
+    semicolons = pd.read_csv(small_bank_csv).to_csv(sep=";", index=False).encode()
+    for name, body in (("copy.csv", data), ("semicolon.csv", semicolons)):
+        record = on_upload(upload(stores, name, body), limits=LIMITS, target=TARGET, pipeline=pipeline,
+                           **_services(stores))
+        assert record.outcome == "duplicate" and record.detail.startswith("duplicate of v1"), record.detail
+    assert len(stores["datasets"].list()) == 1 and len(httpserver.log) == 1 and len(stores["outbox"].list()) == 1
+
+
+def test_uploads_within_the_window_coalesce_into_one_retrain_of_the_newest(stores, pipeline, httpserver,
+                                                                              small_bank_csv):
+    frame = pd.read_csv(small_bank_csv)
+    records = [on_upload(upload(stores, f"part{i}.csv", frame.iloc[i * 100:].to_csv(index=False).encode()),
+                         limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores, coalesce_s=30))
+               for i in range(3)]
+    assert [r.outcome for r in records] == ["queued"] * 3 and httpserver.log == []
+    outcomes = [stores["audit"].get(r.id) for r in records]
+    assert [o.outcome for o in outcomes[:2]] == ["superseded", "superseded"]
+    assert "superseded by v2" in outcomes[0].detail and "superseded by v3" in outcomes[1].detail
+    httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-c"})
+    assert dispatch(outbox=stores["outbox"], runs=stores["runs"], pipeline=pipeline, datasets=stores["datasets"],
+                    audit=stores["audit"], target=TARGET, models=None, policy=DispatchPolicy(),
+                    now=time.time() + 31).startswith("submitted run-c")
+    assert json.loads(httpserver.log[0][0].data)["ParameterAssignments"]["dataset_version"] == "3"
 
 
 def test_malformed_upload_is_quarantined_with_a_reason_and_not_posted(stores, pipeline, httpserver):
@@ -173,8 +216,9 @@ def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver
         assert stores["audit"].get(record.id).outcome == "rejected"
 
 
-def _services(stores):
-    return {k: stores[k] for k in ("datasets", "quarantine", "runs", "audit")}
+def _services(stores, coalesce_s: float = 0.0):
+    return {**{k: stores[k] for k in ("datasets", "quarantine", "runs", "audit", "outbox")},
+            "dispatch": DispatchPolicy(coalesce_s=coalesce_s)}
 
 
 class RecordingDeployer:
