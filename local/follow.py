@@ -55,16 +55,18 @@ def _find_completion(audit, run_id: str) -> AuditRecord | None:
 
 
 def follow_upload(*, source: str, t0: float, audit, pipeline, scorer, sample: list[dict],
-                  report: Callable[[str, float], None], timeout_s: float = 1800, poll_s: float = 0.5) -> dict:
-    """Block until the upload is served by a new model (returns a summary) or fails (raises LoopFailed)."""
+                  report: Callable[[str, float], None], timeout_s: float = 1800, poll_s: float = 0.5,
+                  record_id: str | None = None) -> dict:
+    """Block until the upload is served by a new model (returns a summary) or fails (raises LoopFailed).
+    `record_id`: follow that trigger's audit record instead of the upload of `source` (a webhook request)."""
     progress = Progress(t0=t0)
     summary = progress.summary
     summary["status"] = "in_progress"
     deadline = time.time() + timeout_s
     upload = completion = None
     while time.time() < deadline:
-        if upload is None or upload.outcome == "in_progress":
-            upload = _find_upload_record(audit, source, t0) or upload
+        if upload is None or upload.outcome in ("in_progress", "queued"):  # queued: coalescing, or a run in flight
+            upload = (audit.get(record_id) if record_id else _find_upload_record(audit, source, t0)) or upload
         if upload is not None:
             for stage in ("seen", "validated", "registered", "accepted"):
                 if stage in upload.stages:
@@ -72,7 +74,7 @@ def follow_upload(*, source: str, t0: float, audit, pipeline, scorer, sample: li
             summary.update(dataset_version=upload.dataset_version, run_id=upload.run_id, audit_id=upload.id)
             if "accepted" in upload.stages:
                 summary["upload_to_post_s"] = round(upload.stages["accepted"] - t0, 3)
-            if upload.outcome in ("rejected", "failed"):
+            if upload.outcome in ("rejected", "failed", "duplicate", "superseded"):
                 summary["status"] = upload.outcome
                 raise LoopFailed(upload.detail, summary)
         run_id = upload.run_id if upload else None

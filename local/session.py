@@ -86,6 +86,26 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _retrain_duplicate(stack: Stack, version: int, console: Console) -> str:
+    """The file is a dataset version already (uploads are deduplicated by content): ask for a retrain of that
+    version over the signed webhook instead, as `retrain trigger --dataset vN` would; returns its audit id."""
+    from shared.webhook_client import RetrainClient
+
+    console.log(f"the file is dataset v{version} already (same rows): no new version; asking for a retrain of "
+                f"v{version} over the webhook")
+    client = RetrainClient(stack.config.host_url, stack.host_keys.function_keys["default"],
+                           stack.secrets["webhook_secret"])
+    answer = client.trigger(f"v{version}", reason="retrain run: the same data again", requested_by="retrain run")
+    body = answer.json() or {}
+    if answer.status not in (202, 409) or not (body.get("audit_id") or answer.status == 409):
+        raise LoopFailed(f"the webhook refused the retrain: {answer.status} {body.get('detail', '')}",
+                         {"status": "failed", "dataset_version": version})
+    if answer.status == 409:  # already queued or in flight for that version: follow that one
+        raise LoopFailed(f"a retrain of v{version} is already under way ({body.get('detail', '')})",
+                         {"status": "busy", "dataset_version": version})
+    return body["audit_id"]
+
+
 def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: bool, timeout_s: float,
                 console: Console | None = None) -> int:
     console = console or Console(log_path=False)
@@ -115,8 +135,16 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
                 console.log(f"[green]✓[/] {labels[stage]:<42} +{elapsed:6.1f}s")
 
             with console.status("waiting for the loop (blob trigger → pipeline → completion → deploy)…"):
-                summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
-                                        sample=sample, report=report, timeout_s=timeout_s)
+                try:
+                    summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
+                                            sample=sample, report=report, timeout_s=timeout_s)
+                except LoopFailed as exc:
+                    if exc.summary.get("status") != "duplicate":
+                        raise
+                    record_id = _retrain_duplicate(stack, exc.summary["dataset_version"], console)
+                    summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
+                                            sample=sample, report=report, timeout_s=timeout_s,
+                                            record_id=record_id)
             metrics = summary.get("metrics") or {}
             console.log(f"[bold green]model v{summary['model_version']} deployed[/] from dataset "
                         f"v{summary['dataset_version']} (run {summary['run_id']}; cross-validated AUC "

@@ -235,6 +235,11 @@ def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets,
     if busy:
         raise Rejected(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
                             f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
+    waiting = [r for r in (outbox.list("pending") + outbox.list("submitting") if outbox is not None else [])
+               if r.dataset_version == dataset.version]
+    if waiting:
+        raise Rejected(409, f"a retrain of dataset v{dataset.version} is already queued (request {waiting[-1].id})",
+                       {"Location": f"/api/runs/{waiting[-1].id}"})
     if outbox is None:
         try:
             run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs,

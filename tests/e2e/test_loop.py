@@ -30,7 +30,7 @@ def stack(tmp_path_factory):
                          table_port=free_port(), host_port=free_port(), pipeline_port=free_port(),
                          scoring_port=free_port(), training_budget_s=3, blob_poll_s=0.5,
                          drift_schedule="0 0 0 1 1 *",
-                         extra_settings={"MIN_ROWS": "200", "DRIFT_COOLDOWN_S": "0"})
+                         extra_settings={"MIN_ROWS": "200", "DRIFT_COOLDOWN_S": "0", "COALESCE_S": "1"})
     s = Stack(config)
     s.start()
     stores = build_stores(Settings(storage_connection=config.connection_string))
