@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
         self.children: list[Child] = []
+        self._specs: dict[str, tuple[list[str], tuple[int, ...], dict[str, str]]] = {}  # for restart(name)
         self.secrets = stack_secrets.load_or_create(config.local_dir)
         self.host_keys = load_or_create_keys(config.local_dir)
 
@@ -134,6 +136,7 @@ class Stack:
 
     def _start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str]) -> None:
         child = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
+        self._specs[name] = (argv, ports, env)
         self.children.append(child)
         child.wait_ready(90)
 
@@ -154,3 +157,36 @@ class Stack:
 
     def dead_children(self) -> list[str]:
         return [c.name for c in self.children if c.proc.poll() is not None]
+
+    # one child at a time (fault injection: bench/faults.py) -------------------------------------------------
+    def child(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(f"no child named {name!r} (have {[c.name for c in self.children]})")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 15.0) -> int:
+        """Send `sig` to one child's process group (SIGKILL: a crash, nothing runs on the way out) and wait
+        for it to end; returns its exit code. It stays listed (dead) until `restart(name)`."""
+        child = self.child(name)
+        if child.proc.poll() is None:
+            try:
+                os.killpg(child.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            child.proc.wait(timeout)
+        if child._log is not None:
+            child._log.close()
+            child._log = None
+        return child.proc.returncode
+
+    def restart(self, name: str, timeout: float = 90.0) -> Child:
+        """Stop one child as `stop()` does (SIGTERM, then SIGKILL) if it still runs, and start it again with the
+        same command, ports, settings and local dir; waits until its ports answer."""
+        old = self.child(name)
+        old.stop()
+        argv, ports, env = self._specs[name]
+        new = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
+        self.children[self.children.index(old)] = new
+        new.wait_ready(timeout)
+        return new

@@ -199,6 +199,35 @@ def cmd_override(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_retry(args) -> int:
+    """A retrain request that failed (its submit deadline passed) back into the outbox, with a new deadline; the
+    running host's outbox timer submits it."""
+    from local.connection import StackNotRunning, find_stack
+    from shared.adapters import storage
+    from shared.adapters.outbox import Outbox
+    from shared.bootstrap import build_stores
+    from shared.services.dispatch import DispatchPolicy, retry
+    from shared.settings import Settings
+
+    try:
+        settings = Settings(storage_connection=find_stack().storage_connection,
+                            submit_deadline_s=float(os.environ.get("SUBMIT_DEADLINE_S") or 3600))
+    except StackNotRunning as exc:
+        print(f"retrain retry: {exc}", file=sys.stderr)
+        return 1
+    stores = build_stores(settings)
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
+    try:
+        request = retry(args.request, outbox=outbox, audit=stores.audit,
+                        policy=DispatchPolicy(deadline_s=settings.submit_deadline_s))
+    except (LookupError, ValueError) as exc:
+        print(f"retrain retry: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"queued again: request {request.id} (dataset v{request.dataset_version}, {request.reason}); the "
+          "outbox timer submits it when nothing is in flight")
+    return 0
+
+
 def cmd_train(args) -> int:
     from shared.training import job
 
@@ -538,6 +567,45 @@ def cmd_trigger(args) -> int:
     return 1
 
 
+def cmd_validate(args) -> int:
+    import dataclasses
+
+    from shared.domain.validation import validate_file
+    from shared.settings import Settings
+
+    def limit(env_name: str, setting: str) -> int:  # the service's limit: its app setting if set, else the default
+        default = next(f.default for f in dataclasses.fields(Settings) if f.name == setting)
+        try:
+            return int(os.environ.get(env_name, default))
+        except ValueError:
+            return default
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"retrain validate: {path} is not a file", file=sys.stderr)
+        return 2
+    min_rows = args.min_rows if args.min_rows is not None else limit("MIN_ROWS", "min_rows")
+    max_bytes = args.max_bytes if args.max_bytes is not None else limit("MAX_UPLOAD_BYTES", "max_upload_bytes")
+    try:
+        result = validate_file(path, min_rows=min_rows, max_bytes=max_bytes)
+    except OSError as exc:
+        print(f"retrain validate: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**result.to_dict(), "file": str(path)}))
+    else:
+        shape = ", ".join(part for part in (
+            f"{result.size:,} bytes", f"dialect {result.dialect.name}" if result.dialect else "",
+            f"{result.data_rows:,} rows" if result.data_rows is not None else "",
+            f"{result.data_columns} columns" if result.data_columns is not None else "") if part)
+        print(f"{'ACCEPTED' if result.ok else 'REJECTED'} {path} ({shape})")
+        for error in result.errors:
+            print(f"  error: {error}")
+        for warning in result.warnings:
+            print(f"  warning: {warning}")
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -627,6 +695,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reuse the key a previous attempt printed to retry it safely (default: a new uuid4)")
     trigger.add_argument("--json", action="store_true", help="print the response body as JSON")
 
+    retry_cmd = sub.add_parser("retry", help="submit again a retrain request that failed (see `retrain status`: the "
+                                             "audit id of the trigger is the request id)")
+    retry_cmd.add_argument("request", metavar="RUN", help="the failed request's id (its trigger's audit id)")
+
+    validate = sub.add_parser("validate", help="check a file offline exactly as an upload is checked: verdict, "
+                                               "dialect, rows, reason (exit 0 accepted, 1 rejected, 2 usage)")
+    validate.add_argument("file")
+    validate.add_argument("--json", action="store_true",
+                          help='print {"accepted", "dialect", "rows", "columns", "reason", "errors", "warnings", '
+                               '"file"}')
+    validate.add_argument("--min-rows", type=int, help="fewest data rows (default: MIN_ROWS or 500)")
+    validate.add_argument("--max-bytes", type=int,
+                          help="largest file, and largest unpacked gzip (default: MAX_UPLOAD_BYTES or 209715200)")
+
     azure = sub.add_parser("azure", help="Azure ML: publish the training pipeline")
     azure_sub = azure.add_subparsers(dest="azure_command", required=True)
     publish = azure_sub.add_parser("publish", help="define the training pipeline (azure-ai-ml v2) and publish it "
@@ -659,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         "drift": lambda: cmd_drift(args),
         "keys": lambda: cmd_keys(args),
         "trigger": lambda: cmd_trigger(args),
+        "validate": lambda: cmd_validate(args),
+        "retry": lambda: cmd_retry(args),
     }
     return handlers[args.command]()
 

@@ -51,6 +51,18 @@ LEVELS: Final[dict[str, tuple[str, ...]]] = {
     "poutcome": ("failure", "nonexistent", "success"),
 }
 
+# Columns whose values must be one of LEVELS (case-insensitive; stored lower-case). Other categories only warn.
+CLOSED_LEVELS: Final = ("month", "day_of_week")
+
+# Inclusive (low, high) bounds of numeric columns; None: unbounded on that side. pdays 999 = never contacted.
+RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
+    "age": (0, 120),
+    "duration": (0, None),
+    "campaign": (0, None),
+    "pdays": (0, None),
+    "previous": (0, None),
+}
+
 # One realistic record (a row of the public sample file, without its label): swagger examples and smoke tests
 # where no real records are at hand.
 EXAMPLE_RECORD: Final[dict[str, object]] = {

@@ -56,6 +56,7 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
     result = validate_csv(blob.data, min_rows=limits.min_rows, max_bytes=limits.max_bytes)
     if not result.ok:
         reason = {"blob": blob.name, "etag": blob.etag, "rejected_at": time.time(), "errors": result.errors,
+                  "details": result.details(),
                   "warnings": result.warnings, "audit_id": record.id,
                   "dialect": result.dialect.name if result.dialect else None}
         where = quarantine.put(blob.name, blob.data, reason)

@@ -68,13 +68,16 @@ def test_non_numeric_value_names_column_row_and_value(frame):
     bad["campaign"] = bad["campaign"].astype(str)
     bad.loc[bad.index[6], "campaign"] = "three"
     result = check(bad.to_csv(index=False).encode())
-    assert result.errors == ["column 'campaign' must be numeric: row 8 has 'three' (1 bad value(s) in all)"]
+    assert result.errors == ["line 8, column 'campaign': expected integer >= 0, found 'three'"]
+    assert result.details() == [{"code": "wrong_type", "line": 8, "column": "campaign", "expected": "integer >= 0",
+                                 "found": "three", "message": result.errors[0]}]
 
 
 def test_bad_label_and_single_class(frame):
     bad = frame.copy()
     bad.loc[bad.index[0], "y"] = "maybe"
-    assert check(bad.to_csv(index=False).encode()).errors == ["target 'y' must be 'yes' or 'no': row 2 has 'maybe'"]
+    errors = check(bad.to_csv(index=False).encode()).errors
+    assert errors == ["line 2, column 'y': expected 'yes' or 'no', found 'maybe'"]
     one = frame[frame["y"] == "no"]
     assert "only the class 'no'" in check(one.to_csv(index=False).encode()).reason()
 
@@ -97,3 +100,30 @@ def test_unknown_columns_are_ignored_with_a_warning(frame):
     assert result.ok
     assert result.warnings == ["ignored 1 unknown column(s): customer_id"]
     assert "customer_id" not in result.frame.columns
+
+
+def test_a_header_name_with_a_quoted_line_break_is_explained_not_crashed(comma_bytes):
+    header, rest = comma_bytes.split(b"\n", 1)
+    result = check(header.replace(b"job", b'"jo\nb"', 1) + b"\n" + rest)
+    assert not result.ok and "missing columns: job" in result.reason()
+    assert all(e.code != "internal" for e in result.errors)
+
+
+def test_blank_lines_crlf_and_case_do_not_change_the_dataset(frame, comma_bytes):
+    lines = comma_bytes.split(b"\n")
+    messy = b"\r\n".join([b"", *lines[:3], b"   ", *lines[3:]]).replace(b",may,", b",May,").replace(b",no\r", b",No\r")
+    result, clean = check(messy), check(comma_bytes)
+    assert result.ok, result.reason()
+    assert result.dialect.name == "comma+crlf"
+    assert canonical_csv(result.frame) == canonical_csv(clean.frame)
+
+
+def test_line_numbers_count_blank_lines_and_quoted_line_breaks(frame):
+    data = frame.head(40).astype({"job": object, "age": object})
+    data.loc[2, "job"] = "admin.\nsecond line"
+    data.loc[5, "age"] = -1
+    raw = data.to_csv(index=False).encode().replace(b"\n", b"\n\n", 1)  # a blank line after the header
+    result = check(raw)
+    # header 1, blank 2, rows 0-1 on 3-4, row 2 on 5-6, rows 3-4 on 7-8, row 5 on 9
+    assert result.errors == ["line 9, column 'age': expected integer between 0 and 120, found '-1'"]
+    assert result.warnings == ["column 'job' has unseen values: admin. second line"]
