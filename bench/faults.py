@@ -55,6 +55,7 @@ from bench.fault_proxy import FaultProxy, FaultSchedule  # noqa: E402
 from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url  # noqa: E402
 from local.processes import free_port  # noqa: E402
 from local.stack import Stack, StackConfig  # noqa: E402
+from shared.adapters import storage  # noqa: E402
 from shared.adapters.outbox import Outbox  # noqa: E402
 from shared.bootstrap import build_stores  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -64,6 +65,7 @@ FINAL_UPLOAD = {"submitted", "superseded", "duplicate", "rejected", "failed"}
 COMPLETION = {"deployed", "kept_champion", "rolled_back", "failed"}
 MALFORMED = ("extra_field", "missing_column", "too_few_rows", "non_numeric", "bad_target", "not_utf8", "empty")
 T0 = time.monotonic()
+START_WALL = time.time()
 
 
 def say(msg: str) -> None:
@@ -275,6 +277,7 @@ class Campaign:
 
     # -- the steps ------------------------------------------------------------------------------------------
     def upload(self, batch: list[Upload]) -> None:
+        storage.ensure_container(self.blobs, "incoming")
         for u in batch:
             for attempt in range(30):
                 try:
@@ -398,9 +401,12 @@ class Campaign:
             why.append(f"endpoint runs not ended: {len(busy)}")
         return why
 
-    def wait_quiet(self, deadline: float) -> tuple[bool, dict, list[str]]:
+    def wait_quiet(self, deadline: float, settle_s: float) -> tuple[bool, dict, list[str]]:
+        """Quiet: every upload has a final outcome, nothing pending or submitting, no run in flight, three looks in a
+        row. Also quiet ("settled") when only uploads without a final outcome remain and nothing else has moved for
+        `settle_s` (longer than the blob receipt lease a killed invocation leaves): nothing will finish them."""
         calm, why, snap = 0, ["not looked yet"], {}
-        last_said = ""
+        last_said, idle_since = "", None
         while time.monotonic() < deadline:
             try:
                 snap = self.snapshot()
@@ -416,7 +422,12 @@ class Campaign:
                 text = "; ".join(why)
                 if text != last_said:
                     say(f"waiting for quiet: {text}")
-                    last_said = text
+                    last_said, idle_since = text, None
+                if all(w.endswith("without a final outcome") for w in why):
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= settle_s:
+                        say(f"settled: nothing moved for {settle_s:.0f} s and {why[0]}")
+                        return True, snap, why
             time.sleep(2)
         return False, snap, why
 
@@ -428,6 +439,16 @@ def upload_records(uploads: list[Upload], audit: list) -> dict[str, list]:
         if r.trigger == "blob":
             by_source[r.source.split("/", 1)[-1]].append(r)
     return {u.name: by_source.get(u.name, []) for u in uploads}
+
+
+def _request_view(r) -> dict:
+    return {"request": r.id, "version": r.dataset_version, "status": r.status, "attempts": r.attempts,
+            "run_id": r.run_id, "superseded_by": r.superseded_by, "last_error": r.last_error[:200]}
+
+
+def _proxy_view(p) -> dict:
+    return {"call": p.index, "t": round(p.at - START_WALL, 1), "fault": p.kind, "upstream": p.upstream_status,
+            "run_id": p.run_id[:8], "client_gone": p.client_gone}
 
 
 def final_record(records: list, snap: dict):
@@ -459,7 +480,10 @@ def count(c: Campaign, snap: dict) -> dict:
         finals[u.name] = final
         if final is None:
             problems.append({"problem": "lost: upload without a final audit outcome", "upload": u.name,
-                             "kind": u.kind, "records": [(r.id, r.outcome, r.detail[:160]) for r in records]})
+                             "kind": u.kind, "records": [(r.id, r.outcome, r.detail[:160]) for r in records],
+                             "outbox": [_request_view(req_by_id[r.id]) for r in records if r.id in req_by_id],
+                             "proxy": [_proxy_view(p) for p in c.proxy.events
+                                       if p.trigger_id in {r.id for r in records}]})
             outcomes["(none)"] += 1
             continue
         outcomes[final.outcome] += 1
@@ -519,6 +543,14 @@ def count(c: Campaign, snap: dict) -> dict:
                     "run_id": r.run_id}
             problems.append(item)
             lost.append(item)
+    audit_by_id = {r.id: r for r in audit}
+    for r in requests_:  # the trigger's audit record must say what became of its request
+        rec = audit_by_id.get(r.id)
+        if r.status in ("submitted", "superseded", "failed") and (rec is None or rec.outcome != r.status):
+            problems.append({"problem": "audit and outbox disagree", "request": r.id, "outbox_status": r.status,
+                             "audit_outcome": None if rec is None else rec.outcome,
+                             "audit_detail": None if rec is None else rec.detail[:200],
+                             "outbox_last_error": r.last_error[:200], "superseded_by": r.superseded_by})
     newest = max(requests_, key=lambda r: r.dataset_version, default=None)
     if newest is not None and newest.status != "submitted":
         problems.append({"problem": "the newest dataset version was not submitted (latest wins)",
@@ -581,12 +613,9 @@ def count(c: Campaign, snap: dict) -> dict:
                                     "(its training is wasted and its completion ignored)", "run_id": e["Id"],
                          "trigger_id": tid, "dataset_version": e["ParameterAssignments"].get("dataset_version"),
                          "endpoint_status": e["Status"]["RunStatus"],
-                         "outbox": None if req is None else {"status": req.status, "attempts": req.attempts,
-                                                             "superseded_by": req.superseded_by,
-                                                             "last_error": req.last_error[:200]},
+                         "outbox": None if req is None else _request_view(req),
                          "audit": None if rec is None else {"outcome": rec.outcome, "detail": rec.detail[:200]},
-                         "proxy": [(p.index, p.kind, p.upstream_status, p.client_gone) for p in c.proxy.events
-                                   if p.trigger_id == tid]})
+                         "proxy": [_proxy_view(p) for p in c.proxy.events if p.trigger_id == tid]})
     ignored_then_known = [r for r in audit if r.trigger == "eventgrid" and r.outcome == "ignored" and r.run_id in known
                           and "not a run this service submitted" in r.detail]
 
@@ -699,6 +728,8 @@ def main() -> int:
     parser.add_argument("--no-submit-kill", dest="submit_kill", action="store_false")
     parser.add_argument("--no-proxy-faults", dest="proxy_faults", action="store_false")
     parser.add_argument("--submit-kill-wait-s", type=float, default=120)
+    parser.add_argument("--settle-s", type=float, default=60,
+                        help="stop waiting when only uploads without a final outcome remain this long")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder (printed) for inspection")
     args = parser.parse_args()
 
@@ -739,12 +770,12 @@ def main() -> int:
         campaign.run()
         durations["uploads_and_faults"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
-        quiet, snap, why = campaign.wait_quiet(started + args.timeout_s)
+        quiet, snap, why = campaign.wait_quiet(started + args.timeout_s, args.settle_s)
         # let the late duplicate / stale events of the last run land, then look once more
         while replayer.busy() and time.monotonic() < started + args.timeout_s:
             time.sleep(1)
         if quiet:
-            quiet, snap, why = campaign.wait_quiet(started + args.timeout_s + 30)
+            quiet, snap, why = campaign.wait_quiet(started + args.timeout_s + 30, args.settle_s)
         durations["quiet_wait"] = round(time.monotonic() - t, 1)
         say("quiet" if quiet else f"NOT quiet after the timeout: {'; '.join(why)}")
         if not snap:

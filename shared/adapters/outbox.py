@@ -46,6 +46,7 @@ class RetrainRequest:
     superseded_by: str | None = None
     last_error: str = ""
     finished_at: float | None = None
+    traceparent: str = ""  # the asking trigger's trace: the submission continues it
 
 
 class Contention(RuntimeError):

@@ -45,7 +45,7 @@ def new_request(record: AuditRecord, *, dataset_version: int, reason: str, polic
     return RetrainRequest(id=record.id, trigger=record.trigger, reason=reason, dataset_version=dataset_version,
                           requested_at=now, not_before=now + (policy.coalesce_s if coalesce else 0.0),
                           deadline=now + policy.deadline_s, parameters=dict(parameters or {}),
-                          uploaded_at=uploaded_at)
+                          uploaded_at=uploaded_at, traceparent=telemetry.inject().get("traceparent", ""))
 
 
 def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
@@ -96,7 +96,8 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
         outbox.finish(request.id, "failed", error=f"dataset v{request.dataset_version} does not exist")
         audit.finish(record, "failed", f"dataset v{request.dataset_version} does not exist")
         return "failed: no dataset"
-    with telemetry.span("dispatch", trigger_id=request.id, attempt=request.attempts,
+    with telemetry.span("dispatch", parent={"traceparent": request.traceparent} if request.traceparent else None,
+                        trigger_id=request.id, attempt=request.attempts,
                         dataset_version=request.dataset_version) as span:
         try:
             run = request_retrain(dataset, reason=request.reason, record=record, pipeline=pipeline, runs=runs,

@@ -71,7 +71,8 @@ def sample_records(csv_path, n=3):
 def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_csv):
     source = upload_file(stack.config.connection_string, small_bank_csv, f"e2e-{uuid.uuid4().hex[:6]}.csv")
     upload = wait_for(lambda: next((r for r in stack.audit.list() if r.source == source
-                                    and r.outcome != "in_progress"), None), what="blob trigger record")
+                                    and r.outcome not in ("in_progress", "queued")), None),
+                      what="blob trigger record")  # queued first: the coalescing window (COALESCE_S=1)
     assert upload.outcome == "submitted", upload.detail
     assert upload.trigger == "blob" and upload.dataset_version >= 1 and upload.run_id
     completion = completion_for(stack, upload.run_id)
@@ -88,7 +89,8 @@ def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_cs
              and s["attributes"].get("run_id") == upload.run_id}
     assert len(trace) == 1
     names = {s["name"] for s in spans if s["trace_id"] in trace}
-    assert {"blob_upload", "submit_pipeline", "run_completed", "register_model", "evaluate", "deploy"} <= names
+    assert {"blob_upload", "dispatch", "submit_pipeline", "run_completed", "register_model", "evaluate",
+            "deploy"} <= names  # the outbox timer's submission continues the upload's trace
 
 
 def test_malformed_upload_is_quarantined_and_triggers_nothing(stack):
