@@ -1,5 +1,10 @@
-"""Blob trigger: a new dataset file in the incoming container."""
+"""Blob trigger: a new dataset file in the incoming container.
 
+Its source is Event Grid in Azure (uploads trigger in seconds, no container scanning) and polling on the local
+host: `BLOB_TRIGGER_SOURCE` (`EventGrid` | `LogsAndContainerScan`) decides, by default from `RETRAIN_MODE`. The
+binding is read when the worker indexes the app, so the setting is an app setting like any other."""
+
+import os
 from datetime import datetime
 
 import azure.functions as func
@@ -10,8 +15,14 @@ from shared.services.on_upload import UploadedBlob, on_upload
 bp = func.Blueprint()
 
 
+def blob_source(env=os.environ) -> func.BlobSource:
+    default = "EventGrid" if env.get("RETRAIN_MODE", "local").strip().lower() == "azure" else "LogsAndContainerScan"
+    return func.BlobSource(env.get("BLOB_TRIGGER_SOURCE") or default)
+
+
 @bp.function_name("blob_upload")
-@bp.blob_trigger(arg_name="blob", path="%INCOMING_CONTAINER%/{name}", connection="AzureWebJobsStorage")
+@bp.blob_trigger(arg_name="blob", path="%INCOMING_CONTAINER%/{name}", connection="AzureWebJobsStorage",
+                 source=blob_source())
 def blob_upload(blob: func.InputStream) -> None:
     s = services()
     props = getattr(blob, "blob_properties", None) or {}

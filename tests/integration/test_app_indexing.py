@@ -27,6 +27,21 @@ def index_in_fresh_interpreter(script_file: str | None):
                           capture_output=True, text=True, timeout=120)
 
 
+def test_in_azure_the_blob_trigger_is_event_grid_sourced_unless_a_setting_says_otherwise(monkeypatch):
+    for env, expected in (({"RETRAIN_MODE": "azure"}, "EventGrid"),
+                          ({"RETRAIN_MODE": "azure", "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan"},
+                           "LogsAndContainerScan"),
+                          ({"RETRAIN_MODE": "local", "BLOB_TRIGGER_SOURCE": "EventGrid"}, "EventGrid")):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        if "BLOB_TRIGGER_SOURCE" not in env:
+            monkeypatch.delenv("BLOB_TRIGGER_SOURCE", raising=False)
+        proc = index_in_fresh_interpreter("main.py")
+        assert proc.returncode == 0, proc.stderr
+        (binding,) = json.loads(proc.stdout.splitlines()[-1])["blob_upload"]["bindings"]
+        assert binding["source"] == expected, env
+
+
 def test_main_py_indexes_the_expected_functions_and_bindings():
     proc = index_in_fresh_interpreter("main.py")
     assert proc.returncode == 0, proc.stderr
@@ -36,7 +51,7 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
                                  "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
-         "connection": "AzureWebJobsStorage"}]}
+         "connection": "AzureWebJobsStorage", "source": "LogsAndContainerScan"}]}  # local: the host polls
     assert functions["outbox_timer"] == {"trigger": "timerTrigger", "bindings": [
         {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%OUTBOX_SCHEDULE%",
          "runOnStartup": True, "useMonitor": False}]}
