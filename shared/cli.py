@@ -285,6 +285,12 @@ def cmd_azure_publish(args) -> int:
     return 0
 
 
+def cmd_azure_doctor(args) -> int:
+    from shared import azure_doctor
+
+    return azure_doctor.main(json_output=args.json, settings_file=args.settings, timeout_s=args.timeout_s)
+
+
 def cmd_drift(args) -> int:
     """Compare a current CSV with a reference (CSV, or the model's reference_profile.json)."""
     from shared.domain.drift import compare_profiles
@@ -721,6 +727,15 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--deployment-name", default="train")
     publish.add_argument("--version", default="1", help="component version")
     publish.add_argument("--dry-run", action="store_true", help="build and validate offline; call nothing")
+    doctor = azure_sub.add_parser(
+        "doctor", help="before deploying: are the workspace, pipeline and scoring endpoints and storage reachable "
+                       "with the current credential, with the roles the app needs? (exit 0 all ok, 1 a check "
+                       "failed, 2 some could not be made, e.g. offline)")
+    doctor.add_argument("--json", action="store_true", help='print {"ok": bool, "checks": [{"name", "status", '
+                                                            '"message", "hint"}]}')
+    doctor.add_argument("--settings", metavar="FILE",
+                        help='a local.settings.json-style file; its "Values" win over the environment')
+    doctor.add_argument("--timeout-s", type=float, default=5.0, help="per call and per token (default 5)")
     return parser
 
 
@@ -737,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": lambda: cmd_override(args),
         "train": lambda: cmd_train(args),
         "evaluate": lambda: cmd_evaluate(args),
-        "azure": lambda: cmd_azure_publish(args),
+        "azure": lambda: cmd_azure_doctor(args) if args.azure_command == "doctor" else cmd_azure_publish(args),
         "drift": lambda: cmd_drift(args),
         "keys": lambda: cmd_keys(args),
         "trigger": lambda: cmd_trigger(args),
