@@ -302,6 +302,18 @@ class Campaign:
             time.sleep(0.3)
         return False
 
+    def wait_handling(self, batch: list[Upload], timeout: float) -> bool:
+        names = {f"incoming/{u.name}" for u in batch}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if any(r.source in names for r in self.stores.audit.list()):
+                    return True
+            except Exception:  # noqa: S110 - look again
+                pass
+            time.sleep(0.05)
+        return False
+
     def kill_host(self, why: str) -> None:
         code = self.stack.kill("functions")
         self.faults["host_sigkill"] += 1
@@ -352,7 +364,8 @@ class Campaign:
             if b == kill_run_at:
                 if self.wait_running(120):
                     self.upload(batch)
-                    time.sleep(rng.uniform(0.3, 1.5))
+                    self.wait_handling(batch, 5)  # the blob trigger has started on this burst
+                    time.sleep(rng.uniform(0.0, 0.4))
                     self.kill_host("a training run in flight, uploads being handled")
                     time.sleep(2)
                     self.restart_host()
@@ -690,7 +703,7 @@ def print_report(result: dict, c: Campaign) -> None:
         ("extra audit records of retried triggers", result["extra_upload_records"], ""),
         ("dangling audit records", result["dangling_records"], "0"),
         ("most submit attempts of one request", result["attempts_max"], ""),
-        ("proxy faults (submissions)", result["faults"]["proxy"], ""),
+        ("proxy: submissions by fault (GET/HEAD forwarded)", result["faults"]["proxy"], ""),
         ("other faults", {k: v for k, v in result["faults"].items() if k != "proxy"}, ""),
         ("lost", result["lost"], "0"),
         ("duplicated", result["duplicated"], "0"),
@@ -728,7 +741,7 @@ def main() -> int:
     parser.add_argument("--no-submit-kill", dest="submit_kill", action="store_false")
     parser.add_argument("--no-proxy-faults", dest="proxy_faults", action="store_false")
     parser.add_argument("--submit-kill-wait-s", type=float, default=120)
-    parser.add_argument("--settle-s", type=float, default=60,
+    parser.add_argument("--settle-s", type=float, default=45,
                         help="stop waiting when only uploads without a final outcome remain this long")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder (printed) for inspection")
     args = parser.parse_args()
@@ -774,7 +787,7 @@ def main() -> int:
         # let the late duplicate / stale events of the last run land, then look once more
         while replayer.busy() and time.monotonic() < started + args.timeout_s:
             time.sleep(1)
-        if quiet:
+        if quiet and not why:
             quiet, snap, why = campaign.wait_quiet(started + args.timeout_s + 30, args.settle_s)
         durations["quiet_wait"] = round(time.monotonic() - t, 1)
         say("quiet" if quiet else f"NOT quiet after the timeout: {'; '.join(why)}")

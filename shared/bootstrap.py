@@ -6,6 +6,7 @@ clients), so connections are pooled and settings are read once.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,11 +80,26 @@ class Services:
     dispatch: DispatchPolicy = DispatchPolicy()
 
 
+def _resolved(name: str, value: str) -> str:
+    """A Key Vault reference the platform could not resolve reaches the app as its literal `@Microsoft.KeyVault(...)`
+    text — a guessable string, never to be used as a key: treated as unset."""
+    if value.startswith("@Microsoft.KeyVault("):
+        logging.getLogger(__name__).error("app setting %s is an unresolved Key Vault reference (does the identity "
+                                          "have Key Vault Secrets User?); treated as unset", name)
+        return ""
+    return value
+
+
+def secret_value(name: str) -> str:
+    """A secret app setting, or "" when unset (or an unresolved Key Vault reference)."""
+    return _resolved(name, os.environ.get(name, ""))
+
+
 def _secret(name: str) -> str:
     """A secret app setting (a Key Vault reference in Azure; `.local/secrets.json` via `retrain up`)."""
-    value = os.environ.get(name, "")
+    value = _resolved(name, os.environ.get(name, ""))
     if not value:
-        raise SettingsError(f"secret setting {name} is not set")
+        raise SettingsError(f"secret setting {name} is not set (or its Key Vault reference is unresolved)")
     return value
 
 
@@ -159,8 +175,7 @@ def webhook_guard(settings: Settings, tables) -> WebhookGuard:
     """The secret(s) come from app settings (a Key Vault reference in Azure); a missing one is answered 503 by the
     webhook, not a failure of every other trigger."""
     table = storage.ensure_table(tables, settings.webhook_table)
-    secrets = tuple(v for v in (os.environ.get("WEBHOOK_SECRET", ""), os.environ.get("WEBHOOK_SECRET_PREVIOUS", ""))
-                    if v)
+    secrets = tuple(v for v in (secret_value("WEBHOOK_SECRET"), secret_value("WEBHOOK_SECRET_PREVIOUS")) if v)
     return WebhookGuard(secrets=secrets, replay=ReplayGuard(table),
                         rate=RateLimiter(table, settings.webhook_rate_limit, settings.webhook_rate_window_s),
                         idempotency=IdempotencyStore(table, ttl_s=settings.idempotency_ttl_s))

@@ -215,3 +215,13 @@ def test_the_rate_limit_counts_the_address_the_front_end_saw_not_the_one_the_cal
     assert [a.status for a in answers] == [404] * 5 + [429]
     assert WebhookRequest(b"", {"X-Forwarded-For": "[2001:db8::1]:443"}).client == "2001:db8::1"
     assert WebhookRequest(b"", {}).client == "unknown"
+
+
+def test_an_unresolved_key_vault_reference_is_never_used_as_the_secret(azurite, monkeypatch):
+    from shared.bootstrap import webhook_guard
+
+    monkeypatch.setenv("WEBHOOK_SECRET", "@Microsoft.KeyVault(VaultName=kv;SecretName=webhook-secret)")
+    monkeypatch.setenv("WEBHOOK_SECRET_PREVIOUS", "older-secret")
+    settings = Settings(storage_connection=azurite, webhook_table=f"webhook{uuid.uuid4().hex[:8]}")
+    guard = webhook_guard(settings, storage.table_service(settings))
+    assert guard.secrets == ("older-secret",)
