@@ -117,7 +117,10 @@ def pipeline_client(settings: Settings, credential) -> PublishedPipelineClient |
 def build(settings: Settings) -> Services:
     azure = settings.mode == "azure"
     local_dir = os.environ.get("RETRAIN_LOCAL_DIR")
-    telemetry.configure_from_env(settings.extra or None, local_dir=local_dir if (local_dir and not azure) else None)
+    # In Azure the exporter authenticates with the app's identity, so Application Insights can refuse key-only
+    # ingestion (DisableLocalAuth); locally the connection string alone (a loopback test endpoint) is enough.
+    telemetry.configure_from_env(settings.extra or None, local_dir=local_dir if (local_dir and not azure) else None,
+                                 azure_options={"credential": azure_credential()} if azure else None)
     storage_credential = azure_credential() if (azure and settings.storage_account_url) else None
     blobs = storage.blob_service(settings, storage_credential)
     tables = storage.table_service(settings, storage_credential)
