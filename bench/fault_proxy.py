@@ -68,6 +68,7 @@ class ProxyEvent:
     upstream_status: int | None = None
     run_id: str = ""
     client_gone: bool = False
+    retry_after_s: int = 0  # the Retry-After this answer carried (http_429)
 
 
 @dataclass
@@ -156,7 +157,8 @@ class FaultProxy:
                 kill, self._kill = self._kill, None
             else:
                 index, fault, kill = -1, Fault("forward"), None
-        event = ProxyEvent(at=time.time(), index=index, method=method, path=path, kind=fault.kind)
+        event = ProxyEvent(at=time.time(), index=index, method=method, path=path, kind=fault.kind,
+                           retry_after_s=fault.retry_after_s if kill is None else 0)
         if submit:
             try:
                 event.trigger_id = str(json.loads(body or b"{}").get("ParameterAssignments", {}).get("trigger_id", ""))

@@ -566,9 +566,32 @@ def count(c: Campaign, snap: dict) -> dict:
                              "outbox_last_error": r.last_error[:200], "superseded_by": r.superseded_by})
     newest = max(requests_, key=lambda r: r.dataset_version, default=None)
     if newest is not None and newest.status != "submitted":
-        problems.append({"problem": "the newest dataset version was not submitted (latest wins)",
+        by = req_by_id.get(newest.superseded_by or "")
+        problems.append({"problem": "the newest dataset version was not the one trained (latest wins)",
                          "request": newest.id, "version": newest.dataset_version, "status": newest.status,
+                         "requested_at": round(newest.requested_at - START_WALL, 2),
+                         "superseded_by": None if by is None else {"request": by.id, "version": by.dataset_version,
+                                                                   "requested_at": round(by.requested_at - START_WALL,
+                                                                                         2)},
                          "last_error": newest.last_error[:200]})
+
+    # Retry-After honoured: the next POST of the same trigger id came at least that long after a 429
+    early = []
+    posts = sorted((p for p in c.proxy.events if p.index >= 0), key=lambda p: p.at)
+    for i, p in enumerate(posts):
+        if p.retry_after_s:
+            nxt = next((q for q in posts[i + 1:] if q.trigger_id == p.trigger_id), None)
+            if nxt is not None and nxt.at - p.at < p.retry_after_s - 0.05:
+                early.append({"trigger_id": p.trigger_id, "retry_after_s": p.retry_after_s,
+                              "next_after_s": round(nxt.at - p.at, 2)})
+    if early:
+        problems.append({"problem": "Retry-After not honoured", "cases": early})
+    numbers = sorted(d.version for d in datasets)
+    gaps = sorted(set(range(1, numbers[-1] + 1)) - set(numbers)) if numbers else []
+    # runs the endpoint had to queue behind another (single flight broken, e.g. by a run nobody recorded)
+    ordered = sorted(ep_runs, key=lambda e: e["Status"]["CreationTime"] or "")
+    overlaps = sum(1 for prev, cur in zip(ordered, ordered[1:], strict=False)
+                   if (prev["Status"]["EndTime"] or "9") > (cur["Status"]["CreationTime"] or ""))
 
     # doubled: two runs for one trigger id or one dataset version (or one content), two completions of one run
     duplicated: list[dict] = []
@@ -659,6 +682,9 @@ def count(c: Campaign, snap: dict) -> dict:
         "lost": len(lost),
         "duplicated": len(duplicated),
         "attempts_max": max((r.attempts for r in requests_), default=0),
+        "version_gaps": gaps,
+        "endpoint_overlaps": overlaps,
+        "retry_after_checked": sum(1 for p in posts if p.retry_after_s),
         "problems": problems,
         "extra_records": extra_records,
     }
@@ -703,6 +729,9 @@ def print_report(result: dict, c: Campaign) -> None:
         ("extra audit records of retried triggers", result["extra_upload_records"], ""),
         ("dangling audit records", result["dangling_records"], "0"),
         ("most submit attempts of one request", result["attempts_max"], ""),
+        ("429s whose Retry-After was checked", result["retry_after_checked"], "next try not earlier"),
+        ("dataset version numbers skipped (killed invocations)", result["version_gaps"], ""),
+        ("endpoint runs started while another was unfinished", result["endpoint_overlaps"], "0 (single flight)"),
         ("proxy: submissions by fault (GET/HEAD forwarded)", result["faults"]["proxy"], ""),
         ("other faults", {k: v for k, v in result["faults"].items() if k != "proxy"}, ""),
         ("lost", result["lost"], "0"),
@@ -818,8 +847,8 @@ def main() -> int:
     summary = {k: result.get(k) for k in ("uploads", "outcomes", "uploads_with_final_outcome", "submissions",
                                           "requests_submitted", "requests", "distinct_datasets",
                                           "expected_distinct_datasets", "dataset_versions", "untracked_runs",
-                                          "lost", "duplicated", "dangling_records", "host_alive", "quiet",
-                                          "faults", "durations_s")}
+                                          "endpoint_overlaps", "lost", "duplicated", "dangling_records", "host_alive",
+                                          "quiet", "faults", "durations_s")}
     summary.update(seed=args.seed, ok=ok, problems=[p["problem"] for p in result.get("problems", [])])
     print(json.dumps(summary, default=str))
     return 0 if ok else 1

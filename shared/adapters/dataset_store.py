@@ -35,6 +35,21 @@ class DatasetStore:
             return from_entity(DatasetVersion, row)
         return None
 
+    def claim_content(self, content_hash: str, source_blob: str, source_etag: str) -> dict | None:
+        """Claim these canonical bytes for one upload (a conditional insert: of concurrent uploads of the same rows,
+        exactly one wins). None: this upload owns them (first, or the host retrying the same blob); otherwise the
+        claim of the upload that got them first ({"source_blob", "source_etag"})."""
+        entity = {"PartitionKey": f"{self._name}-content", "RowKey": content_hash.replace(":", "-"),
+                  "source_blob": source_blob, "source_etag": source_etag}
+        try:
+            self._table.create_entity(entity)
+            return None
+        except ResourceExistsError:
+            owner = self._table.get_entity(entity["PartitionKey"], entity["RowKey"])
+        if (owner.get("source_blob"), owner.get("source_etag")) == (source_blob, source_etag):
+            return None
+        return {"source_blob": owner.get("source_blob"), "source_etag": owner.get("source_etag")}
+
     def find_by_hash(self, content_hash: str) -> DatasetVersion | None:
         """The first version with these canonical bytes (same data in any dialect, under any name)."""
         rows = self._table.query_entities("PartitionKey eq @pk and content_hash eq @h",

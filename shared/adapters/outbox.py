@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables import from_entity, to_entity
@@ -36,7 +36,7 @@ class RetrainRequest:
     requested_at: float
     not_before: float  # coalescing: not submitted before this
     deadline: float  # retries stop after this; then `failed`
-    status: str = "pending"  # pending -> submitting -> submitted | failed; pending -> superseded
+    status: str = "pending"  # pending -> submitting -> submitted | failed | unconfirmed; pending -> superseded
     parameters: dict[str, Any] = field(default_factory=dict)
     uploaded_at: float | None = None
     attempts: int = 0
@@ -51,6 +51,11 @@ class RetrainRequest:
 
 class Contention(RuntimeError):
     pass
+
+
+def _newer(a: RetrainRequest, b: RetrainRequest) -> bool:
+    """Whether `a` asks about newer data than `b` (upload time when known, else when it was asked)."""
+    return (a.uploaded_at or a.requested_at) > (b.uploaded_at or b.requested_at)
 
 
 def _etag(entity) -> dict[str, Any]:
@@ -112,6 +117,12 @@ class Outbox:
         if previous_id and previous_id != request.id:
             entity = self._table.get_entity(_PK, previous_id)
             displaced = from_entity(RetrainRequest, entity)
+            if displaced.status == "pending" and _newer(displaced, request):
+                # handled out of order: the pending one is the newer data; the incoming request loses
+                request.status, request.superseded_by, request.finished_at = "superseded", displaced.id, time.time()
+                operations[0] = ("create", to_entity(request, _PK, request.id))
+                operations.append(("update", dict(slot), {"mode": UpdateMode.REPLACE, **_etag(slot)}))
+                return request
             if displaced.status == "pending":
                 displaced.status, displaced.superseded_by = "superseded", request.id
                 displaced.finished_at = time.time()
@@ -124,7 +135,8 @@ class Outbox:
         return displaced
 
     def enqueue(self, request: RetrainRequest) -> RetrainRequest | None:
-        """Store a new request as the pending one; returns the request it superseded, if any."""
+        """Store a new request as the pending one; returns the request that ended superseded, if any: the one it
+        displaced, or — when the pending one is about newer data (handled out of order) — the new one itself."""
         def build():
             operations: list = [("create", to_entity(request, _PK, request.id))]
             displaced = self._take_slot(request, operations, self._slot())
@@ -132,7 +144,13 @@ class Outbox:
         return self._transact(build)
 
     def claim(self, now: float) -> RetrainRequest | None:
-        """The pending request, if it is due, moved to `submitting` (the caller submits it)."""
+        """The request to submit now, moved to `submitting`: an unconfirmed one first (it may already have a run),
+        else the pending one, if it is due."""
+        for waiting in self.list("unconfirmed"):
+            if waiting.next_attempt_at <= now:
+                claimed = self._claim_unconfirmed(waiting.id, now)
+                if claimed is not None:
+                    return claimed
         def build():
             slot = self._slot()
             if not slot or not slot.get("pending"):
@@ -148,15 +166,36 @@ class Outbox:
                                                                      **_etag(entity)})], request
         return self._transact(build)
 
+    def _claim_unconfirmed(self, request_id: str, now: float) -> RetrainRequest | None:
+        entity = self._table.get_entity(_PK, request_id)
+        request = from_entity(RetrainRequest, entity)
+        if request.status != "unconfirmed":
+            return None
+        request.status, request.claimed_at, request.attempts = "submitting", now, request.attempts + 1
+        try:
+            self._table.update_entity(to_entity(request, _PK, request.id), mode=UpdateMode.REPLACE,
+                                      **_etag(entity))
+        except ResourceModifiedError:
+            return None
+        return request
+
     def release(self, request_id: str, *, error: str, next_attempt_at: float, expected: str = "submitting",
-                deadline: float | None = None) -> RetrainRequest | None:
+                deadline: float | None = None, maybe_started: bool = False) -> RetrainRequest | None:
         """Put a claimed (or failed, for a retry by hand) request back as pending — or supersede it when a newer
-        request holds the slot. Returns the stored request (None when it was not in `expected`)."""
+        request holds the slot. An attempt that may have started a run (no answer, a 5xx, a dead instance) is never
+        superseded: it becomes `unconfirmed` and is resubmitted first, with the same trigger id, so the run it may
+        have started is found (or started) and recorded. Returns the stored request (None: not in `expected`)."""
         def build():
             entity = self._table.get_entity(_PK, request_id)
             request = from_entity(RetrainRequest, entity)
             if request.status != expected:
                 return [], None
+            if maybe_started:
+                request.status, request.claimed_at, request.last_error = "unconfirmed", None, error
+                request.next_attempt_at = next_attempt_at
+                request.deadline = request.deadline if deadline is None else deadline
+                return [("update", to_entity(request, _PK, request.id), {"mode": UpdateMode.REPLACE,
+                                                                         **_etag(entity)})], request
             slot = self._slot()
             newer = (slot or {}).get("pending") or ""
             request.last_error, request.claimed_at = error, None

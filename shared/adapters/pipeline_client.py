@@ -29,10 +29,12 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 class PipelineError(RuntimeError):
     """A pipeline call failed; the message says what to do and never contains the token."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
+                 maybe_started: bool = False):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after  # the service's Retry-After (seconds), for the outbox's next attempt
+        self.maybe_started = maybe_started  # no answer, or a 5xx from a gateway: the run may exist anyway
 
 
 def _seconds(header: str | None) -> float | None:
@@ -124,7 +126,8 @@ class _AzureMLRest:
                                                f"({type(exc).__name__}) after {attempt + 1} tries") from None
             except requests.Timeout:
                 raise PipelineUnavailableError(f"{method} {shown}: no answer within {self._timeout:.0f}s "
-                                               "(not retried: the run may have been submitted)") from None
+                                               "(not retried: the run may have been submitted)",
+                                               maybe_started=True) from None
             status = response.status_code
             if status < 300:
                 try:
@@ -146,7 +149,7 @@ class _AzureMLRest:
             if status >= 500:
                 raise PipelineUnavailableError(
                     f"{method} {shown}: pipeline service error {status} after {attempt + 1} tries{detail}", status,
-                    _seconds(response.headers.get("Retry-After")))
+                    _seconds(response.headers.get("Retry-After")), maybe_started=True)
             raise PipelineError(f"{method} {shown}: rejected with {status}{detail}", status)
         raise AssertionError("unreachable")
 

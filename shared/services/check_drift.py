@@ -201,15 +201,11 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
         return audit.finish(record, "skipped", f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
     if outbox is not None:  # the outbox retries and keeps single flight; the record says what became of it
-        stored = request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
-                                      datasets=datasets, audit=audit, target=target, models=models,
-                                      policy=dispatch or DispatchPolicy(), parameters=report)
-        fresh = audit.get(record.id) or record
-        if stored.status in ("pending", "submitted"):
-            fresh.detail = f"drift: {result.verdict}; " + fresh.detail
-            fresh.data["report"] = record.data.get("report")
-            audit.save(fresh)
-        return fresh
+        request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
+                             datasets=datasets, audit=audit, target=target, models=models,
+                             policy=dispatch or DispatchPolicy(), parameters=report,
+                             detail=f"drift: {result.verdict}; dataset v{latest.version}")
+        return audit.get(record.id) or record
     try:
         request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
                         models=models, parameters=report)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from shared import telemetry
 from shared.adapters.outbox import RetrainRequest
+from shared.adapters.pipeline_client import PipelineError
 from shared.domain.records import AuditRecord
 from shared.services.retrain import request_retrain
 
@@ -49,10 +50,12 @@ def new_request(record: AuditRecord, *, dataset_version: int, reason: str, polic
 
 
 def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
-    """Store the request; the one it displaces (latest wins) and its trigger's audit record say so."""
-    displaced = outbox.enqueue(request)
-    if displaced is not None:
-        _supersede_audit(displaced, request, audit)
+    """Store the request; the one that ends superseded (latest wins: normally the one it displaced, or itself when
+    it arrived out of order) and its trigger's audit record say so."""
+    superseded = outbox.enqueue(request)
+    if superseded is not None:
+        winner = request if superseded.id != request.id else outbox.get(superseded.superseded_by)
+        _supersede_audit(superseded, winner, audit)
 
 
 def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit) -> None:
@@ -60,6 +63,13 @@ def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit) -> None:
     if record is not None:
         audit.finish(record, "superseded", f"superseded by v{new.dataset_version} (request {new.id}): one "
                                            "retrain runs on the newest data")
+
+
+def _note(audit, record_id: str, detail: str) -> None:
+    record = audit.get(record_id)
+    if record is not None and record.outcome == "queued":
+        record.detail = detail
+        audit.save(record)
 
 
 def backoff(attempts: int, retry_after: float | None, policy: DispatchPolicy, rand=random.random) -> float:
@@ -74,12 +84,15 @@ def dispatch(*, outbox, runs, pipeline, datasets, audit, target, models, policy:
     """Submit the pending request if it is due and nothing is in flight; returns what happened (for logs)."""
     now = time.time() if now is None else now
     for stale in outbox.stale(now, policy.lease_s):
-        outbox.release(stale.id, error="the instance submitting it stopped; resubmitting (same trigger id)",
-                       next_attempt_at=now)
-    if runs.in_flight():
-        return "busy: a run is in flight"
+        released = outbox.release(stale.id, error="the instance submitting it stopped; resubmitting with the same "
+                                                  "trigger id", next_attempt_at=now, maybe_started=True)
+        if released is not None:
+            _note(audit, released.id, f"the instance submitting dataset v{released.dataset_version} stopped; "
+                                      "resubmitting with the same trigger id")
     if outbox.list("submitting"):
         return "busy: another instance is submitting"
+    if runs.in_flight() and not outbox.list("unconfirmed"):  # an unconfirmed attempt is confirmed first
+        return "busy: a run is in flight"
     request = outbox.claim(now)
     if request is None:
         return "nothing due"
@@ -118,11 +131,19 @@ def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception
     status = getattr(exc, "status", None)
     reason = f"{type(exc).__name__}: {exc}"
     retryable = status is None or status in RETRYABLE
-    if retryable and now < request.deadline:
+    maybe_started = getattr(exc, "maybe_started", not isinstance(exc, PipelineError))
+    if retryable and (now < request.deadline or maybe_started):  # a run that may exist is always confirmed
         delay = backoff(request.attempts, getattr(exc, "retry_after", None), policy)
-        outbox.release(request.id, error=reason, next_attempt_at=now + delay)
+        released = outbox.release(request.id, error=reason, next_attempt_at=now + delay, maybe_started=maybe_started)
+        if released is not None and released.status == "superseded":
+            newer = outbox.get(released.superseded_by)
+            audit.finish(record, "superseded", f"submit attempt {request.attempts} failed ({reason}); superseded by "
+                                               f"v{newer.dataset_version if newer else '?'} (request "
+                                               f"{released.superseded_by}) meanwhile")
+            return "superseded"
         record.outcome = "queued"
-        record.detail = f"submit attempt {request.attempts} failed ({reason}); retrying in {delay:.0f} s"
+        record.detail = f"submit attempt {request.attempts} failed ({reason}); retrying in {delay:.0f} s" + \
+            (" with the same trigger id (the run may exist)" if maybe_started else "")
         audit.save(record)
         log.warning("retrain request %s: %s", request.id, record.detail)
         return f"retry in {delay:.0f} s"
@@ -155,7 +176,8 @@ def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float 
 
 def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, runs, pipeline, datasets, audit,
                          target, models, policy: DispatchPolicy, coalesce: bool = False,
-                         parameters: dict | None = None, uploaded_at: float | None = None) -> RetrainRequest:
+                         parameters: dict | None = None, uploaded_at: float | None = None,
+                         detail: str = "") -> RetrainRequest:
     """The one path every trigger takes to ask for a retrain: into the outbox, then submitted now if it is due
     and nothing is in flight. Returns the request as stored afterwards (`submitted`, `pending`, `failed`)."""
     request = new_request(record, dataset_version=dataset.version, reason=reason, policy=policy, coalesce=coalesce,
@@ -163,16 +185,13 @@ def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, r
     record.dataset_version = dataset.version
     record.stage("queued")
     record.outcome = "queued"
-    record.detail = (f"dataset v{dataset.version} queued ({reason})"
+    record.detail = (f"{detail or f'dataset v{dataset.version}'} queued ({reason})"
                      + (f"; waits {policy.coalesce_s:.0f} s for newer uploads" if coalesce and policy.coalesce_s
-                        else ""))
+                        else "") + "; submitted when nothing is in flight")
     audit.save(record)
     enqueue(request, outbox=outbox, audit=audit)
-    outcome = dispatch(outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit, target=target,
-                       models=models, policy=policy)
-    stored = outbox.get(request.id)
-    if stored.status == "pending" and outcome.startswith("busy"):
-        fresh = audit.get(record.id) or record
-        fresh.detail = f"dataset v{dataset.version} queued ({reason}): {outcome}; submitted when it ends"
-        audit.save(fresh)
-    return stored
+    # No audit write after this point: the dispatcher (this one or another instance's) and a newer request
+    # superseding this one write the outcome; a read-modify-write here could undo theirs.
+    dispatch(outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit, target=target,
+             models=models, policy=policy)
+    return outbox.get(request.id)

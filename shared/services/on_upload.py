@@ -71,10 +71,15 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
 
     canonical = canonical_csv(result.frame)
     digest = content_hash(canonical)
-    same = datasets.find_by_hash(digest)
-    if same is not None and (same.source_blob, same.source_etag) != (blob.name, blob.etag):
-        record.dataset_version = same.version
-        return audit.finish(record, "duplicate", f"duplicate of v{same.version} (same rows as {same.source_blob}); "
+    owner = datasets.claim_content(digest, blob.name, blob.etag)
+    legacy = datasets.find_by_hash(digest) if owner is None else None  # versions registered before claims existed
+    if legacy is not None and (legacy.source_blob, legacy.source_etag) != (blob.name, blob.etag):
+        owner = {"source_blob": legacy.source_blob, "source_etag": legacy.source_etag}
+    if owner is not None:  # the same rows were uploaded before (or are being registered right now)
+        same = datasets.find_by_source(owner["source_blob"], owner["source_etag"]) or datasets.find_by_hash(digest)
+        record.dataset_version = same.version if same else None
+        first = f"v{same.version}" if same else f"{owner['source_blob']} (being registered)"
+        return audit.finish(record, "duplicate", f"duplicate of {first} (same rows as {owner['source_blob']}); "
                                                  "no new version, no retrain")
     dataset = datasets.register(canonical, content_hash=digest, rows=result.rows,
                                 columns=len(result.frame.columns), source_blob=blob.name, source_etag=blob.etag,
@@ -86,13 +91,8 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
         # the host retried this blob after a crash: its version and request already exist
         return audit.finish(record, "duplicate", f"v{dataset.version} was already registered and queued for this "
                                                  "blob (a retried trigger)")
-    stored = request_and_dispatch(record, dataset, reason="upload", outbox=outbox, runs=runs, pipeline=pipeline,
-                                  datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
-                                  coalesce=True, uploaded_at=blob.uploaded_at)
-    record = audit.get(record.id) or record
-    if stored.status == "pending":  # waiting: coalescing window, a run in flight, or a retry
-        record.detail = record.detail.replace(f"dataset v{dataset.version} ",
-                                              f"dataset v{dataset.version} ({result.rows} rows, "
-                                              f"{result.dialect.name}) ", 1)
-        audit.save(record)
-    return record
+    request_and_dispatch(record, dataset, reason="upload", outbox=outbox, runs=runs, pipeline=pipeline,
+                         datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
+                         coalesce=True, uploaded_at=blob.uploaded_at,
+                         detail=f"dataset v{dataset.version} ({result.rows} rows, {result.dialect.name})")
+    return audit.get(record.id) or record

@@ -82,3 +82,17 @@ def _error_of(raw: dict) -> str:
         inner = error.get("error") if isinstance(error.get("error"), dict) else error
         return str(inner.get("message") or inner.get("code") or "")[:500] or "run ended without completing"
     return str(error)[:500] or "run ended without completing"
+
+
+def close_interrupted(*, audit, now: float | None = None, older_than_s: float = 900.0) -> int:
+    """Audit records left `in_progress` by an invocation whose host was killed: ended `interrupted`, so every
+    trigger ends in an outcome (the host retried the trigger itself; its retry wrote its own record)."""
+    now = time.time() if now is None else now
+    closed = 0
+    for record in audit.with_outcome("in_progress"):
+        if now - record.started_at > older_than_s and audit.claim(record.id, "in_progress", "interrupted"):
+            stored = audit.get(record.id)
+            audit.finish(stored, "interrupted", f"the invocation stopped after {', '.join(stored.stages) or 'start'}"
+                                                " (host stopped or killed); the trigger was retried by the host")
+            closed += 1
+    return closed

@@ -185,3 +185,48 @@ def test_backoff_grows_is_capped_and_respects_retry_after():
     high = [backoff(n, None, POLICY, rand=lambda: 1.0) for n in range(1, 8)]
     assert low == [2.5, 5, 10, 20, 30, 30, 30] and high == [5, 10, 20, 40, 60, 60, 60]
     assert backoff(1, 90, POLICY, rand=lambda: 0.5) == 90
+
+
+def test_an_attempt_that_may_have_started_a_run_is_confirmed_before_a_newer_request_goes(env, httpserver):
+    """No answer (or a 5xx) may still mean a run: that request is never superseded; it is resubmitted first with
+    the same trigger id, and the newer one waits for single flight."""
+    older = request(env, 1, coalesce=False)
+    enqueue(older, outbox=env.outbox, audit=env.stores.audit)
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_data("gateway", status=502)
+    assert run_dispatch(env, T0).startswith("retry in")
+    newer = request(env, 2, coalesce=False, at=T0 + 1)
+    enqueue(newer, outbox=env.outbox, audit=env.stores.audit)
+    assert env.outbox.get(older.id).status == "unconfirmed"  # not superseded by the newer one
+    httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-older"})
+    assert run_dispatch(env, T0 + 60).startswith("submitted run-older")
+    assert [r.get_json()["ParameterAssignments"]["trigger_id"] for r, _ in httpserver.log] == [older.id, older.id]
+    assert env.outbox.get(newer.id).status == "pending"  # single flight: after the older run
+    assert run_dispatch(env, T0 + 61) == "busy: a run is in flight"
+
+
+def test_requests_handled_out_of_order_still_train_the_newest_data(env):
+    newest = request(env, 2, at=T0 + 10)
+    older = request(env, 1, at=T0)  # uploaded first, but its trigger ran second
+    newest.uploaded_at, older.uploaded_at = T0 + 10, T0
+    enqueue(newest, outbox=env.outbox, audit=env.stores.audit)
+    enqueue(older, outbox=env.outbox, audit=env.stores.audit)
+    assert env.outbox.pending().id == newest.id
+    assert env.outbox.get(older.id).status == "superseded" and env.outbox.get(older.id).superseded_by == newest.id
+    audit = env.stores.audit.get(older.id)
+    assert audit.outcome == "superseded" and "superseded by v2" in audit.detail
+
+
+def test_records_left_in_progress_by_a_killed_host_are_closed_as_interrupted(env):
+    from shared.services.reconcile import close_interrupted
+
+    stuck = AuditRecord(id=f"blob-{uuid.uuid4().hex[:8]}", trigger="blob", function="blob_upload", started_at=T0)
+    stuck.stage("seen", T0)
+    recent = AuditRecord(id=f"blob-{uuid.uuid4().hex[:8]}", trigger="blob", function="blob_upload",
+                         started_at=T0 + 800)
+    for record in (stuck, recent):
+        env.stores.audit.save(record)
+    assert close_interrupted(audit=env.stores.audit, now=T0 + 901) == 1
+    closed = env.stores.audit.get(stuck.id)
+    assert closed.outcome == "interrupted" and "after seen" in closed.detail and closed.finished_at
+    assert env.stores.audit.get(recent.id).outcome == "in_progress"
+    assert close_interrupted(audit=env.stores.audit, now=T0 + 902) == 0

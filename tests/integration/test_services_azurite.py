@@ -316,3 +316,18 @@ def test_batch_endpoint_kind_builds_the_v2_client(azurite, monkeypatch):
     assert isinstance(services.pipeline.inner, BatchEndpointPipelineClient)  # wrapped: job outputs via MLClient
     with pytest.raises(SettingsError, match="PIPELINE_KIND"):
         Settings.from_env({**env, "PIPELINE_KIND": "v3"})
+
+
+def test_concurrent_uploads_of_the_same_rows_register_one_version(stores, pipeline, httpserver, small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    semicolons = pd.read_csv(small_bank_csv).to_csv(sep=";", index=False).encode()
+    blobs = [upload(stores, f"same-{i}.csv", data if i % 2 else semicolons) for i in range(6)]
+    records = []
+    threads = [threading.Thread(target=lambda b=b: records.append(on_upload(
+        b, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores, coalesce_s=60)))) for b in blobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stores["datasets"].list()) == 1
+    assert sorted(r.outcome for r in records) == ["duplicate"] * 5 + ["queued"]
