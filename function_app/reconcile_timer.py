@@ -16,7 +16,7 @@ def reconcile_timer(timer: func.TimerRequest) -> None:
     s = services()
     reconcile_runs(runs=s.runs, pipeline=s.pipeline, models=s.models, deployer=s.deployer, scorer=s.scorer,
                    datasets=s.datasets, audit=s.audit, limits=s.reconcile, policy=s.policy, past_due=timer.past_due)
-    close_interrupted(audit=s.audit)
+    close_interrupted(audit=s.audit, outbox=s.outbox)
     if s.drift_jobs is not None:
         resume_drift_checks(policy=s.drift, target=s.target, datasets=s.datasets, models=s.models, runs=s.runs,
                             pipeline=s.pipeline, audit=s.audit, reports=s.reports, offload=s.drift_jobs,

@@ -84,15 +84,22 @@ def _error_of(raw: dict) -> str:
     return str(error)[:500] or "run ended without completing"
 
 
-def close_interrupted(*, audit, now: float | None = None, older_than_s: float = 900.0) -> int:
-    """Audit records left `in_progress` by an invocation whose host was killed: ended `interrupted`, so every
-    trigger ends in an outcome (the host retried the trigger itself; its retry wrote its own record)."""
+def close_interrupted(*, audit, outbox=None, now: float | None = None, older_than_s: float = 900.0) -> int:
+    """Audit records a killed invocation left open — `in_progress`, or `queued` with no request in the outbox (it
+    died between the two writes) — ended `interrupted`, so every trigger ends in an outcome (the host retried the
+    trigger itself; its retry wrote its own record)."""
     now = time.time() if now is None else now
     closed = 0
-    for record in audit.with_outcome("in_progress"):
-        if now - record.started_at > older_than_s and audit.claim(record.id, "in_progress", "interrupted"):
-            stored = audit.get(record.id)
-            audit.finish(stored, "interrupted", f"the invocation stopped after {', '.join(stored.stages) or 'start'}"
-                                                " (host stopped or killed); the trigger was retried by the host")
-            closed += 1
+    for outcome in ("in_progress", "queued"):
+        for record in audit.with_outcome(outcome):
+            if now - record.started_at <= older_than_s:
+                continue
+            if outcome == "queued" and (outbox is None or outbox.get(record.id) is not None):
+                continue  # its request exists: the dispatcher ends it
+            if audit.claim(record.id, outcome, "interrupted"):
+                stored = audit.get(record.id)
+                audit.finish(stored, "interrupted", f"the invocation stopped after "
+                                                    f"{', '.join(stored.stages) or 'start'} (host stopped or killed); "
+                                                    "the trigger was retried by the host")
+                closed += 1
     return closed

@@ -225,8 +225,15 @@ def test_records_left_in_progress_by_a_killed_host_are_closed_as_interrupted(env
                          started_at=T0 + 800)
     for record in (stuck, recent):
         env.stores.audit.save(record)
-    assert close_interrupted(audit=env.stores.audit, now=T0 + 901) == 1
+    orphan = AuditRecord(id=f"blob-{uuid.uuid4().hex[:8]}", trigger="blob", function="blob_upload", started_at=T0,
+                         outcome="queued")  # killed between the audit write and the outbox write
+    waiting = request(env, 1, at=T0)  # queued with its request in the outbox: the dispatcher ends it
+    enqueue(waiting, outbox=env.outbox, audit=env.stores.audit)
+    env.stores.audit.save(orphan)
+    assert close_interrupted(audit=env.stores.audit, outbox=env.outbox, now=T0 + 901) == 2
+    assert env.stores.audit.get(orphan.id).outcome == "interrupted"
+    assert env.stores.audit.get(waiting.id).outcome == "queued"
     closed = env.stores.audit.get(stuck.id)
     assert closed.outcome == "interrupted" and "after seen" in closed.detail and closed.finished_at
     assert env.stores.audit.get(recent.id).outcome == "in_progress"
-    assert close_interrupted(audit=env.stores.audit, now=T0 + 902) == 0
+    assert close_interrupted(audit=env.stores.audit, outbox=env.outbox, now=T0 + 902) == 0
