@@ -47,6 +47,7 @@ class RetrainRequest:
     last_error: str = ""
     finished_at: float | None = None
     traceparent: str = ""  # the asking trigger's trace: the submission continues it
+    summary: str = ""  # how the trigger describes it ("drift: …; dataset v3"), kept in the audit's final detail
 
 
 class Contention(RuntimeError):

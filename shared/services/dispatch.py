@@ -41,12 +41,13 @@ class DispatchPolicy:
 
 def new_request(record: AuditRecord, *, dataset_version: int, reason: str, policy: DispatchPolicy,
                 coalesce: bool = False, parameters: dict | None = None, uploaded_at: float | None = None,
-                now: float | None = None) -> RetrainRequest:
+                now: float | None = None, summary: str = "") -> RetrainRequest:
     now = time.time() if now is None else now
     return RetrainRequest(id=record.id, trigger=record.trigger, reason=reason, dataset_version=dataset_version,
                           requested_at=now, not_before=now + (policy.coalesce_s if coalesce else 0.0),
                           deadline=now + policy.deadline_s, parameters=dict(parameters or {}),
-                          uploaded_at=uploaded_at, traceparent=telemetry.inject().get("traceparent", ""))
+                          uploaded_at=uploaded_at, traceparent=telemetry.inject().get("traceparent", ""),
+                          summary=summary)
 
 
 def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
@@ -122,7 +123,8 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
         outbox.finish(request.id, "submitted", run_id=run.run_id)
         record.data["attempts"] = request.attempts
         tries = f" after {request.attempts} attempts" if request.attempts > 1 else ""
-        audit.finish(record, "submitted", f"dataset v{dataset.version} submitted ({request.reason}){tries}")
+        audit.finish(record, "submitted", f"{request.summary or f'dataset v{dataset.version}'} submitted "
+                                          f"({request.reason}){tries}")
         return f"submitted {run.run_id}"
 
 
@@ -181,7 +183,7 @@ def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, r
     """The one path every trigger takes to ask for a retrain: into the outbox, then submitted now if it is due
     and nothing is in flight. Returns the request as stored afterwards (`submitted`, `pending`, `failed`)."""
     request = new_request(record, dataset_version=dataset.version, reason=reason, policy=policy, coalesce=coalesce,
-                          parameters=parameters, uploaded_at=uploaded_at)
+                          parameters=parameters, uploaded_at=uploaded_at, summary=detail)
     record.dataset_version = dataset.version
     record.stage("queued")
     record.outcome = "queued"
