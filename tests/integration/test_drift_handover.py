@@ -25,7 +25,7 @@ from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.validation import canonical_csv, content_hash
 from shared.services.check_drift import DriftPolicy, check_drift, resume_drift_checks
 from shared.services.retrain import PipelineTarget
-from shared.settings import Settings
+from tests.isolation import isolated_settings
 from tests.waiting import wait_for
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
@@ -54,12 +54,10 @@ def collector_blob(container, at: float, records: list[dict]) -> None:
 
 @pytest.fixture
 def env(azurite, httpserver, small_bank_csv, tmp_path):
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
-                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
-                        models_table=f"models{suffix}")
+    settings = isolated_settings(azurite)
     blobs = storage.blob_service(settings)
-    names = {k: f"{k}{suffix}" for k in ("inference", "reports")} | {"datasets": settings.datasets_container}
+    names = {"inference": settings.inference_container, "reports": settings.reports_container,
+             "datasets": settings.datasets_container}
     for name in names.values():
         storage.ensure_container(blobs, name)
     containers = {k: blobs.get_container_client(v) for k, v in names.items()}

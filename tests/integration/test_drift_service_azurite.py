@@ -18,7 +18,7 @@ from shared.domain.profile import REFERENCE_PROFILE, build_profile
 from shared.domain.validation import canonical_csv, content_hash
 from shared.services.check_drift import DriftPolicy, check_drift
 from shared.services.retrain import PipelineTarget
-from shared.settings import Settings
+from tests.isolation import isolated_settings
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
@@ -28,12 +28,9 @@ POLICY = DriftPolicy(min_rows=200, cooldown_s=3600, critical=("euribor3m",))  # 
 
 @pytest.fixture
 def env(azurite, httpserver, small_bank_csv, tmp_path):
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
-                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
-                        models_table=f"models{suffix}")
+    settings = isolated_settings(azurite)
     blobs = storage.blob_service(settings)
-    for name in (settings.datasets_container, f"reports{suffix}"):
+    for name in (settings.datasets_container, settings.reports_container):
         storage.ensure_container(blobs, name)
     stores = build_stores(settings)
     frame = pd.read_csv(small_bank_csv)
@@ -46,7 +43,7 @@ def env(azurite, httpserver, small_bank_csv, tmp_path):
     stores.models.set_live(model.version)
     collected: list[pd.DataFrame] = []
     return {"stores": stores, "frame": frame, "collected": collected,
-            "reports": report_writer(blobs.get_container_client(f"reports{suffix}")), "blobs": blobs,
+            "reports": report_writer(blobs.get_container_client(settings.reports_container)), "blobs": blobs,
             "pipeline": PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)}
 
 

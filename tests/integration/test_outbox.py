@@ -16,7 +16,7 @@ from shared.bootstrap import build_stores
 from shared.domain.records import AuditRecord
 from shared.services.dispatch import DispatchPolicy, backoff, dispatch, enqueue, new_request, retry
 from shared.services.retrain import PipelineTarget
-from shared.settings import Settings
+from tests.isolation import isolated_settings
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
@@ -27,17 +27,14 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 def env(azurite, httpserver, small_bank_csv):
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
-                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
-                        models_table=f"models{suffix}")
+    settings = isolated_settings(azurite)
     storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
     stores = build_stores(settings)
     data = small_bank_csv.read_bytes()
     versions = [stores.datasets.register(data + b"\n" * i, content_hash=f"h{i}", rows=3000, columns=21,
                                          source_blob=f"incoming/{i}.csv", source_etag=str(i), dialect="comma")
                 for i in range(3)]
-    outbox = Outbox(storage.ensure_table(storage.table_service(settings), f"outbox{suffix}"))
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
     pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
     return type("Env", (), {"stores": stores, "outbox": outbox, "pipeline": pipeline, "versions": versions})
 

@@ -18,6 +18,7 @@ from shared.domain.webhook_signature import sign
 from shared.services.http_retrain import MAX_BODY, WebhookGuard, WebhookRequest, retrain_http
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings
+from tests.isolation import isolated_settings
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
@@ -28,15 +29,12 @@ NOW = 1_800_000_000.0
 
 @pytest.fixture
 def env(azurite, httpserver, small_bank_csv):
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(storage_connection=azurite, datasets_container=f"datasets{suffix}",
-                        datasets_table=f"datasets{suffix}", audit_table=f"audit{suffix}", runs_table=f"runs{suffix}",
-                        models_table=f"models{suffix}")
+    settings = isolated_settings(azurite)
     storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
     stores = build_stores(settings)
     dataset = stores.datasets.register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
                                        source_blob="incoming/bank.csv", source_etag="1", dialect="comma")
-    table = storage.ensure_table(storage.table_service(settings), f"webhook{suffix}")
+    table = storage.ensure_table(storage.table_service(settings), settings.webhook_table)
     guard = WebhookGuard(secrets=(SECRET,), replay=ReplayGuard(table), rate=RateLimiter(table, 5, 60),
                          idempotency=IdempotencyStore(table))
     pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
