@@ -29,12 +29,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from local.processes import free_port
-from local.stack import Stack, StackConfig
-from shared.bootstrap import build_stores
 from shared.domain.validation import canonical_csv, content_hash
 from shared.domain.webhook_signature import sign
-from shared.settings import Settings
+from tests.e2e.api_stack import start_api_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -59,20 +56,9 @@ def register_dataset(stack, data: bytes) -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, training_csv):
-    config = StackConfig(local_dir=tmp_path_factory.mktemp("schema-stack"), blob_port=free_port(),
-                         queue_port=free_port(), table_port=free_port(), host_port=free_port(),
-                         pipeline_port=free_port(), scoring_port=free_port(), training_budget_s=TIME_BUDGET_S,
-                         blob_poll_s=0.5, drift_schedule="0 0 0 1 1 *", reconcile_schedule="0 0 0 1 1 *",
-                         extra_settings={"WEBHOOK_RATE_LIMIT": "0"})  # no limit: schemathesis sends many requests
-    s = Stack(config)
-    s.start()
+    s = start_api_stack(tmp_path_factory.mktemp("schema-stack"), budget_s=TIME_BUDGET_S,
+                        WEBHOOK_RATE_LIMIT="0")  # no limit: schemathesis sends many requests
     try:
-        # the first call builds the app's services, which create the containers the dataset store writes to
-        key = s.host_keys.function_keys["default"]
-        assert requests.get(config.host_url + "/api/runs", headers={"x-functions-key": key},
-                            timeout=30).status_code == 200
-        stores = build_stores(Settings(storage_connection=config.connection_string))
-        s.runs, s.datasets = stores.runs, stores.datasets
         for _ in range(2):  # "latest", "1" and "v2" name real versions, so some requests are accepted (202)
             register_dataset(s, training_csv)
         yield s

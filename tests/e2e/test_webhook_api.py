@@ -17,14 +17,12 @@ import pandas as pd
 import pytest
 import requests
 
-from local.processes import free_port
-from local.stack import Stack, StackConfig
 from shared.adapters import storage
 from shared.adapters.outbox import Outbox
-from shared.bootstrap import build_stores
 from shared.domain.validation import canonical_csv, content_hash
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from shared.settings import Settings
+from tests.e2e.api_stack import start_api_stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -34,29 +32,9 @@ RATE_WINDOW_S = 3600  # fixed windows aligned to the clock: a long one, so a bur
 PROBLEM = "application/problem+json"
 
 
-def start_stack(local_dir, **settings: str) -> Stack:
-    config = StackConfig(local_dir=local_dir, blob_port=free_port(), queue_port=free_port(), table_port=free_port(),
-                         host_port=free_port(), pipeline_port=free_port(), scoring_port=free_port(),
-                         training_budget_s=3, blob_poll_s=0.5, drift_schedule="0 0 0 1 1 *",
-                         reconcile_schedule="0 0 0 1 1 *", extra_settings=settings)
-    s = Stack(config)
-    s.start()
-    try:
-        # the first call builds the app's services, which create the containers the dataset store writes to
-        key = s.host_keys.function_keys["default"]
-        assert requests.get(config.host_url + "/api/runs", headers={"x-functions-key": key},
-                            timeout=30).status_code == 200
-        stores = build_stores(Settings(storage_connection=config.connection_string))
-    except BaseException:
-        s.stop()
-        raise
-    s.audit, s.runs, s.datasets = stores.audit, stores.runs, stores.datasets
-    return s
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = start_stack(tmp_path_factory.mktemp("webhook-stack"), WEBHOOK_RATE_LIMIT="100000")
+    s = start_api_stack(tmp_path_factory.mktemp("webhook-stack"), WEBHOOK_RATE_LIMIT="100000")
     yield s
     s.stop()
 
@@ -64,7 +42,7 @@ def stack(tmp_path_factory):
 @pytest.fixture
 def rate_stack(tmp_path_factory):
     """A stack of this test's own with a small rate limit."""
-    s = start_stack(tmp_path_factory.mktemp("rate-stack"), WEBHOOK_RATE_LIMIT=str(RATE_LIMIT),
+    s = start_api_stack(tmp_path_factory.mktemp("rate-stack"), WEBHOOK_RATE_LIMIT=str(RATE_LIMIT),
                     WEBHOOK_RATE_WINDOW_S=str(RATE_WINDOW_S))
     yield s
     s.stop()
