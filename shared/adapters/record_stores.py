@@ -125,11 +125,12 @@ class ModelRegistry:
     def __init__(self, table: TableClient):
         self._table = table
 
-    def register(self, *, run_id: str, dataset_version: int, model_dir: str, metrics: dict) -> ModelVersion:
+    def register(self, *, run_id: str, dataset_version: int, model_dir: str, metrics: dict,
+                 digest: str = "") -> ModelVersion:
         for _ in range(50):
             version = (self._latest_number() or 0) + 1
             model = ModelVersion(version=version, run_id=run_id, dataset_version=dataset_version,
-                                 model_dir=model_dir, metrics=metrics, registered_at=time.time())
+                                 model_dir=model_dir, metrics=metrics, registered_at=time.time(), digest=digest)
             try:
                 self._table.create_entity(to_entity(model, _MODEL_PK, f"{version:010d}"))
                 return model

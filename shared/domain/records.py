@@ -90,3 +90,4 @@ class ModelVersion:
     model_dir: str
     metrics: dict[str, Any]
     registered_at: float
+    digest: str = ""  # shared.scoring.model_digest of the folder at registration: what every load path checks
