@@ -31,6 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from local.processes import PROJECT_ROOT
+from shared import redaction
 from shared.domain import pipeline_params
 
 log = logging.getLogger("pipeline-endpoint")
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    redaction.install_logging()  # the pipeline token, the Event Grid key and the storage key: never logged
     config = EndpointConfig(
         token=os.environ["LOCAL_PIPELINE_TOKEN"], runs_dir=args.runs_dir,
         storage_connection=os.environ["AzureWebJobsStorage"], eventgrid_url=os.environ.get("EVENTGRID_WEBHOOK_URL"),

@@ -59,6 +59,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from shared import redaction
 from shared.domain import schema
 from shared.scoring.runtime import ModelLoadError, ScoringInputError, ScoringModel
 
@@ -759,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="log every request (off by default: it costs about a fifth of a scoring request)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redaction.install_logging()  # SCORING_KEY, SCORING_ADMIN_KEY, the storage key: never in a log line
     logging.getLogger("azure").setLevel(logging.WARNING)  # the storage SDK logs every HTTP call at INFO
     scoring_key, admin_key = os.environ.get("SCORING_KEY", ""), os.environ.get("SCORING_ADMIN_KEY", "")
     if not scoring_key or not admin_key:

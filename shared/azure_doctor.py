@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared import redaction
 from shared.adapters.pipeline_client import ARM_SCOPE, ML_SCOPE, redact_url
 from shared.settings import Settings, SettingsError
 
@@ -195,25 +196,14 @@ def granting(missing: list[Need]) -> str:
 # ------------------------------------------------------------------------------------------ redaction
 
 
-_SCRUB = [
-    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), r"\1***"),
-    (re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*"), "***"),  # a JWT
-    (re.compile(r"(?i)\b(sig|code|key|accountkey|sharedaccesssignature)=[^&\s;\"']+"), r"\1=***"),
-    (re.compile(r"(?i)([\"']?(?:primary_?key|secondary_?key|access_?token|client_?secret)[\"']?\s*[:=]\s*)"
-                r"[\"']?[^\s\"',;}]+[\"']?"), r"\1***"),
-]
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 
 
 def scrub(text: str, secrets: set[str] | None = None) -> str:
-    """Messages may quote service errors: no token, key, signature or URL query string gets through."""
-    for secret in secrets or ():
-        if secret:
-            text = text.replace(secret, "***")
-    text = _URL.sub(lambda m: redact_url(m.group(0)), text)
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
-    return text
+    """Messages may quote service errors: no token, key, signature or URL query string gets through
+    (shared.redaction's rules, with `***` as the mask, plus the tokens this doctor was handed)."""
+    text = redaction.redact(text, "***", extra=secrets or ())
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -377,6 +367,7 @@ class Doctor:
                     self.credential = default_credential(self.timeout_s)
                 token = _get_token(self.credential, scope, self.timeout_s).token
                 self.secrets.add(token)
+                redaction.register(token)  # also masked in log lines, not only in the checks' messages
                 self._tokens[scope] = token
             except _TokenError as exc:
                 self._tokens[scope] = exc

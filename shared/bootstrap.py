@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared import telemetry
+from shared import redaction, telemetry
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
@@ -117,6 +117,7 @@ def pipeline_client(settings: Settings, credential) -> PublishedPipelineClient |
 def build(settings: Settings) -> Services:
     azure = settings.mode == "azure"
     local_dir = os.environ.get("RETRAIN_LOCAL_DIR")
+    redaction.install_logging(settings.extra or None)  # every logger of the app masks the secret settings
     # In Azure the exporter authenticates with the app's identity, so Application Insights can refuse key-only
     # ingestion (DisableLocalAuth); locally the connection string alone (a loopback test endpoint) is enough.
     telemetry.configure_from_env(settings.extra or None, local_dir=local_dir if (local_dir and not azure) else None,

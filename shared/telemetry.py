@@ -37,7 +37,6 @@ import contextvars
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import traceback
@@ -51,13 +50,16 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from shared import redaction
+from shared.private_files import open_private, private_dir
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "bankmarketing-retrain"
 CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 SPANS_FILE = "spans.jsonl"
 METRICS_FILE = "metrics.jsonl"
-REDACTED = "[REDACTED]"
+REDACTED = redaction.REDACTED
 MAX_VALUE_CHARS = 8192  # Application Insights keeps custom property values up to 8 KiB
 # Attributes a span hands down to the spans opened inside it (so every span of a retrain carries the run id).
 INHERITED = ("run_id", "dataset_version", "trigger_id")
@@ -69,14 +71,6 @@ _KINDS = {
     "client": trace.SpanKind.CLIENT,  # an outgoing call: a "dependency"
     "producer": trace.SpanKind.PRODUCER,
 }
-
-# Normalised (lower case, letters and digits only) key fragments that name a secret.
-_SENSITIVE_KEY_PARTS = ("key", "token", "secret", "password", "passwd", "pwd", "authorization", "connectionstring",
-                        "credential", "signature", "cookie", "sas")
-_SECRET_IN_TEXT = re.compile(
-    r"(?i)\b(InstrumentationKey|AccountKey|SharedAccessKey|SharedAccessSignature|sig|signature|key|code|"
-    r"password|pwd|secret|token|access_token|client_secret)=([^;&\s\"']+)")
-_BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+")
 
 _carrier_propagator = TraceContextTextMapPropagator()
 _NOOP_TRACER = trace.NoOpTracer()
@@ -120,6 +114,7 @@ def configure(*, connection_string: str = "", local_dir: Path | str | None = Non
         directory = Path(local_dir) if local_dir else None
         if connection_string:
             _state.secrets = _secrets_of(connection_string)
+            redaction.register(*_state.secrets)
             try:
                 _configure_azure(connection_string, directory, console, service_name, logger_name, live_metrics,
                                  azure_options or {})
@@ -212,13 +207,46 @@ def _configure_azure(connection_string: str, local_dir: Path | None, console: bo
     # children afresh and, in a burst such as a cold start, dropped the child spans (and a continued remote
     # parent) of sampled traces in tests/integration/test_telemetry_ingestion.py: no "one trace from trigger to
     # deploy". This service makes a few traces per retrain. OTEL_TRACES_SAMPLER or azure_options override it.
+    # Log records reach Application Insights through OpenTelemetry's handler, which reads exception details
+    # from the record itself: mask body and attributes once more on the way out.
+    log_processors = [*options.get("log_record_processors", []), _redacting_log_processor()]
     kwargs = {"logger_name": logger_name, "enable_live_metrics": live_metrics, "sampling_ratio": 1.0,
               "resource": Resource.create({"service.name": service_name}), **options,
-              "connection_string": connection_string, "span_processors": processors}
+              "connection_string": connection_string, "span_processors": processors,
+              "log_record_processors": log_processors}
     configure_azure_monitor(**kwargs)
     _globals_set = True
     _state.tracer = trace.get_tracer(__name__)
     _state.meter = metrics.get_meter(__name__)
+
+
+def _redacting_log_processor() -> Any:
+    """An OpenTelemetry LogRecordProcessor that masks secrets in each record's body and attributes."""
+    from opentelemetry.sdk._logs import LogRecordProcessor
+
+    class RedactingLogProcessor(LogRecordProcessor):
+        def on_emit(self, log_record: Any) -> None:
+            record = getattr(log_record, "log_record", log_record)
+            if isinstance(getattr(record, "body", None), str):
+                record.body = scrub(record.body)
+            attributes = getattr(record, "attributes", None)
+            if attributes:
+                for key in list(attributes):
+                    value = attributes[key]
+                    if is_sensitive(key) and not key.startswith("code."):
+                        attributes[key] = REDACTED
+                    elif isinstance(value, str):
+                        attributes[key] = scrub(value)
+
+        emit = on_emit
+
+        def shutdown(self) -> None:
+            return None
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    return RedactingLogProcessor()
 
 
 def _configure_local(local_dir: Path | None, console: bool, service_name: str) -> None:
@@ -233,7 +261,7 @@ def _configure_local(local_dir: Path | None, console: bool, service_name: str) -
     resource = Resource.create({"service.name": service_name})
     tracer_provider = TracerProvider(resource=resource)
     if local_dir is not None:
-        local_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(local_dir)
         tracer_provider.add_span_processor(SimpleSpanProcessor(json_lines_span_exporter(local_dir / SPANS_FILE)))
     if console:
         tracer_provider.add_span_processor(SimpleSpanProcessor(json_lines_span_exporter(None)))
@@ -409,18 +437,14 @@ def record_metric(name: str, value: float, *, kind: str = "histogram", unit: str
 
 
 def is_sensitive(key: str) -> bool:
-    """Whether an attribute named `key` holds a secret (matched on the key lower-cased, letters and digits only)."""
-    norm = re.sub(r"[^a-z0-9]", "", str(key).lower())
-    return any(part in norm for part in _SENSITIVE_KEY_PARTS)
+    """Whether an attribute named `key` holds a secret (shared.redaction's rule)."""
+    return redaction.is_sensitive(key)
 
 
 def scrub(text: str) -> str:
-    """Mask secrets embedded in free text: key=value pairs of connection strings and SAS URLs, bearer tokens and
-    the configured Application Insights connection string / instrumentation key."""
-    for secret in _state.secrets:
-        text = text.replace(secret, REDACTED)
-    text = _SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
-    return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    """Mask secrets embedded in free text (shared.redaction: registered secret settings and keys, connection
+    string and SAS fields, bearer tokens) and the configured Application Insights connection string / key."""
+    return redaction.redact(text, extra=_state.secrets)
 
 
 def sanitize(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -514,8 +538,7 @@ class _LineWriter:
                 sys.stderr.write(data)
                 sys.stderr.flush()
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_private(self.path)  # 0600 in a 0700 folder, narrowed if it exists wider
             try:
                 for line in lines:
                     os.write(fd, (line + "\n").encode())

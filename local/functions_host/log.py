@@ -1,4 +1,8 @@
-"""Host logging: UTC timestamps to stdout, the running invocation named on each line, secrets redacted."""
+"""Host logging: UTC timestamps to stdout, the running invocation named on each line, secrets redacted.
+
+Redaction is shared.redaction's: the secret settings of the environment, the host's keys and the storage
+account keys are registered there, and every log record of the process (the functions' too) is masked.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode
+
+from shared import redaction
 
 current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_function", default=None)
 
-REDACTED = "[REDACTED]"
+REDACTED = redaction.REDACTED
 
 
 class _HostFormatter(logging.Formatter):
@@ -20,22 +25,18 @@ class _HostFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("[%(asctime)s.%(msecs)03dZ] %(levelname)s %(name)s: %(fn_tag)s%(message)s",
                          datefmt="%Y-%m-%dT%H:%M:%S")
-        self.secrets: list[str] = []
 
     def format(self, record: logging.LogRecord) -> str:
         name = getattr(record, "invocation_function", None) or current_function.get()
         record.fn_tag = f"[Function.{name}] " if name else ""
-        text = super().format(record)
-        for secret in self.secrets:
-            if secret and secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return redaction.redact(super().format(record))  # the whole line: message, traceback, extras
 
 
 _formatter = _HostFormatter()
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    redaction.install_logging()  # the secret settings' values are known from here on
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_formatter)
     root = logging.getLogger()
@@ -50,17 +51,12 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def add_secrets(values: Iterable[str]) -> None:
     """Values (keys, connection-string account keys) that must never appear in a log line."""
-    _formatter.secrets.extend(v for v in values if v and len(v) >= 8)
+    redaction.register(*values)
 
 
 def redact_query(query: str) -> str:
-    """A query string with the value of `code` replaced, for request log lines."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(k.lower() == "code" for k, _ in pairs):
-        return query
-    return urlencode([(k, REDACTED if k.lower() == "code" else v) for k, v in pairs], safe="[]")
+    """A query string with the values of `code` (and other secret parameters) replaced, for request log lines."""
+    return redaction.redact_query(query)
 
 
 def short_error(exc: BaseException) -> str:

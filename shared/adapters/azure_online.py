@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shared import redaction
 from shared.adapters.scoring import DeploymentError
 from shared.domain import schema
 
@@ -44,10 +45,6 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"  # request: pin a deployment; res
 # Used when a deploy gets no smoke records and the model directory is not local (or has no input example).
 FALLBACK_RECORD: dict[str, Any] = dict(schema.EXAMPLE_RECORD)
 
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
-_SECRET_FIELD = re.compile(r"(?i)([\"']?(?:primary_?key|secondary_?key|access_?token|api[_-]?key)[\"']?\s*[:=]\s*)"
-                           r"[\"']?[^\s\"',;}]+[\"']?")
-_SAS_SIGNATURE = re.compile(r"(?i)\b(sig=)[^&\s\"']+")
 _ARM_MODEL = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 _SHORT_MODEL = re.compile(r"^azureml:(?P<name>[^:/]+):(?P<version>[^:/]+)$")
 
@@ -307,7 +304,9 @@ class AzureOnlineDeployer:
         if not primary:
             raise DeploymentError(f"endpoint {self.endpoint_name} does not use key authentication "
                                   f"(auth_mode must be 'key' for the scoring client)")
-        self._secrets.update(k for k in (primary, getattr(keys, "secondary_key", None)) if k)
+        found = [k for k in (primary, getattr(keys, "secondary_key", None)) if k]
+        self._secrets.update(found)
+        redaction.register(*found)  # every log line and span of the process masks them too
         return str(primary)
 
     def scorer(self, *, session: Any = None, timeout_s: float = 30) -> AzureEndpointScorer:
@@ -558,11 +557,8 @@ class AzureOnlineDeployer:
         return self._redact(text)
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        text = _BEARER.sub(r"\1***", text)
-        text = _SAS_SIGNATURE.sub(r"\1***", text)
-        return _SECRET_FIELD.sub(r"\1***", text)
+        """shared.redaction's rules with `***` as the mask, plus the keys read from this endpoint."""
+        return redaction.redact(text, "***", extra=self._secrets)
 
 
 def _without_query(location: str) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared import redaction
 from shared.domain.pipeline_params import FOLDER_INPUTS
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -86,9 +87,8 @@ def parse_run(body: dict[str, Any]) -> PipelineRun:
 
 
 def redact_url(url: str) -> str:
-    """Query strings can carry keys (`code=`); never print them."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+    """Query strings can carry keys (`code=`); never print them (shared.redaction.redact_url)."""
+    return redaction.redact_url(url)
 
 
 ARM_SCOPE = "https://management.azure.com/.default"
