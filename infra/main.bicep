@@ -88,8 +88,8 @@ param functionAppMaximumInstanceCount int = 40
 @allowed([2048, 4096])
 param functionAppInstanceMemoryMB int = 2048
 
-@description('Refuse instrumentation-key ingestion in Application Insights. Leave off until shared/telemetry.py exports with an Entra ID credential.')
-param appInsightsDisableLocalAuth bool = false
+@description('Refuse instrumentation-key ingestion in Application Insights (Entra ID only): the Functions host sends with APPLICATIONINSIGHTS_AUTHENTICATION_STRING and shared/telemetry.py with the app\'s identity, both as Monitoring Metrics Publisher.')
+param appInsightsDisableLocalAuth bool = true
 
 // ---- Names ----------------------------------------------------------------------------------------------------
 
@@ -245,9 +245,17 @@ module rbac 'app/rbac.bicep' = {
     identityPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
-    blobReaderPrincipalIds: [
+    datasetsContainerName: containerNames.datasets
+    inferenceContainerName: containerNames.inference
+    reportsContainerName: containerNames.reports
+    datasetReaderPrincipalIds: [
       mlAccess.outputs.principalId
       createAzureMlWorkspace ? mlWorkspace.outputs.computePrincipalId : ''
+    ]
+    // Only when the parallel drift job is on (DRIFT_COMPUTE); a cluster of an existing workspace needs the same
+    // two container-scoped Storage Blob Data Reader assignments, granted by whoever owns it.
+    driftReaderPrincipalIds: [
+      createAzureMlWorkspace && !empty(driftCompute) ? mlWorkspace.outputs.computePrincipalId : ''
     ]
   }
 }
@@ -266,6 +274,10 @@ var webhookSecretPreviousReference = empty(webhookSecretPrevious) ? '' : webhook
 var appSettings = {
   // Functions host and worker
   PYTHON_SCRIPT_FILE_NAME: 'main.py'
+  // The host's cap on every request body (default 100 MB): 1 MB + 64 KB, so an Event Grid delivery (one event of up
+  // to 1 MB in a JSON array) still fits while the API routes refuse above 1 MB themselves (shared/services/
+  // http_guard.py HOST_BODY_LIMIT). https://learn.microsoft.com/azure/azure-functions/functions-app-settings#functions_request_body_size_limit
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '1114112'
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.outputs.clientId
   AzureWebJobsStorage__blobServiceUri: storage.outputs.primaryBlobEndpoint
@@ -339,6 +351,10 @@ var appSettings = {
   WEBHOOK_SECRET_PREVIOUS: webhookSecretPreviousReference
   WEBHOOK_RATE_LIMIT: '30'
   WEBHOOK_RATE_WINDOW_S: '60'
+  REJECT_LIMIT: '10'
+  DRIFT_HTTP_RATE_LIMIT: '6'
+  DRIFT_HTTP_RATE_WINDOW_S: '3600'
+  DRIFT_CHECK_LEASE_S: '900'
   IDEMPOTENCY_TTL_S: '86400'
   OUTBOX_SCHEDULE: '*/10 * * * * *'
   COALESCE_S: '10'
@@ -369,6 +385,7 @@ module functionApp 'app/function.bicep' = {
 
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output RETRAIN_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}'

@@ -15,9 +15,11 @@ from pathlib import Path
 from local import stack_secrets
 from local.functions_host.keys import load_or_create_keys
 from local.pipeline_endpoint import submit_url
-from local.processes import PROJECT_ROOT, Child, azurite_argv, python_argv, start_child
+from local.processes import PROJECT_ROOT, Child, azurite_argv, azurite_env, python_argv, start_child
 from shared.bootstrap import build_stores
-from shared.settings import Settings, azurite_connection_string
+from shared.scoring.trusted_model import UntrustedModel, check_model_folder
+from shared.services.http_guard import HOST_BODY_LIMIT
+from shared.settings import AZURITE_ACCOUNT, Settings
 
 INFERENCE_CONTAINER = "inference-data"  # where the scoring server collects its inputs (INFERENCE_CONTAINER)
 
@@ -87,6 +89,8 @@ class Stack:
             "SCORING_KEY": self.secrets["scoring_key"],
             "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"],
             "WEBHOOK_SECRET": self.secrets["webhook_secret"],
+            # the host's own body cap: what the routes accept, not the platform's 100 MB (http_guard.HOST_BODY_LIMIT)
+            "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(HOST_BODY_LIMIT),
             **c.extra_settings,
         }
 

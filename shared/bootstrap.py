@@ -23,10 +23,11 @@ from shared.adapters.pipeline_client import BatchEndpointPipelineClient, Publish
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
-from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayGuard
+from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, RejectionLog, ReplayGuard, SingleFlight
 from shared.domain.promotion import PromotionPolicy
 from shared.services.check_drift import DriftPolicy
 from shared.services.dispatch import DispatchPolicy
+from shared.services.drift_on_demand import DriftHttpGuard
 from shared.services.http_retrain import WebhookGuard
 from shared.services.on_upload import UploadLimits
 from shared.services.reconcile import ReconcileLimits
@@ -78,6 +79,8 @@ class Services:
     webhook: WebhookGuard | None = None  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
     outbox: Outbox | None = None  # retrain requests waiting to be submitted (coalescing, single flight, retries)
     dispatch: DispatchPolicy = DispatchPolicy()
+    drift_http: DriftHttpGuard | None = None  # POST /api/drift-check: signed, its own rate limit
+    drift_flight: SingleFlight | None = None  # one drift check at a time (HTTP and timer), across instances
 
 
 def _resolved(name: str, value: str) -> str:
@@ -170,6 +173,9 @@ def build(settings: Settings) -> Services:
         reports=report_writer(blobs.get_container_client(settings.reports_container)),
         drift_jobs=drift_jobs,
         webhook=webhook_guard(settings, tables),
+        drift_http=drift_http_guard(settings, tables),
+        drift_flight=SingleFlight(storage.ensure_table(tables, settings.webhook_table), "drift-check",
+                                  lease_s=settings.drift_check_lease_s),
         outbox=Outbox(storage.ensure_table(tables, settings.outbox_table)),
         dispatch=DispatchPolicy(coalesce_s=settings.coalesce_s, deadline_s=settings.submit_deadline_s),
     )
@@ -182,7 +188,18 @@ def webhook_guard(settings: Settings, tables) -> WebhookGuard:
     secrets = tuple(v for v in (secret_value("WEBHOOK_SECRET"), secret_value("WEBHOOK_SECRET_PREVIOUS")) if v)
     return WebhookGuard(secrets=secrets, replay=ReplayGuard(table),
                         rate=RateLimiter(table, settings.webhook_rate_limit, settings.webhook_rate_window_s),
-                        idempotency=IdempotencyStore(table, ttl_s=settings.idempotency_ttl_s))
+                        idempotency=IdempotencyStore(table, ttl_s=settings.idempotency_ttl_s),
+                        rejections=RejectionLog(table, settings.reject_limit))
+
+
+def drift_http_guard(settings: Settings, tables) -> DriftHttpGuard:
+    """POST /api/drift-check: the webhook's secret(s), replay guard and refusal log; its own rate counters (scope
+    `drift`, so the two routes' limits are independent)."""
+    table = storage.ensure_table(tables, settings.webhook_table)
+    secrets = tuple(v for v in (secret_value("WEBHOOK_SECRET"), secret_value("WEBHOOK_SECRET_PREVIOUS")) if v)
+    rate = RateLimiter(table, settings.drift_http_rate_limit, settings.drift_http_rate_window_s, scope="drift")
+    return DriftHttpGuard(secrets=secrets, replay=ReplayGuard(table), rate=rate,
+                          rejections=RejectionLog(table, settings.reject_limit))
 
 
 def drift_policy(settings: Settings) -> DriftPolicy:

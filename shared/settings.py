@@ -128,6 +128,12 @@ class Settings:
     webhook_table: str = "webhook"  # WEBHOOK_TABLE: replay guard, idempotency keys and rate counters
     webhook_rate_limit: int = 30  # WEBHOOK_RATE_LIMIT: requests per caller per window (0: no limit)
     webhook_rate_window_s: float = 60.0  # WEBHOOK_RATE_WINDOW_S
+    # Unsigned / badly signed requests to /api/retrain and /api/drift-check: one aggregate row per caller and minute.
+    reject_limit: int = 10  # REJECT_LIMIT: rejections per caller per minute before 429 (0: never throttle)
+    # POST /api/drift-check: signed like the webhook; its own per-caller rate limit; one check at a time.
+    drift_http_rate_limit: int = 6  # DRIFT_HTTP_RATE_LIMIT: signed checks per caller per window (0: no limit)
+    drift_http_rate_window_s: float = 3600.0  # DRIFT_HTTP_RATE_WINDOW_S
+    drift_check_lease_s: float = 900.0  # DRIFT_CHECK_LEASE_S: a running check's claim expires after this
     idempotency_ttl_s: float = 86400.0  # IDEMPOTENCY_TTL_S: how long an Idempotency-Key is remembered
     # The outbox of retrain requests (coalescing, single flight, retries).
     outbox_table: str = "outbox"  # OUTBOX_TABLE
@@ -201,6 +207,10 @@ class Settings:
             webhook_table=env.get("WEBHOOK_TABLE", "webhook"),
             webhook_rate_limit=_int(env, "WEBHOOK_RATE_LIMIT", 30),
             webhook_rate_window_s=_float(env, "WEBHOOK_RATE_WINDOW_S", 60.0),
+            reject_limit=_int(env, "REJECT_LIMIT", 10),
+            drift_http_rate_limit=_int(env, "DRIFT_HTTP_RATE_LIMIT", 6),
+            drift_http_rate_window_s=_float(env, "DRIFT_HTTP_RATE_WINDOW_S", 3600.0),
+            drift_check_lease_s=_float(env, "DRIFT_CHECK_LEASE_S", 900.0),
             idempotency_ttl_s=_float(env, "IDEMPOTENCY_TTL_S", 86400.0),
             outbox_table=env.get("OUTBOX_TABLE", "outbox"),
             outbox_schedule=env.get("OUTBOX_SCHEDULE", "*/10 * * * * *"),

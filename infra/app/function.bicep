@@ -51,9 +51,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Open: callers of /api/retrain and /api/drift-check (function key + HMAC signature) and Event Grid's webhook
+    // deliveries (system keys) come from the internet; Event Grid cannot deliver to an app behind a private
+    // endpoint. https://learn.microsoft.com/azure/event-grid/consume-private-endpoints
+    publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
     }
     functionAppConfig: {

@@ -25,6 +25,15 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    // A deleted vault or secret cannot be purged before the retention ends, by anyone (irreversible once on):
+    // the webhook secret survives a mistaken or malicious delete. `azd down --purge` cannot purge this vault; its
+    // name stays reserved for softDeleteRetentionInDays.
+    // https://learn.microsoft.com/azure/key-vault/general/soft-delete-overview#purge-protection
+    enablePurgeProtection: true
+    // Public: App Service resolves Key Vault references over the public endpoint unless the app is VNet-integrated
+    // (it is not a trusted service for the vault firewall), and azd reads the secret back from the developer's
+    // machine. Access is RBAC only (Key Vault Secrets User for the app, Secrets Officer for the developer).
+    // https://learn.microsoft.com/azure/app-service/app-service-key-vault-references#access-network-restricted-vaults
     publicNetworkAccess: 'Enabled'
   }
 }

@@ -4,8 +4,11 @@ param applicationInsightsName string
 param location string
 param tags object = {}
 
-@description('Refuse instrumentation-key ingestion (Entra ID only). Off: shared/telemetry.py exports with the connection string and no credential, which Entra-only ingestion would reject.')
-param disableLocalAuth bool = false
+// Entra ID-only ingestion: the connection string (its instrumentation key is not a secret) is not enough to write
+// telemetry; senders need a token with Monitoring Metrics Publisher on this component.
+// https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication#disable-local-authentication
+@description('Refuse instrumentation-key ingestion (Entra ID only). The app sends with its identity (shared/bootstrap.py passes the credential; the host uses APPLICATIONINSIGHTS_AUTHENTICATION_STRING).')
+param disableLocalAuth bool = true
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName

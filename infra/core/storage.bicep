@@ -25,6 +25,13 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     dnsEndpointType: 'Standard'
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // Reachable over its public endpoint, with Entra ID only (allowSharedKeyAccess: false, no anonymous blobs):
+    // a Flex Consumption app without VNet integration, its deployment (azd uploads the package to a container
+    // here) and the Azure ML compute reach the account over the internet, and none of them is a "trusted Azure
+    // service" the firewall's AzureServices bypass lets through. Closing it (defaultAction Deny) needs VNet
+    // integration of the app plus private endpoints for blob/queue/table, not set up by this template.
+    // https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#virtual-network-integration
+    // https://learn.microsoft.com/azure/storage/common/storage-network-security#trusted-access-for-resources-registered-in-your-subscription
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'

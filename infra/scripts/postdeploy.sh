@@ -10,7 +10,16 @@
 # The system keys exist only once the host has started with the deployed code, so this runs after `azd deploy`
 # (the Functions quickstarts do the same), not in Bicep. Idempotent: re-running updates the subscriptions.
 # Run by hand: `sh infra/scripts/postdeploy.sh` (reads the values with `azd env get-values`). Needs az and curl.
+#
+# No key on a command line: argv is visible to every local user (`ps`, /proc/<pid>/cmdline) and may land in shell
+# history or CI logs. The keys are read from az's standard output into shell variables, and each subscription is
+# created with the Event Grid REST API (`az rest --method put --body @file`, az loads `@file` arguments from the
+# file) from a request body written by the shell's printf builtin into a 0700 folder as a 0600 file, deleted on
+# exit. https://learn.microsoft.com/rest/api/eventgrid/controlplane/event-subscriptions/create-or-update
+# (The blob trigger's Event Grid source must be a webhook with the blobs_extension key:
+# https://learn.microsoft.com/azure/azure-functions/functions-event-grid-blob-trigger#create-the-event-subscription)
 set -eu
+umask 077
 
 for cmd in az curl; do
   command -v "$cmd" >/dev/null 2>&1 || { echo "postdeploy: '$cmd' is required (see the README's prerequisites)" >&2; exit 1; }
@@ -37,6 +46,14 @@ fi
 : "${STORAGE_EVENTS_TOPIC_NAME:?}"
 : "${INCOMING_CONTAINER:?}"
 : "${AZUREML_WORKSPACE_ID:?}"
+: "${AZURE_SUBSCRIPTION_ID:?}"
+
+eventgrid_api="2022-06-15"
+arm="https://management.azure.com"
+workdir=$(mktemp -d)
+chmod 700 "$workdir"
+trap 'rm -rf "$workdir"' EXIT
+trap 'exit 1' INT TERM
 
 # A host system key by name; empty until the host has loaded that extension.
 system_key() {
@@ -63,41 +80,33 @@ while :; do
   sleep 10
 done
 
+# An event subscription from a JSON body: $1 its ARM id, $2 the body. The body holds the webhook URL with its key:
+# written by printf (a shell builtin, not a process with arguments) to a 0600 file, handed to az as @file.
+put_subscription() {
+  body="$workdir/body.json"
+  rm -f "$body"
+  printf '%s' "$2" > "$body"
+  chmod 600 "$body"
+  az rest --method put --url "${arm}$1?api-version=${eventgrid_api}" --body "@$body" \
+    --headers "Content-Type=application/json" --output none
+  rm -f "$body"
+}
+
+# Delivery: 30 attempts within a day, the Event Grid schema the triggers read.
+retry='"retryPolicy":{"maxDeliveryAttempts":30,"eventTimeToLiveInMinutes":1440},"eventDeliverySchema":"EventGridSchema"'
+
 # 1. Uploads -> blob trigger. The subject filter keeps the app's own writes to other containers out.
 blob_webhook="${RETRAIN_BASE_URL}/runtime/webhooks/blobs?functionName=Host.Functions.blob_upload&code=${blobs_key}"
-az eventgrid system-topic event-subscription create \
-  --name incoming-blob-created \
-  --resource-group "$AZURE_RESOURCE_GROUP" \
-  --system-topic-name "$STORAGE_EVENTS_TOPIC_NAME" \
-  --endpoint-type webhook \
-  --endpoint "$blob_webhook" \
-  --included-event-types Microsoft.Storage.BlobCreated \
-  --subject-begins-with "/blobServices/default/containers/${INCOMING_CONTAINER}/blobs/" \
-  --max-delivery-attempts 30 \
-  --event-ttl 1440 \
-  --output none
+topic_id="/subscriptions/${AZURE_SUBSCRIPTION_ID}/resourceGroups/${AZURE_RESOURCE_GROUP}/providers/Microsoft.EventGrid/systemTopics/${STORAGE_EVENTS_TOPIC_NAME}"
+put_subscription "${topic_id}/eventSubscriptions/incoming-blob-created" \
+  "{\"properties\":{\"destination\":{\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"${blob_webhook}\"}},\"filter\":{\"includedEventTypes\":[\"Microsoft.Storage.BlobCreated\"],\"subjectBeginsWith\":\"/blobServices/default/containers/${INCOMING_CONTAINER}/blobs/\"},${retry}}}"
 echo "postdeploy: uploads to '${INCOMING_CONTAINER}' now trigger blob_upload"
 
-# 2. Azure ML run events -> run_completed. `event-subscription create` on the workspace uses the workspace's
-# system topic, creating it if there is none (there can be only one per workspace).
+# 2. Azure ML run events -> run_completed. An event subscription on the workspace (an extension resource of it) uses
+# the workspace's system topic, which Event Grid creates if there is none (there can be only one per workspace).
 run_webhook="${RETRAIN_BASE_URL}/runtime/webhooks/eventgrid?functionName=run_completed&code=${eventgrid_key}"
-az eventgrid event-subscription create \
-  --name retrain-run-completed \
-  --source-resource-id "$AZUREML_WORKSPACE_ID" \
-  --endpoint-type webhook \
-  --endpoint "$run_webhook" \
-  --included-event-types Microsoft.MachineLearningServices.RunCompleted \
-  --max-delivery-attempts 30 \
-  --event-ttl 1440 \
-  --output none
-az eventgrid event-subscription create \
-  --name retrain-run-failed \
-  --source-resource-id "$AZUREML_WORKSPACE_ID" \
-  --endpoint-type webhook \
-  --endpoint "$run_webhook" \
-  --included-event-types Microsoft.MachineLearningServices.RunStatusChanged \
-  --advanced-filter data.runStatus StringIn Failed Canceled \
-  --max-delivery-attempts 30 \
-  --event-ttl 1440 \
-  --output none
+put_subscription "${AZUREML_WORKSPACE_ID}/providers/Microsoft.EventGrid/eventSubscriptions/retrain-run-completed" \
+  "{\"properties\":{\"destination\":{\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"${run_webhook}\"}},\"filter\":{\"includedEventTypes\":[\"Microsoft.MachineLearningServices.RunCompleted\"]},${retry}}}"
+put_subscription "${AZUREML_WORKSPACE_ID}/providers/Microsoft.EventGrid/eventSubscriptions/retrain-run-failed" \
+  "{\"properties\":{\"destination\":{\"endpointType\":\"WebHook\",\"properties\":{\"endpointUrl\":\"${run_webhook}\"}},\"filter\":{\"includedEventTypes\":[\"Microsoft.MachineLearningServices.RunStatusChanged\"],\"advancedFilters\":[{\"operatorType\":\"StringIn\",\"key\":\"data.runStatus\",\"values\":[\"Failed\",\"Canceled\"]}]},${retry}}}"
 echo "postdeploy: Azure ML run events of the workspace now reach run_completed"

@@ -21,7 +21,7 @@ import uvicorn
 
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
-from local.functions_host.http_server import HostApp, HttpFunction, http_function
+from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
 from local.functions_host.keys import HostKeys, load_or_create_keys, local_dir_for
 from local.functions_host.loader import IndexedFunction, index_app, script_file_name
@@ -226,7 +226,8 @@ class FunctionsHost:
         if timeout is None:
             timeout = appsettings.float_setting("FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S", 8.0)
         app = HostApp(http_functions=self.http, eventgrid_functions=self.eventgrid, keys=self.keys,
-                      invoker=self.invoker, route_prefix=self.prefix, status=self.status, fire=self.fire)
+                      invoker=self.invoker, route_prefix=self.prefix, status=self.status, fire=self.fire,
+                      body_limit=appsettings.int_setting("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", BODY_LIMIT))
         server = _Server(uvicorn.Config(app, host=self.config.host, port=self.config.port, log_config=None,
                                         access_log=False, lifespan="off", server_header=False,
                                         # the host is the front end: a caller's X-Forwarded-For is a claim to

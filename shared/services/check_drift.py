@@ -50,8 +50,9 @@ CONCLUDING = "concluding"
 def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
                 audit, inference=None, reports=None, offload=None, outbox=None, dispatch=None,
                 trigger: str = "timer",
-                function: str = "drift_timer", now: float | None = None) -> AuditRecord:
-    """`inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
+                function: str = "drift_timer", now: float | None = None, record_id: str | None = None) -> AuditRecord:
+    """`record_id`: the audit id to use (the caller announced it, e.g. as the single-flight claim's Location);
+    `inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
     `reports`: callable(name, html) -> location of the stored report (None: not stored);
     `offload`: the large-window job runner (None: every window is profiled here)."""
     now = time.time() if now is None else now
@@ -61,14 +62,15 @@ def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, 
                              dispatch=dispatch)
         waiting = resume_drift_checks(now=now, **collaborators) if offload is not None else []
         record = _check(past_due=past_due, inference=inference, trigger=trigger, function=function, now=now,
-                        waiting=waiting, **collaborators)
+                        waiting=waiting, record_id=record_id, **collaborators)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
     return record
 
 
 def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, inference, reports,
-           offload, outbox, dispatch, trigger, function, now, waiting) -> AuditRecord:
-    record = AuditRecord(id=new_id(f"{trigger}-"), trigger=trigger, function=function, started_at=time.time(),
+           offload, outbox, dispatch, trigger, function, now, waiting, record_id=None) -> AuditRecord:
+    record = AuditRecord(id=record_id or new_id(f"{trigger}-"), trigger=trigger, function=function,
+                         started_at=time.time(),
                          source="schedule" + (" (past due)" if past_due else "") if trigger == "timer" else "on demand")
     audit.save(record)
     if waiting:

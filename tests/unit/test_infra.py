@@ -78,6 +78,10 @@ DYNAMIC_READERS = {
     ("shared/cli.py", "source"): 0,
     ("shared/cli.py", "limit"): 0,
 }
+# Functions that read the environment only to learn values to mask (shared.redaction registers the value of every
+# secret setting it names, set or not): not settings reads. test_every_secret_setting_is_redacted keeps that list
+# a superset of SECRET_SETTINGS.
+MASK_ONLY_READERS = {("shared/redaction.py", "register_environment")}
 # Not set by infra/, on purpose.
 INFRA_EXEMPT = {
     "AzureWebJobsStorage": "identity-based instead: AzureWebJobsStorage__credential/__clientId/__*ServiceUri",
@@ -90,6 +94,7 @@ INFRA_EXEMPT = {
 # Set by infra/ for the platform (the Functions host, the Python worker, azure-identity), not read by our code.
 PLATFORM_SETTINGS = {
     "PYTHON_SCRIPT_FILE_NAME", "AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT",  # the host's body cap: test_the_host_body_cap_is_what_the_routes_need
     "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId", "AzureWebJobsStorage__blobServiceUri",
     "AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__tableServiceUri",
 }
@@ -201,7 +206,7 @@ def _scan_file(path: Path, found: EnvReads) -> None:
             function = node.name
         where = f"{rel}:{getattr(node, 'lineno', '?')}"
         key = read_key(node)
-        if key is not None:
+        if key is not None and (rel, function) not in MASK_ONLY_READERS:
             name = name_of(key)
             if name is not None:
                 found.add(name, where)
@@ -261,6 +266,14 @@ def test_every_environment_read_is_classified(env_reads, settings_reads):
     listed = SECRET_SETTINGS | OTHER_APP_SETTINGS | NOT_APP_SETTINGS
     stale = sorted(listed - set(env_reads.names))
     assert not stale, f"listed here but no longer read anywhere: {stale}"
+
+
+def test_every_secret_setting_is_redacted():
+    """Every secret the deployed app reads is one shared.redaction masks in logs, spans and errors."""
+    from shared import redaction
+
+    missing = sorted(SECRET_SETTINGS - set(redaction.SECRET_SETTINGS))
+    assert not missing, f"secret settings shared.redaction.SECRET_SETTINGS does not name: {missing}"
 
 
 def test_infra_sets_every_app_setting(app_settings):
@@ -358,14 +371,22 @@ HOOK_ENV = {
     "INCOMING_CONTAINER": "incoming",
     "AZUREML_WORKSPACE_ID": "/subscriptions/s/resourceGroups/rg-test/providers/"
                             "Microsoft.MachineLearningServices/workspaces/mlw-abc",
+    "AZURE_SUBSCRIPTION_ID": "s",
 }
 SYSTEM_KEYS = {"blobs_extension": "KEY-blobs", "eventgrid_extension": "KEY-eventgrid"}
 
+# Records each call; for `--body @file` also the file's content and the modes of the file and its folder, read
+# while the script still has them (it deletes them on exit).
 AZ_STUB = """#!{python}
-import json, os, sys
+import json, os, stat, sys
 args = sys.argv[1:]
+record = {{"argv": ["az", *args]}}
+if "--body" in args and args[args.index("--body") + 1].startswith("@"):
+    path = args[args.index("--body") + 1][1:]
+    record.update(body=open(path).read(), mode=stat.S_IMODE(os.stat(path).st_mode),
+                  dir_mode=stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), path=path)
 with open(os.environ["STUB_LOG"], "a") as fh:
-    fh.write(json.dumps(["az", *args]) + "\\n")
+    fh.write(json.dumps(record) + "\\n")
 if args[:3] == ["functionapp", "keys", "list"]:
     query = args[args.index("--query") + 1]
     print({keys!r}.get(query.removeprefix("systemKeys."), ""))
@@ -373,7 +394,7 @@ if args[:3] == ["functionapp", "keys", "list"]:
 AZD_STUB = """#!{python}
 import json, os, sys
 with open(os.environ["STUB_LOG"], "a") as fh:
-    fh.write(json.dumps(["azd", *sys.argv[1:]]) + "\\n")
+    fh.write(json.dumps({{"argv": ["azd", *sys.argv[1:]]}}) + "\\n")
 if sys.argv[1:] == ["env", "get-values"]:
     for key, value in {env!r}.items():
         print(f'{{key}}="{{value}}"')
@@ -381,7 +402,7 @@ if sys.argv[1:] == ["env", "get-values"]:
 CURL_STUB = "#!/bin/sh\nexit 0\n"
 
 
-def run_hook(tmp_path: Path, *, from_azd: bool) -> list[list[str]]:
+def run_hook(tmp_path: Path, *, from_azd: bool) -> list[dict]:
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for name, text in (("az", AZ_STUB.format(python=sys.executable, keys=SYSTEM_KEYS)),
@@ -399,6 +420,10 @@ def run_hook(tmp_path: Path, *, from_azd: bool) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def _argvs(calls: list[dict]) -> list[list[str]]:
+    return [c["argv"] for c in calls]
+
+
 def _option(args: list[str], name: str) -> list[str]:
     """The values after `name` up to the next --option."""
     if name not in args:
@@ -410,11 +435,30 @@ def _option(args: list[str], name: str) -> list[str]:
 
 @dataclass
 class Subscription:
-    args: list[str]
+    """One event subscription PUT through `az rest` (Event Grid REST API, Event Subscriptions - Create Or Update)."""
+
+    call: dict
+
+    @property
+    def url(self):
+        return urlsplit(_option(self.call["argv"], "--url")[0])
+
+    @property
+    def scope(self) -> str:
+        """The ARM id the subscription is created under (before /eventSubscriptions/ or /providers/...)."""
+        path = self.url.path
+        marker = "/providers/Microsoft.EventGrid/eventSubscriptions/"
+        return path.split(marker)[0] if marker in path else path.rsplit("/eventSubscriptions/", 1)[0]
+
+    @property
+    def properties(self) -> dict:
+        return json.loads(self.call["body"])["properties"]
 
     @property
     def endpoint(self):
-        return urlsplit(_option(self.args, "--endpoint")[0])
+        destination = self.properties["destination"]
+        assert destination["endpointType"] == "WebHook"
+        return urlsplit(destination["properties"]["endpointUrl"])
 
     @property
     def webhook(self) -> str:
@@ -426,25 +470,30 @@ class Subscription:
 
     @property
     def event_types(self) -> set[str]:
-        return set(_option(self.args, "--included-event-types"))
+        return set(self.properties["filter"]["includedEventTypes"])
 
 
-def subscriptions(calls: list[list[str]]) -> list[Subscription]:
-    return [Subscription(c) for c in calls if c[:2] == ["az", "eventgrid"] and "create" in c]
+def subscriptions(calls: list[dict]) -> list[Subscription]:
+    subs = [Subscription(c) for c in calls if c["argv"][:2] == ["az", "rest"]]
+    for sub in subs:
+        assert _option(sub.call["argv"], "--method") == ["put"]
+        assert sub.url.netloc == "management.azure.com" and "api-version=2022-06-15" in sub.url.query
+    return subs
 
 
 @pytest.mark.parametrize("from_azd", [False, True], ids=["azd-hook-env", "by-hand"])
 def test_postdeploy_subscribes_the_registered_triggers(tmp_path, indexed_app, from_azd):
     calls = run_hook(tmp_path, from_azd=from_azd)
     if from_azd:
-        assert ["azd", "env", "get-values"] in calls
+        assert ["azd", "env", "get-values"] in _argvs(calls)
     subs = subscriptions(calls)
-    assert subs and all(_option(s.args, "--endpoint-type") == ["webhook"] for s in subs)
+    assert len(subs) == 3
     assert {s.webhook for s in subs} == {"/runtime/webhooks/blobs", "/runtime/webhooks/eventgrid"}
     for sub in subs:
         assert f"{sub.endpoint.scheme}://{sub.endpoint.netloc}" == HOOK_ENV["RETRAIN_BASE_URL"]
         extension = sub.webhook.rsplit("/", 1)[1]
         assert sub.query["code"] == SYSTEM_KEYS[f"{extension}_extension"], "wrong system key for the webhook"
+        assert sub.properties["retryPolicy"] == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
 
     (blob,) = [s for s in subs if s.webhook == "/runtime/webhooks/blobs"]
     assert blob.query["functionName"].startswith("Host.Functions.")
@@ -454,21 +503,39 @@ def test_postdeploy_subscribes_the_registered_triggers(tmp_path, indexed_app, fr
     assert binding["source"] == "EventGrid", "with the infra settings the blob trigger must be indexed for Event Grid"
     assert binding["path"].startswith("%INCOMING_CONTAINER%/")
     assert blob.event_types == {"Microsoft.Storage.BlobCreated"}
-    assert _option(blob.args, "--system-topic-name") == [HOOK_ENV["STORAGE_EVENTS_TOPIC_NAME"]]
-    assert _option(blob.args, "--subject-begins-with") == [
-        f"/blobServices/default/containers/{HOOK_ENV['INCOMING_CONTAINER']}/blobs/"]
+    assert blob.scope == (f"/subscriptions/{HOOK_ENV['AZURE_SUBSCRIPTION_ID']}/resourceGroups/"
+                          f"{HOOK_ENV['AZURE_RESOURCE_GROUP']}/providers/Microsoft.EventGrid/systemTopics/"
+                          f"{HOOK_ENV['STORAGE_EVENTS_TOPIC_NAME']}")
+    assert blob.properties["filter"]["subjectBeginsWith"] == \
+        f"/blobServices/default/containers/{HOOK_ENV['INCOMING_CONTAINER']}/blobs/"
 
     ml = [s for s in subs if s.webhook == "/runtime/webhooks/eventgrid"]
     for sub in ml:
         assert indexed_app[sub.query["functionName"]]["trigger"] == "eventGridTrigger"
-        assert _option(sub.args, "--source-resource-id") == [HOOK_ENV["AZUREML_WORKSPACE_ID"]]
+        assert sub.scope == HOOK_ENV["AZUREML_WORKSPACE_ID"]
     assert {t.lower() for s in ml for t in s.event_types} == {RUN_COMPLETED, RUN_STATUS_CHANGED}
     (status_changed,) = [s for s in ml if {t.lower() for t in s.event_types} == {RUN_STATUS_CHANGED}]
-    key, operator, *statuses = _option(status_changed.args, "--advanced-filter")
-    assert (key, operator) == ("data.runStatus", "StringIn")
+    (advanced,) = status_changed.properties["filter"]["advancedFilters"]
+    assert (advanced["key"], advanced["operatorType"]) == ("data.runStatus", "StringIn")
+    statuses = advanced["values"]
     # exactly the statuses the handler finishes a run on (the others it ignores)
     assert {s for s in statuses if RunEvent("e", "t", "r", "x", s).outcome == "failed"} == set(statuses)
     assert {"Failed", "Canceled"} == set(statuses)
+
+
+def test_postdeploy_puts_no_key_on_a_command_line(tmp_path):
+    """argv is readable by every local user (ps, /proc/*/cmdline): the system keys travel in 0600 body files in a
+    0700 folder, removed when the script ends."""
+    calls = run_hook(tmp_path, from_azd=False)
+    assert any(c["argv"][:3] == ["az", "functionapp", "keys"] for c in calls)
+    for call in calls:
+        for key in SYSTEM_KEYS.values():
+            assert not any(key in arg for arg in call["argv"]), f"a system key on the command line: {call['argv']}"
+    bodies = [c for c in calls if "body" in c]
+    assert len(bodies) == 3 and all(any(k in c["body"] for k in SYSTEM_KEYS.values()) for c in bodies)
+    for call in bodies:
+        assert call["mode"] == 0o600 and call["dir_mode"] == 0o700, call
+        assert not Path(call["path"]).exists() and not Path(call["path"]).parent.exists()
 
 
 def test_postdeploy_reads_only_values_main_bicep_outputs():
@@ -509,15 +576,15 @@ APPROVED_RESOURCE_TYPES = {
     "Microsoft.MachineLearningServices/workspaces/computes": "2024-04-01",
     "Microsoft.MachineLearningServices/workspaces/datastores": "2024-04-01",
 }
-# Built-in role definition ids (Azure RBAC reference). Owner, Contributor and User Access Administrator never.
+# Built-in role definition ids (Azure RBAC reference). Owner, Contributor, User Access Administrator and Storage
+# Blob Data Owner never.
 ROLES = {
-    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",  # app identity
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",  # app identity
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",  # app identity
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",  # app identity
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",  # app identity
     "f6c7c914-8db3-469d-8ca1-694a8f32e121": "AzureML Data Scientist",  # app identity, on the workspace
-    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",  # the developer (uploads)
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",  # app identity; the developer (uploads)
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",  # the developer (the webhook secret)
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",  # Azure ML: the datastore
 }
@@ -822,8 +889,108 @@ def test_role_assignments_are_the_least_privilege_set():
     guids = set(re.findall(r"'([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", text))
     assert guids == set(ROLES), sorted(guids ^ set(ROLES))
     for broad in ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "b24988ac-6180-42a0-ab88-20f7382dd24c",
-                  "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"):  # Owner, Contributor, User Access Administrator
+                  "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",  # Owner, Contributor, User Access Administrator
+                  "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"):  # Storage Blob Data Owner
         assert broad not in text
+
+
+RBAC = INFRA / "app" / "rbac.bicep"
+CONTAINER_TYPE = "Microsoft.Storage/storageAccounts/blobServices/containers"
+
+
+def resources(path: Path) -> dict[str, dict]:
+    """resource name -> {"type", "existing", "entries": first-level keys -> value text, "for": the loop source}."""
+    bicep = Bicep(path)
+    out = {}
+    for name, i in bicep.declarations("resource").items():
+        rtype = _literal(bicep.tokens[i + 2]).split("@")[0]
+        open_at, _ = bicep.block(i)
+        header = [t.text for t in bicep.tokens[i + 3:open_at]]
+        loop = header[header.index("in") + 1] if "for" in header else None
+        entries = {k: " ".join(t.text for t in v) for k, v in bicep.object_entries(open_at).items()}
+        out[name] = {"type": rtype, "existing": "existing" in header, "entries": entries, "for": loop}
+    return out
+
+
+def role_of(resource: dict) -> str:
+    match = re.search(r"roles \. (\w+)", resource["entries"]["properties"])
+    assert match, resource
+    return match.group(1)
+
+
+def test_the_app_identity_has_blob_data_contributor_not_owner():
+    rbac = resources(RBAC)
+    app = {n: r for n, r in rbac.items() if r["type"] == "Microsoft.Authorization/roleAssignments"
+           and "identityPrincipalId" in r["entries"]["properties"]}
+    blob_roles = {role_of(r) for r in app.values() if role_of(r).startswith("storageBlob")}
+    assert blob_roles == {"storageBlobDataContributor"}
+    assert "storageBlobDataOwner" not in RBAC.read_text(encoding="utf-8")
+
+
+def test_ml_identities_read_only_the_containers_they_need():
+    """Storage Blob Data Reader (the Azure ML identities) is assigned on container resources, never the account;
+    the collected scoring inputs are readable only by the drift job's principals."""
+    rbac = resources(RBAC)
+    containers = {n: r for n, r in rbac.items() if r["type"] == CONTAINER_TYPE}
+    assert all(r["existing"] for r in containers.values())
+    readers = {n: r for n, r in rbac.items() if r["type"] == "Microsoft.Authorization/roleAssignments"
+               and role_of(r) == "storageBlobDataReader"}
+    assert readers
+    for name, reader in readers.items():
+        assert reader["entries"]["scope"] in containers, f"{name}: scope {reader['entries']['scope']} is not a container"
+    names = {n: containers[r["entries"]["scope"]]["entries"]["name"] for n, r in readers.items()}
+    params = Bicep(RBAC).params()
+    assert {"datasetsContainerName", "inferenceContainerName", "reportsContainerName"} <= set(params)
+    inference_readers = {rbac[n]["for"] for n, c in names.items() if c == "inferenceContainerName"}
+    assert inference_readers == {"driftReaderPrincipalIds"}
+    assert {rbac[n]["for"] for n, c in names.items() if c == "datasetsContainerName"} == {"datasetReaderPrincipalIds"}
+    # main.bicep: the right containers, and drift readers only when the drift job is on
+    main = Bicep(MAIN_BICEP)
+    passed = main.module_params("rbac")
+    assert main.resolve(passed["datasetsContainerName"]) == Settings().datasets_container
+    assert main.resolve(passed["inferenceContainerName"]) == Settings().inference_container
+    assert main.resolve(passed["reportsContainerName"]) == Settings().reports_container
+    (drift,) = list_items(passed["driftReaderPrincipalIds"])
+    assert "driftCompute" in {t.text for t in drift}
+    assert "blobReaderPrincipalIds" not in passed
+
+
+def test_key_vault_has_purge_protection():
+    vault = resources(INFRA / "core" / "keyvault.bicep")["vault"]["entries"]["properties"]
+    assert re.search(r"enablePurgeProtection : true", vault)
+    assert re.search(r"enableRbacAuthorization : true", vault)
+
+
+def test_application_insights_refuses_key_based_ingestion():
+    monitoring = Bicep(INFRA / "core" / "monitoring.bicep")
+    component = resources(INFRA / "core" / "monitoring.bicep")["applicationInsights"]["entries"]["properties"]
+    assert "DisableLocalAuth : disableLocalAuth" in component
+    assert [t.text for t in monitoring.params()["disableLocalAuth"]] == ["true"]
+    main = Bicep(MAIN_BICEP)
+    assert [t.text for t in main.module_params("monitoring")["disableLocalAuth"]] == ["appInsightsDisableLocalAuth"]
+    assert [t.text for t in main.params()["appInsightsDisableLocalAuth"]] == ["true"]
+    # Entra ID ingestion needs the identity's Monitoring Metrics Publisher role and the host's auth string
+    assert "monitoringMetricsPublisher" in RBAC.read_text(encoding="utf-8")
+    assert main.resolve(infra_app_settings()["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]) is None  # has the id
+    assert "Authorization=AAD" in " ".join(t.text for t in infra_app_settings()[
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"])
+
+
+@pytest.mark.parametrize(("path", "resource"), [("core/storage.bicep", "storage"), ("core/keyvault.bicep", "vault"),
+                                                 ("app/function.bicep", "functionApp")])
+def test_public_network_access_is_explicit_and_explained(path, resource):
+    """What stays reachable from the internet is a decision written next to it, with the reason and a source."""
+    text = (INFRA / path).read_text(encoding="utf-8")
+    props = resources(INFRA / path)[resource]["entries"]["properties"]
+    assert "publicNetworkAccess :" in props
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("publicNetworkAccess:"))
+    comment = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("//"):
+            break
+        comment.append(line)
+    assert comment and any("https://learn.microsoft.com/" in line for line in comment), path
 
 
 def test_function_app_is_flex_consumption_python_311_with_the_user_assigned_identity():
@@ -877,3 +1044,14 @@ def test_package_ignore_keeps_the_app_and_drops_the_rest():
     kept = {"main.py", "host.json", "requirements.txt", "requirements-train.txt", "function_app", "shared"}
     assert not kept & patterns
     assert not any(p.startswith("*") and name.endswith(p[1:]) for p in patterns for name in kept)
+
+
+def test_the_host_body_cap_is_what_the_routes_need():
+    """Infra, the sample and the local stack cap request bodies at http_guard.HOST_BODY_LIMIT (1 MB + 64 KB: an Event
+    Grid delivery fits, the API routes refuse above 1 MB themselves), not the platform's 100 MB default."""
+    from shared.services.http_guard import HOST_BODY_LIMIT, MAX_BODY
+
+    assert MAX_BODY < HOST_BODY_LIMIT <= MAX_BODY + 64 * 1024
+    assert resolved_infra_settings()["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"] == str(HOST_BODY_LIMIT)
+    sample = json.loads(SAMPLE.read_text(encoding="utf-8"))["Values"]
+    assert sample["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"] == str(HOST_BODY_LIMIT)
