@@ -1,12 +1,15 @@
-"""HTTP trigger: POST /api/drift-check runs the drift check now (function key), answering with its verdict."""
+"""HTTP trigger: POST /api/drift-check runs the drift check now (function key + HMAC signature, like
+/api/retrain; its own rate limit; one check at a time across instances), answering with its verdict."""
 
 import json
 
 import azure.functions as func
 
-from function_app import API_METHODS, method_not_allowed
+from function_app import API_METHODS
 from shared.bootstrap import services
 from shared.services.check_drift import check_drift
+from shared.services.drift_on_demand import drift_check_http
+from shared.services.http_guard import WebhookRequest, read_body
 
 bp = func.Blueprint()
 
@@ -14,15 +17,17 @@ bp = func.Blueprint()
 @bp.function_name("drift_http")
 @bp.route(route="drift-check", methods=API_METHODS, auth_level=func.AuthLevel.FUNCTION)
 def drift_http(req: func.HttpRequest) -> func.HttpResponse:
-    if (refused := method_not_allowed(req, "POST")) is not None:
-        return refused
-    s = services()
-    record = check_drift(past_due=False, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
-                         runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference, reports=s.reports,
-                         offload=s.drift_jobs, outbox=s.outbox, dispatch=s.dispatch, trigger="http",
-                         function="drift_http")
-    body = {"audit_id": record.id, "outcome": record.outcome, "detail": record.detail, "run_id": record.run_id,
-            "drift": record.data.get("drift"), "report": record.data.get("report"),
-            "job": record.data.get("offload", {}).get("job")}
-    status = 202 if record.outcome == "profiling" else 200  # a large window: the verdict follows its job
-    return func.HttpResponse(json.dumps(body, default=str), status_code=status, mimetype="application/json")
+    s = services()  # the service answers a wrong method (405) itself, as a problem document like any refusal
+
+    def run_check(record_id: str):
+        return check_drift(past_due=False, policy=s.drift, target=s.target, datasets=s.datasets, models=s.models,
+                           runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference,
+                           reports=s.reports, offload=s.drift_jobs, outbox=s.outbox, dispatch=s.dispatch,
+                           trigger="http", function="drift_http", record_id=record_id)
+
+    body = read_body(req.headers, req.get_body)  # a Content-Length over 1 MB is refused (413) without reading
+    answer, _ = drift_check_http(WebhookRequest(body, dict(req.headers), req.method), guard=s.drift_http,
+                                 flight=s.drift_flight, audit=s.audit, run_check=run_check)
+    mimetype = "application/json" if answer.status < 400 else "application/problem+json"
+    return func.HttpResponse(json.dumps(answer.body, default=str), status_code=answer.status,
+                             headers=answer.headers, mimetype=mimetype)

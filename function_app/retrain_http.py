@@ -6,6 +6,7 @@ import azure.functions as func
 
 from function_app import API_METHODS
 from shared.bootstrap import services
+from shared.services.http_guard import read_body
 from shared.services.http_retrain import WebhookRequest
 from shared.services.http_retrain import retrain_http as handle
 
@@ -15,8 +16,9 @@ bp = func.Blueprint()
 @bp.function_name("retrain_http")
 @bp.route(route="retrain", methods=API_METHODS, auth_level=func.AuthLevel.FUNCTION)
 def retrain_http(req: func.HttpRequest) -> func.HttpResponse:
-    s = services()  # the service answers a wrong method (405) itself, so the refusal is audited like any other
-    answer, _ = handle(WebhookRequest(req.get_body(), dict(req.headers), req.method), guard=s.webhook,
+    s = services()  # the service answers a wrong method (405) itself, as a problem document like any refusal
+    body = read_body(req.headers, req.get_body)  # a Content-Length over 1 MB is refused (413) without reading
+    answer, _ = handle(WebhookRequest(body, dict(req.headers), req.method), guard=s.webhook,
                        target=s.target, datasets=s.datasets, pipeline=s.pipeline, runs=s.runs, audit=s.audit,
                        models=s.models, outbox=s.outbox, dispatch=s.dispatch)
     mimetype = "application/json" if answer.status < 400 else "application/problem+json"

@@ -16,7 +16,7 @@ def runs_get(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     s = services()
     return json_response(*get_run(req.route_params["id"], runs=s.runs, outbox=s.outbox,
-                                  experiment=s.target.experiment))
+                                  experiment=s.target.experiment, audit=s.audit))
 
 
 @bp.function_name("runs_list")

@@ -24,7 +24,10 @@ from local.functions_host.routes import RouteTemplate
 
 log = logging.getLogger("functions_host")
 
-BODY_LIMIT = 104_857_600  # the real host's default maxRequestBodySize (100 MB)
+# The real host's default cap on a request body (100 MB); app setting FUNCTIONS_REQUEST_BODY_SIZE_LIMIT overrides it,
+# as in Azure (azure-functions-host src/WebJobs.Script.WebHost/Middleware/HttpRequestSizeMiddleware.cs). The local
+# stack sets it to what its routes accept (shared.services.http_guard.HOST_BODY_LIMIT).
+BODY_LIMIT = 104_857_600
 HTTP_REASON = "This function was programmatically called via the host APIs."
 _SKIP_RESPONSE_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
@@ -103,8 +106,10 @@ class TooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int = BODY_LIMIT) -> bytes:
+    """The body, refused (TooLarge -> 413, connection closed) before any of it is read when Content-Length is over
+    `limit`, and as soon as the bytes streamed so far (e.g. chunked) pass it: never more than `limit` is buffered."""
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
+    if length and length.strip().isdigit() and int(length) > limit:
         raise TooLarge
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -126,7 +131,7 @@ def _unauthorized() -> Response:
 class HostApp:
     def __init__(self, *, http_functions: list[HttpFunction], eventgrid_functions: dict[str, IndexedFunction],
                  keys: HostKeys, invoker: Invoker, route_prefix: str, status: Callable[[], dict],
-                 fire: Callable[[str, Any], Awaitable[tuple[int, str]]]):
+                 fire: Callable[[str, Any], Awaitable[tuple[int, str]]], body_limit: int = BODY_LIMIT):
         self.http_functions = sorted(http_functions, key=lambda h: h.route.rank)
         self.eventgrid_functions = {name.lower(): fn for name, fn in eventgrid_functions.items()}
         self.keys = keys
@@ -134,6 +139,7 @@ class HostApp:
         self.prefix = route_prefix.strip("/")
         self.status = status
         self.fire = fire
+        self.body_limit = body_limit
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -186,7 +192,7 @@ class HostApp:
             return _unauthorized()
         if target.auth_level == "admin" and not self.keys.is_master(key):
             return _unauthorized()
-        body = await read_body(request)
+        body = await read_body(request, self.body_limit)
         result = await self.invoker.invoke(target.fn, to_http_request(request, body, route_params), reason=HTTP_REASON)
         if not result.ok:
             return Response(status_code=500)
@@ -208,7 +214,7 @@ class HostApp:
             if request.method != "POST":
                 return Response(status_code=405, headers={"allow": "POST"})
             name = request.url.path.rstrip("/").rsplit("/", 1)[1]
-            body = await read_body(request)
+            body = await read_body(request, self.body_limit)
             try:
                 doc = json.loads(body) if body.strip() else {}
             except ValueError:
@@ -229,7 +235,7 @@ class HostApp:
             return Response(status_code=200, headers={"webhook-allowed-origin": origin})
         if request.method != "POST":
             return Response(status_code=405, headers={"allow": "POST, OPTIONS"})
-        body = await read_body(request)
+        body = await read_body(request, self.body_limit)
         answer = await eventgrid.handle(fn, request.headers.get("aeg-event-type"), body, self.invoker)
         if answer.body is None:
             return Response(status_code=answer.status)

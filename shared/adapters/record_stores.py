@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import time
 
 from azure.core import MatchConditions
@@ -12,18 +14,45 @@ from shared.adapters.tables import from_entity, to_entity
 from shared.domain.records import AuditRecord, ModelVersion, RunRecord
 
 _AUDIT_PK = "audit"
+_ID_TIME = re.compile(r"([0-9]{13})-[0-9a-f]{8}$")  # new_id(): <prefix><ms, 13 digits>-<8 hex>
+_NEWEST_MS = 10**13 - 1
 _RUN_PK = "run"
 _MODEL_PK = "model"
 
 
 class AuditStore:
-    """Each trigger execution writes its record when it starts and rewrites it as stages pass."""
+    """Each trigger execution writes its record when it starts and rewrites it as stages pass.
+
+    RowKeys: `!<inverted ms>-<id>` for ids that carry their creation time (shared.domain.records.new_id), so a
+    partition query returns the newest first and a page of `limit` rows is all `list(limit)` reads. Records
+    written before this layout (RowKey = id) and hand-made ids without a time are "legacy" rows, read after the
+    ordered ones (only when those do not fill the page) and rewritten in place.
+    """
+
+    _ORDERED, _LEGACY = "!", '"'  # ordered RowKeys start with "!"; every legacy id sorts at or after '"'
 
     def __init__(self, table: TableClient):
         self._table = table
+        self._legacy: set[str] = set()  # ids this instance saw in legacy rows: saved back to the same row
+
+    @classmethod
+    def row_key(cls, record_id: str) -> str:
+        match = _ID_TIME.search(record_id)
+        if match is None or record_id < cls._LEGACY:
+            return record_id
+        return f"{cls._ORDERED}{_NEWEST_MS - int(match.group(1)):013d}-{record_id}"
+
+    def _key(self, record_id: str) -> str:
+        return record_id if record_id in self._legacy else self.row_key(record_id)
+
+    def _load(self, entity) -> AuditRecord:
+        record = from_entity(AuditRecord, entity)
+        if entity["RowKey"] == record.id:
+            self._legacy.add(record.id)
+        return record
 
     def save(self, record: AuditRecord) -> None:
-        self._table.upsert_entity(to_entity(record, _AUDIT_PK, record.id), mode=UpdateMode.REPLACE)
+        self._table.upsert_entity(to_entity(record, _AUDIT_PK, self._key(record.id)), mode=UpdateMode.REPLACE)
 
     def finish(self, record: AuditRecord, outcome: str, detail: str) -> AuditRecord:
         """End a record with its outcome and store it: the last write of every trigger."""
@@ -31,35 +60,56 @@ class AuditStore:
         self.save(record)
         return record
 
+    def _entity(self, record_id: str):
+        for key in dict.fromkeys((self._key(record_id), record_id)):  # the ordered row, then a legacy one
+            try:
+                return self._table.get_entity(_AUDIT_PK, key)
+            except ResourceNotFoundError:
+                continue
+        return None
+
     def get(self, record_id: str) -> AuditRecord | None:
-        try:
-            return from_entity(AuditRecord, self._table.get_entity(_AUDIT_PK, record_id))
-        except ResourceNotFoundError:
-            return None
+        entity = self._entity(record_id)
+        return None if entity is None else self._load(entity)
+
+    def newest(self, page: int = 100):
+        """Records newest first, read a page at a time as the caller iterates (ordered rows, then legacy ones)."""
+        ordered = self._table.query_entities("PartitionKey eq @pk and RowKey lt @end",
+                                             parameters={"pk": _AUDIT_PK, "end": self._LEGACY},
+                                             results_per_page=page)
+        for entity in ordered:
+            yield self._load(entity)
+        legacy = self._table.query_entities("PartitionKey eq @pk and RowKey ge @start",
+                                            parameters={"pk": _AUDIT_PK, "start": self._LEGACY},
+                                            results_per_page=max(page, 1000))
+        yield from sorted((self._load(e) for e in legacy), key=lambda r: (r.started_at, r.id), reverse=True)
 
     def list(self, limit: int | None = None) -> list[AuditRecord]:
-        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _AUDIT_PK})
-        records = sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: (r.started_at, r.id))
-        return records[-limit:] if limit else records
+        """Oldest first; with `limit`, the newest `limit` records, reading about that many rows."""
+        if limit:
+            records = list(itertools.islice(self.newest(page=min(limit, 1000)), limit))
+        else:
+            records = [self._load(r) for r in self._table.query_entities("PartitionKey eq @pk",
+                                                                         parameters={"pk": _AUDIT_PK})]
+        return sorted(records, key=lambda r: (r.started_at, r.id))
 
     def with_outcome(self, outcome: str) -> list[AuditRecord]:
         """Records left in an intermediate outcome (e.g. a drift check waiting for its profiling job)."""
         rows = self._table.query_entities("PartitionKey eq @pk and outcome eq @o",
                                           parameters={"pk": _AUDIT_PK, "o": outcome})
-        return sorted((from_entity(AuditRecord, r) for r in rows), key=lambda r: (r.started_at, r.id))
+        return sorted((self._load(r) for r in rows), key=lambda r: (r.started_at, r.id))
 
     def claim(self, record_id: str, expected: str, outcome: str) -> AuditRecord | None:
         """Move a record from outcome `expected` to `outcome`, conditional on its ETag: one caller wins."""
-        try:
-            entity = self._table.get_entity(_AUDIT_PK, record_id)
-        except ResourceNotFoundError:
+        entity = self._entity(record_id)
+        if entity is None:
             return None
-        record = from_entity(AuditRecord, entity)
+        record = self._load(entity)
         if record.outcome != expected:
             return None
         record.outcome = outcome
         try:
-            self._table.update_entity(to_entity(record, _AUDIT_PK, record_id), mode=UpdateMode.REPLACE,
+            self._table.update_entity(to_entity(record, _AUDIT_PK, entity["RowKey"]), mode=UpdateMode.REPLACE,
                                       etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             return None

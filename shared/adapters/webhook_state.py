@@ -1,9 +1,10 @@
-"""Durable webhook state in Azure Tables, shared by every Functions instance: replay guard, idempotency keys and
-per-caller rate limits. Each decision is one conditional write (insert, or update on the ETag just read), so
-concurrent instances cannot both win; no in-process state is trusted.
+"""Durable webhook state in Azure Tables, shared by every Functions instance: replay guard, idempotency keys,
+per-caller rate limits, the per-caller count of refused unauthenticated requests (RejectionLog) and the drift
+check's single-flight lease (SingleFlight). Each decision is one conditional write (insert, or update on the ETag
+just read), so concurrent instances cannot both win; no in-process state is trusted.
 
-Suggested order in `POST /api/retrain`: verify the signature, `ReplayGuard.remember`, `RateLimiter.hit`,
-`IdempotencyStore.begin`, handle, then `complete` or `abandon`.
+Order in the signed routes (shared.services.http_guard): `RejectionLog.throttled`, cheap checks, verify the
+signature, `ReplayGuard.remember`, `RateLimiter.hit`, then `IdempotencyStore.begin`, handle, `complete`/`abandon`.
 """
 
 from __future__ import annotations
@@ -227,10 +228,12 @@ class RateLimiter:
     (fail closed: that much contention means it is over its limit anyway).
     """
 
-    def __init__(self, table: TableClient, limit: int, window_s: float, max_attempts: int = 10):
+    def __init__(self, table: TableClient, limit: int, window_s: float, max_attempts: int = 10, scope: str = ""):
+        """`scope` namespaces the callers, so one table holds independent limits (e.g. per route)."""
         if limit > 0 and window_s <= 0:
             raise ValueError("window_s must be positive")
         self._table = table
+        self.scope = scope
         self.limit = limit
         self.window_s = window_s
         self.max_attempts = max_attempts
@@ -242,7 +245,7 @@ class RateLimiter:
     def hit(self, caller: str, now: float) -> RateDecision:
         if not self.enabled:
             return RateDecision(True, 0, 0)
-        row = _hash(caller)
+        row = _hash(f"{self.scope}:{caller}" if self.scope else caller)
         start = (now // self.window_s) * self.window_s
         for attempt in range(self.max_attempts):
             if attempt:
@@ -272,3 +275,194 @@ class RateLimiter:
 
     def _refused(self, window_start: float, now: float) -> RateDecision:
         return RateDecision(False, max(1, math.ceil(window_start + self.window_s - now)), 0)  # Retry-After >= 1
+
+
+_REJECT_PK = "reject"
+_CLAIM_PK = "claim"
+_MINUTES = 10**10  # inverted minute numbers sort newest first; 10**10 minutes is ~19,000 years
+
+
+@dataclass(frozen=True)
+class RejectionCount:
+    """One caller's refused, unauthenticated requests in one minute (what an operator reads)."""
+
+    caller: str
+    minute: float  # Unix seconds at the start of the minute
+    count: int
+    first_at: float
+    last_at: float
+    reasons: tuple[dict, ...]  # the last few: {"at", "route", "status", "reason"}
+
+
+class RejectionLog:
+    """Requests refused before they authenticated (no or a bad signature, a replay, wrong method, size or media
+    type) are counted per caller and minute in ONE row with the last few reasons, not one audit row each, so a
+    flood cannot grow the audit trail. The same row is the throttle: once a caller has had more than `limit`
+    refusals in the current minute, `throttled` says so from a single point read, before anything is written.
+
+    Rows are keyed `<inverted minute>-<caller hash>` in one partition, so the newest minutes list first with a
+    bounded query; rows older than `retention_s` are purged opportunistically.
+    """
+
+    WINDOW_S = 60
+    KEEP_REASONS = 5
+    MAX_REASON = 300
+
+    def __init__(self, table: TableClient, limit: int = 10, retention_s: float = 7 * 86400,
+                 purge_every_s: float | None = 3600, max_attempts: int = 10):
+        self._table = table
+        self.limit = limit
+        self.retention_s = retention_s
+        self._purge_every_s = purge_every_s
+        self._next_purge = 0.0
+        self.max_attempts = max_attempts
+
+    def _minute(self, now: float) -> float:
+        return (now // self.WINDOW_S) * self.WINDOW_S
+
+    def _row(self, caller: str, minute: float) -> str:
+        return f"{_MINUTES - int(minute // self.WINDOW_S):011d}-{_hash(caller)[:40]}"
+
+    def throttled(self, caller: str, now: float) -> RateDecision:
+        """Refused (429, Retry-After = the rest of the minute) when this caller already had more than `limit`
+        refusals this minute; `limit <= 0` never throttles. One point read, no write."""
+        if self.limit <= 0:
+            return RateDecision(True, 0, 0)
+        minute = self._minute(now)
+        try:
+            entity = self._table.get_entity(_REJECT_PK, self._row(caller, minute))
+        except ResourceNotFoundError:
+            return RateDecision(True, 0, self.limit)
+        count = int(entity.get("count", 0))
+        if count > self.limit:
+            return RateDecision(False, max(1, math.ceil(minute + self.WINDOW_S - now)), 0)
+        return RateDecision(True, 0, self.limit - count)
+
+    def record(self, caller: str, *, route: str, status: int, reason: str, now: float) -> int:
+        """Count one refusal; returns the caller's count this minute (0 when it could not be stored: counting is
+        best effort and never turns a refusal into a server error)."""
+        minute = self._minute(now)
+        row = self._row(caller, minute)
+        note = {"at": round(float(now), 3), "route": route[:60], "status": int(status),
+                "reason": reason[:self.MAX_REASON]}
+        try:
+            for attempt in range(self.max_attempts):
+                if attempt:
+                    time.sleep(random.uniform(0, 0.01 * attempt))
+                try:
+                    entity = self._table.get_entity(_REJECT_PK, row)
+                except ResourceNotFoundError:
+                    try:
+                        self._table.create_entity({
+                            "PartitionKey": _REJECT_PK, "RowKey": row, "caller": caller[:255],
+                            "minute": float(minute), "count": 1, "first_at": float(now), "last_at": float(now),
+                            "reasons": json.dumps([note])})
+                        self._maybe_purge(now)
+                        return 1
+                    except ResourceExistsError:
+                        continue
+                reasons = (json.loads(entity.get("reasons") or "[]") + [note])[-self.KEEP_REASONS:]
+                count = int(entity.get("count", 0)) + 1
+                update = dict(entity, count=count, last_at=float(now), reasons=json.dumps(reasons))
+                try:
+                    self._table.update_entity(update, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
+                                              match_condition=MatchConditions.IfNotModified)
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue
+                return count
+        except HttpResponseError:
+            return 0
+        return 0
+
+    def list(self, limit: int = 50) -> list[RejectionCount]:
+        """The newest caller-minutes first, reading at most `limit` rows."""
+        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _REJECT_PK},
+                                          results_per_page=min(max(limit, 1), 1000))
+        found = []
+        for entity in rows:
+            found.append(RejectionCount(caller=entity.get("caller", ""), minute=float(entity.get("minute", 0)),
+                                        count=int(entity.get("count", 0)),
+                                        first_at=float(entity.get("first_at", 0)),
+                                        last_at=float(entity.get("last_at", 0)),
+                                        reasons=tuple(json.loads(entity.get("reasons") or "[]"))))
+            if len(found) >= limit:
+                break
+        return found
+
+    def _maybe_purge(self, now: float) -> None:
+        if self._purge_every_s is None or now < self._next_purge:
+            return
+        self._next_purge = now + self._purge_every_s
+        try:
+            self.purge(now)
+        except HttpResponseError:
+            pass  # opportunistic
+
+    def purge(self, now: float) -> int:
+        """Delete caller-minutes older than the retention."""
+        return _delete_where(self._table, "PartitionKey eq @pk and minute lt @cutoff",
+                             {"pk": _REJECT_PK, "cutoff": float(now) - self.retention_s})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`acquired`: this caller holds the lease until `expires_at`. Otherwise `holder` / `location` name who
+    does (the running check's audit id and where to read it)."""
+
+    acquired: bool
+    holder: str
+    location: str = ""
+    since: float = 0.0
+    expires_at: float = 0.0
+
+
+class SingleFlight:
+    """At most one holder of `name` at a time across every Functions instance: a row created if it does not exist,
+    or taken over on its ETag once its lease expired (a holder that died frees it after `lease_s`). Not an
+    in-memory lock: two instances racing both try the same conditional write, and one wins."""
+
+    def __init__(self, table: TableClient, name: str, lease_s: float = 900):
+        if lease_s <= 0:
+            raise ValueError("lease_s must be positive")
+        self._table = table
+        self._row = name
+        self.lease_s = lease_s
+
+    def acquire(self, holder: str, now: float, location: str = "") -> Claim:
+        fresh = {"PartitionKey": _CLAIM_PK, "RowKey": self._row, "holder": holder, "location": location,
+                 "since": float(now), "expires_at": float(now) + self.lease_s}
+        for _ in range(10):
+            try:
+                self._table.create_entity(fresh)
+                return Claim(True, holder, location, float(now), float(now) + self.lease_s)
+            except ResourceExistsError:
+                pass
+            try:
+                entity = self._table.get_entity(_CLAIM_PK, self._row)
+            except ResourceNotFoundError:
+                continue  # released meanwhile
+            if float(entity.get("expires_at", 0)) > now:
+                return Claim(False, entity.get("holder", ""), entity.get("location", ""),
+                             float(entity.get("since", 0)), float(entity.get("expires_at", 0)))
+            try:
+                self._table.update_entity(fresh, mode=UpdateMode.REPLACE, etag=entity.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+                return Claim(True, holder, location, float(now), float(now) + self.lease_s)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+        return Claim(False, "", "")
+
+    def release(self, holder: str) -> bool:
+        """Drop the lease if `holder` still holds it (a lease taken over after expiry is left alone)."""
+        try:
+            entity = self._table.get_entity(_CLAIM_PK, self._row)
+        except ResourceNotFoundError:
+            return False
+        if entity.get("holder") != holder:
+            return False
+        try:
+            self._table.delete_entity(_CLAIM_PK, self._row, etag=entity.metadata["etag"],
+                                      match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True

@@ -1,10 +1,12 @@
 """`POST /api/retrain`: an external system asks for a retrain. A public API, so every check answers with an RFC 9457
-problem document that says exactly what to fix, and every request — accepted or not — ends in an audit record.
+problem document that says exactly what to fix.
 
-Order of the checks (cheap and stateless first, one storage write each after that): method (405), size (413),
-media type (415), HMAC signature and timestamp (401), replay (401), per-caller rate (429), JSON and schema (400),
-`Idempotency-Key` (a stored answer, or 409), dataset (404), a retrain already in flight for it (409), submit
-(502 when the pipeline endpoint refuses), 202.
+Order of the checks (cheap and stateless first, one storage write each after that), see shared.services.http_guard:
+the caller's refusals this minute (429 over REJECT_LIMIT), method (405), size from Content-Length (413), media type
+(415), HMAC signature and timestamp (401), replay (401) — a refusal up to here is counted in the caller's
+per-minute aggregate, not audited one by one — then, authenticated and audited per request: per-caller rate (429),
+JSON and schema (400), `Idempotency-Key` (a stored answer, or 409), dataset (404), a retrain already in flight for
+it (409), submit (502 when the pipeline endpoint refuses), 202.
 
 Retries: a client that lost the answer re-sends the same body with the same `Idempotency-Key`, signed again with
 a fresh timestamp (the same signed bytes twice are a replay); it gets the first answer back, never a second run.
@@ -15,56 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlparse
 
 from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, new_id
-from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, replay_key, verify
+from shared.services import http_guard
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
+from shared.services.http_guard import MAX_BODY, TITLES, HttpAnswer, Refused, WebhookRequest
 from shared.services.retrain import PipelineTarget, request_retrain
 from shared.services.run_queries import request_view
 
-MAX_BODY = 1024 * 1024
 MAX_TEXT = 200
 FIELDS = ("dataset", "parameters", "reason", "requested_by")
 RESERVED = ("dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason")
-TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-          413: "Content Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests", 502: "Bad Gateway",
-          503: "Service Unavailable"}
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    body: dict
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WebhookRequest:
-    """What the trigger hands over (no azure.functions here); `headers` keys are matched case-insensitively."""
-
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-    method: str = "POST"
-
-    def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
-
-    @property
-    def client(self) -> str:
-        """The caller's address as the front end saw it: the LAST X-Forwarded-For entry (the front end appends the
-        address it saw; earlier entries are whatever the caller claimed), port removed."""
-        forwarded = (self.header("x-forwarded-for") or "").split(",")[-1].strip()
-        if forwarded.startswith("["):
-            return forwarded[1:].split("]")[0]
-        if forwarded.count(":") == 1:
-            return forwarded.split(":")[0]
-        return forwarded or "unknown"
+__all__ = ["MAX_BODY", "TITLES", "HttpAnswer", "WebhookGuard", "WebhookRequest", "problem", "retrain_http"]
+INSTANCE = "/api/retrain"
 
 
 @dataclass(frozen=True)
@@ -76,6 +45,7 @@ class WebhookGuard:
     rate: object  # RateLimiter
     idempotency: object  # IdempotencyStore
     tolerance_s: int = 300
+    rejections: object | None = None  # RejectionLog: refusals before authentication (None: each is audited)
 
 
 class Rejected(Exception):
@@ -85,18 +55,27 @@ class Rejected(Exception):
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> HttpAnswer:
-    return HttpAnswer(status, {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
-                               "detail": detail, "instance": "/api/retrain", **extra}, headers or {})
+    return http_guard.problem(status, detail, headers, instance=INSTANCE, **extra)
 
 
 def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None, target: PipelineTarget, datasets,
                  pipeline, runs, audit, models=None, outbox=None, dispatch: DispatchPolicy | None = None,
-                 function: str = "retrain_http", now: float | None = None) -> tuple[HttpAnswer, AuditRecord]:
+                 function: str = "retrain_http", now: float | None = None) -> tuple[HttpAnswer, AuditRecord | None]:
     """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest);
-    `outbox=None` submits directly instead of through the outbox (single flight, retries)."""
+    `outbox=None` submits directly instead of through the outbox (single flight, retries). The record is None
+    for a request refused before it authenticated: that refusal is counted in `guard.rejections`, not audited."""
     if isinstance(request, bytes):
         request = WebhookRequest(request, {"content-type": "application/json"})
     now = time.time() if now is None else now
+    if guard is not None and guard.rejections is not None:
+        with telemetry.span("retrain_http", kind="server", size=len(request.body)) as span:
+            refused = http_guard.admit(request, instance=INSTANCE, secrets=guard.secrets, replay=guard.replay,
+                                       rejections=guard.rejections, tolerance_s=guard.tolerance_s, now=now,
+                                       replay_hint=" — to retry safely, send the same Idempotency-Key")
+            if refused is not None:
+                span.fail(f"refused ({refused.status}) before authentication")
+                span.set(status=refused.status, outcome="rejected")
+                return refused, None
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
                          source=f"{request.method} /api/retrain")
     record.data["client"] = request.client
@@ -119,16 +98,9 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
 
 def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, datasets, pipeline, runs, models,
             now, audit, outbox, dispatch) -> HttpAnswer:
-    if request.method.upper() != "POST":
-        raise Rejected(405, f"{request.method.upper()} is not allowed on /api/retrain; use POST",
-                       {"Allow": "POST"})
     body = request.body
-    if len(body) > MAX_BODY:
-        raise Rejected(413, f"body is {len(body)} bytes; the limit is {MAX_BODY} bytes (1 MB)")
-    media = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise Rejected(415, f"Content-Type must be application/json, got {media or 'none'!r}",
-                       {"Accept-Post": "application/json"})
+    if guard is None or guard.rejections is None:  # otherwise retrain_http admitted it (shared.services.http_guard)
+        _checked(http_guard.check_shape, request, instance=INSTANCE)
     if guard is not None:
         _authenticate(request, guard, now)
     fields = _parse(body)
@@ -142,23 +114,20 @@ def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, data
     return _idempotent(key, fields, reason, record, guard=guard, now=now, **deps)
 
 
-def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> None:
-    if not guard.secrets:
-        raise Rejected(503, "the webhook secret is not configured on the service (app setting WEBHOOK_SECRET); "
-                            "no signed request can be checked")
+def _checked(check, *args, **kwargs):
     try:
-        timestamp = verify(guard.secrets, request.body, request.header(SIGNATURE_HEADER),
-                           request.header(TIMESTAMP_HEADER), now=now, tolerance_s=guard.tolerance_s)
-    except SignatureError as exc:
-        raise Rejected(401, exc.detail) from None
-    if not guard.replay.remember(replay_key(request.body, timestamp), timestamp, now):
-        raise Rejected(401, "this signed request was already received (replay); sign every request with a fresh "
-                            f"{TIMESTAMP_HEADER} — to retry safely, send the same Idempotency-Key")
-    if guard.rate.enabled:
-        decision = guard.rate.hit(request.client, now)
-        if not decision.allowed:
-            raise Rejected(429, f"too many requests from this caller; retry after {decision.retry_after_s} s",
-                           {"Retry-After": str(decision.retry_after_s)})
+        return check(*args, **kwargs)
+    except Refused as exc:
+        raise Rejected(exc.status, exc.detail, exc.headers) from None
+
+
+def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> None:
+    """Signature and replay (unless http_guard.admit already checked them), then the per-caller rate."""
+    if guard.rejections is None:
+        _checked(http_guard.authenticate, request, secrets=guard.secrets, replay=guard.replay,
+                 tolerance_s=guard.tolerance_s, now=now,
+                 replay_hint=" — to retry safely, send the same Idempotency-Key")
+    _checked(http_guard.check_rate, guard.rate, request.client, now)
 
 
 def _parse(body: bytes) -> dict:

@@ -36,9 +36,25 @@ def request_view(request, experiment: str) -> dict:
             "request_id": request.id}
 
 
-def get_run(run_id: str, *, runs, outbox=None, experiment: str = "") -> tuple[int, dict]:
+AUDIT_STATUS = {"in_progress": "Running", "profiling": "Running", "concluding": "Running"}
+
+
+def audit_view(record, experiment: str = "") -> dict:
+    """A trigger's audit record (e.g. a drift check) in the run record's shape, so the `Location` of a running
+    drift check (`/api/runs/{audit id}`) answers: `status` Running while it runs, then its outcome; `run_id` is
+    the audit id, `submitted_run` the pipeline run it submitted (if any)."""
+    return {"run_id": record.id, "trigger_id": record.id, "trigger": record.trigger, "reason": record.function,
+            "dataset_version": record.dataset_version, "experiment": experiment, "submitted_at": record.started_at,
+            "uploaded_at": None, "status": AUDIT_STATUS.get(record.outcome, record.outcome),
+            "finished_at": record.finished_at, "model_version": record.model_version, "detail": record.detail,
+            "claimed_at": None, "traceparent": "", "audit_id": record.id, "outcome": record.outcome,
+            "submitted_run": record.run_id}
+
+
+def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None) -> tuple[int, dict]:
     """A submitted run, or a request still in (or ended in) the outbox: `Location` answers of queued requests
-    point at the request's id, which then names its run once submitted."""
+    point at the request's id, which then names its run once submitted. With `audit`, an audit id (a drift
+    check's `Location`) answers its record in the run's shape (audit_view)."""
     run = runs.get(run_id)
     if run is None and outbox is not None:
         request = outbox.get(run_id)
@@ -47,6 +63,10 @@ def get_run(run_id: str, *, runs, outbox=None, experiment: str = "") -> tuple[in
                 run = runs.get(request.run_id)
             else:
                 return 200, request_view(request, experiment)
+    if run is None and audit is not None:
+        record = audit.get(run_id)
+        if record is not None:
+            return 200, audit_view(record, experiment)
     if run is None:
         return 404, _problem(404, "Not Found", f"no run {run_id!r} was submitted by this service")
     return 200, asdict(run)
