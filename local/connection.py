@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from local import stack_secrets
 from local.processes import PROJECT_ROOT
-from shared.settings import azurite_connection_string
 
 
 class StackNotRunning(RuntimeError):
@@ -37,6 +37,10 @@ def find_stack() -> StackInfo:
                               "(or set AzureWebJobsStorage to talk to another storage account)")
     state = json.loads(state_file.read_text())
     ports = state["ports"]
-    return StackInfo(azurite_connection_string(blob=ports["blob_port"], queue=ports["queue_port"],
-                                               table=ports["table_port"]),
+    key = stack_secrets.read(local_dir()).get(stack_secrets.STORAGE_KEY)
+    if not key:  # a stack started by an older version runs Azurite with the published key: restart it
+        raise StackNotRunning(f"{local_dir() / 'secrets.json'} has no storage account key: stop the local stack "
+                              "and start it again (`.venv/bin/retrain up`) so Azurite runs with a generated key")
+    return StackInfo(stack_secrets.storage_connection_string(key, blob=ports["blob_port"], queue=ports["queue_port"],
+                                                             table=ports["table_port"]),
                      state.get("host_url"), state.get("scoring_url"))

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 
 from local.processes import PROJECT_ROOT
 from shared import redaction
+from shared.child_env import minimal_env
 from shared.domain import pipeline_params
 
 log = logging.getLogger("pipeline-endpoint")
@@ -198,8 +199,9 @@ class RunWorker:
             argv += ["--mlflow-uri", self.config.mlflow_uri]
         log.info("run %s: training %s (budget %ss)", run.run_id, path_ref["RelativePath"], budget)
         with open(folder / "logs.txt", "ab") as logfile:
+            # an allowlisted environment: not this process's token, storage key or Event Grid URL (system key)
             self._current = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=logfile, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+                                             stdin=subprocess.DEVNULL, env=minimal_env())
             code = self._current.wait()
         status_file = outputs / "status.json"
         status = json.loads(status_file.read_text()) if status_file.exists() else {}

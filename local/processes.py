@@ -84,5 +84,24 @@ def azurite_argv(data_dir: Path, blob: int, queue: int, table: int) -> list[str]
             "--queuePort", str(queue), "--tableHost", "127.0.0.1", "--tablePort", str(table)]
 
 
+def azurite_env(account: str, key: str) -> dict[str, str]:
+    """The environment that gives Azurite one account with our generated key. With AZURITE_ACCOUNTS set, Azurite
+    disables its default `devstoreaccount1` account and the published key (node_modules/azurite/README.md,
+    "Customized Storage Accounts & Keys"; dist/src/common/AccountDataStore.js). A value Azurite cannot parse would
+    make it fall back to the published key, so the format is checked here first."""
+    import base64
+    import binascii
+
+    if not account.isalnum() or not account.islower() or not 3 <= len(account) <= 24:
+        raise ValueError("the Azurite account name must be 3-24 lowercase letters and digits")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) < 32:
+        raise ValueError("the Azurite account key must be base64 of at least 32 random bytes")
+    return {"AZURITE_ACCOUNTS": f"{account}:{key}"}
+
+
 def python_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]

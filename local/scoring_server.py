@@ -11,7 +11,11 @@
     GET  /swagger.json     the OpenAPI (Swagger 2.0) document of /score, like Azure ML generates (no auth)
     GET  / , /health       {"status": "ok", "model_version": "N" | null}
     POST /admin/deploy     Authorization: Bearer <SCORING_ADMIN_KEY>,
-                           {"model_dir": "/abs/path/model", "version": "3", "smoke_records": [...]?}
+                           {"model_dir": "/abs/path/model", "version": "3", "digest": "sha256:...",
+                            "smoke_records": [...]?}
+                           the folder must lie under --models-root (links resolved) and its content must match
+                           `digest` (the registry's hash) before anything is unpickled: 400 without a digest,
+                           403 outside the root or when the content differs
     POST /admin/rollback   (admin key) traffic back to the other slot's model, instantly; the optional body
                            {"from_version": "N"} makes it conditional on model vN being live (else 409)
     GET  /admin/status     (admin key) slots, live slot, its counters since the switch, recent switch events
@@ -32,7 +36,8 @@ hot path), and uvicorn's access log is off unless --access-log (it cost a fifth 
 /score answer other than 200 is logged by the handler. Keys are compared in constant time and never logged
 or echoed.
 
-    SCORING_KEY=... SCORING_ADMIN_KEY=... python -m local.scoring_server --port 5001 [--model-dir DIR]
+    SCORING_KEY=... SCORING_ADMIN_KEY=... python -m local.scoring_server --port 5001 --models-root RUNS_DIR
+        [--model-dir DIR --model-digest sha256:...]
         [--rollback-window 50] [--rollback-error-rate 0.1] [--rollback-min-failures 3] [--access-log]
 """
 
@@ -62,6 +67,7 @@ from starlette.concurrency import run_in_threadpool
 from shared import redaction
 from shared.domain import schema
 from shared.scoring.runtime import ModelLoadError, ScoringInputError, ScoringModel
+from shared.scoring.trusted_model import UntrustedModel, check_model_folder
 
 log = logging.getLogger("scoring")
 
@@ -455,6 +461,7 @@ class DeployRequest:
     model_dir: Path
     version: str
     smoke_records: list | None
+    digest: str = ""
 
 
 def _deploy_request(body: Any) -> DeployRequest | JSONResponse:
@@ -469,21 +476,35 @@ def _deploy_request(body: Any) -> DeployRequest | JSONResponse:
     smoke_records = body.get("smoke_records")
     if smoke_records is not None and not isinstance(smoke_records, list):
         return _error(400, f"`smoke_records` must be a list of records, got {_type_name(smoke_records)}")
-    return DeployRequest(model_dir, str(version).strip(), smoke_records or None)
+    digest = body.get("digest")
+    if digest is not None and not isinstance(digest, str):
+        return _error(400, f"`digest` must be a string 'sha256:<hex>', got {_type_name(digest)}")
+    return DeployRequest(model_dir, str(version).strip(), smoke_records or None, (digest or "").strip())
+
+
+def trusted_folder(model_dir: Path, digest: str, version: str, models_root: Path | None) -> Path:
+    """The folder to load, once it is known to be under the models root with the registered content; else
+    UntrustedModel (nothing has been unpickled)."""
+    return check_model_folder(model_dir, root=models_root, expected_digest=digest, version=version).path
 
 
 def create_app(scoring_key: str, admin_key: str, initial_model: Path | None = None, *,
                initial_version: str = "1", rollback_window: int = ROLLBACK_WINDOW,
                rollback_error_rate: float = ROLLBACK_ERROR_RATE,
-               rollback_min_failures: int = ROLLBACK_MIN_FAILURES, collector=None) -> FastAPI:
+               rollback_min_failures: int = ROLLBACK_MIN_FAILURES, collector=None, models_root: Path | None = None,
+               initial_digest: str = "") -> FastAPI:
     """The scoring app. `rollback_window` requests after each deploy are watched for a 5xx rate over
     `rollback_error_rate` (with at least `rollback_min_failures` failures); 0 turns auto-rollback off.
-    `collector` (an InferenceCollector) receives the records of every answered request, for the drift check."""
+    `collector` (an InferenceCollector) receives the records of every answered request, for the drift check.
+    Model folders are loaded only from under `models_root` and only with the content hash they were registered
+    with (`initial_digest` for `initial_model`, the request's `digest` for a deploy); without a models root no
+    folder is loaded at all."""
     if not scoring_key or not admin_key:
         raise ValueError("both a scoring key and an admin key are required")
     score_key, deploy_key = scoring_key.encode("utf-8"), admin_key.encode("utf-8")
     state = BlueGreen(window=rollback_window, error_rate=rollback_error_rate, min_failures=rollback_min_failures)
     if initial_model is not None:
+        initial_model = trusted_folder(initial_model, initial_digest, initial_version, models_root)
         model = ScoringModel.load(initial_model, initial_version)
         model.smoke()
         state.deploy(model, reason="served from start")
@@ -501,7 +522,7 @@ def create_app(scoring_key: str, admin_key: str, initial_model: Path | None = No
     app.add_middleware(ScoreRoute, key=score_key, state=state, collector=collector)
     app.state.collector = collector
     _add_public_routes(app, state)
-    _add_admin_routes(app, state, deploy_key)
+    _add_admin_routes(app, state, deploy_key, models_root)
     return app
 
 
@@ -519,7 +540,7 @@ def _add_public_routes(app: FastAPI, state: BlueGreen) -> None:
         return swagger_document(live.model if live else None)
 
 
-def _add_admin_routes(app: FastAPI, state: BlueGreen, key: bytes) -> None:
+def _add_admin_routes(app: FastAPI, state: BlueGreen, key: bytes, models_root: Path | None = None) -> None:
     deploy_lock = asyncio.Lock()
     unauthorized = "missing or invalid admin key: send the header `Authorization: Bearer <key>`"
 
@@ -533,6 +554,15 @@ def _add_admin_routes(app: FastAPI, state: BlueGreen, key: bytes) -> None:
         wanted = _deploy_request(body)
         if isinstance(wanted, JSONResponse):
             return wanted
+        try:  # before the lock and before anything is unpickled: where the folder is and what it holds
+            folder = await run_in_threadpool(trusted_folder, wanted.model_dir, wanted.digest, wanted.version,
+                                             models_root)
+        except UntrustedModel as exc:
+            log.warning("deploy of model v%s refused (%s): %s", wanted.version, exc.refusal, exc)
+            live = state.live
+            return _error(exc.refusal.status, f"model v{wanted.version} not deployed: {exc}", reason=exc.refusal,
+                          serving=live.model.version if live else None)
+        wanted = DeployRequest(folder, wanted.version, wanted.smoke_records, wanted.digest)
         async with deploy_lock:  # deploys run one at a time; scoring and rollbacks never wait for this lock
             return await _deploy(state, wanted)
 
@@ -747,6 +777,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-dir", type=Path, help="a model to serve from the start (else 503 until deploy)")
     parser.add_argument("--model-version", default="1", help="version label of --model-dir (default 1)")
+    parser.add_argument("--model-digest", default="", help="the registered content hash of --model-dir "
+                        "(sha256:...); the folder is not loaded unless it matches")
+    parser.add_argument("--models-root", type=Path, default=None,
+                        help="the only folder model folders are loaded from (the local pipeline's runs folder); "
+                             "without it /admin/deploy refuses every folder")
     parser.add_argument("--rollback-window", type=int, default=ROLLBACK_WINDOW,
                         help=f"requests watched after a deploy for auto-rollback; 0 = off (default {ROLLBACK_WINDOW})")
     parser.add_argument("--rollback-error-rate", type=float, default=ROLLBACK_ERROR_RATE,
@@ -770,7 +805,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app(scoring_key, admin_key, args.model_dir, initial_version=args.model_version,
                          rollback_window=args.rollback_window, rollback_error_rate=args.rollback_error_rate,
-                         rollback_min_failures=args.rollback_min_failures, collector=collector)
+                         rollback_min_failures=args.rollback_min_failures, collector=collector,
+                         models_root=args.models_root, initial_digest=args.model_digest)
+    except UntrustedModel as exc:
+        print(f"error: not serving {args.model_dir}: {exc}", file=sys.stderr)
+        return 1
     except (ModelLoadError, ScoringInputError) as exc:
         print(f"error: cannot serve {args.model_dir}: {exc}", file=sys.stderr)
         return 1

@@ -40,8 +40,19 @@ class StackConfig:
     extra_settings: dict[str, str] = field(default_factory=dict)
 
     @property
+    def storage_key(self) -> str:
+        """Azurite's generated account key (`.local/secrets.json`), created with the other secrets if missing."""
+        return stack_secrets.load_or_create(self.local_dir)[stack_secrets.STORAGE_KEY]
+
+    @property
     def connection_string(self) -> str:
-        return azurite_connection_string(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+        return stack_secrets.storage_connection_string(self.storage_key, blob=self.blob_port, queue=self.queue_port,
+                                                       table=self.table_port)
+
+    @property
+    def runs_dir(self) -> Path:
+        """The local pipeline's run outputs: the only place model folders are loaded from (the models root)."""
+        return self.local_dir / "pipeline" / "runs"
 
     @property
     def host_url(self) -> str:
@@ -105,17 +116,16 @@ class Stack:
         try:
             step("starting Azurite (blob, queue, table)")
             self._start("azurite", azurite_argv(c.local_dir / "azurite", c.blob_port, c.queue_port, c.table_port),
-                        (c.blob_port, c.queue_port, c.table_port), {})
+                        (c.blob_port, c.queue_port, c.table_port),
+                        azurite_env(AZURITE_ACCOUNT, self.secrets[stack_secrets.STORAGE_KEY]))
             step("starting the scoring endpoint")
-            self._start("scoring", python_argv("local.scoring_server", "--port", str(c.scoring_port),
-                                               "--collect-container", INFERENCE_CONTAINER,
-                                               *self._live_model_args()),
+            self._start("scoring", self._scoring_argv(step),
                         (c.scoring_port,), {"SCORING_KEY": self.secrets["scoring_key"],
                                             "SCORING_ADMIN_KEY": self.secrets["scoring_admin_key"],
                                             "INFERENCE_STORAGE": c.connection_string})
             step("starting the pipeline endpoint")
             self._start("pipeline", python_argv("local.pipeline_endpoint", "--port", str(c.pipeline_port),
-                                                "--runs-dir", str(c.local_dir / "pipeline" / "runs")),
+                                                "--runs-dir", str(c.runs_dir)),
                         (c.pipeline_port,), {"LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],
                                              "AzureWebJobsStorage": c.connection_string,
                                              "EVENTGRID_WEBHOOK_URL": self.eventgrid_webhook(),
@@ -131,12 +141,25 @@ class Stack:
             raise
         self._write_state()
 
-    def _live_model_args(self) -> list[str]:
-        """After a restart the scoring endpoint serves the model the registry says is live."""
+    def _scoring_argv(self, step=None) -> list[str]:
+        c = self.config
+        return python_argv("local.scoring_server", "--port", str(c.scoring_port), "--collect-container",
+                           INFERENCE_CONTAINER, "--models-root", str(c.runs_dir), *self._live_model_args(step))
+
+    def _live_model_args(self, step=None) -> list[str]:
+        """After a restart the scoring endpoint serves the model the registry says is live, when its folder is
+        under the run outputs and its content still matches the digest registered for it (the scoring server
+        checks again before it loads). Otherwise it starts empty (503 until a deploy) and says why."""
         live = build_stores(Settings(storage_connection=self.config.connection_string)).models.live()
         if live is None or not Path(live.model_dir).exists():
             return []
-        return ["--model-dir", live.model_dir, "--model-version", str(live.version)]
+        try:
+            check_model_folder(live.model_dir, root=self.config.runs_dir, expected_digest=live.digest,
+                               version=live.version)
+        except UntrustedModel as exc:
+            (step or (lambda _msg: None))(f"not serving the live model v{live.version} after the restart: {exc}")
+            return []
+        return ["--model-dir", live.model_dir, "--model-version", str(live.version), "--model-digest", live.digest]
 
     def _start(self, name: str, argv: list[str], ports: tuple[int, ...], env: dict[str, str]) -> None:
         child = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
@@ -190,6 +213,9 @@ class Stack:
         old = self.child(name)
         old.stop()
         argv, ports, env = self._specs[name]
+        if name == "scoring":  # serve what is live now (checked again), not what was live when the stack started
+            argv = self._scoring_argv()
+            self._specs[name] = (argv, ports, env)
         new = start_child(name, argv, ports=ports, log_dir=self.logs_dir, env=env)
         self.children[self.children.index(old)] = new
         new.wait_ready(timeout)

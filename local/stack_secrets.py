@@ -1,21 +1,37 @@
 """Keys of the embedded stack, created on first start and kept in `.local/secrets.json` (mode 0600).
 
 They play the part of Azure's secrets: the pipeline's bearer token (Azure AD in Azure), the scoring
-endpoint's key and its admin key, and the webhook's HMAC secret (a Key Vault reference in Azure). They are
-handed to child processes as app settings and never printed.
+endpoint's key and its admin key, the webhook's HMAC secret (a Key Vault reference in Azure) and the storage
+emulator's account key (Azurite runs with this generated key instead of its published development key, so
+another process on the machine cannot read or rewrite the stack's tables and blobs). They are handed to child
+processes as app settings and never printed (except by `retrain keys`, on request).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 from pathlib import Path
 
-NAMES = ("pipeline_token", "scoring_key", "scoring_admin_key", "webhook_secret")
+from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
+
+STORAGE_KEY = "storage_account_key"
+NAMES = ("pipeline_token", "scoring_key", "scoring_admin_key", "webhook_secret", STORAGE_KEY)
+
+
+def new_storage_key() -> str:
+    """An account key shaped like Azure's: base64 of 64 random bytes."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")
+
+
+def _new(name: str) -> str:
+    return new_storage_key() if name == STORAGE_KEY else secrets.token_urlsafe(32)
 
 
 def load_or_create(local_dir: Path) -> dict[str, str]:
+    """The stack's secrets; missing ones (a first start, or a file from an older version) are created."""
     path = local_dir / "secrets.json"
     values: dict[str, str] = {}
     if path.exists():
@@ -23,9 +39,25 @@ def load_or_create(local_dir: Path) -> dict[str, str]:
     if all(values.get(n) for n in NAMES):
         return values
     for name in NAMES:
-        values.setdefault(name, secrets.token_urlsafe(32))
+        if not values.get(name):
+            values[name] = _new(name)
     local_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(values, fh, indent=2)
     return values
+
+
+def read(local_dir: Path) -> dict[str, str]:
+    """The secrets as they are, without creating any (a second process must not invent keys the running stack
+    does not have); {} when there is no file yet."""
+    path = local_dir / "secrets.json"
+    if not path.exists():
+        return {}
+    values = json.loads(path.read_text())
+    return values if isinstance(values, dict) else {}
+
+
+def storage_connection_string(storage_key: str, *, blob: int, queue: int, table: int) -> str:
+    """The stack's Azurite connection string (account `devstoreaccount1`, the generated key)."""
+    return azurite_connection_string(AZURITE_ACCOUNT, storage_key, blob=blob, queue=queue, table=table)

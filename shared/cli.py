@@ -446,15 +446,27 @@ def webhook_settings() -> dict[str, str]:
             "base_url": base_url}
 
 
+def _storage_connection_string() -> str | None:
+    """AzureWebJobsStorage when set, else the running local stack's Azurite (its generated account key); None
+    when neither is known."""
+    from local.connection import StackNotRunning, find_stack
+
+    try:
+        return find_stack().storage_connection
+    except StackNotRunning:
+        return None
+
+
 def cmd_keys(args) -> int:
     try:
         settings = webhook_settings()
     except WebhookConfigError as exc:
         print(f"retrain keys: {exc}", file=sys.stderr)
         return 1
+    storage = _storage_connection_string()
     if args.json:
         print(json.dumps({"function_key": settings["function_key"], "webhook_secret": settings["webhook_secret"],
-                          "base_url": settings["base_url"]}))
+                          "base_url": settings["base_url"], "storage_connection_string": storage}))
         return 0
 
     def source(env: str) -> str:
@@ -465,7 +477,9 @@ def cmd_keys(args) -> int:
           f"  function_key    {settings['function_key']}  (x-functions-key header; {source(ENV_FUNCTION_KEY)})\n"
           f"  webhook_secret  {settings['webhook_secret']}  (HMAC-SHA256 key for X-Retrain-Signature; "
           f"{source(ENV_WEBHOOK_SECRET)})\n"
-          "Ask for a retrain with `.venv/bin/retrain trigger --dataset latest`, which signs and sends for you.")
+          + (f"  storage_connection_string  {storage}  (storage tables, queues and blobs; "
+             f"{source('AzureWebJobsStorage')})\n" if storage else "")
+          + "Ask for a retrain with `.venv/bin/retrain trigger --dataset latest`, which signs and sends for you.")
     return 0
 
 
@@ -679,10 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="show the function key, webhook secret and base URL for POST /api/retrain "
                                        "(SECRETS: for your eyes only)",
                           description="Show the running local stack's function key (x-functions-key), webhook "
-                                      "secret (signs X-Retrain-Signature) and base URL. RETRAIN_BASE_URL, "
-                                      "RETRAIN_FUNCTION_KEY and RETRAIN_WEBHOOK_SECRET win over the local stack.")
+                                      "secret (signs X-Retrain-Signature), base URL and storage connection string "
+                                      "(Azurite's generated account key). RETRAIN_BASE_URL, RETRAIN_FUNCTION_KEY, "
+                                      "RETRAIN_WEBHOOK_SECRET and AzureWebJobsStorage win over the local stack.")
     keys.add_argument("--json", action="store_true",
-                      help='print {"function_key": ..., "webhook_secret": ..., "base_url": ...}')
+                      help='print {"function_key": ..., "webhook_secret": ..., "base_url": ..., '
+                           '"storage_connection_string": ...}')
 
     trigger = sub.add_parser("trigger", help="ask for a retrain: a signed POST /api/retrain (the reference client)",
                              description="Sign and send POST {base_url}/api/retrain for the running local stack, or "

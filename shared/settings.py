@@ -11,18 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-# Azurite's documented, public development account (the same for every Azurite install; not a secret).
+# The local storage emulator's account name. Its key is NOT Azurite's published development key: the local stack
+# and the tests start Azurite with a generated key (AZURITE_ACCOUNTS), kept in `.local/secrets.json`
+# (local/stack_secrets.py), so another process on the machine cannot use the well-known key on our data.
 AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # noqa: S105
 
 
-def azurite_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
-                              table: int = 10002) -> str:
+def azurite_connection_string(account: str, key: str, *, host: str = "127.0.0.1", blob: int = 10000,
+                              queue: int = 10001, table: int = 10002) -> str:
+    """The connection string of an Azurite account; the key is always the caller's (there is no default)."""
+    if not account or not key:
+        raise ValueError("an Azurite connection string needs the account name and its key")
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://{host}:{blob}/{AZURITE_ACCOUNT};"
-        f"QueueEndpoint=http://{host}:{queue}/{AZURITE_ACCOUNT};"
-        f"TableEndpoint=http://{host}:{table}/{AZURITE_ACCOUNT};"
+        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+        f"BlobEndpoint=http://{host}:{blob}/{account};"
+        f"QueueEndpoint=http://{host}:{queue}/{account};"
+        f"TableEndpoint=http://{host}:{table}/{account};"
     )
 
 

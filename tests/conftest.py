@@ -6,22 +6,26 @@ from pathlib import Path
 
 import pytest
 
-from local.processes import azurite_argv, free_port, start_child
-from shared.settings import azurite_connection_string
+from local.processes import azurite_argv, azurite_env, free_port, start_child
+from local.stack_secrets import new_storage_key
+from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "bankmarketing_train.csv"
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory):
-    """A real Azurite (the npm package) for the whole session; yields its connection string."""
+    """A real Azurite (the npm package) for the whole session; yields its connection string. It runs with a
+    generated account key, like the local stack: its published development key is refused, so no test passes
+    because of it."""
     root = tmp_path_factory.mktemp("azurite")
     blob, queue, table = free_port(), free_port(), free_port()
+    key = new_storage_key()
     child = start_child("azurite", azurite_argv(root / "data", blob, queue, table),
-                        ports=(blob, queue, table), log_dir=root)
+                        ports=(blob, queue, table), log_dir=root, env=azurite_env(AZURITE_ACCOUNT, key))
     try:
         child.wait_ready(60)
-        yield azurite_connection_string(blob=blob, queue=queue, table=table)
+        yield azurite_connection_string(AZURITE_ACCOUNT, key, blob=blob, queue=queue, table=table)
     finally:
         child.stop()
 

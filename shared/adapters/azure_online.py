@@ -215,12 +215,15 @@ class AzureOnlineDeployer:
 
     # -------------------------------------------------------------------------------------- public API
 
-    def deploy(self, *, model_dir: str, version: int | str, smoke_records: list[dict[str, Any]] | None = None) -> dict:
-        """Register `model_dir` as `model_name:version` and roll it out blue/green; DeploymentError if it can't."""
+    def deploy(self, *, model_dir: str, version: int | str, smoke_records: list[dict[str, Any]] | None = None,
+               digest: str = "") -> dict:
+        """Register `model_dir` as `model_name:version` and roll it out blue/green; DeploymentError if it can't.
+        `digest` (the registry's content hash, written by the training step) is recorded as a model tag; it is
+        not checked here: the folder lives in Azure ML and the online deployment loads it there."""
         started = self._clock()
         version = str(version)
         with self._lock:
-            model_ref = self._register(model_dir, version)
+            model_ref = self._register(model_dir, version, digest)
             endpoint = self._endpoint(create=True)
             records = smoke_records or example_records(model_dir)
             result = self._roll_out(endpoint, model_ref, self.model_name, version, records)
@@ -399,7 +402,7 @@ class AzureOnlineDeployer:
                 "slot": slot, "previous_slot": previous_slot, "endpoint": self.endpoint_name, "smoke": smoke,
                 "cleanup": cleanup}
 
-    def _register(self, model_dir: str, version: str) -> str:
+    def _register(self, model_dir: str, version: str, digest: str = "") -> str:
         from azure.ai.ml.constants import AssetTypes
         from azure.ai.ml.entities import Model
 
@@ -407,7 +410,7 @@ class AzureOnlineDeployer:
             raise DeploymentError(f"model v{version} has no location to register")
         model = Model(path=str(model_dir), type=AssetTypes.MLFLOW_MODEL, name=self.model_name, version=version,
                       description="bank-marketing classifier trained by the retraining pipeline",
-                      tags={"registered_by": "azureml-retrain"})
+                      tags={"registered_by": "azureml-retrain", **({"content_digest": digest} if digest else {})})
         try:
             registered = self._client.models.create_or_update(model)
         except Exception as exc:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared.child_env import minimal_env
 from shared.domain.profile import REFERENCE_PROFILE, Profile
 
 JOBS_PREFIX = "drift-jobs/"
@@ -158,7 +159,9 @@ class LocalDriftJobs:
     storage: WindowStorage
     work_dir: Path
     partitions: int = 4
-    env: dict[str, str] = field(default_factory=dict)  # the storage connection for the job process
+    # The storage connection for the job process: all it gets besides the allowlisted basics (shared.child_env),
+    # not the host's keys, tokens or other app settings.
+    env: dict[str, str] = field(default_factory=dict)
     name: str = field(default="local", init=False)
 
     def submit(self, check_id: str, reference: Profile, plan: WindowPlan, policy) -> str:
@@ -175,7 +178,7 @@ class LocalDriftJobs:
         log = open(job_dir / "job.log", "ab")  # noqa: SIM115 - handed to the child
         _children[:] = [c for c in _children if c.poll() is None]
         _children.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                          cwd=Path(__file__).resolve().parents[2], env={**os.environ, **self.env}))
+                                          cwd=Path(__file__).resolve().parents[2], env=minimal_env(self.env)))
         log.close()
         return job_id
 
@@ -224,14 +227,15 @@ def run_local_job(args: argparse.Namespace, connection: str | None = None) -> in
                                    str(job_dir / "window"), "--datasets", str(job_dir / "datasets"),
                                    "--manifest", str(job_dir / "in" / MANIFEST), "--partitions",
                                    str(args.partitions), "--partition-index", str(i), "--out",
-                                   str(job_dir / f"p{i}")], stderr=subprocess.PIPE, text=True)
+                                   str(job_dir / f"p{i}")], stderr=subprocess.PIPE, text=True,
+                                  env=minimal_env())  # the steps read local files: no storage connection
                  for i in range(args.partitions)]
         errors = [(p.communicate()[1] or "").strip() for p in steps if p.wait() != 0]
         if errors:
             raise RuntimeError(f"profile step failed: {errors[0].splitlines()[-1] if errors[0] else 'no output'}")
         merge = subprocess.run([sys.executable, "-m", "shared.drift_job", "merge", *common, "--partials",
                                 *[str(job_dir / f"p{i}") for i in range(args.partitions)], "--out",
-                                str(job_dir / "result")], capture_output=True, text=True)
+                                str(job_dir / "result")], capture_output=True, text=True, env=minimal_env())
         if merge.returncode != 0:
             raise RuntimeError(f"merge step failed: {merge.stderr.strip()}")
     except Exception as exc:  # the job's own failure, reported through status.json

@@ -43,8 +43,16 @@ class LocalScoringDeployer:
         self._session = session or requests.Session()
         self._timeout = timeout_s
 
-    def deploy(self, *, model_dir: str, version: int, smoke_records: list[dict[str, Any]] | None = None) -> dict:
-        body: dict[str, Any] = {"model_dir": model_dir, "version": str(version)}
+    def deploy(self, *, model_dir: str, version: int, smoke_records: list[dict[str, Any]] | None = None,
+               digest: str = "") -> dict:
+        """Load `model_dir` into the idle slot and switch. `digest` is the registry's content hash of the folder:
+        the server loads nothing that is not under its models root with exactly that content, so a model
+        registered without one (an old record) is refused here, with what to do, before any request."""
+        if not digest:
+            raise DeploymentError(f"model v{version} has no registered content hash (digest), so the scoring "
+                                  "endpoint will not load its folder; retrain to register a verifiable model "
+                                  "(`retrain trigger --dataset latest`), then promote that version")
+        body: dict[str, Any] = {"model_dir": model_dir, "version": str(version), "digest": digest}
         if smoke_records:
             body["smoke_records"] = smoke_records
         return self._call("POST", "/admin/deploy", f"deploy of model v{version}", json=body)

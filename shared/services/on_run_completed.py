@@ -99,7 +99,7 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
             model_dir = model_location(finished.outputs)
             metrics = dict(finished.outputs.get("metrics") or {})
             model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
-                                    metrics=metrics)
+                                    metrics=metrics, digest=str(metrics.get("model_digest") or ""))
         record.model_version = model.version
         record.stage("registered")
         audit.save(record)
@@ -164,7 +164,8 @@ def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: li
     """Blue/green deploy (the deployer smoke-tests the idle slot and switches), then check that the endpoint
     answers with the new version; if it does not, switch back. Returns {"outcome", "detail"}."""
     with telemetry.span("deploy", model_version=model.version) as span:
-        answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples)
+        answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples,
+                                 digest=model.digest)  # a local endpoint loads the folder only with this content
         span.set(slot=answer.get("slot"), previous_version=answer.get("previous"))
     record.stage("deployed")
     record.data["deployment"] = {k: answer.get(k) for k in ("slot", "previous_slot", "previous", "seconds")

@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         if held_out is not None:
             result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args)
             _add_to_metrics_file(out, "evaluation_slice", result.metrics["evaluation_slice"])
+        # The folder is final now: its content hash is what the registry records (on_run_completed) and what
+        # every local load path checks before it unpickles the model.
+        from shared.scoring.model_digest import folder_digest
+
+        result.metrics["model_digest"] = folder_digest(model_dir)
+        _add_to_metrics_file(out, "model_digest", result.metrics["model_digest"])
+        say(f"model content digest {result.metrics['model_digest']}")
     except _INPUT_ERRORS as exc:
         return _fail(out, run_id, _one_line(exc))
     except Exception as exc:  # a bug rather than bad input: keep the traceback in the log

@@ -17,10 +17,11 @@ from pytest_httpserver import HTTPServer
 
 from local.functions_host.keys import HostKeys, load_or_create_keys
 from local.processes import PROJECT_ROOT, Child, free_port, python_argv, start_child
+from local.stack_secrets import new_storage_key
 from shared.api import openapi
 from shared.bootstrap import build_stores
 from shared.services import health
-from shared.settings import Settings, azurite_connection_string
+from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
 from tests.unit.test_openapi import validator as doc_validator
 
 PIPELINE_PATH = ("/pipelines/v1.0/subscriptions/sub/resourceGroups/rg/providers/"
@@ -195,7 +196,8 @@ def test_health_is_503_degraded_when_storage_and_the_pipeline_are_down(tmp_path_
     a word, not with the addresses it tried."""
     dead_storage, dead_pipeline = free_port(), free_port()
     h = start_app_host(tmp_path_factory.mktemp("api-host-down"), "functions-host-down",
-                       storage=azurite_connection_string(blob=dead_storage, queue=dead_storage, table=dead_storage),
+                       storage=azurite_connection_string(AZURITE_ACCOUNT, new_storage_key(), blob=dead_storage,
+                                                         queue=dead_storage, table=dead_storage),
                        pipeline_url=f"http://127.0.0.1:{dead_pipeline}{PIPELINE_PATH}")
     try:
         answer = requests.get(h.url + "/api/health", timeout=30)
@@ -235,7 +237,8 @@ def test_the_storage_probe_with_a_wrong_key_is_unauthorized(azurite):
 def test_the_storage_probe_on_a_closed_port_is_unreachable_at_once():
     port = free_port()
     table = TableServiceClient.from_connection_string(
-        azurite_connection_string(blob=port, queue=port, table=port)).get_table_client("runs")
+        azurite_connection_string(AZURITE_ACCOUNT, new_storage_key(), blob=port, queue=port,
+                                  table=port)).get_table_client("runs")
     check = health.check_storage(health.table_probe(table))
     assert check["ok"] is False and check["detail"] == "unreachable"
     assert check["ms"] < 2000  # one try, not the SDK's default retries

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,8 +18,9 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from local.processes import free_port
+from local.stack_secrets import new_storage_key
 from shared import azure_doctor as doc
-from shared.settings import AZURITE_KEY, Settings, azurite_connection_string
+from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).parent / "retrain"
@@ -152,7 +154,7 @@ def test_each_missing_piece_fails_with_its_own_message_and_fix(httpserver, env):
         .respond_with_json(endpoint_body(state="Failed", auth="AMLToken"))
     httpserver.expect_request(SA_PATH + PERMS, query_string=PERM_API).respond_with_json(
         permissions(doc.BUILTIN_ROLES["Contributor"]))
-    nobody = azurite_connection_string(blob=free_port(), table=free_port())
+    nobody = azurite_connection_string(AZURITE_ACCOUNT, new_storage_key(), blob=free_port(), table=free_port())
 
     checks = by_name(doc.run_checks(env, doctor_for(httpserver, nobody)))
 
@@ -180,7 +182,8 @@ def test_each_missing_piece_fails_with_its_own_message_and_fix(httpserver, env):
 
 def test_storage_refusing_the_key_is_a_failure_with_the_fix(httpserver, env, azurite):
     """A real Azurite answering 403 to a wrong shared key (in Azure: a missing data role, same answer)."""
-    wrong_key = azurite.replace(AZURITE_KEY, base64.b64encode(b"not-the-account-key-" * 3).decode())
+    wrong_key = re.sub(r"AccountKey=[^;]+", "AccountKey=" + base64.b64encode(b"not-the-account-key-" * 3).decode(),
+                       azurite)
     settings = Settings.from_env({**env, "STORAGE_ACCOUNT_URL": "", "AzureWebJobsStorage": wrong_key})
     doctor = doctor_for(httpserver, wrong_key)
     doctor.arm_reachable = True
@@ -264,7 +267,8 @@ def test_permissions_are_read_across_pages_on_the_arm_host_only(httpserver, env,
 def test_with_a_token_but_no_network_every_check_says_it_could_not_be_made(httpserver, env):
     closed = free_port()
     env = {**env, "PIPELINE_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}{SUBMIT_PATH}", "STORAGE_ACCOUNT_URL": "",
-           "AzureWebJobsStorage": azurite_connection_string(blob=free_port(), table=free_port())}
+           "AzureWebJobsStorage": azurite_connection_string(AZURITE_ACCOUNT, new_storage_key(), blob=free_port(),
+                                                            table=free_port())}
     doctor = doc.Doctor(credential=ScopedCredential(), arm_url=f"http://127.0.0.1:{closed}", timeout_s=2)
 
     started = time.monotonic()

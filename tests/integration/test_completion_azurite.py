@@ -34,12 +34,14 @@ class Endpoint:
 
     def __init__(self):
         self.calls: list[tuple] = []
+        self.digests: list[str] = []  # what each deploy was told the folder's content hash is
         self.slots = {"blue": None, "green": None}
         self.live = "blue"
         self.serve_override: str | None = None  # what the scorer claims to serve (a broken switch)
 
-    def deploy(self, *, model_dir, version, smoke_records=None):
+    def deploy(self, *, model_dir, version, smoke_records=None, digest=""):
         self.calls.append(("deploy", version, model_dir, len(smoke_records or [])))
+        self.digests.append(digest)
         idle = "green" if self.live == "blue" else "blue"
         previous, previous_slot = self.slots[self.live], self.live
         self.slots[idle], self.live = str(version), idle

@@ -449,13 +449,16 @@ def test_receipts_survive_a_restart(azurite, tmp_path):
 
 def test_blob_polling_rides_out_a_storage_outage(tmp_path):
     """Its own Azurite, stopped and started again under the running host: a warning, no crash, no busy loop."""
-    from shared.settings import azurite_connection_string
+    from local.processes import azurite_env
+    from local.stack_secrets import new_storage_key
+    from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
 
     ports = (free_port(), free_port(), free_port())
     argv = azurite_argv(tmp_path / "azurite", *ports)
-    storage = start_child("azurite-outage", argv, ports=ports, log_dir=tmp_path)
+    key = new_storage_key()
+    storage = start_child("azurite-outage", argv, ports=ports, log_dir=tmp_path, env=azurite_env(AZURITE_ACCOUNT, key))
     storage.wait_ready(60)
-    conn = azurite_connection_string(blob=ports[0], queue=ports[1], table=ports[2])
+    conn = azurite_connection_string(AZURITE_ACCOUNT, key, blob=ports[0], queue=ports[1], table=ports[2])
     h = start_host(tmp_path, conn, "outage-host", TICK_SCHEDULE="0 0 0 1 1 *")
     try:
         box_name = h.env["UPLOAD_CONTAINER"]
@@ -466,7 +469,8 @@ def test_blob_polling_rides_out_a_storage_outage(tmp_path):
         warnings = [line for line in h.log().splitlines()
                     if "'Functions.on_upload': cannot list container" in line]
         assert len(warnings) == 1, warnings
-        storage = start_child("azurite-outage-2", argv, ports=ports, log_dir=tmp_path)
+        storage = start_child("azurite-outage-2", argv, ports=ports, log_dir=tmp_path,
+                              env=azurite_env(AZURITE_ACCOUNT, key))
         storage.wait_ready(60)
         upload(container(conn, box_name), "uploads/after.csv", b"after the outage")
         seen = wait_for(lambda: h.markers("upload"), timeout=20, what="upload after the outage")

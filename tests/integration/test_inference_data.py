@@ -12,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters.inference_data import InferenceCollector, blob_writer, read_window
 from shared.domain import schema
-from tests.integration.test_scoring_bluegreen import SCORING_KEY, scoring_server
+from tests.integration.test_scoring_bluegreen import SCORING_KEY, scoring_server, serve_from_start
 from tests.waiting import wait_for
 
 
@@ -78,8 +78,8 @@ def test_the_scoring_server_collects_what_it_answered(azurite, tmp_path_factory,
     model = save_pipeline_model(tmp_path_factory.mktemp("inf-model") / "m", frame, seed=4)
     name = f"inf{uuid.uuid4().hex[:8]}"
     started = time.time()
-    server = scoring_server(tmp_path_factory.mktemp("inf-scoring"), "--model-dir", str(model), "--model-version",
-                            "3", "--collect-container", name, env_extra={"INFERENCE_STORAGE": azurite})
+    server = scoring_server(tmp_path_factory.mktemp("inf-scoring"), *serve_from_start(model, "3"),
+                            "--collect-container", name, env_extra={"INFERENCE_STORAGE": azurite})
     endpoint = next(server)
     try:
         body = {"data": frame[list(schema.FEATURES)].head(4).to_dict(orient="records")}

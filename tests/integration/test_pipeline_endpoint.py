@@ -16,8 +16,13 @@ from local.processes import free_port, python_argv, start_child
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PipelineAuthError, PipelineError, PublishedPipelineClient
+from tests.waiting import wait_for
 
 TOKEN = "local-pipeline-token"
+# Secrets a process of the stack may hold in its environment; the training process must inherit none of them.
+OTHER_SECRETS = {"SCORING_KEY": "scoring-key-5c1e0a", "SCORING_ADMIN_KEY": "admin-key-9d2b7f",
+                 "WEBHOOK_SECRET": "webhook-secret-3a8e", "APPLICATIONINSIGHTS_CONNECTION_STRING":
+                 "InstrumentationKey=00000000-0000-0000-0000-000000000000"}
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +45,12 @@ def endpoint(azurite, tmp_path_factory, small_bank_csv):
                         env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
                              "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
                              "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
-                             "LOCAL_DATASTORES": f"workspaceblobstore={container}"})
+                             "LOCAL_DATASTORES": f"workspaceblobstore={container}", **OTHER_SECRETS})
     child.wait_ready(60)
     client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN),
                                      max_retries=0)
-    yield {"client": client, "events": events, "container": container, "port": port, "root": root}
+    yield {"client": client, "events": events, "container": container, "port": port, "root": root,
+           "pid": child.proc.pid}
     child.stop()
     events.stop()
 
@@ -177,3 +183,42 @@ def test_runs_cut_short_by_a_stop_are_failed_and_reported_after_restart(azurite,
     finally:
         child.stop()
         events.stop()
+
+
+def _training_child_environ(parent_pid: int) -> dict[str, str] | None:
+    """The environment of the running `shared.training.job` child of `parent_pid`, read from /proc."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent_pid and b"shared.training.job" in cmdline:
+            pairs = (item.decode(errors="replace").partition("=") for item in environ.split(b"\0") if item)
+            return {name: value for name, _, value in pairs}
+    return None
+
+
+def test_the_training_process_inherits_no_secret_and_reports_its_model_digest(endpoint):
+    """A real run with a tiny budget: while it trains, its environment (from /proc) holds none of the endpoint's
+    token, storage key, Event Grid URL or other secrets; the model it reports carries its content digest."""
+    from shared.scoring.model_digest import folder_digest
+
+    client = endpoint["client"]
+    run = client.submit(experiment="bank-test", parameters={"dataset_version": 1, "time_budget_s": 3},
+                        data_paths=_data_paths(endpoint["container"], "bank/v1/data.csv"))
+    environ = wait_for(lambda: _training_child_environ(endpoint["pid"]), timeout=120, every=0.05,
+                       what="the training process")
+    secrets = [TOKEN, "AccountKey=", "code=k", *OTHER_SECRETS.values()]
+    assert not [s for s in secrets if any(s in value for value in environ.values())]
+    assert not {"LOCAL_PIPELINE_TOKEN", "AzureWebJobsStorage", "EVENTGRID_WEBHOOK_URL", "MLFLOW_TRACKING_URI",
+                *OTHER_SECRETS} & set(environ)
+    assert environ.get("PATH")
+    done = _wait(client, run.run_id)
+    assert done.status == "Completed", done.raw
+    model_dir = Path(done.outputs["model"]["Uri"].removeprefix("file://"))
+    assert done.outputs["metrics"]["model_digest"] == folder_digest(model_dir)

@@ -26,6 +26,7 @@ from local.processes import free_port, python_argv, start_child
 from local.scoring_server import BlueGreen, NothingToRollBack, create_app
 from shared.adapters.scoring import DeploymentError, LocalScoringDeployer
 from shared.domain import schema
+from shared.scoring.model_digest import folder_digest
 from shared.scoring.runtime import ScoringModel
 
 SCORING_KEY = "bg-score-key-41c2"
@@ -75,9 +76,15 @@ def models(frame, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, models):
     yield from scoring_server(tmp_path_factory.mktemp("bg-scoring"), "--rollback-window", "30",
-                              "--rollback-error-rate", "0.2")
+                              "--rollback-error-rate", "0.2", "--models-root", str(models["a"].parent))
+
+
+def serve_from_start(model_dir: Path, version: str) -> list[str]:
+    """Flags that make a server load `model_dir` at start: its folder is the models root, with its digest."""
+    return ["--models-root", str(model_dir.parent), "--model-dir", str(model_dir), "--model-version", version,
+            "--model-digest", folder_digest(model_dir)]
 
 
 def scoring_server(log_dir, *flags: str, scoring_key: str = SCORING_KEY, admin_key: str = ADMIN_KEY,
@@ -100,7 +107,9 @@ def admin(server, method: str, path: str, key: str = ADMIN_KEY, **kwargs) -> req
 
 
 def deploy(server, model_dir: Path, version: str, **extra) -> requests.Response:
-    return admin(server, "POST", "/admin/deploy", json={"model_dir": str(model_dir), "version": version, **extra})
+    """POST /admin/deploy with the folder's own digest (what the registry would have recorded)."""
+    body = {"model_dir": str(model_dir), "version": version, "digest": folder_digest(model_dir), **extra}
+    return admin(server, "POST", "/admin/deploy", json=body)
 
 
 def score(server, records: list[dict], session=None) -> requests.Response:
@@ -324,9 +333,9 @@ def test_keys_never_reach_the_log(server):
 
 
 @pytest.fixture
-def inproc():
+def inproc(models):
     """The app under uvicorn in a thread of this process, so a test can slow a model or a load down."""
-    app = create_app(SCORING_KEY, ADMIN_KEY, rollback_window=0)
+    app = create_app(SCORING_KEY, ADMIN_KEY, rollback_window=0, models_root=models["a"].parent)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -14,7 +14,7 @@ import requests
 from local.scoring_server import FORMATS_HINT
 from shared.domain import schema
 from shared.scoring.runtime import ScoringModel
-from tests.integration.test_scoring_bluegreen import save_pipeline_model, scoring_server
+from tests.integration.test_scoring_bluegreen import save_pipeline_model, scoring_server, serve_from_start
 
 SCORING_KEY = "fmt-score-key-5b1d"
 ADMIN_KEY = "fmt-admin-key-0c3a"
@@ -43,8 +43,8 @@ def local(model_dir) -> ScoringModel:
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    yield from scoring_server(tmp_path_factory.mktemp("fmt-scoring"), "--model-dir", str(model_dir),
-                              "--model-version", "7", scoring_key=SCORING_KEY, admin_key=ADMIN_KEY)
+    yield from scoring_server(tmp_path_factory.mktemp("fmt-scoring"), *serve_from_start(model_dir, "7"),
+                              scoring_key=SCORING_KEY, admin_key=ADMIN_KEY)
 
 
 def post(server, body, key=SCORING_KEY) -> requests.Response:

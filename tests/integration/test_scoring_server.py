@@ -18,6 +18,7 @@ import requests
 from local.processes import free_port, python_argv, start_child
 from local.scoring_server import FORMATS_HINT, create_app
 from shared.domain import schema
+from shared.scoring.model_digest import folder_digest
 from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
 from shared.training.train import save_model, train
 
@@ -49,10 +50,12 @@ def records(small_bank_csv) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, models):
     port = free_port()
     logs = tmp_path_factory.mktemp("scoring")
-    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port)), ports=(port,),
+    root = models["a"].parent.parent  # every model folder of this module lies under it
+    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), "--models-root",
+                                               str(root)), ports=(port,),
                         log_dir=logs, env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
     try:
         child.wait_ready(60)
@@ -69,7 +72,9 @@ def score(server, body, key=SCORING_KEY, **kwargs):
 
 
 def deploy(server, model_dir, version, key=ADMIN_KEY, **extra):
-    body = {"model_dir": str(model_dir), "version": version, **extra}
+    """With the folder's own digest (what the registry records), or a well-formed one for a missing folder."""
+    digest = folder_digest(model_dir) if model_dir.is_dir() else "sha256:" + "0" * 64
+    body = {"model_dir": str(model_dir), "version": version, "digest": digest, **extra}
     return requests.post(server["url"] + "/admin/deploy", json=body, headers={"Authorization": f"Bearer {key}"},
                          timeout=120)
 
@@ -295,7 +300,8 @@ def test_broken_model_is_refused_and_the_old_one_keeps_serving(server, models, r
     assert body["error"].startswith("model v3 not deployed: cannot load the model") and body["serving"] == "2"
 
     answer = deploy(server, models["broken"].parent / "missing", "4")
-    assert answer.status_code == 422 and "not an MLflow model directory" in answer.json()["error"]
+    assert answer.status_code == 403 and "does not exist" in answer.json()["error"]
+    assert answer.json()["reason"] == "not_a_model" and answer.json()["serving"] == "2"
 
     bad_smoke = [{k: v for k, v in records[0].items() if k != "age"}]
     answer = deploy(server, models["a"], "5", smoke_records=bad_smoke)

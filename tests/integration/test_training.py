@@ -230,3 +230,13 @@ def test_job_reports_a_missing_file_in_one_line(tmp_path, capsys):
     assert code == 1
     assert capsys.readouterr().err.strip() == f"error: data file not found: {tmp_path / 'absent.csv'}"
     assert json.loads((tmp_path / "out" / "status.json").read_text())["status"] == "Failed"
+
+
+def test_the_job_reports_the_content_digest_of_its_final_model_folder(trained):
+    """Written after the folder is final (reference profile, evaluation, MLflow logging included): what the
+    registry records and every local load path checks."""
+    from shared.scoring.model_digest import folder_digest
+
+    digest = folder_digest(trained["out"] / "model")
+    assert trained["status"]["metrics"]["model_digest"] == digest
+    assert json.loads((trained["out"] / "metrics.json").read_text())["model_digest"] == digest
