@@ -704,8 +704,9 @@ def _definitions(record: dict[str, Any], example: dict[str, Any], version: str) 
 def swagger_document(model: ScoringModel | None) -> dict[str, Any]:
     """Swagger 2.0 for /score in the shape Azure ML generates for a deployed model's scoring script."""
     kinds = model.kinds if model is not None else {c: schema.COLUMNS[c] for c in schema.FEATURES}
-    example = dict(model.input_example[0]) if model is not None and model.input_example else dict(EXAMPLE_RECORD)
-    example = {c: example.get(c, EXAMPLE_RECORD.get(c)) for c in kinds}
+    # The document is public (no key): its example is the fixed synthetic record, never the model's saved input
+    # example (a model trained before those were synthetic carries rows of its training data there).
+    example = {c: EXAMPLE_RECORD.get(c) for c in kinds}
     record_schema = {"type": "object", "required": list(kinds),
                      "properties": {c: _property(c, k) for c, k in kinds.items()}}
     error = {"schema": {"$ref": "#/definitions/ErrorResponse"}}

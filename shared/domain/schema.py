@@ -63,12 +63,36 @@ RANGES: Final[dict[str, tuple[float | None, float | None]]] = {
     "previous": (0, None),
 }
 
-# One realistic record (a row of the public sample file, without its label): swagger examples and smoke tests
-# where no real records are at hand.
-EXAMPLE_RECORD: Final[dict[str, object]] = {
-    "age": 41, "job": "blue-collar", "marital": "married", "education": "basic.9y", "default": "no",
-    "housing": "yes", "loan": "no", "contact": "cellular", "month": "may", "day_of_week": "thu",
-    "duration": 312, "campaign": 2, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
-    "emp.var.rate": -1.8, "cons.price.idx": 92.893, "cons.conf.idx": -46.2, "euribor3m": 1.299,
-    "nr.employed": 5099.1,
-}
+# Fixed synthetic records (valid values for every feature, no label), for everything that is shown rather than
+# learned from: the scoring swagger (served without a key), the MLflow model's input examples, smoke tests. They
+# are not rows of any training file: each euribor3m has four decimals (the public file's have three), so no
+# customer's record is ever published as an example.
+SYNTHETIC_RECORDS: Final[tuple[dict[str, object], ...]] = (
+    {"age": 35, "job": "technician", "marital": "single", "education": "university.degree", "default": "no",
+     "housing": "yes", "loan": "no", "contact": "cellular", "month": "may", "day_of_week": "wed",
+     "duration": 180, "campaign": 1, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
+     "emp.var.rate": -1.8, "cons.price.idx": 92.893, "cons.conf.idx": -46.2, "euribor3m": 1.2345,
+     "nr.employed": 5099.1},
+    {"age": 52, "job": "admin.", "marital": "married", "education": "high.school", "default": "no",
+     "housing": "no", "loan": "no", "contact": "telephone", "month": "jun", "day_of_week": "mon",
+     "duration": 95, "campaign": 3, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
+     "emp.var.rate": 1.4, "cons.price.idx": 94.465, "cons.conf.idx": -41.8, "euribor3m": 4.8615,
+     "nr.employed": 5228.1},
+    {"age": 29, "job": "services", "marital": "single", "education": "basic.9y", "default": "unknown",
+     "housing": "yes", "loan": "yes", "contact": "cellular", "month": "jul", "day_of_week": "thu",
+     "duration": 420, "campaign": 2, "pdays": 999, "previous": 1, "poutcome": "failure",
+     "emp.var.rate": 1.4, "cons.price.idx": 93.918, "cons.conf.idx": -42.7, "euribor3m": 4.9615,
+     "nr.employed": 5228.1},
+    {"age": 61, "job": "retired", "marital": "married", "education": "basic.4y", "default": "no",
+     "housing": "yes", "loan": "no", "contact": "cellular", "month": "oct", "day_of_week": "tue",
+     "duration": 610, "campaign": 1, "pdays": 6, "previous": 2, "poutcome": "success",
+     "emp.var.rate": -3.4, "cons.price.idx": 92.431, "cons.conf.idx": -26.9, "euribor3m": 0.7545,
+     "nr.employed": 5017.5},
+    {"age": 44, "job": "management", "marital": "divorced", "education": "professional.course", "default": "no",
+     "housing": "unknown", "loan": "unknown", "contact": "cellular", "month": "nov", "day_of_week": "fri",
+     "duration": 140, "campaign": 4, "pdays": 999, "previous": 0, "poutcome": "nonexistent",
+     "emp.var.rate": -0.1, "cons.price.idx": 93.2, "cons.conf.idx": -42.0, "euribor3m": 4.1535,
+     "nr.employed": 5195.8},
+)
+# One of them: swagger examples and smoke tests where no other records are at hand.
+EXAMPLE_RECORD: Final[dict[str, object]] = SYNTHETIC_RECORDS[0]

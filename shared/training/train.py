@@ -68,7 +68,7 @@ class TrainResult:
     seed: int = 42
     budget_s: float = 0.0
     best_config: dict[str, Any] = field(default_factory=dict)
-    input_example: pd.DataFrame | None = None  # a few training rows (features only), training dtypes
+    input_example: pd.DataFrame | None = None  # synthetic rows (features only), training dtypes
 
 
 def n_jobs_default() -> int:
@@ -511,7 +511,16 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
     }
     return TrainResult(pipeline=model, metrics=metrics, features=features, excluded_columns=excluded,
                        seed=seed, budget_s=float(budget_s), best_config=config,
-                       input_example=X.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True))
+                       input_example=synthetic_example(X))
+
+
+def synthetic_example(X: pd.DataFrame, rows: int = INPUT_EXAMPLE_ROWS) -> pd.DataFrame:
+    """The model's input example: schema.SYNTHETIC_RECORDS in the training frame's columns and dtypes (so the
+    inferred signature is the one the training data gives), never rows of the training data: the example is
+    written into the model (input_example.json, serving_input_example.json) and shown by the scoring swagger."""
+    records = [{c: r[c] for c in X.columns} for r in schema.SYNTHETIC_RECORDS[:rows]]
+    frame = pd.DataFrame(records, columns=list(X.columns))
+    return frame.astype({c: X[c].dtype for c in X.columns})
 
 
 def _plain(value: Any) -> Any:
@@ -542,7 +551,7 @@ def pinned_requirements() -> list[str]:
 
 def save_model(result: TrainResult, out_dir: Path, *, dataset_version: str = "", dataset_hash: str = "",
                run_id: str = "", input_example: pd.DataFrame | None = None) -> Path:
-    """Write `out_dir/model/` (an MLflow model: sklearn + pyfunc flavors, signature, 5-row input example,
+    """Write `out_dir/model/` (an MLflow model: sklearn + pyfunc flavors, signature, 5-row synthetic input example,
     exact pins) and `out_dir/metrics.json`. Returns the model directory.
 
     The model is written to a temporary sibling first and renamed into place, so `out_dir/model` is either
