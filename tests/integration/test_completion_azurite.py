@@ -219,3 +219,14 @@ def test_rollback_without_history_says_so(parts):
     common = {k: parts[k] for k in ("models", "deployer", "scorer", "datasets", "audit")}
     record = rollback(**common)
     assert record.outcome == "failed" and "nothing to roll back to" in record.detail
+
+
+def test_the_model_digest_the_run_reports_is_registered_and_handed_to_the_deployer(parts, httpserver):
+    digest = "sha256:" + "ab" * 32
+    submitted(parts, "run-d")
+    httpserver.expect_request(f"{RUNS}/run-d", method="GET").respond_with_json(
+        {"Id": "run-d", "Status": "Completed", "Outputs": {"model": {"Uri": "file:///models/run-d/model"},
+                                                           "metrics": {"auc": 0.93, "model_digest": digest}}})
+    assert event(parts, "run-d").outcome == "deployed"
+    assert parts["models"].get(1).digest == digest
+    assert parts["deployer"].digests == [digest]
