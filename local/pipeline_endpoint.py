@@ -34,6 +34,7 @@ from local.processes import PROJECT_ROOT
 from shared import redaction
 from shared.child_env import minimal_env
 from shared.domain import pipeline_params
+from shared.private_files import open_private_binary, private_dir
 
 log = logging.getLogger("pipeline-endpoint")
 
@@ -109,6 +110,7 @@ class RunWorker:
 
     def _load(self) -> None:
         """Runs cut short by a stop end as Failed; ended runs whose event was never delivered are re-sent."""
+        private_dir(self.config.runs_dir)  # 0700, also when it exists: run logs and inputs are private
         for path in sorted(self.config.runs_dir.glob("*/run.json")):
             try:
                 data = json.loads(path.read_text())
@@ -147,8 +149,7 @@ class RunWorker:
         self._queue.put(run.run_id)
 
     def _persist(self, run: LocalRun) -> None:
-        folder = self.config.runs_dir / run.run_id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(self.config.runs_dir / run.run_id)
         tmp = folder / "run.json.tmp"
         tmp.write_text(json.dumps(run.__dict__, indent=2))
         tmp.replace(folder / "run.json")
@@ -198,7 +199,7 @@ class RunWorker:
         if self.config.mlflow_uri:
             argv += ["--mlflow-uri", self.config.mlflow_uri]
         log.info("run %s: training %s (budget %ss)", run.run_id, path_ref["RelativePath"], budget)
-        with open(folder / "logs.txt", "ab") as logfile:
+        with open_private_binary(folder / "logs.txt") as logfile:  # 0600, also when it exists
             # an allowlisted environment: not this process's token, storage key or Event Grid URL (system key)
             self._current = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=logfile, stderr=subprocess.STDOUT,
                                              stdin=subprocess.DEVNULL, env=minimal_env())

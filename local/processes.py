@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.private_files import open_private_binary
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,9 +68,8 @@ class Child:
 
 def start_child(name: str, argv: list[str], *, ports: tuple[int, ...], log_dir: Path,
                 env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT) -> Child:
-    log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    log = open(log_path, "ab")  # noqa: SIM115 - closed by Child.stop
+    log = open_private_binary(log_path)  # 0600 in a 0700 folder (narrowed if older): logs name keys' holders
     proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return Child(name=name, proc=proc, ports=ports, log_path=log_path, _log=log)

@@ -17,6 +17,7 @@ from local.functions_host.keys import load_or_create_keys
 from local.pipeline_endpoint import submit_url
 from local.processes import PROJECT_ROOT, Child, azurite_argv, azurite_env, python_argv, start_child
 from shared.bootstrap import build_stores
+from shared.private_files import private_dir
 from shared.scoring.trusted_model import UntrustedModel, check_model_folder
 from shared.services.http_guard import HOST_BODY_LIMIT
 from shared.settings import AZURITE_ACCOUNT, Settings
@@ -112,7 +113,7 @@ class Stack:
     def start(self, on_step=None) -> None:
         c = self.config
         step = on_step or (lambda _msg: None)
-        c.local_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(c.local_dir)  # .local/: 0700, also when it exists
         try:
             step("starting Azurite (blob, queue, table)")
             self._start("azurite", azurite_argv(c.local_dir / "azurite", c.blob_port, c.queue_port, c.table_port),

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 
+from shared.private_files import FILE_MODE, private_dir, write_private_text
 from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
 
 STORAGE_KEY = "storage_account_key"
@@ -33,18 +33,18 @@ def _new(name: str) -> str:
 def load_or_create(local_dir: Path) -> dict[str, str]:
     """The stack's secrets; missing ones (a first start, or a file from an older version) are created."""
     path = local_dir / "secrets.json"
+    private_dir(local_dir)  # 0700, also when an older version made it 0755
     values: dict[str, str] = {}
     if path.exists():
+        if path.stat().st_mode & 0o777 != FILE_MODE:
+            path.chmod(FILE_MODE)
         values = json.loads(path.read_text())
     if all(values.get(n) for n in NAMES):
         return values
     for name in NAMES:
         if not values.get(name):
             values[name] = _new(name)
-    local_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(values, fh, indent=2)
+    write_private_text(path, json.dumps(values, indent=2))
     return values
 
 

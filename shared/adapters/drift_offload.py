@@ -31,6 +31,7 @@ from typing import Any
 
 from shared.child_env import minimal_env
 from shared.domain.profile import REFERENCE_PROFILE, Profile
+from shared.private_files import open_private_binary, private_dir
 
 JOBS_PREFIX = "drift-jobs/"
 MANIFEST = "manifest.json"
@@ -167,15 +168,15 @@ class LocalDriftJobs:
     def submit(self, check_id: str, reference: Profile, plan: WindowPlan, policy) -> str:
         names = self.storage.stage(check_id, reference, plan)
         job_id = f"local-{check_id}"
-        job_dir = Path(self.work_dir) / job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.work_dir)  # drift-jobs/: 0700, also when it exists
+        job_dir = private_dir(Path(self.work_dir) / job_id)
         _write_status(job_dir, "running")
         argv = [sys.executable, "-m", "shared.adapters.drift_offload", "--job-dir", str(job_dir),
                 "--partitions", str(self.partitions), "--inference", self.storage.inference.container_name,
                 "--datasets", self.storage.datasets.container_name, "--reports",
                 self.storage.reports.container_name, "--reference", names["reference"], "--manifest",
                 names["manifest"]]
-        log = open(job_dir / "job.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open_private_binary(job_dir / "job.log")  # 0600; handed to the child
         _children[:] = [c for c in _children if c.poll() is None]
         _children.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                           cwd=Path(__file__).resolve().parents[2], env=minimal_env(self.env)))

@@ -6,6 +6,7 @@ parallel); the Azure ML runner against a recording MLClient double (the control 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -260,3 +261,35 @@ def test_azure_ml_runner_submits_the_partitioned_pipeline_on_this_storage_accoun
     jobs.status, jobs.profile = "Completed", build_profile(env.frame.head(500), reference=reference)
     done = runner.result(job_id)
     assert done.status == "completed" and done.profile.rows == 500 and jobs.downloads == [(job_id, "result")]
+
+
+def test_the_local_job_processes_get_only_the_storage_connection_and_no_other_secret(env, monkeypatch):
+    """The job and its profile/merge steps are real processes; a sitecustomize on PYTHONPATH (an allowlisted name)
+    writes each one's environment to a file, so the test sees exactly what they inherited."""
+    dumps, hook = env.tmp / "envs", env.tmp / "hook"
+    dumps.mkdir()
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import json, os, sys\n"
+        f"with open(os.path.join({str(dumps)!r}, str(os.getpid()) + '.json'), 'w') as fh:\n"
+        "    json.dump({'argv': sys.argv, 'env': dict(os.environ)}, fh)\n")
+    secrets = {"SCORING_KEY": "scoring-key-7a1f", "WEBHOOK_SECRET": "webhook-secret-2b9c",
+               "LOCAL_PIPELINE_TOKEN": "pipeline-token-5d3e",
+               "EVENTGRID_WEBHOOK_URL": "http://127.0.0.1:1/runtime/webhooks/eventgrid?code=system-key-8e4a"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    live_at = env.stores.models.live().registered_at
+    fill_window(env, live_at)
+    runner = local_jobs(env, partitions=2)
+    handed = check(env, HANDED_OVER, runner, now=live_at + 60)
+    job = handed.data["offload"]["job"]
+    wait_for(lambda: runner.result(job).status != "running", timeout=120, what="the local profiling job")
+    assert runner.result(job).status == "completed"
+    seen = [json.loads(p.read_text()) for p in dumps.glob("*.json")]
+    assert len(seen) == 1 + 2 + 1  # the job, two profile steps, the merge
+    for child in seen:
+        assert not set(secrets) & set(child["env"]), child["argv"]
+        assert not [v for v in secrets.values() if any(v in value for value in child["env"].values())]
+    holders = [c for c in seen if "AzureWebJobsStorage" in c["env"]]
+    assert len(holders) == 1 and holders[0]["env"]["AzureWebJobsStorage"] == env.azurite  # the job reads storage
