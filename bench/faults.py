@@ -52,7 +52,7 @@ from azure.data.tables import TableServiceClient  # noqa: E402
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from bench.fault_proxy import FaultProxy, FaultSchedule  # noqa: E402
-from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url  # noqa: E402
+from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, local_workspace_id, submit_url  # noqa: E402
 from local.processes import free_port  # noqa: E402
 from local.stack import Stack, StackConfig  # noqa: E402
 from shared.adapters import storage  # noqa: E402
@@ -174,8 +174,7 @@ def run_event(run: dict, *, status: str | None = None) -> dict:
             "runProperties": {"azureml.runsource": "azureml.PipelineRun"}}
     if not completed:
         data["runStatus"] = status or ended
-    return {"id": str(uuid.uuid4()), "topic": "/subscriptions/x/resourceGroups/local-rg/providers/"
-            "Microsoft.MachineLearningServices/workspaces/local-ws",
+    return {"id": str(uuid.uuid4()), "topic": local_workspace_id(),  # the stack's AZUREML_WORKSPACE_ID
             "subject": f"experiments/{data['experimentId']}/runs/{run['Id']}",
             "eventType": "Microsoft.MachineLearningServices." + ("RunCompleted" if completed else "RunStatusChanged"),
             "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "data": data, "dataVersion": "2",

@@ -1,4 +1,8 @@
-"""Event Grid trigger: Azure ML run events (RunCompleted / RunStatusChanged) -> register and redeploy."""
+"""Event Grid trigger: Azure ML run events (RunCompleted / RunStatusChanged) -> register and redeploy.
+
+The event's topic is checked against AZUREML_WORKSPACE_ID and a terminal status against the pipeline's run GET
+(shared.services.on_run_completed); when the pipeline cannot be asked the invocation fails, so Event Grid
+redelivers the event (and the reconcile timer catches the run otherwise)."""
 
 import azure.functions as func
 
@@ -16,7 +20,7 @@ def run_completed(event: func.EventGridEvent) -> None:
     on_run_completed(event_id=event.id, event_type=event.event_type, subject=event.subject,
                      data=event.get_json(), runs=s.runs, pipeline=s.pipeline, models=s.models,
                      deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit,
-                     policy=s.policy)
+                     policy=s.policy, topic=event.topic, workspace_id=s.settings.azureml_workspace_id)
     # single flight: the request that waited for this run goes now
     dispatch(outbox=s.outbox, runs=s.runs, pipeline=s.pipeline, datasets=s.datasets, audit=s.audit, target=s.target,
              models=s.models, policy=s.dispatch)

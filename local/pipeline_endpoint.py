@@ -313,8 +313,7 @@ def create_app(config: EndpointConfig, worker: RunWorker | None = None) -> FastA
             return JSONResponse(same[0].to_json())
         run = LocalRun(run_id=str(uuid.uuid4()), pipeline_id=pipeline_id, experiment=str(body["ExperimentName"]),
                        parameters={str(k): str(v) for k, v in params.items()}, data_paths=data_paths,
-                       topic=f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
-                             f"Microsoft.MachineLearningServices/workspaces/{ws}")
+                       topic=workspace_topic(sub, rg, ws))
         accepted = run.to_json()  # as submitted: the worker may start it before this answer is sent
         worker.submit(run)
         log.info("run %s queued for experiment %s", run.run_id, run.experiment)
@@ -348,10 +347,25 @@ def _parse_datastores(text: str) -> dict[str, str]:
     return {name.strip(): container.strip() for name, container in pairs}
 
 
+LOCAL_WORKSPACE = {"sub": "00000000-0000-0000-0000-000000000000", "rg": "local-rg", "ws": "local-ws"}
+
+
 def submit_url(base: str, pipeline_id: str = DEFAULT_PIPELINE_ID) -> str:
     """The URL users would copy from the portal, pointed at the local endpoint."""
-    path = PREFIX.format(sub="00000000-0000-0000-0000-000000000000", rg="local-rg", ws="local-ws")
+    path = PREFIX.format(**LOCAL_WORKSPACE)
     return f"{base.rstrip('/')}{path}/PipelineSubmit/{pipeline_id}"
+
+
+def workspace_topic(sub: str, rg: str, ws: str) -> str:
+    """The `topic` of a workspace's run events: its ARM id
+    (https://learn.microsoft.com/azure/event-grid/event-schema-machine-learning)."""
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+
+
+def local_workspace_id() -> str:
+    """The ARM id of the stand-in workspace `submit_url` points at: the local stack's AZUREML_WORKSPACE_ID, so the
+    run events this endpoint stamps with it pass the completion handler's topic check."""
+    return workspace_topic(**LOCAL_WORKSPACE)
 
 
 def main(argv: list[str] | None = None) -> None:

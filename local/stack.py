@@ -14,7 +14,7 @@ from pathlib import Path
 
 from local import stack_secrets
 from local.functions_host.keys import load_or_create_keys
-from local.pipeline_endpoint import submit_url
+from local.pipeline_endpoint import local_workspace_id, submit_url
 from local.processes import PROJECT_ROOT, Child, azurite_argv, azurite_env, python_argv, start_child
 from shared.bootstrap import build_stores
 from shared.private_files import private_dir
@@ -90,6 +90,7 @@ class Stack:
             "RETRAIN_MODE": "local",
             "RETRAIN_LOCAL_DIR": str(c.local_dir),
             "PIPELINE_ENDPOINT_URL": c.pipeline_url,
+            "AZUREML_WORKSPACE_ID": local_workspace_id(),  # the topic the local pipeline stamps on run events
             "SCORING_URL": c.scoring_url,
             "TRAINING_BUDGET_S": str(c.training_budget_s),
             "DRIFT_SCHEDULE": c.drift_schedule,

@@ -84,7 +84,7 @@ class Settings:
     # The published pipeline (Azure ML v1 REST contract).
     pipeline_endpoint_url: str = ""  # PIPELINE_ENDPOINT_URL: the full .../PipelineRuns/PipelineSubmit/{id} URL
     pipeline_kind: str = "published"  # PIPELINE_KIND: "published" (v1 REST) or "batch-endpoint" (v2)
-    azureml_workspace_id: str = ""  # AZUREML_WORKSPACE_ID: ARM id, for v2 job status
+    azureml_workspace_id: str = ""  # AZUREML_WORKSPACE_ID: ARM id: v2 job status, and the topic of run events
     pipeline_batch_deployment: str = ""  # PIPELINE_BATCH_DEPLOYMENT: v2 deployment to invoke (default: endpoint's)
     pipeline_experiment: str = "bankmarketing-retrain"
     pipeline_token_scope: str = "https://management.azure.com/.default"  # noqa: S105 - a scope, not a secret

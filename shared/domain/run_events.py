@@ -1,8 +1,16 @@
-"""Azure ML run events as Event Grid delivers them (Microsoft.MachineLearningServices.*)."""
+"""Azure ML run events as Event Grid delivers them (Microsoft.MachineLearningServices.*).
+
+An event is a claim, not a fact: anyone holding the Event Grid system key can post one. Its `topic` must be the
+workspace's ARM id, and a terminal status it claims is acted on only once the pipeline's run GET confirms it
+(`shared.services.on_run_completed`). Event schema (topic = /subscriptions/{subscription-id}/resourceGroups/
+{resource-group-name}/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}, data.runStatus):
+https://learn.microsoft.com/azure/event-grid/event-schema-machine-learning
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 RUN_COMPLETED = "microsoft.machinelearningservices.runcompleted"
@@ -23,11 +31,59 @@ class RunEvent:
     @property
     def outcome(self) -> str:
         """`completed`, `failed`, or `ignore` (a status change that ends nothing)."""
-        if self.status == "Completed":
-            return "completed"
-        if self.status in ("Failed", "Canceled"):
-            return "failed"
-        return "ignore"
+        return status_outcome(self.status)
+
+
+def status_outcome(status: str) -> str:
+    """What a run status means for a run record, compared case-insensitively (event payloads and the run GET
+    spell statuses as they like): `completed`, `failed` (Failed, Canceled) or `ignore`."""
+    value = (status or "").strip().lower()
+    if value == "completed":
+        return "completed"
+    if value in ("failed", "canceled", "cancelled"):
+        return "failed"
+    return "ignore"
+
+
+class EventVerdict(StrEnum):
+    """Audit outcomes of a run event that was not acted on because it could not be believed."""
+
+    FOREIGN_TOPIC = "foreign_topic"  # not from the configured workspace: ignored
+    REJECTED = "rejected_event"  # claims a terminal status the pipeline's run GET does not confirm
+    UNCONFIRMED = "unconfirmed"  # the pipeline could not be asked: left for redelivery / the reconcile timer
+
+
+def normalized_resource_id(value: str) -> str:
+    """ARM resource ids compare case-insensitively: the ARM RPC contract has providers treat ids
+    case-insensitively on requests (https://github.com/Azure/azure-resource-manager-rpc/blob/master/v1.0/
+    resource-api-reference.md, as cited in https://github.com/Azure/azure-rest-api-specs/issues/8353), and Azure ML
+    documents the resource group name as case-insensitive (https://learn.microsoft.com/dotnet/api/
+    microsoft.azure.powershell.cmdlets.machinelearningservices.models.imachinelearningservicesidentity.
+    resourcegroupname). Leading/trailing slashes are not part of the identity."""
+    return (value or "").strip().strip("/").lower()
+
+
+def topic_problem(topic: str | None, workspace_id: str) -> str | None:
+    """Why an event's topic is not the configured workspace, or None when it is."""
+    expected = normalized_resource_id(workspace_id)
+    if not expected:
+        return "AZUREML_WORKSPACE_ID is not set, so no run event can be attributed to the workspace"
+    if normalized_resource_id(topic or "") != expected:
+        shown = (topic or "")[:300].encode("unicode_escape").decode("ascii")
+        return f"topic {shown or '(none)'!r} is not the workspace {workspace_id.strip()!r}"
+    return None
+
+
+def confirmation_problem(claimed: str, pipeline_status: str) -> str | None:
+    """Why the pipeline's status does not confirm the terminal status an event claims, or None when it does
+    (both end the run the same way: completed, or failed/canceled)."""
+    wanted = status_outcome(claimed)
+    found = status_outcome(pipeline_status)
+    if found == "ignore":
+        return f"the event says {claimed!r} but the pipeline says the run is {pipeline_status!r} (not ended)"
+    if found != wanted:
+        return f"the event says {claimed!r} but the pipeline says the run ended {pipeline_status!r}"
+    return None
 
 
 class EventError(ValueError):

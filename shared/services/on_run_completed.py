@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -15,7 +16,15 @@ from shared import telemetry
 from shared.domain import schema
 from shared.domain.promotion import Decision, PromotionPolicy, decide
 from shared.domain.records import AuditRecord, ModelVersion, new_id
-from shared.domain.run_events import EventError, RunEvent, parse_run_event
+from shared.domain.run_events import (
+    EventError,
+    EventVerdict,
+    RunEvent,
+    confirmation_problem,
+    parse_run_event,
+    status_outcome,
+    topic_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +50,77 @@ def smoke_records(datasets, dataset_version: int, rows: int = SMOKE_ROWS) -> lis
     return frame[list(schema.FEATURES)].to_dict(orient="records")
 
 
+class EventNotConfirmed(RuntimeError):
+    """The pipeline could not be asked whether a run really ended: raised so the trigger fails and Event Grid
+    redelivers the event (it retries failed deliveries with backoff for up to 24 h:
+    https://learn.microsoft.com/azure/event-grid/delivery-and-retry); the reconcile timer finishes the run from
+    the pipeline's own status if no delivery gets through."""
+
+
 def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict, runs, pipeline, models,
                      deployer, scorer, datasets, audit, policy: PromotionPolicy | None = None,
-                     function: str = "run_completed") -> AuditRecord:
+                     function: str = "run_completed", topic: str | None = None,
+                     workspace_id: str = "") -> AuditRecord:
     """Event Grid entry: at-least-once and unordered delivery; a run is finished by the first event that claims
-    it, later ones are recorded as duplicates, runs this service did not submit are ignored."""
+    it, later ones are recorded as duplicates, runs this service did not submit are ignored.
+
+    An event is believed only as far as it can be checked: its `topic` must be the workspace (`workspace_id`,
+    AZUREML_WORKSPACE_ID), and a terminal status it claims must be what the pipeline's run GET says before any
+    run record changes. A forged or stale claim is recorded as `rejected_event` and changes nothing, so the real
+    completion (its event, or the reconcile timer) is still handled."""
     record = AuditRecord(id=new_id("evt-"), trigger="eventgrid", function=function, started_at=time.time(),
                          source=f"{event_type} {subject}")
     record.data["event_id"] = event_id
+    problem = topic_problem(topic, workspace_id)
+    if problem is not None:
+        log.warning("run event %s ignored: %s", event_id, problem)
+        return audit.finish(record, EventVerdict.FOREIGN_TOPIC.value, f"ignored: {problem}")
     try:
         event = parse_run_event(event_id=event_id, event_type=event_type, subject=subject, data=data)
     except EventError as exc:
         return audit.finish(record, "ignored", f"ignored: {exc}")
+    if event.outcome != "ignore" and runs.get(event.run_id) is not None:
+        confirmed = _confirmed(event, record, pipeline=pipeline, audit=audit)
+        if isinstance(confirmed, AuditRecord):
+            return confirmed
+        event = confirmed
     return finish_run(event, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer, scorer=scorer,
                       datasets=datasets, audit=audit, policy=policy)
+
+
+def _confirmed(event: RunEvent, record: AuditRecord, *, pipeline, audit) -> RunEvent | AuditRecord:
+    """The event as the pipeline confirms it (status and error from the run GET, never from the event), or the
+    finished audit record of an event that is not confirmed (nothing else changed)."""
+    record.run_id = event.run_id
+    record.data["claimed_status"] = event.status[:100]
+    try:
+        status = pipeline.get_run(event.run_id)
+    except Exception as exc:  # any failure to ask means "not confirmed"
+        if getattr(exc, "status", None) == 404:
+            detail = f"rejected: the pipeline does not know run {event.run_id} (404); nothing changed"
+            log.warning("run event %s %s", event.event_id, detail)
+            return audit.finish(record, EventVerdict.REJECTED.value, detail)
+        audit.finish(record, EventVerdict.UNCONFIRMED.value,
+                     f"not confirmed: the pipeline's run GET failed ({type(exc).__name__}: {str(exc)[:200]}); the "
+                     "run is left as it is for Event Grid's redelivery or the reconcile timer")
+        raise EventNotConfirmed(f"could not confirm the {event.status!r} of run {event.run_id} with the pipeline: "
+                                f"{type(exc).__name__}") from exc
+    record.data["pipeline_status"] = status.status
+    problem = confirmation_problem(event.status, status.status)
+    if problem is not None:
+        log.warning("run event %s for run %s rejected: %s", event.event_id, event.run_id, problem)
+        return audit.finish(record, EventVerdict.REJECTED.value, f"rejected: {problem}; nothing changed")
+    properties = {"error": run_error(status.raw)} if status_outcome(status.status) == "failed" else {}
+    return replace(event, status=status.status, properties=properties)
+
+
+def run_error(raw: dict) -> str:
+    """The error a failed run reports in its run GET (v1 `Error`/`error`, or the text under it)."""
+    error = raw.get("Error") or raw.get("error") or {}
+    if isinstance(error, dict):
+        inner = error.get("error") if isinstance(error.get("error"), dict) else error
+        return str(inner.get("message") or inner.get("code") or "")[:500] or "run ended without completing"
+    return str(error)[:500] or "run ended without completing"
 
 
 def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets, audit,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from shared.domain.promotion import PromotionPolicy
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.run_events import RunEvent
-from shared.services.on_run_completed import finish_run
+from shared.services.on_run_completed import finish_run, run_error
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
         if status.finished:
             event = RunEvent(event_id=f"reconcile-{run.run_id}", event_type="reconcile", run_id=run.run_id,
                              experiment=run.experiment, status=status.status,
-                             properties={"error": _error_of(status.raw)} if status.status != "Completed" else {})
+                             properties={"error": run_error(status.raw)} if status.status != "Completed" else {})
         elif now - run.submitted_at >= limits.run_timeout_s:
             counts["timed_out"] += 1
             event = RunEvent(event_id=f"reconcile-{run.run_id}", event_type="reconcile", run_id=run.run_id,
@@ -74,14 +74,6 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
     record.finish("reconciled", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing in flight")
     audit.save(record)
     return record
-
-
-def _error_of(raw: dict) -> str:
-    error = raw.get("Error") or raw.get("error") or {}
-    if isinstance(error, dict):
-        inner = error.get("error") if isinstance(error.get("error"), dict) else error
-        return str(inner.get("message") or inner.get("code") or "")[:500] or "run ended without completing"
-    return str(error)[:500] or "run ended without completing"
 
 
 def close_interrupted(*, audit, outbox=None, now: float | None = None, older_than_s: float = 900.0) -> int:

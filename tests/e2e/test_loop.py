@@ -202,7 +202,8 @@ def test_completion_ignores_foreign_runs_and_duplicate_events(stack):
                          headers={"aeg-event-type": "Notification"}, timeout=10).status_code == 401
 
     def event(run_id):
-        return [{"id": uuid.uuid4().hex, "topic": "/subscriptions/x", "subject": f"experiments/e/runs/{run_id}",
+        return [{"id": uuid.uuid4().hex, "topic": stack.app_settings()["AZUREML_WORKSPACE_ID"],
+                 "subject": f"experiments/e/runs/{run_id}",
                  "eventType": "Microsoft.MachineLearningServices.RunCompleted", "eventTime": "2026-01-01T00:00:00Z",
                  "data": {"runId": run_id, "experimentName": "e"}, "dataVersion": "2", "metadataVersion": "1"}]
 

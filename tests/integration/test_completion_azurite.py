@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from local.processes import free_port
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PublishedPipelineClient
@@ -16,8 +17,9 @@ from shared.adapters.scoring import DeploymentError
 from shared.bootstrap import build_stores
 from shared.domain.promotion import PromotionPolicy
 from shared.domain.records import RunRecord
+from shared.domain.run_events import EventVerdict
 from shared.services.manual_deploy import promote, rollback
-from shared.services.on_run_completed import on_run_completed
+from shared.services.on_run_completed import EventNotConfirmed, on_run_completed
 from shared.services.reconcile import ReconcileLimits, reconcile_runs
 from shared.settings import Settings
 
@@ -27,6 +29,7 @@ SUBMIT = RUNS + "/PipelineSubmit/p1"
 COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
 POLICY = PromotionPolicy(margin=0.005, floor=0.75)
+WORKSPACE = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
 
 
 class Endpoint:
@@ -96,12 +99,14 @@ def serve_run(httpserver, run_id: str, *, status="Completed", auc=0.93, champion
         .respond_with_json(body)
 
 
-def event(parts, run_id: str, *, kind=COMPLETED, status: str | None = None, event_id: str | None = None):
+def event(parts, run_id: str, *, kind=COMPLETED, status: str | None = None, event_id: str | None = None,
+          topic: str = WORKSPACE):
     data = {"runId": run_id, "experimentName": "exp", "runType": "azureml.PipelineRun"}
     if status:
         data["runStatus"] = status
     return on_run_completed(event_id=event_id or uuid.uuid4().hex, event_type=kind,
-                            subject=f"experiments/x/runs/{run_id}", data=data, policy=POLICY, **parts)
+                            subject=f"experiments/x/runs/{run_id}", data=data, policy=POLICY, topic=topic,
+                            workspace_id=WORKSPACE, **parts)
 
 
 def test_a_run_is_handled_once_however_often_and_in_whatever_order_its_events_arrive(parts, httpserver):
@@ -124,16 +129,81 @@ def test_a_run_is_handled_once_however_often_and_in_whatever_order_its_events_ar
 def test_runs_it_did_not_start_and_non_run_events_are_ignored_and_recorded(parts):
     assert event(parts, "someone-elses").outcome == "ignored"
     other = on_run_completed(event_id="e", event_type="Microsoft.Storage.BlobCreated", subject="s", data={},
-                             policy=POLICY, **parts)
+                             policy=POLICY, topic=WORKSPACE, workspace_id=WORKSPACE, **parts)
     assert other.outcome == "ignored" and "not an Azure ML run event" in other.detail
     assert {r.id for r in parts["audit"].list()} >= {other.id}
 
 
-def test_a_failed_run_deploys_nothing(parts):
+def test_a_failed_run_deploys_nothing(parts, httpserver):
     submitted(parts, "run-f")
-    record = event(parts, "run-f", kind=CHANGED, status="Failed")
+    serve_run(httpserver, "run-f", status="Failed")
+    record = event(parts, "run-f", kind=CHANGED, status="failed")  # statuses compare case-insensitively
     assert record.outcome == "failed" and parts["deployer"].calls == []
     assert parts["runs"].get("run-f").status == "Failed"
+    assert "training step exited with code 1" in record.detail  # the pipeline's error, not the event's text
+
+
+def test_a_forged_failed_for_a_running_run_changes_nothing_and_the_real_completion_still_deploys(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1", status="Running")
+    forged = event(parts, "run-1", kind=CHANGED, status="Failed")
+    assert forged.outcome == EventVerdict.REJECTED == "rejected_event"
+    assert "the pipeline says the run is 'Running'" in forged.detail and "nothing changed" in forged.detail
+    assert (forged.data["claimed_status"], forged.data["pipeline_status"]) == ("Failed", "Running")
+    assert parts["runs"].get("run-1").status == "Submitted" and parts["models"].live() is None
+    forged_completed = event(parts, "run-1", kind=COMPLETED)
+    assert forged_completed.outcome == "rejected_event" and parts["deployer"].calls == []
+    httpserver.clear_all_handlers()
+    serve_run(httpserver, "run-1")  # the run really completes: its model is registered and deployed
+    real = event(parts, "run-1")
+    assert real.outcome == "deployed" and real.model_version == 1
+    assert parts["runs"].get("run-1").status == "Deployed" and parts["models"].live().version == 1
+    stored = {r.id: r.outcome for r in parts["audit"].list()}
+    assert stored[forged.id] == stored[forged_completed.id] == "rejected_event"
+
+
+def test_a_forged_failed_for_a_deployed_run_is_rejected(parts, httpserver):
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1")
+    assert event(parts, "run-1").outcome == "deployed"
+    forged = event(parts, "run-1", kind=CHANGED, status="Canceled")
+    assert forged.outcome == "rejected_event" and "ended 'Completed'" in forged.detail
+    assert parts["runs"].get("run-1").status == "Deployed" and parts["models"].live().version == 1
+
+
+def test_an_event_from_another_topic_is_ignored_without_asking_the_pipeline(parts, httpserver):
+    submitted(parts, "run-1")
+    other = WORKSPACE.replace("/workspaces/w", "/workspaces/someone-else")
+    for topic in (other, "", "/subscriptions/s"):
+        record = event(parts, "run-1", kind=CHANGED, status="Failed", topic=topic)
+        assert record.outcome == EventVerdict.FOREIGN_TOPIC == "foreign_topic"
+        assert "is not the workspace" in record.detail
+    assert httpserver.log == [] and parts["runs"].get("run-1").status == "Submitted"
+    serve_run(httpserver, "run-1")
+    assert event(parts, "run-1", topic=WORKSPACE.upper() + "/").outcome == "deployed"  # ARM ids: any case
+
+
+def test_without_a_configured_workspace_every_event_is_refused(parts):
+    submitted(parts, "run-1")
+    record = on_run_completed(event_id="e", event_type=COMPLETED, subject="experiments/x/runs/run-1",
+                              data={"runId": "run-1"}, policy=POLICY, topic=WORKSPACE, workspace_id="", **parts)
+    assert record.outcome == "foreign_topic" and "AZUREML_WORKSPACE_ID is not set" in record.detail
+    assert parts["runs"].get("run-1").status == "Submitted"
+
+
+def test_an_unreachable_pipeline_leaves_the_run_for_redelivery_and_reconcile(parts, httpserver):
+    submitted(parts, "run-1", age_s=300)
+    down = PublishedPipelineClient(f"http://127.0.0.1:{free_port()}{SUBMIT}", StaticTokenCredential("tok"),
+                                   max_retries=0, timeout_s=5)
+    with pytest.raises(EventNotConfirmed, match="could not confirm"):
+        event({**parts, "pipeline": down}, "run-1", kind=CHANGED, status="Failed")
+    record = next(r for r in parts["audit"].list() if r.run_id == "run-1")
+    assert record.outcome == EventVerdict.UNCONFIRMED == "unconfirmed" and "reconcile" in record.detail
+    assert parts["runs"].get("run-1").status == "Submitted"
+    serve_run(httpserver, "run-1")  # the pipeline is back: the timer finishes the run from its own status
+    common = {k: parts[k] for k in ("runs", "pipeline", "models", "deployer", "scorer", "datasets", "audit")}
+    summary = reconcile_runs(limits=ReconcileLimits(min_age_s=60), policy=POLICY, **common)
+    assert [r["outcome"] for r in summary.data["runs"]] == ["deployed"]
 
 
 def test_a_worse_challenger_is_kept_out_with_both_figures_recorded(parts, httpserver):

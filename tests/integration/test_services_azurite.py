@@ -233,9 +233,11 @@ class RecordingDeployer:
 def _completion(stores, pipeline, deployer, scorer, event_type, data, subject="experiments/e/runs/r"):
     from shared.services.on_run_completed import on_run_completed
 
+    workspace = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
     return on_run_completed(event_id=uuid.uuid4().hex, event_type=event_type, subject=subject, data=data,
                             runs=stores["runs"], pipeline=pipeline, models=stores["models"], deployer=deployer,
-                            scorer=scorer, datasets=stores["datasets"], audit=stores["audit"])
+                            scorer=scorer, datasets=stores["datasets"], audit=stores["audit"], topic=workspace,
+                            workspace_id=workspace)
 
 
 def test_failed_run_is_recorded_and_nothing_is_deployed(stores, pipeline, httpserver):
@@ -244,15 +246,21 @@ def test_failed_run_is_recorded_and_nothing_is_deployed(stores, pipeline, httpse
     stores["runs"].create(RunRecord(run_id="rf", trigger_id="t", trigger="blob", reason="upload",
                                     dataset_version=1, experiment="e", submitted_at=1.0))
     deployer = RecordingDeployer()
+    httpserver.expect_request(SUBMIT.replace("/PipelineSubmit/p1", "/rf"), method="GET").respond_with_json(
+        {"Id": "rf", "Status": "Failed", "Error": {"error": {"code": "UserError", "message": "OOM in step train"}}})
     record = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunStatusChanged",
-                         {"runId": "rf", "runStatus": "Failed", "runProperties": {"error": "OOM in step train"}})
+                         {"runId": "rf", "runStatus": "Failed", "runProperties": {"error": "forged text"}})
     assert record.outcome == "failed" and "OOM in step train" in record.detail and "nothing deployed" in record.detail
-    assert deployer.calls == [] and httpserver.log == []
+    assert "forged text" not in record.detail  # the error comes from the pipeline's run GET, not the event
+    assert deployer.calls == [] and len(httpserver.log) == 1
     assert stores["runs"].get("rf").status == "Failed"
     assert stores["models"].live() is None
     again = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunCompleted",
                         {"runId": "rf"})
-    assert again.outcome == "duplicate"
+    assert again.outcome == "rejected_event"  # the pipeline says it failed: a RunCompleted for it is not believed
+    late = _completion(stores, pipeline, deployer, None, "Microsoft.MachineLearningServices.RunStatusChanged",
+                       {"runId": "rf", "runStatus": "Failed"})
+    assert late.outcome == "duplicate" and stores["runs"].get("rf").status == "Failed"
 
 
 def test_running_status_and_foreign_runs_are_ignored_but_recorded(stores, pipeline):
