@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shared.adapters.scoring import LocalScoringDeployer  # noqa: E402
+from shared.scoring.model_digest import folder_digest  # noqa: E402
 
 
 def _bench_scoring():
@@ -51,7 +53,8 @@ def switch_plan(models: list[Path], step_s: float, deployer: LocalScoringDeploye
         try:
             if kind == "deploy":
                 model_dir = models[(version - 1) % len(models)]
-                answer = deployer.deploy(model_dir=str(model_dir), version=version, smoke_records=records[:20])
+                answer = deployer.deploy(model_dir=str(model_dir), version=version, smoke_records=records[:20],
+                                         digest=folder_digest(model_dir))
                 entry = {"op": "deploy", "version": str(version), "slot": answer["slot"], "ok": True}
             else:
                 answer = deployer.rollback()
@@ -96,7 +99,9 @@ def main() -> int:
         models = args.model or [bench.train_model(work / f"m{seed}", args.rows, args.budget_s, seed=seed)
                                 for seed in (1, 2)]
         records = bench.sample_records(bench.POOL)
-        server, port = bench.start_ours(models[0], work / "logs", key, admin_key)
+        # the server loads models only from under one folder: the closest one above every model given
+        root = Path(os.path.commonpath([str(Path(m).resolve().parent) for m in models]))
+        server, port = bench.start_ours(models[0], work / "logs", key, admin_key, models_root=root)
         try:
             figures = run(args, port, key, admin_key, models, records)
         finally:

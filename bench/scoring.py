@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from local.processes import Child, free_port, python_argv, start_child  # noqa: E402
+from shared.scoring.model_digest import folder_digest  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
 BENCH_VENV = ROOT / ".local" / "bench-venv"
@@ -211,9 +212,14 @@ def wait_http(url: str, timeout: float, child: Child | subprocess.Popen) -> None
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
-def start_ours(model_dir: Path, logs: Path, key: str, admin_key: str | None = None) -> tuple[Child, int]:
+def start_ours(model_dir: Path, logs: Path, key: str, admin_key: str | None = None,
+               models_root: Path | None = None) -> tuple[Child, int]:
+    """Our scoring server serving `model_dir` (the operator's own model: its folder, or `models_root`, is the
+    only place it loads models from, and the digest is taken from the folder as it is now)."""
     port = free_port()
-    argv = python_argv("local.scoring_server", "--port", str(port), "--model-dir", str(model_dir))
+    argv = python_argv("local.scoring_server", "--port", str(port), "--models-root",
+                       str(models_root or Path(model_dir).resolve().parent), "--model-dir", str(model_dir),
+                       "--model-digest", folder_digest(model_dir))
     child = start_child("scoring", argv, ports=(port,), log_dir=logs,
                         env={"SCORING_KEY": key, "SCORING_ADMIN_KEY": admin_key or secrets.token_urlsafe(16)})
     wait_http(f"http://127.0.0.1:{port}/health", 120, child)

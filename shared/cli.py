@@ -446,11 +446,15 @@ def webhook_settings() -> dict[str, str]:
             "base_url": base_url}
 
 
-def _storage_connection_string() -> str | None:
-    """AzureWebJobsStorage when set, else the running local stack's Azurite (its generated account key); None
-    when neither is known."""
+def _storage_connection_string(base_url: str) -> str | None:
+    """AzureWebJobsStorage when set, else the running local stack's Azurite (its generated account key) when the
+    base URL is a local one; None otherwise (a remote app's storage is never guessed from the local stack)."""
     from local.connection import StackNotRunning, find_stack
 
+    if os.environ.get("AzureWebJobsStorage", "").strip():
+        return os.environ["AzureWebJobsStorage"].strip()
+    if not _is_loopback(base_url):
+        return None
     try:
         return find_stack().storage_connection
     except StackNotRunning:
@@ -463,7 +467,7 @@ def cmd_keys(args) -> int:
     except WebhookConfigError as exc:
         print(f"retrain keys: {exc}", file=sys.stderr)
         return 1
-    storage = _storage_connection_string()
+    storage = _storage_connection_string(settings["base_url"])
     if args.json:
         print(json.dumps({"function_key": settings["function_key"], "webhook_secret": settings["webhook_secret"],
                           "base_url": settings["base_url"], "storage_connection_string": storage}))

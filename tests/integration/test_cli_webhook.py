@@ -96,12 +96,15 @@ def verified(request: dict, secret: str = SECRET) -> int:
 # ------------------------------------------------------------------------------------------------- keys
 
 
-def test_keys_json_prints_exactly_the_three_values_from_the_environment(tmp_path):
+def test_keys_json_prints_exactly_the_values_from_the_environment(tmp_path):
     proc = retrain("keys", "--json", env=remote_env(tmp_path, "https://my-app.azurewebsites.net/"))
     assert proc.returncode == 0, proc.stderr
+    # a remote app's storage is not known here (AzureWebJobsStorage unset): null, never the local stack's
     assert json.loads(proc.stdout) == {"function_key": KEY, "webhook_secret": SECRET,
-                                       "base_url": "https://my-app.azurewebsites.net"}
-    assert list(json.loads(proc.stdout)) == ["function_key", "webhook_secret", "base_url"]
+                                       "base_url": "https://my-app.azurewebsites.net",
+                                       "storage_connection_string": None}
+    assert list(json.loads(proc.stdout)) == ["function_key", "webhook_secret", "base_url",
+                                             "storage_connection_string"]
     assert proc.stderr == ""
 
 
@@ -130,7 +133,10 @@ def test_keys_json_reads_the_running_local_stack(local_stack_dir):
     assert json.loads(proc.stdout) == {
         "function_key": load_or_create_keys(local_stack_dir).function_keys["default"],
         "webhook_secret": stack_secrets.load_or_create(local_stack_dir)["webhook_secret"],
-        "base_url": state["host_url"]}
+        "base_url": state["host_url"],
+        "storage_connection_string": stack_secrets.storage_connection_string(
+            stack_secrets.load_or_create(local_stack_dir)[stack_secrets.STORAGE_KEY],
+            blob=state["ports"]["blob_port"], queue=state["ports"]["queue_port"], table=state["ports"]["table_port"])}
     assert state["host_url"].startswith("http://127.0.0.1:")
 
 
