@@ -131,7 +131,11 @@ def cmd_history(args) -> int:
     except StackNotRunning as exc:
         print(f"retrain history: {exc}", file=sys.stderr)
         return 1
-    rows = history_rows(stores.audit.list())[-args.limit:]
+    rows = []
+    for record in stores.audit.newest(page=min(max(args.limit * 4, 50), 1000)):  # newest first, a page at a time
+        rows[:0] = history_rows([record])
+        if len(rows) >= args.limit:
+            break
     if args.json:
         for row in rows:
             print(json.dumps(row, default=str))
@@ -591,6 +595,74 @@ def cmd_trigger(args) -> int:
     return 1
 
 
+def cmd_drift_check(args) -> int:
+    """A signed POST /api/drift-check (the same credentials as `retrain trigger`)."""
+    from shared.webhook_client import RetrainClient, RetrainClientError
+
+    try:
+        settings = webhook_settings()
+    except WebhookConfigError as exc:
+        print(f"retrain drift-check: {exc}", file=sys.stderr)
+        return 1
+    secrets_ = [settings["function_key"], settings["webhook_secret"]]
+
+    def say(text: str, *, err: bool = False) -> None:
+        for value in secrets_:
+            text = text.replace(value, "***")
+        print(text, file=sys.stderr if err else sys.stdout)
+
+    try:
+        result = RetrainClient(settings["base_url"], settings["function_key"], settings["webhook_secret"]).drift_check()
+    except (RetrainClientError, ValueError) as exc:
+        say(f"retrain drift-check: {exc}", err=True)
+        return 1
+    body = result.json()
+    if args.json:
+        say(json.dumps(body if body is not None else {"status": result.status, "detail": result.detail}))
+    elif result.ok and isinstance(body, dict):
+        say(f"{body.get('outcome')}: {body.get('detail')} (audit {body.get('audit_id')})")
+        if body.get("report"):
+            say(f"report: {body['report']}")
+    if result.ok:
+        return 0
+    line = f"error {result.status} {result.title}: {result.detail}"
+    if result.location:
+        line += f" (see {result.location})"
+    if result.status == 429 and result.retry_after is not None:
+        line += f" (retry after {result.retry_after:.0f} s)"
+    say(line, err=True)
+    return 1
+
+
+def cmd_rejections(args) -> int:
+    """The per-caller, per-minute counts of requests refused before they authenticated (unsigned, badly signed,
+    replayed, too large...), newest first: what a flood looks like, without one audit row per request."""
+    from local.connection import StackNotRunning, find_stack
+    from shared.adapters import storage
+    from shared.adapters.webhook_state import RejectionLog
+    from shared.settings import Settings
+
+    try:
+        settings = Settings(storage_connection=find_stack().storage_connection)
+    except StackNotRunning as exc:
+        print(f"retrain rejections: {exc}", file=sys.stderr)
+        return 1
+    log = RejectionLog(storage.ensure_table(storage.table_service(settings), settings.webhook_table))
+    rows = log.list(limit=args.limit)
+    if args.json:
+        for row in rows:
+            print(json.dumps({"caller": row.caller, "minute": row.minute, "count": row.count,
+                              "first_at": row.first_at, "last_at": row.last_at, "reasons": list(row.reasons)}))
+        return 0
+    if not rows:
+        print("no refused unauthenticated requests recorded")
+    for row in rows:
+        last = row.reasons[-1] if row.reasons else {}
+        print(f"{_when(row.minute)}  {row.caller:<39} {row.count:>6} refused  last: {last.get('status', '-')} "
+              f"{last.get('route', '')} {str(last.get('reason', ''))[:100]}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     import dataclasses
 
@@ -721,6 +793,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reuse the key a previous attempt printed to retry it safely (default: a new uuid4)")
     trigger.add_argument("--json", action="store_true", help="print the response body as JSON")
 
+    drift_check = sub.add_parser("drift-check", help="run the drift check now: a signed POST /api/drift-check",
+                                 description="Sign and send POST {base_url}/api/drift-check (empty body) with the "
+                                             "same credentials as `retrain trigger`. Sent once: a 409 names the "
+                                             "check that is running.")
+    drift_check.add_argument("--json", action="store_true", help="print the response body as JSON")
+    rejections = sub.add_parser("rejections", help="refused unauthenticated requests per caller and minute "
+                                                   "(the aggregate that replaces one audit row each)")
+    rejections.add_argument("--limit", type=int, default=20, help="how many caller-minutes, newest first (20)")
+    rejections.add_argument("--json", action="store_true", help="one JSON object per line")
+
     retry_cmd = sub.add_parser("retry", help="submit again a retrain request that failed (see `retrain status`: the "
                                              "audit id of the trigger is the request id)")
     retry_cmd.add_argument("request", metavar="RUN", help="the failed request's id (its trigger's audit id)")
@@ -776,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
         "drift": lambda: cmd_drift(args),
         "keys": lambda: cmd_keys(args),
         "trigger": lambda: cmd_trigger(args),
+        "drift-check": lambda: cmd_drift_check(args),
+        "rejections": lambda: cmd_rejections(args),
         "validate": lambda: cmd_validate(args),
         "retry": lambda: cmd_retry(args),
     }

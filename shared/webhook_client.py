@@ -20,6 +20,10 @@ The contract (shared/api/openapi.py, shared/domain/webhook_signature.py):
   takes a retry for a replay);
 - redirects are not followed (they would carry the key to another address); a 3xx is answered as it came.
 
+`POST /api/drift-check` is signed the same way (`client.drift_check()`): an empty body, signed as
+TIMESTAMP + "." + b"" (the check takes no parameters). It is sent once, not retried: a 409 means a check is
+already running (`result.location` shows it), a 429 says when to ask again.
+
 Neither the function key nor the webhook secret appears in a URL, an exception message or a repr.
 """
 
@@ -41,6 +45,7 @@ from requests.structures import CaseInsensitiveDict
 from shared.domain.webhook_signature import sign
 
 RETRAIN_PATH = "/api/retrain"
+DRIFT_CHECK_PATH = "/api/drift-check"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 FUNCTION_KEY_HEADER = "x-functions-key"
 USER_AGENT = "azureml-retrain-client/0.1"
@@ -292,6 +297,28 @@ class RetrainClient:
                 self._sleep(self._backoff(attempt))
         raise RetrainClientError(f"{failure}; gave up after {attempts} attempt{'s' if attempts != 1 else ''}",
                                  idempotency_key=key, attempts=attempts)
+
+    def drift_check(self) -> TriggerResult:
+        """Sign and send `POST {base_url}/api/drift-check` with an empty body, once. Returns the answer (200 with
+        the verdict, 202 when a job profiles a large window, 409 while another check runs, 4xx/5xx); raises
+        `RetrainClientError` when there was no answer."""
+        body = b""
+        url = self.base_url + DRIFT_CHECK_PATH
+        shown = display_url(url)
+        headers = {"Accept": f"application/json, {PROBLEM_JSON}", "User-Agent": USER_AGENT,
+                   FUNCTION_KEY_HEADER: self._function_key, **sign(self._webhook_secret, body, int(self._clock()))}
+        try:
+            response = self._session.post(url, data=body, headers=headers, timeout=max(self.timeout_s, 300.0),
+                                          allow_redirects=False)
+        except requests.Timeout:
+            raise RetrainClientError(f"no answer from {shown} (the check may still be running: see "
+                                     "`retrain status`)") from None
+        except requests.ConnectionError as exc:
+            raise RetrainClientError(f"cannot connect to {shown} ({_reason(exc)})") from None
+        except requests.RequestException as exc:
+            raise RetrainClientError(f"POST {shown} failed: {type(exc).__name__}") from None
+        return TriggerResult(response.status_code, CaseInsensitiveDict(response.headers), response.content, "", 1,
+                             url)
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_s * 2**attempt, self.max_backoff_s)

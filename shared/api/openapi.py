@@ -361,8 +361,10 @@ def _responses() -> dict[str, dict]:
         "BadRequest": _problem_response("The request is malformed: the detail names what is wrong."),
         "Unauthorized": _problem_response(
             "No valid function key (`x-functions-key` header or `code` query parameter), or for POST /api/retrain "
-            "a missing, stale, replayed or wrong signature. (A missing or wrong function key is refused by the "
-            "Functions host itself, which may answer with an empty body.)"),
+            "and POST /api/drift-check a missing, stale, replayed or wrong signature. (A missing or wrong function "
+            "key is refused by the Functions host itself, which may answer with an empty body.) Refusals before "
+            "the signature is verified are counted per caller and minute; more than REJECT_LIMIT in a minute are "
+            "answered 429."),
         "DatasetNotFound": _problem_response("The dataset version does not exist (or none is registered yet)."),
         "RunNotFound": _problem_response("No run with this id was submitted by this service."),
         "MethodNotAllowed": _problem_response("The method is not allowed on this route.",
@@ -374,8 +376,14 @@ def _responses() -> dict[str, dict]:
             {"Location": _ref("headers", "ExistingRunOptional"), "Retry-After": _ref("headers", "RetryAfterOptional")}),
         "PayloadTooLarge": _problem_response(f"The body is over {MAX_BODY} bytes (1 MB)."),
         "UnsupportedMediaType": _problem_response("Content-Type is not application/json."),
-        "TooManyRequests": _problem_response("Rate limited; retry after `Retry-After` seconds.",
+        "TooManyRequests": _problem_response("Rate limited (the route's per-caller limit, or more than REJECT_LIMIT "
+                                             "refused requests from the caller in the last minute); retry after "
+                                             "`Retry-After` seconds.",
                                              {"Retry-After": _ref("headers", "RetryAfter")}),
+        "DriftCheckRunning": _problem_response(
+            "A drift check is already running (one at a time, across instances): `Location` shows it "
+            "(GET it: status Running, then its outcome).",
+            {"Location": _ref("headers", "RunLocation"), "Retry-After": _ref("headers", "RetryAfterOptional")}),
         "BadGateway": _problem_response("The training pipeline endpoint did not accept the run."),
     }
 
@@ -504,7 +512,11 @@ def _paths() -> dict[str, dict]:
                        "202": _json_response("The window is too large to profile inline: a job profiles it "
                                              "(`job`) and the verdict follows in the audit record `audit_id`.",
                                              "DriftCheckResult"),
-                       "405": _ref("responses", "MethodNotAllowed")})},
+                       "400": _ref("responses", "BadRequest"),
+                       "405": _ref("responses", "MethodNotAllowed"),
+                       "409": _ref("responses", "DriftCheckRunning"),
+                       "413": _ref("responses", "PayloadTooLarge"),
+                       "429": _ref("responses", "TooManyRequests")})},
         f"{p}/openapi.json": {"get": _operation(
             "getOpenApiDocument", "This document", "docs", secured=False,
             responses={"200": {"description": "The OpenAPI document.", "content": {_JSON: {"schema": {

@@ -18,6 +18,7 @@ from shared.adapters.scoring import ScoringClient
 from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.validation import canonical_csv, content_hash
+from shared.domain.webhook_signature import sign
 from shared.settings import Settings
 from tests.waiting import wait_for as _wait_for
 
@@ -179,10 +180,12 @@ def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
     assert completion.outcome in ("deployed", "kept_champion"), completion.detail
     assert completion.data["decision"]["champion"] is not None
     assert stack.runs.get(second.run_id).reason == "drift"
-    # on demand over HTTP: function key required, the verdict in the answer, an audit record of its own
+    # on demand over HTTP: function key and signature required, the verdict in the answer, an audit record of its own
     url = stack.config.host_url + "/api/drift-check"
+    key = {"x-functions-key": stack.host_keys.function_keys["default"]}
     assert requests.post(url, timeout=10).status_code == 401
-    on_demand = requests.post(url, headers={"x-functions-key": stack.host_keys.function_keys["default"]}, timeout=60)
+    assert requests.post(url, headers=key, timeout=10).status_code == 401  # the function key alone is not enough
+    on_demand = requests.post(url, headers={**key, **sign(stack.secrets["webhook_secret"], b"")}, timeout=60)
     assert on_demand.status_code == 200, on_demand.text
     body = on_demand.json()
     assert body["outcome"] in ("no_drift", "skipped", "submitted") and body["detail"]
