@@ -507,7 +507,11 @@ def _paths() -> dict[str, dict]:
         f"{p}/drift-check": {"post": _operation(
             "runDriftCheck", "Run the drift check now", "drift",
             description="Compares what the live model is asked about now with its training data, writes the "
-                        "HTML report and an audit record, and submits a retrain when the data drifted.",
+                        "HTML report and an audit record, and submits a retrain when the data drifted. Signed like "
+                        "POST /api/retrain (X-Retrain-Signature over X-Retrain-Timestamp + `.` + the body, which "
+                        "is empty or `{}`: the check takes no parameters); its own per-caller rate limit "
+                        "(DRIFT_HTTP_RATE_LIMIT per DRIFT_HTTP_RATE_WINDOW_S); one check at a time.",
+            parameters=[_ref("parameters", n) for n in ("RetrainSignature", "RetrainTimestamp")],
             responses={"200": _json_response("The check's verdict.", "DriftCheckResult"),
                        "202": _json_response("The window is too large to profile inline: a job profiles it "
                                              "(`job`) and the verdict follows in the audit record `audit_id`.",
