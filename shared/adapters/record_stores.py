@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import time
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.tables import from_entity, to_entity
@@ -17,6 +23,7 @@ _AUDIT_PK = "audit"
 _ID_TIME = re.compile(r"([0-9]{13})-[0-9a-f]{8}$")  # new_id(): <prefix><ms, 13 digits>-<8 hex>
 _NEWEST_MS = 10**13 - 1
 _RUN_PK = "run"
+_RUN_TIME_PK = "run-by-time"  # RunStore's listing copies, newest first
 _MODEL_PK = "model"
 
 
@@ -117,11 +124,42 @@ class AuditStore:
 
 
 class RunStore:
+    """Runs keyed by their pipeline run id (partition `run`), plus a copy of each in partition `run-by-time` keyed
+    `<inverted submit ms>-<hash of the id>`, written after every change, so `newest(limit)` (GET /api/runs) reads one
+    page newest first instead of the whole partition. Reads by id use the `run` row, which is authoritative; runs
+    stored before the copies existed are listed from the `run` partition when the copies do not fill the page."""
+
     def __init__(self, table: TableClient):
         self._table = table
 
     def create(self, run: RunRecord) -> None:
         self._table.create_entity(to_entity(run, _RUN_PK, run.run_id))
+        self._copy(run)
+
+    def _copy(self, run: RunRecord) -> None:
+        """The listing copy (best effort: the `run` row is the record; a failed copy shows up stale in lists only)."""
+        key = f"{_NEWEST_MS - int(run.submitted_at * 1000):013d}-{hashlib.sha256(run.run_id.encode()).hexdigest()[:24]}"
+        try:
+            self._table.upsert_entity(to_entity(run, _RUN_TIME_PK, key), mode=UpdateMode.REPLACE)
+        except HttpResponseError:
+            pass
+
+    def newest(self, limit: int, status: str | None = None) -> list[RunRecord]:
+        """At most `limit` runs, newest first, only `status` (case-insensitive) when given; reads about `limit`
+        copies (more when filtering by a rare status), and the `run` partition only for runs without a copy."""
+        wanted = status.lower() if status else None
+        found: list[RunRecord] = []
+        seen: set[str] = set()
+        for entity in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _RUN_TIME_PK},
+                                                 results_per_page=min(max(limit, 1), 1000)):
+            run = from_entity(RunRecord, entity)
+            seen.add(run.run_id)
+            if wanted is None or run.status.lower() == wanted:
+                found.append(run)
+                if len(found) >= limit:
+                    return found
+        legacy = [r for r in self.list() if r.run_id not in seen and (wanted is None or r.status.lower() == wanted)]
+        return found + legacy[::-1][:limit - len(found)]
 
     def get(self, run_id: str) -> RunRecord | None:
         try:
@@ -156,10 +194,12 @@ class RunStore:
                                       etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             return None
+        self._copy(run)
         return run
 
     def save(self, run: RunRecord) -> None:
         self._table.upsert_entity(to_entity(run, _RUN_PK, run.run_id), mode=UpdateMode.REPLACE)
+        self._copy(run)
 
     def list(self) -> list[RunRecord]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _RUN_PK})

@@ -91,10 +91,7 @@ def list_runs(*, runs, limit: int | str | None = LIMIT_DEFAULT, status: str | No
         limit = parse_limit(None if limit is None else str(limit))
         if isinstance(limit, tuple):
             return limit
-    items = runs.list()
-    if status:
-        items = [r for r in items if r.status.lower() == status.lower()]
-    return 200, {"runs": [asdict(r) for r in items[-limit:][::-1]]}
+    return 200, {"runs": [asdict(r) for r in runs.newest(limit, status or None)]}  # reads about `limit` rows
 
 
 def _finite(value):

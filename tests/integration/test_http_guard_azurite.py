@@ -341,3 +341,29 @@ def test_records_stored_before_the_ordered_keys_are_still_read_and_rewritten_in_
     audit.finish(claimed, "no_drift", "done")
     assert [r.outcome for r in audit.list() if r.id == old.id] == ["no_drift"]  # one row, rewritten
     assert len(list(table.query_entities("PartitionKey eq 'audit'"))) == 2
+
+
+def test_runs_are_listed_newest_first_reading_about_as_many_rows(azurite):
+    from shared.adapters.record_stores import RunStore
+    from shared.domain.records import RunRecord
+    from shared.services.run_queries import list_runs
+
+    settings = isolated_settings(azurite)
+    table = storage.ensure_table(storage.table_service(settings), settings.runs_table)
+    legacy = RunRecord(run_id="old-run", trigger_id="t", trigger="blob", reason="upload", dataset_version=1,
+                       experiment="e", submitted_at=1_600_000_000.0, status="Deployed")
+    table.create_entity({"PartitionKey": "run", "RowKey": legacy.run_id, **{
+        k: v for k, v in legacy.__dict__.items() if v is not None}})  # stored before the listing copies existed
+    runs = RunStore(table)
+    for i in range(20):
+        runs.create(RunRecord(run_id=f"run-{i:02d}", trigger_id="t", trigger="blob", reason="upload",
+                              dataset_version=i, experiment="e", submitted_at=1_700_000_000.0 + i))
+    runs.claim("run-03")  # a status change reaches the copy
+    counting = CountingTable(table)
+    status, body = list_runs(runs=RunStore(counting), limit=3)
+    assert status == 200 and [r["run_id"] for r in body["runs"]] == ["run-19", "run-18", "run-17"]
+    assert counting.read <= 3 + 3
+    assert [r.run_id for r in RunStore(table).newest(1, "handling")] == ["run-03"]
+    everything = RunStore(table).newest(50)
+    assert [r.run_id for r in everything] == [f"run-{i:02d}" for i in range(19, -1, -1)] + ["old-run"]
+    assert RunStore(table).get("run-03").status == "Handling" and len(RunStore(table).list()) == 21

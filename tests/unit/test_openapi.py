@@ -366,6 +366,9 @@ class _Runs:
     def list(self):
         return list(self._runs.values())
 
+    def newest(self, limit, status=None):
+        return sorted(self._runs.values(), key=lambda r: r.submitted_at, reverse=True)[:limit]
+
 
 def test_what_the_run_queries_answer_conforms(doc):
     from shared.services.run_queries import get_run, list_runs
