@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -97,6 +98,14 @@ _DONE = "done"
 _BUSY = "busy"
 
 
+def addressable(name: str) -> bool:
+    """Whether a blob can be addressed by its name at all: HTTP clients remove `.` and `..` path segments before
+    sending (RFC 3986 section 5.2.4; urllib3 does it for every URL the storage SDK sends), so `a/../b.csv` would reach
+    `b.csv` (or fail the shared-key signature, which covers the path as written). Such a blob is neither read nor
+    used in a receipt path: its function gets its name and empty content."""
+    return not any(segment in (".", "..") for segment in name.split("/"))
+
+
 def quoted(etag: str) -> str:
     return f'"{etag.strip(chr(34))}"'
 
@@ -156,8 +165,10 @@ class BlobTriggerListener:
         self._task: asyncio.Task | None = None
 
     def receipt_name(self, blob: SeenBlob) -> str:
+        name = blob.name if addressable(blob.name) else \
+            "unaddressable/" + hashlib.sha256(blob.name.encode("utf-8", "surrogatepass")).hexdigest()
         return (f"blobreceipts/{self.host_id}/{self.fn.full_name}/{blob.etag.strip(chr(34))}/"
-                f"{self.pattern.container}/{blob.name}")
+                f"{self.pattern.container}/{name}")
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -293,6 +304,11 @@ class BlobTriggerListener:
             raise
 
     def _download(self, blob: SeenBlob) -> bytes:
+        if not addressable(blob.name):
+            log.warning("Blob trigger 'Functions.%s': a blob in '%s' has a name with '.'/'..' segments that cannot be "
+                        "addressed safely; its function gets the name and no content", self.fn.name,
+                        self.pattern.container)
+            return b""
         client = self.source.get_blob_client(blob.name)
         return client.download_blob(etag=blob.etag, match_condition=MatchConditions.IfNotModified).readall()
 

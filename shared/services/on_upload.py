@@ -1,4 +1,7 @@
-"""A file landed in the incoming container: validate, register a dataset version, ask for a retrain."""
+"""A file landed in the incoming container: validate, register a dataset version, ask for a retrain.
+
+The blob's name is checked first (shared.domain.blob_names): a name storage calls must not use is quarantined
+under its hash and used nowhere else."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from shared import telemetry
+from shared.domain.blob_names import BlobNameProblem, explain, name_digest, name_problem, shown
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
@@ -34,14 +38,46 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
               function: str = "blob_upload") -> AuditRecord:
     """A valid upload becomes a dataset version (or a `duplicate of vN`) and a retrain request in the outbox,
     submitted after the coalescing window when nothing is in flight (`shared.services.dispatch`)."""
-    with telemetry.span("blob_upload", kind="consumer", blob=blob.name, etag=blob.etag, size=len(blob.data)) as span:
-        record = _on_upload(blob, limits=limits, target=target, datasets=datasets, quarantine=quarantine,
-                            pipeline=pipeline, runs=runs, audit=audit, outbox=outbox, models=models,
-                            dispatch=dispatch, function=function)
+    container, _, name = blob.name.partition("/")
+    problem = name_problem(name)
+    label = blob.name if problem is None else f"{container}/{shown(name)}"
+    with telemetry.span("blob_upload", kind="consumer", blob=label, etag=blob.etag, size=len(blob.data)) as span:
+        if problem is not None:
+            record = _refuse_name(blob, container, name, problem, quarantine=quarantine, audit=audit,
+                                  function=function)
+        else:
+            record = _on_upload(blob, limits=limits, target=target, datasets=datasets, quarantine=quarantine,
+                                pipeline=pipeline, runs=runs, audit=audit, outbox=outbox, models=models,
+                                dispatch=dispatch, function=function)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
         if record.outcome == "rejected":
             span.fail(record.detail)
     return record
+
+
+def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNameProblem, *, quarantine, audit,
+                 function: str) -> AuditRecord:
+    """A name the storage calls must not use: the content the trigger handed over is kept under the name's hash
+    with the reason; the name is not used in any path, read or delete (the blob stays in `container`)."""
+    label = shown(name)
+    digest = name_digest(name)
+    record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
+                         source=f"{container}/{label}")
+    if blob.uploaded_at:
+        record.stage("uploaded", blob.uploaded_at)
+    record.stage("seen")
+    audit.save(record)
+    left = (f"left in {container}: deleting it by this name could address another blob (URL path normalisation) "
+            "or fail; remove it with a tool that addresses it exactly")
+    reason = {"blob_name": label, "blob_name_sha256": digest, "blob_name_length": len(name),
+              "container": container, "problem": problem.value, "errors": [explain(problem)],
+              "etag": blob.etag[:100], "bytes": len(blob.data), "rejected_at": time.time(), "audit_id": record.id,
+              "source": left}
+    where = quarantine.put_refused_name(digest, record.id, blob.data, reason, metadata={
+        "reason": problem.value, "blob_name_sha256": digest, "blob_name": label, "audit_id": record.id})
+    record.data.update(quarantined_to=where, blob_name_sha256=digest, name_problem=problem.value)
+    log.warning("upload %s/%s refused (%s) and kept as %s", container, label, problem.value, where)
+    return audit.finish(record, "rejected", f"rejected: {explain(problem)}; quarantined as {where}; {left}")
 
 
 def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,

@@ -407,6 +407,29 @@ def test_blob_upload_runs_once_per_etag(host, azurite):
     assert len(host.markers("upload")) == 2
 
 
+def test_a_blob_named_with_dot_segments_is_handed_over_by_name_without_being_read(host, azurite):
+    """`uploads/a/../b.csv` cannot be addressed by the SDK (its URL would become `uploads/b.csv`): the function gets
+    the name and no content, and the receipt is kept under the name's hash."""
+    import hashlib
+
+    from tests.raw_blob import put_raw
+
+    box = container(azurite, host.env["UPLOAD_CONTAINER"])
+    upload(box, "uploads/b.csv", b"x,y\n9,9\n")  # what a normalised URL would have read
+    assert put_raw(BlobServiceClient.from_connection_string(azurite), box.container_name, "uploads/a/../b.csv",
+                   b"x,y\n1,2\n") == 201
+    name = f"{host.env['UPLOAD_CONTAINER']}/uploads/a/../b.csv"
+    marker = wait_for(lambda: next((m for m in host.markers("upload") if m["name"] == name), None),
+                      what="the dot-segment blob handed over")
+    assert marker["content"] == "" and marker["properties"]["ContentLength"] == 8
+    digest = hashlib.sha256(b"uploads/a/../b.csv").hexdigest()
+    receipt = (f"blobreceipts/{host.env['AzureFunctionsJobHost__id']}/Host.Functions.on_upload/"
+               f"{marker['properties']['ETag'].strip(chr(34))}/{host.env['UPLOAD_CONTAINER']}/unaddressable/{digest}")
+    wait_for(lambda: hosts_container(azurite).get_blob_client(receipt).get_blob_properties().metadata.get("Outcome"),
+             what="its receipt under the name's hash")
+    assert "uploads/a/../b.csv" in [b.name for b in box.list_blobs()]  # left as it is
+
+
 def test_a_failing_blob_is_tried_five_times_then_poisoned(host, azurite):
     fail_container = host.env["FAIL_CONTAINER"]
     etag = upload(container(azurite, fail_container), "bad.csv", b"oops")
