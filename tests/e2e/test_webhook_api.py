@@ -1,5 +1,7 @@
 """`POST /api/retrain` as a public API, through the real local stack over HTTP: every refusal is an RFC 9457
-problem document that says what to fix and leaves an audit record; a retried request never submits a second run.
+problem document that says what to fix; a refusal before the request authenticated (405, 413, 415, 401) is counted
+in the caller's per-minute aggregate (RejectionLog), every later one leaves an audit record; a retried request
+never submits a second run.
 
 Tests in a module run one at a time, so a request's audit record is the one `retrain_http` record that appeared
 while it was answered. The rate limit is tested on stacks of their own (a few seconds each) with a limit of
@@ -19,6 +21,7 @@ import requests
 
 from shared.adapters import storage
 from shared.adapters.outbox import Outbox
+from shared.adapters.webhook_state import RejectionLog
 from shared.domain.validation import canonical_csv, content_hash
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from shared.settings import Settings
@@ -34,7 +37,8 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = start_api_stack(tmp_path_factory.mktemp("webhook-stack"), WEBHOOK_RATE_LIMIT="100000")
+    # limits no test reaches (the refusal throttle has its own tests: tests/security/test_rejections.py)
+    s = start_api_stack(tmp_path_factory.mktemp("webhook-stack"), WEBHOOK_RATE_LIMIT="100000", REJECT_LIMIT="100000")
     yield s
     s.stop()
 
@@ -144,9 +148,33 @@ def assert_rejected(stack, record, status: int):
     return record
 
 
+PRE_AUTHENTICATION = (401, 405, 413, 415)  # refused before the signature is verified: counted, not audited
+
+
+def rejections(stack) -> list:
+    settings = Settings(storage_connection=stack.config.connection_string)
+    return RejectionLog(storage.ensure_table(storage.table_service(settings), settings.webhook_table)).list(50)
+
+
+def counted(stack, send, status: int):
+    """`send()`'s response, refused before authentication: no audit record, one more refusal in the caller's
+    aggregate, whose newest reason is this status."""
+    before, total = webhook_records(stack), sum(r.count for r in rejections(stack))
+    response = send()
+    assert webhook_records(stack).keys() == before.keys(), "a refusal before authentication was audited"
+    rows = rejections(stack)
+    assert sum(r.count for r in rows) == total + 1, "the refusal was not counted in the caller's aggregate"
+    newest = max((n for r in rows for n in r.reasons), key=lambda n: n["at"])
+    assert newest["status"] == status and newest["route"] == "/api/retrain", newest
+    return response
+
+
 def refused(stack, status: int, *words: str, **kwargs) -> dict:
-    """Send one request that must be refused with `status`: a problem document and a `rejected` audit record."""
+    """Send one request that must be refused with `status`: a problem document, and a `rejected` audit record —
+    or, refused before authentication, one more count in the caller's aggregate instead."""
     body = kwargs.pop("body", None) or {"dataset": "latest", "requested_by": uuid.uuid4().hex}
+    if status in PRE_AUTHENTICATION:
+        return assert_problem(counted(stack, lambda: post(stack, body, **kwargs), status), status, *words)
     response, record = audited(stack, lambda: post(stack, body, **kwargs))
     problem = assert_problem(response, status, *words)
     assert_rejected(stack, record, status)
@@ -245,9 +273,8 @@ def test_a_replayed_request_is_401(stack):
     body = encode({"dataset": "v999999", "requested_by": uuid.uuid4().hex})  # 404: nothing is submitted, but
     headers = sign(stack.secrets["webhook_secret"], body)  # the signed message is remembered
     assert_problem(post(stack, body, signed=False, headers=headers), 404)
-    again, record = audited(stack, lambda: post(stack, body, signed=False, headers=headers))  # the same bytes
+    again = counted(stack, lambda: post(stack, body, signed=False, headers=headers), 401)  # the same bytes
     assert_problem(again, 401, "replay", "Idempotency-Key")
-    assert_rejected(stack, record, 401)
 
 
 # ------------------------------------------------------------------------------ 404
@@ -274,11 +301,9 @@ def test_an_unregistered_blob_uri_is_404(stack):
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 def test_a_wrong_method_is_405_with_allow(stack, method):
-    response, record = audited(stack, lambda: post(stack, b"", signed=False, method=method))
+    response = counted(stack, lambda: post(stack, b"", signed=False, method=method), 405)
     assert_problem(response, 405, method, "use POST")
     assert response.headers["Allow"] == "POST"
-    assert_rejected(stack, record, 405)
-    assert record.source == f"{method} /api/retrain"
 
 
 def test_a_wrong_method_without_a_key_is_refused_by_the_host(stack):
@@ -299,10 +324,9 @@ def test_a_body_of_exactly_1_mb_is_not_413(stack):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
 def test_a_wrong_content_type_is_415(stack, content_type):
-    response, record = audited(stack, lambda: post(stack, {"dataset": "latest"}, content_type=content_type))
+    response = counted(stack, lambda: post(stack, {"dataset": "latest"}, content_type=content_type), 415)
     assert_problem(response, 415, "Content-Type must be application/json")
     assert response.headers["Accept-Post"] == "application/json"
-    assert_rejected(stack, record, 415)
 
 
 def test_json_with_a_charset_is_accepted(stack):
@@ -426,7 +450,8 @@ def test_a_caller_cannot_escape_the_rate_by_claiming_other_addresses(rate_stack)
 
 
 def test_every_refusal_left_a_rejected_audit_record_without_secrets(stack):
-    """Every request the function saw has a finished audit record; none of them holds a secret."""
+    """Every authenticated request the function saw has a finished audit record, and every refusal before
+    authentication is in the callers' aggregate; none of them holds a secret."""
     refused(stack, 400, body=b"[]")
     wait_for(lambda: all(r.outcome != "in_progress" for r in stack.audit.list() if r.function == "retrain_http"),
              what="every webhook audit record finished")
@@ -439,3 +464,10 @@ def test_every_refusal_left_a_rejected_audit_record_without_secrets(stack):
         text = json.dumps(record.to_dict())
         for name, value in secrets_of(stack).items():
             assert value not in text, f"audit record {record.id} carries the {name}"
+        assert status not in (405, 413, 415) and not (status == 401 and record.outcome == "rejected"), \
+            f"audit record {record.id}: a refusal before authentication ({status}) was audited"
+    refused(stack, 401, "missing", signed=False)
+    counts = rejections(stack)
+    assert counts and {n["status"] for r in counts for n in r.reasons} <= set(PRE_AUTHENTICATION)
+    for name, value in secrets_of(stack).items():
+        assert value not in json.dumps([r.reasons for r in counts]), f"the refusal aggregate carries the {name}"
