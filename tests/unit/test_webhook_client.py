@@ -246,3 +246,26 @@ def test_cli_parameters_are_typed_as_the_pipeline_declares_them():
     for bad in (("[1]", None), ("{", None), (None, ["novalue"]), (None, ["=3"])):
         with pytest.raises(_UsageError):
             trigger_parameters(*bad)
+
+
+def test_drift_check_signs_an_empty_body_and_is_sent_once(server):
+    """POST /api/drift-check: the function key in a header, the signature over TIMESTAMP + "." + b"" (what the
+    service verifies), no retry of a 409 (a check is running: its Location is shown)."""
+    arrived: list[dict] = []
+
+    def handle(request: Request) -> Response:
+        arrived.append({"body": request.get_data(), "headers": dict(request.headers)})
+        return Response(json.dumps({"type": "about:blank", "title": "Conflict", "status": 409,
+                                    "detail": "a drift check is already running (check http-9)"}), status=409,
+                        headers={"Location": "/api/runs/http-9"}, content_type="application/problem+json")
+
+    server.clear()
+    server.expect_request("/api/drift-check", method="POST").respond_with_handler(handle)
+    client = RetrainClient(server.url_for(""), KEY, SECRET, retries=3, sleep=lambda _s: None)
+    result = client.drift_check()
+    assert result.status == 409 and len(arrived) == 1
+    assert result.location.endswith("/api/runs/http-9") and "already running" in result.detail
+    (request,) = arrived
+    assert request["body"] == b"" and request["headers"]["X-Functions-Key"] == KEY
+    verify(SECRET, b"", request["headers"][SIGNATURE_HEADER], request["headers"][TIMESTAMP_HEADER], now=time.time())
+    assert KEY not in repr(client) and SECRET not in repr(client)
