@@ -318,6 +318,7 @@ var appSettings = {
   PIPELINE_TIMEOUT_S: '30'
   PIPELINE_MAX_RETRIES: '4'
   TRAINING_BUDGET_S: '30'
+  MAX_TIME_BUDGET_S: '1800'
   // Completion: champion/challenger, blue/green on the managed online endpoint
   AZURE_SUBSCRIPTION_ID: subscription().subscriptionId
   AZURE_RESOURCE_GROUP: mlResourceGroupName

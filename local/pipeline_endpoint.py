@@ -182,23 +182,8 @@ class RunWorker:
         blobs = BlobServiceClient.from_connection_string(self.config.storage_connection)
         with open(data_file, "wb") as fh:
             blobs.get_blob_client(container, blob_path).download_blob().readinto(fh)
-        params = pipeline_params.with_defaults(pipeline_params.validate(run.parameters))
-        budget = str(run.parameters.get("time_budget_s", self.config.default_budget_s))
-        argv = [sys.executable, "-m", "shared.training.job", "--data", str(data_file), "--out", str(outputs),
-                "--budget-s", budget,
-                "--seed", str(params.get("seed", 42)), "--run-id", run.run_id,
-                "--dataset-version", str(params.get("dataset_version", "")),
-                "--experiment", str(run.parameters.get("experiment_name") or run.experiment)]
-        if params.get("exclude_columns"):
-            argv += ["--exclude-columns", str(params["exclude_columns"])]
-        argv += ["--primary-metric", params["primary_metric"]]
-        for name in ("trigger_id", "reason", "evaluation_percent", "champion_model", "champion_version",
-                     "drift_report"):
-            if params.get(name) not in (None, ""):
-                argv += [f"--{name.replace('_', '-')}", str(params[name])]
-        if self.config.mlflow_uri:
-            argv += ["--mlflow-uri", self.config.mlflow_uri]
-        log.info("run %s: training %s (budget %ss)", run.run_id, path_ref["RelativePath"], budget)
+        argv = [sys.executable, "-m", "shared.training.job", *self.job_arguments(run, data_file, outputs)]
+        log.info("run %s: training %s", run.run_id, path_ref["RelativePath"])
         with open_private_binary(folder / "logs.txt") as logfile:  # 0600, also when it exists
             # an allowlisted environment: not this process's token, storage key or Event Grid URL (system key)
             self._current = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=logfile, stderr=subprocess.STDOUT,
@@ -217,6 +202,26 @@ class RunWorker:
             ended = f"was stopped by signal {-code}" if code < 0 else f"exited with code {code}"
             run.error = status.get("error") or f"training process {ended}"
             log.warning("run %s failed: %s", run.run_id, run.error)
+
+    def job_arguments(self, run: LocalRun, data_file: Path, outputs: Path) -> list[str]:
+        """The training step's arguments: a list (no shell), every value validated against its pipeline_params
+        pattern (again: a run stored by an older version is not trusted either), each as one `--flag=value` token
+        so no value can be read as another flag."""
+        given = pipeline_params.validate(run.parameters)
+        params = pipeline_params.with_defaults(given)
+        experiment = pipeline_params.PARAMETERS["experiment_name"].parse(given.get("experiment_name")
+                                                                        or run.experiment)
+        values: dict[str, Any] = {
+            "data": data_file, "out": outputs, "budget-s": given.get("time_budget_s", self.config.default_budget_s),
+            "seed": params["seed"], "run-id": run.run_id, "dataset-version": params.get("dataset_version", ""),
+            "experiment": experiment, "primary-metric": params["primary_metric"]}
+        for name in ("exclude_columns", "trigger_id", "reason", "evaluation_percent", "champion_model",
+                     "champion_version", "champion_digest", "drift_report"):
+            if params.get(name) not in (None, ""):
+                values[name.replace("_", "-")] = params[name]
+        if self.config.mlflow_uri:
+            values["mlflow-uri"] = self.config.mlflow_uri
+        return [f"--{flag}={value}" for flag, value in values.items()]
 
     def event_for(self, run: LocalRun) -> dict[str, Any]:
         completed = run.status == "Completed"

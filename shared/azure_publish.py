@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS
+from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS, Reason
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
@@ -68,7 +68,9 @@ def _component_inputs():
                 kwargs["max"] = int(p.maximum)
         elif p.kind == "metric":
             kwargs = {"type": "string", "enum": list(PRIMARY_METRICS)}
-        else:
+        elif p.kind == "reason":
+            kwargs = {"type": "string", "enum": [r.value for r in Reason]}
+        else:  # free strings have no pattern in a component input: the service checks them (PATTERNS) first
             kwargs = {"type": "string"}
         if p.default in (None, ""):
             kwargs["optional"] = True
@@ -78,11 +80,23 @@ def _component_inputs():
     return inputs
 
 
+# Inputs that reach the command line as text. Azure ML substitutes `${{inputs.<name>}}` into the command string
+# when the job runs ("the expression is evaluated and the value is substituted":
+# https://learn.microsoft.com/en-us/azure/machine-learning/concept-expressions), with no quoting, and a
+# component's string input has no pattern of its own (azure.ai.ml.Input takes `min`, `max` and `enum`, no pattern;
+# https://learn.microsoft.com/en-us/azure/machine-learning/reference-yaml-component-command). So every string
+# input here is an enum, a folder/file input (Azure substitutes the mount path it chose) or a string whose
+# pipeline_params pattern allows no whitespace, quote, `$`, `;`, `|`, `&`, backtick or `{` — the service
+# validates every submission against it (shared.services.retrain), so no caller text becomes code
+# (tests/integration/test_azure_publish.py checks every input in the command).
+
+
 def _command() -> str:
     optional = " ".join(f"$[[--{flag} ${{{{inputs.{name}}}}}]]" for name, flag in (
         ("exclude_columns", "exclude-columns"), ("dataset_version", "dataset-version"),
         ("trigger_id", "trigger-id"), ("reason", "reason"), ("champion_model", "champion-model"),
-        ("champion_version", "champion-version"), ("drift_report", "drift-report")))
+        ("champion_version", "champion-version"), ("champion_digest", "champion-digest"),
+        ("drift_report", "drift-report")))
     return ("python -m shared.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
             "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
             "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} "
@@ -115,16 +129,18 @@ def build_pipeline_component(component, compute: str):
                          dataset_version: Input(type="integer", optional=True) = None,
                          dataset_name: Input(type="string") = "bankmarketing",
                          trigger_id: Input(type="string", optional=True) = None,
-                         reason: Input(type="string", optional=True) = None,
+                         reason: Input(type="string", optional=True, enum=[r.value for r in Reason]) = None,
                          evaluation_percent: Input(type="integer", min=0, max=50) = 10,
                          champion_model: Input(type="uri_folder", optional=True) = None,
                          champion_version: Input(type="integer", optional=True) = None,
+                         champion_digest: Input(type="string", optional=True) = None,
                          drift_report: Input(type="string", optional=True) = None):
         step = component(training_data=training_data, time_budget_s=time_budget_s, primary_metric=primary_metric,
                          exclude_columns=exclude_columns, seed=seed, experiment_name=experiment_name,
                          dataset_version=dataset_version, dataset_name=dataset_name, trigger_id=trigger_id,
                          reason=reason, evaluation_percent=evaluation_percent, champion_model=champion_model,
-                         champion_version=champion_version, drift_report=drift_report)
+                         champion_version=champion_version, champion_digest=champion_digest,
+                         drift_report=drift_report)
         return {"model_dir": step.outputs.model_dir}
 
     return retrain_pipeline._pipeline_builder.build()

@@ -93,6 +93,7 @@ class Settings:
     pipeline_timeout_s: float = 30.0
     pipeline_max_retries: int = 4
     training_budget_s: int = 30
+    max_time_budget_s: int = 1800  # MAX_TIME_BUDGET_S: the most a caller's `time_budget_s` may ask for (seconds)
     # Scoring: the local scoring endpoint (Azure: the managed online endpoint's settings below).
     scoring_url: str = ""  # SCORING_URL: base URL of the scoring endpoint
     # Champion / challenger and the completion's safety net.
@@ -176,6 +177,7 @@ class Settings:
             pipeline_timeout_s=_float(env, "PIPELINE_TIMEOUT_S", 30.0),
             pipeline_max_retries=_int(env, "PIPELINE_MAX_RETRIES", 4),
             training_budget_s=_int(env, "TRAINING_BUDGET_S", 30),
+            max_time_budget_s=_int(env, "MAX_TIME_BUDGET_S", 1800),
             scoring_url=env.get("SCORING_URL", ""),
             promotion_margin=_float(env, "PROMOTION_MARGIN", 0.005),
             promotion_floor=_float(env, "PROMOTION_FLOOR", 0.75),
@@ -229,6 +231,8 @@ class Settings:
                                 f"got {s.pipeline_kind!r}")
         if s.pipeline_kind == "batch-endpoint" and not s.azureml_workspace_id:
             raise SettingsError("PIPELINE_KIND=batch-endpoint needs AZUREML_WORKSPACE_ID (the workspace's ARM id)")
+        if not 1 <= s.max_time_budget_s <= 86400:
+            raise SettingsError(f"setting MAX_TIME_BUDGET_S must be between 1 and 86400, got {s.max_time_budget_s}")
         if not 0 <= s.evaluation_percent <= 50:
             raise SettingsError(f"setting EVALUATION_PERCENT must be between 0 and 50, got {s.evaluation_percent}")
         if s.mode == "azure" and not (s.azure_subscription_id and s.azure_resource_group

@@ -23,9 +23,9 @@ OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
 ROUTE_PREFIX = "/api"  # host.json extensions.http.routePrefix
 MAX_BODY = 1024 * 1024
-# Pipeline parameters the webhook sets itself (from the top-level `dataset` and `reason`, and the audit id);
-# a request naming one in `parameters` is refused with 400.
-RESERVED_PARAMETERS = ("dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason")
+# Pipeline parameters the service sets itself (dataset, lineage, held-out share, champion): everything outside the
+# caller allowlist (pipeline_params.CALLER_PARAMETERS); a request naming one in `parameters` is refused with 400.
+RESERVED_PARAMETERS = tuple(n for n in pipeline_params.PARAMETERS if n not in pipeline_params.CALLER_PARAMETERS)
 SIGNATURE_PATTERN = r"^sha256=[0-9a-fA-F]{64}(,\s*sha256=[0-9a-fA-F]{64})*$"
 TIMESTAMP_PATTERN = r"^[0-9]{1,15}$"
 
@@ -93,7 +93,7 @@ _RUN_FIELDS = {
     "run_id": "Pipeline run id (the Azure ML run / the local pipeline endpoint's run `Id`).",
     "trigger_id": "Audit id of the trigger that submitted the run.",
     "trigger": "What fired: blob, timer, http, eventgrid or cli.",
-    "reason": "Why the run was asked for (upload, drift, http, or the webhook's `reason`).",
+    "reason": "Why the run was asked for: the trigger kind (upload, drift, http, manual).",
     "dataset_version": "Registered dataset version the run trains on.",
     "experiment": "Experiment the run is recorded under.",
     "submitted_at": "When the run was submitted (Unix seconds).",
@@ -147,8 +147,8 @@ def _columns_pattern() -> str:
 def parameter_schema(parameter: pipeline_params.Parameter) -> dict:
     """The JSON Schema of one pipeline parameter, as pipeline_params.Parameter.parse accepts it."""
     if parameter.name in RESERVED_PARAMETERS:
-        return {"not": {}, "description": f"Set by the service, not here ({parameter.name}: "
-                f"{parameter.description}): naming it is refused with 400; use the top-level `dataset` and `reason`."}
+        return {"not": {}, "description": f"Set by the service, not by a caller ({parameter.name}: "
+                f"{parameter.description}): naming it is refused with 400."}
     if parameter.kind == "integer":
         prop: dict = {"type": "integer"}
     elif parameter.kind == "number":
@@ -171,6 +171,11 @@ def parameter_schema(parameter: pipeline_params.Parameter) -> dict:
         prop["minimum"] = parameter.minimum
     if parameter.maximum is not None:
         prop["maximum"] = parameter.maximum
+    if parameter.name == "time_budget_s":  # a caller's budget is capped by the service's MAX_TIME_BUDGET_S
+        prop["maximum"] = pipeline_params.DEFAULT_MAX_TIME_BUDGET_S
+        parameter = dataclasses.replace(parameter, description=parameter.description + " (at most the service's "
+                                        f"MAX_TIME_BUDGET_S, {pipeline_params.DEFAULT_MAX_TIME_BUDGET_S} unless "
+                                        "configured otherwise)")
     if parameter.default not in (None, ""):
         prop["default"] = parameter.default
     prop["description"] = parameter.description[:1].upper() + parameter.description[1:] + "."
@@ -202,7 +207,8 @@ def retrain_request_schema() -> dict:
                 "properties": {name: parameter_schema(p) for name, p in pipeline_params.PARAMETERS.items()},
                 "additionalProperties": False,
             },
-            "reason": {"type": "string", "maxLength": 200, "description": "Why; recorded with the run."},
+            "reason": {"type": "string", "maxLength": 200, "description": "Why; recorded in the trigger's audit "
+                       "record (the run's and the pipeline's `reason` is the trigger kind, `http`)."},
             "requested_by": {"type": "string", "maxLength": 200, "description": "Who asks; recorded in the audit."},
         },
         "examples": [{"dataset": "latest", "reason": "nightly", "requested_by": "ci",

@@ -2,12 +2,20 @@
 the webhook and the services, so every route accepts exactly the same names and types.
 
 Unknown or ill-typed parameters are errors that name the parameter; nothing falls back to a silent default.
+
+Two lists: `PARAMETERS` is everything the SERVICE sends to the pipeline; `CALLER_PARAMETERS` is the allowlist of
+what a caller (the webhook's `parameters`) may choose. What gets compared or deployed (the champion, the held-out
+share, the dataset, the lineage) is never a caller's choice. Every string parameter matches a strict pattern (or
+an enum): the Azure ML command component substitutes `${{inputs.x}}` into its command line as text, so a value
+that passes here holds no shell metacharacter, quote, whitespace or `${{`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from shared.domain import schema
@@ -20,18 +28,79 @@ PRIMARY_METRICS = {
 # Parameters that are folders, not literals: a folder input of the Azure component (mounted for the job).
 FOLDER_INPUTS = {"champion_model"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+# An audit / request id (shared.domain.records.new_id: `http-1733531234567-1a2b3c4d`), or a test's shorter one.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# A stored drift report, `<container>/<yyyy>/<mm>/<dd>/<id>.html` (shared.bootstrap.report_writer): path segments
+# of letters, digits, '_', '.', '-', never '.' or '..' alone.
+_REPORT = re.compile(r"^(?=.{1,1024}$)(?!.*(?:^|/)\.{1,2}(?:/|$))"
+                     r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*){0,15}$")
+# The live model's folder as the registry has it: an absolute local path (the local stack) or an azureml:// /
+# https:// URI (Azure: a `uri_folder` input the job gets mounted). No quote, `$`, `;`, `|`, `&`, backslash, control
+# character or `..` segment.
+_FOLDER = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))(?:/|azureml://|https://)[A-Za-z0-9 _./:@+=~%-]{1,1000}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A URI of a CSV (http(s)/azureml/wasbs/abfss), no quote, whitespace, `$`, `;`, `|`, `&`, backtick or backslash.
+_URI = re.compile(r"^(?:https?|azureml|wasbs?|abfss?)://[A-Za-z0-9_./:@+=~%?-]{1,1000}$")
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only ("²".isdigit() is True; int("²") fails)
+# The webhook's default cap on `time_budget_s` (setting MAX_TIME_BUDGET_S).
+DEFAULT_MAX_TIME_BUDGET_S = 1800
+
+
+class Reason(StrEnum):
+    """Why a run was asked for: the trigger kind, the only `reason` the pipeline gets (a webhook caller's free-text
+    `reason` stays in the trigger's audit record)."""
+
+    UPLOAD = "upload"
+    DRIFT = "drift"
+    HTTP = "http"
+    MANUAL = "manual"
+
+
+# What each string parameter must look like (every one has an entry: tests/unit/test_pipeline_params.py).
+PATTERNS: dict[str, re.Pattern] = {
+    "experiment_name": _NAME, "dataset_name": _NAME, "trigger_id": _ID, "drift_report": _REPORT,
+    "champion_model": _FOLDER, "champion_digest": _DIGEST, "dataset_uri": _URI,
+}
+_PATTERN_HELP = {
+    "experiment_name": "1-255 characters of letters, digits, '_', '.', '-'",
+    "dataset_name": "1-255 characters of letters, digits, '_', '.', '-'",
+    "trigger_id": "an id of 1-128 letters, digits, '_', '-'",
+    "drift_report": "a report path like reports/2026/01/31/tmr-1-ab.html (letters, digits, '_', '.', '-', '/')",
+    "champion_model": "an absolute path or an azureml:// / https:// URI without quotes, '$', ';', '|', '&' or '..'",
+    "champion_digest": "sha256: and 64 lowercase hex digits",
+    "dataset_uri": "an http(s)/azureml/wasbs/abfss URI without quotes, whitespace, '$', ';', '|' or '&'",
+}
 
 
 class ParameterError(ValueError):
+    """Raised before anything is sent: a dispatcher treats it as a refusal (like a 400), not a maybe-started run."""
+
+    status = 400
+    maybe_started = False
+
     def __init__(self, name: str, message: str):
+        name = _clip(name)
         super().__init__(f"parameter '{name}': {message}")
         self.name = name
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    """A caller's value shown in an error: bounded, one line, printable (a 1 MB name must not become a 1 MB
+    detail, an audit row over the table's limit, and a 500)."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates are not storable text
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _show(raw: Any) -> str:
+    return repr(_clip(raw)) if isinstance(raw, str) else _clip(raw)
 
 
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    kind: str  # integer | number | string | columns | metric
+    kind: str  # integer | number | string | columns | metric | reason
     default: Any
     description: str
     minimum: float | None = None
@@ -47,48 +116,66 @@ class Parameter:
         elif self.kind == "columns":
             return _columns(self.name, raw)
         elif self.kind == "metric":
-            if str(raw) not in PRIMARY_METRICS:
-                raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {raw!r}")
-            return str(raw)
+            if not isinstance(raw, str) or raw not in PRIMARY_METRICS:
+                raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {_show(raw)}")
+            return raw
+        elif self.kind == "reason":
+            if not isinstance(raw, str) or raw not in set(Reason):
+                raise ParameterError(self.name, f"must be one of {', '.join(Reason)} (the trigger kind); "
+                                                f"got {_show(raw)}")
+            return raw
         else:
+            if not isinstance(raw, str | int) or isinstance(raw, bool):
+                raise ParameterError(self.name, f"must be a string; got {_show(raw)}")
             value = str(raw)
-            if self.name in ("experiment_name", "dataset_name") and not _NAME.match(value):
-                raise ParameterError(self.name, "must be 1-255 characters of letters, digits, '_', '.', '-'")
-            return value[:500]
+            pattern = PATTERNS[self.name]
+            if not pattern.fullmatch(value):  # fullmatch: `$` alone would let a trailing newline through
+                raise ParameterError(self.name, f"must be {_PATTERN_HELP[self.name]}; got {_show(raw)}")
+            return value
         if self.minimum is not None and value < self.minimum:
-            raise ParameterError(self.name, f"must be at least {self.minimum:g}; got {value}")
+            raise ParameterError(self.name, f"must be at least {self.minimum:g}; got {_clip(value, 30)}")
         if self.maximum is not None and value > self.maximum:
-            raise ParameterError(self.name, f"must be at most {self.maximum:g}; got {value}")
+            raise ParameterError(self.name, f"must be at most {self.maximum:g}; got {_clip(value, 30)}")
         return value
 
 
 def _integer(name: str, raw: Any) -> int:
+    """An int, an integral finite float, or a string of at most 18 ASCII digits; nothing else (bools, NaN,
+    Infinity, "²", a 400-digit string) gets further than a ParameterError."""
     if isinstance(raw, bool):
-        raise ParameterError(name, f"must be an integer; got {raw!r}")
+        raise ParameterError(name, f"must be an integer; got {_show(raw)}")
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, float) and raw.is_integer():
+    if isinstance(raw, float) and math.isfinite(raw) and raw.is_integer():
         return int(raw)
-    if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
-        return int(raw)
-    raise ParameterError(name, f"must be an integer; got {raw!r}")
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
+        return int(raw.strip())
+    raise ParameterError(name, f"must be an integer; got {_show(raw)}")
 
 
 def _number(name: str, raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ParameterError(name, f"must be a number; got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ParameterError(name, f"must be a number; got {_show(raw)}")
     try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise ParameterError(name, f"must be a number; got {raw!r}") from None
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ParameterError(name, f"must be a number; got {_show(raw)}") from None
+    if not math.isfinite(value):
+        raise ParameterError(name, f"must be a finite number; got {_show(raw)}")
+    return value
 
 
 def _columns(name: str, raw: Any) -> str:
-    items = raw if isinstance(raw, list) else [c for c in str(raw).split(",")]
-    columns = [str(c).strip() for c in items if str(c).strip()]
+    if not isinstance(raw, list | str):
+        raise ParameterError(name, f"must be a comma-separated string or a list of feature names; got {_show(raw)}")
+    items = raw if isinstance(raw, list) else raw.split(",")
+    if any(not isinstance(c, str) for c in items):
+        raise ParameterError(name, "must list feature names (strings)")
+    columns = [c.strip() for c in items if c.strip()]
     unknown = [c for c in columns if c not in schema.FEATURES]
     if unknown:
-        raise ParameterError(name, f"unknown column(s) {', '.join(unknown)}; features are {', '.join(schema.FEATURES)}")
+        shown = ", ".join(_clip(c, 40) for c in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+        raise ParameterError(name, f"unknown column(s) {shown}; features are {', '.join(schema.FEATURES)}")
     if len(set(columns)) == len(schema.FEATURES):
         raise ParameterError(name, "cannot exclude every feature")
     return ",".join(dict.fromkeys(columns))
@@ -109,10 +196,17 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("champion_model", "string", None, "the live model (MLflow model folder: a path, or an azureml:// "
               "URI mounted as a folder input) scored on the held-out rows"),
     Parameter("champion_version", "integer", None, "the live model's version (recorded with its figures)", minimum=1),
-    Parameter("trigger_id", "string", "", "audit id of the trigger that asked for the run (lineage)"),
-    Parameter("reason", "string", "", "why: upload, drift, http, ... (lineage)"),
+    Parameter("champion_digest", "string", None, "the live model folder's registered content hash: the step "
+              "scores the folder only if its bytes hash to this"),
+    Parameter("trigger_id", "string", None, "audit id of the trigger that asked for the run (lineage)"),
+    Parameter("reason", "reason", None, "the trigger kind: upload, drift, http or manual (lineage)"),
     Parameter("drift_report", "string", None, "the drift report that asked for the run (lineage)"),
 )}
+
+# What a caller may choose (the webhook's `parameters`); everything else is the service's to set.
+CALLER_PARAMETERS = ("time_budget_s", "seed", "exclude_columns", "primary_metric")
+# What the service's own triggers may add to a request (the drift check: the report that asked for the run).
+SERVICE_PARAMETERS = ("drift_report",)
 
 
 def validate(assignments: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +219,26 @@ def validate(assignments: dict[str, Any]) -> dict[str, Any]:
         if definition is None:
             raise ParameterError(name, f"unknown parameter; the pipeline accepts {', '.join(PARAMETERS)}")
         parsed[name] = definition.parse(raw)
+    return parsed
+
+
+def validate_caller(assignments: Any, *, max_time_budget_s: int = DEFAULT_MAX_TIME_BUDGET_S,
+                    allowed: tuple[str, ...] = CALLER_PARAMETERS) -> dict[str, Any]:
+    """A caller's choices: only the allowlisted names (`allowed`), typed, `time_budget_s` at most the service's
+    cap. Raises ParameterError naming the first refused parameter."""
+    if not isinstance(assignments, dict):
+        raise ParameterError("parameters", "must be an object of name -> value")
+    for name in assignments:
+        if name not in allowed:
+            if name in PARAMETERS:
+                raise ParameterError(name, f"is set by the service, not by the caller; a caller may set "
+                                           f"{', '.join(allowed)}")
+            raise ParameterError(name, f"unknown parameter; a caller may set {', '.join(allowed)}")
+    parsed = validate(assignments)
+    budget = parsed.get("time_budget_s")
+    if budget is not None and budget > max_time_budget_s:
+        raise ParameterError("time_budget_s", f"must be at most {max_time_budget_s} (the service's "
+                                              f"MAX_TIME_BUDGET_S); got {_clip(budget, 30)}")
     return parsed
 
 

@@ -31,7 +31,8 @@ from shared.services.run_queries import request_view
 
 MAX_TEXT = 200
 FIELDS = ("dataset", "parameters", "reason", "requested_by")
-RESERVED = ("dataset_version", "dataset_name", "dataset_uri", "trigger_id", "reason")
+# A registered dataset version: its row key is the number in 10 digits (shared.adapters.record_stores).
+MAX_DATASET_VERSION = 10**10 - 1
 __all__ = ["MAX_BODY", "TITLES", "HttpAnswer", "WebhookGuard", "WebhookRequest", "problem", "retrain_http"]
 INSTANCE = "/api/retrain"
 
@@ -103,9 +104,10 @@ def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, data
         _checked(http_guard.check_shape, request, instance=INSTANCE)
     if guard is not None:
         _authenticate(request, guard, now)
-    fields = _parse(body)
+    fields = _parse(body, target)
     record.data["requested_by"] = fields.get("requested_by", "")
-    reason = fields.get("reason") or "http"
+    record.data["reason"] = fields.get("reason", "")  # the caller's words: audit only, never the pipeline's
+    reason = pipeline_params.Reason.HTTP.value
     key = request.header("idempotency-key") if guard is not None else None
     deps = dict(target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models, audit=audit,
                 outbox=outbox, dispatch=dispatch)
@@ -130,40 +132,64 @@ def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> N
     _checked(http_guard.check_rate, guard.rate, request.client, now)
 
 
-def _parse(body: bytes) -> dict:
-    """The request object, schema-checked; a violation names the field."""
+def _parse(body: bytes, target: PipelineTarget) -> dict:
+    """The request object, schema-checked; a violation names the field. `parameters` is an allowlist
+    (pipeline_params.CALLER_PARAMETERS): what is compared, deployed or recorded as lineage is the service's."""
     try:
-        request = json.loads(body)
+        request = json.loads(body, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise Rejected(400, f"body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # also NaN/Infinity and integers of more than 4,300 digits
+        raise Rejected(400, f"body is not valid JSON: {pipeline_params._clip(exc, 120)}") from None
+    except RecursionError:
+        raise Rejected(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise Rejected(400, 'body must be a JSON object like {"dataset": "latest"}')
     unknown = sorted(set(request) - set(FIELDS))
     if unknown:
-        raise Rejected(400, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+        raise Rejected(400, f"unknown field {pipeline_params._show(unknown[0])}; the fields are {', '.join(FIELDS)}")
     dataset = request.get("dataset")
     if dataset is None:
         raise Rejected(400, "field 'dataset' is required: \"latest\", a version (\"3\" or \"v3\") or a blob URI")
     if not isinstance(dataset, str) or not dataset.strip():
-        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {json.dumps(dataset)[:50]}")
-    for name in ("reason", "requested_by"):
+        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {pipeline_params._clip(dataset, 50)}")
+    for name in ("dataset", "reason", "requested_by"):
         value = request.get(name, "")
-        if not isinstance(value, str) or len(value) > MAX_TEXT:
+        if name != "dataset" and (not isinstance(value, str) or len(value) > MAX_TEXT):
             raise Rejected(400, f"field {name!r} must be a string of at most {MAX_TEXT} characters")
+        if not _storable(value):
+            raise Rejected(400, f"field {name!r} must be Unicode text without lone surrogates or NUL characters")
     parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):
         raise Rejected(400, "field 'parameters' must be an object of pipeline parameters")
-    reserved = sorted(set(parameters) & set(RESERVED))
+    reserved = sorted(n for n in parameters if n in pipeline_params.PARAMETERS
+                      and n not in pipeline_params.CALLER_PARAMETERS)
     if reserved:
-        raise Rejected(400, f"parameters.{reserved[0]} is set by the service; use the top-level 'dataset' and "
-                            "'reason' fields")
+        hint = "; use the top-level 'dataset' and 'reason' fields" if reserved[0] in _TOP_LEVEL else ""
+        raise Rejected(400, f"parameters.{reserved[0]} is set by the service, not by the caller; a caller may set "
+                            f"{', '.join(pipeline_params.CALLER_PARAMETERS)}{hint}")
     try:
-        request["parameters"] = pipeline_params.validate(parameters)
+        request["parameters"] = pipeline_params.validate_caller(parameters, max_time_budget_s=target.max_budget_s)
     except pipeline_params.ParameterError as exc:
         raise Rejected(400, f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}") from None
     return request
+
+
+# Parameters whose caller-facing equivalent is a top-level field.
+_TOP_LEVEL = ("dataset_version", "dataset_name", "dataset_uri", "reason")
+
+
+def _no_constant(token: str):
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _storable(text: str) -> bool:
+    """Text a table row can hold: encodable as UTF-8 (no lone surrogate from a `\\ud800` escape) and no NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, guard: WebhookGuard, now: float,
@@ -191,6 +217,10 @@ def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, gua
     except Rejected as exc:
         if not getattr(exc, "outcome_unknown", False):
             guard.idempotency.abandon(key, owner=started.owner)  # nothing happened: a retry may go through
+        raise
+    except Exception:
+        if not {"queued", "posted"} & record.stages.keys():  # failed before anything was asked for: free the key
+            guard.idempotency.abandon(key, owner=started.owner)
         raise
     guard.idempotency.complete(key, answer.status, answer.body, answer.headers.get("Location"), owner=started.owner,
                                now=now)
@@ -247,19 +277,28 @@ def resolve_dataset(ref: str, datasets):
             raise Rejected(404, "no dataset version is registered yet; upload a file first")
         return found
     number = text.lower().removeprefix("v")
-    if number.isdigit():
-        found = datasets.get(int(number))
+    if number.isascii() and number.isdigit():  # ASCII only: "²".isdigit() is True and int("²") fails
+        digits = number.lstrip("0") or "0"
+        version = int(digits) if len(digits) <= len(str(MAX_DATASET_VERSION)) else MAX_DATASET_VERSION + 1
+        if not 1 <= version <= MAX_DATASET_VERSION:
+            raise Rejected(400, f"field 'dataset': a version is a number from 1 to {MAX_DATASET_VERSION}, got "
+                                f"{pipeline_params._show(text)}")
+        found = datasets.get(version)
         if found is None:
-            raise Rejected(404, f"dataset version {text} does not exist")
+            raise Rejected(404, f"dataset version {pipeline_params._clip(text)} does not exist")
         return found
-    uri = urlparse(text)
-    if uri.scheme not in ("http", "https") or not uri.path.strip("/"):
+    try:
+        uri = urlparse(text)
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        uri = None
+    if uri is None or uri.scheme not in ("http", "https") or not uri.path.strip("/"):
         raise Rejected(400, f"field 'dataset' must be \"latest\", a version (\"3\" or \"v3\") or a blob URI "
-                            f"(https://<account>.blob.core.windows.net/<container>/<path>), got {text[:80]!r}")
+                            f"(https://<account>.blob.core.windows.net/<container>/<path>), got "
+                            f"{pipeline_params._show(text[:80])}")
     path = unquote(uri.path).strip("/")
     for version in reversed(datasets.list()):  # Azure: /container/path; Azurite: /account/container/path
         for blob in (f"{version.container}/{version.path}", version.source_blob):
             if path == blob or path.endswith("/" + blob):
                 return version
-    raise Rejected(404, f"no registered dataset version has the blob {path[:120]!r}; upload it to the incoming "
-                        "container first (the blob trigger validates and registers it)")
+    raise Rejected(404, f"no registered dataset version has the blob {pipeline_params._show(path[:120])}; upload "
+                        "it to the incoming container first (the blob trigger validates and registers it)")

@@ -25,6 +25,7 @@ from shared.domain.run_events import (
     status_outcome,
     topic_problem,
 )
+from shared.scoring.model_digest import same_digest
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +202,10 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
 
 
 def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion | None) -> Decision:
-    """The run's evaluation of both models on its held-out rows, when it scored the model that is live now;
-    otherwise (the live model changed since the run was submitted, or the run could not score it) the recorded
-    held-out figures of both runs (different rows: noted as the basis)."""
+    """The run's evaluation of both models on its held-out rows, when it provably scored the model that is live
+    now: the content hash of the folder it scored (`champion.digest`) equals the live model's registered digest.
+    Otherwise (the live model changed since the run was submitted, the run could not score it, or either hash is
+    missing or differs) the recorded held-out figures of both runs (different rows: noted as the basis)."""
     evaluation = metrics.get("evaluation_slice") or {}
     challenger = dict(evaluation.get("challenger") or {})
     if not challenger and live is None and "auc" in metrics:  # a run without held-out rows: its CV figures
@@ -211,12 +213,19 @@ def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion
     if live is None:
         return _with_basis(decide(policy, challenger, None), "held_out_rows")
     champion = evaluation.get("champion") or None
-    if champion and str(champion.get("version")) == str(live.version):
+    scored = str((champion or {}).get("digest") or "")
+    if champion and same_digest(scored, live.digest):
         return _with_basis(decide(policy, challenger, champion, champion_version=live.version), "same_rows")
     recorded = dict(((live.metrics or {}).get("evaluation_slice") or {}).get("challenger") or {})
     decision = decide(policy, challenger, recorded or None, champion_version=live.version)
-    why = ("the run scored v{} but v{} is live now".format(champion.get("version"), live.version) if champion
-           else evaluation.get("champion_error") or "the run did not score the live model")
+    if not champion:
+        why = evaluation.get("champion_error") or "the run did not score the live model"
+    elif not live.digest:
+        why = f"the live v{live.version} has no registered digest"
+    elif str(champion.get("version")) != str(live.version):
+        why = "the run scored v{} but v{} is live now".format(champion.get("version"), live.version)
+    else:
+        why = f"the model the run scored is not the registered v{live.version} (content digest differs)"
     return _with_basis(decision, f"recorded_figures ({why})")
 
 

@@ -20,17 +20,27 @@ class PipelineTarget:
     data_input: str
     budget_s: int
     evaluation_percent: int = 10  # rows held out (by row hash) for the champion/challenger comparison
+    # MAX_TIME_BUDGET_S: the most training time a caller's `time_budget_s` may ask for.
+    max_budget_s: int = pipeline_params.DEFAULT_MAX_TIME_BUDGET_S
 
 
 def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord, pipeline, runs,
                     target: PipelineTarget, parameters: dict[str, Any] | None = None,
                     uploaded_at: float | None = None, models=None) -> RunRecord:
-    """`models` (the registry): when a model is live, the run also scores it on the held-out rows, so the
-    completion handler can compare champion and challenger on the same rows."""
-    params = {"dataset_name": dataset.name, "dataset_version": dataset.version, "reason": reason,
-              "trigger_id": record.id, "time_budget_s": target.budget_s,
-              "evaluation_percent": target.evaluation_percent, **_champion(models), **(parameters or {})}
-    pipeline_params.validate(params)  # the pipeline refuses unknown names anyway: fail before the POST
+    """`reason` is the trigger kind (pipeline_params.Reason). `parameters`: what the caller chose
+    (pipeline_params.CALLER_PARAMETERS, `time_budget_s` capped at `target.max_budget_s`) plus what the service's own
+    triggers add (SERVICE_PARAMETERS); anything else raises ParameterError before the POST, whichever route stored
+    it. The dataset, the lineage, the held-out share and the champion are set here, after the caller's values, so
+    no caller value can replace them. `models` (the registry): when a model with a registered digest is live, the
+    run also scores it on the held-out rows, so the completion handler can compare champion and challenger on the
+    same rows."""
+    chosen = pipeline_params.validate_caller(
+        parameters or {}, max_time_budget_s=target.max_budget_s,
+        allowed=pipeline_params.CALLER_PARAMETERS + pipeline_params.SERVICE_PARAMETERS)
+    params = {"time_budget_s": target.budget_s, **chosen,
+              "dataset_name": dataset.name, "dataset_version": dataset.version, "reason": reason,
+              "trigger_id": record.id, "evaluation_percent": target.evaluation_percent, **_champion(models)}
+    pipeline_params.validate(params)  # every string to its pattern: the pipeline gets data, never code
     data_paths = {target.data_input: {"DataStoreName": target.datastore,
                                       "RelativePath": dataset.path}}
     record.stage("posted")
@@ -50,7 +60,9 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
 
 
 def _champion(models) -> dict[str, Any]:
+    """The live model, from the registry only. Without a registered digest the run could not prove it scored
+    those bytes (and the completion handler would not use its figures), so it is not asked to load it at all."""
     live = models.live() if models is not None else None
-    if live is None or not live.model_dir:
+    if live is None or not live.model_dir or not getattr(live, "digest", ""):
         return {}
-    return {"champion_model": live.model_dir, "champion_version": live.version}
+    return {"champion_model": live.model_dir, "champion_version": live.version, "champion_digest": live.digest}

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--champion-model", default="", help="MLflow model directory of the live model, scored on "
                    "the same held-out rows")
     p.add_argument("--champion-version", default="", help="the live model's version (recorded with its figures)")
+    p.add_argument("--champion-digest", default="", help="the live model folder's registered content hash "
+                   "(sha256:...): the folder is loaded only if its bytes hash to this")
     return p
 
 
@@ -200,8 +202,7 @@ def evaluate_slice(held_out, model_dir: Path, args) -> dict[str, Any]:
         summary["challenger"], summary["challenger_error"] = None, str(exc)
     if args.champion_model:
         try:
-            champion = ScoringModel.load(args.champion_model, version=str(args.champion_version or "live"))
-            summary["champion"] = {**score_frame(champion, held_out), "version": args.champion_version or None}
+            summary["champion"] = score_champion(held_out, args)
         except Exception as exc:  # noqa: BLE001 - the live model failing to score is a finding, not a crash
             summary["champion_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
     figures = summary.get("challenger") or {}
@@ -209,6 +210,26 @@ def evaluate_slice(held_out, model_dir: Path, args) -> dict[str, Any]:
     say(f"held-out rows: new model AUC {figures.get('auc', float('nan')):.4f}"
         + (f", live v{args.champion_version} AUC {champ['auc']:.4f}" if champ else ""))
     return summary
+
+
+class ChampionMismatch(ValueError):
+    """The champion folder's bytes are not the ones registered: not loaded (a pickle is code)."""
+
+
+def score_champion(held_out, args) -> dict[str, Any]:
+    """The live model's figures on the held-out rows, with the content hash of the folder that was scored
+    (`digest`): the completion handler uses them as "same rows, same champion" only when that hash is the live
+    model's registered one. With `--champion-digest`, a folder whose hash differs is refused before loading."""
+    from shared.scoring.model_digest import folder_digest, same_digest
+    from shared.scoring.runtime import ScoringModel
+    from shared.training.evaluate import score_frame
+
+    digest = folder_digest(args.champion_model)
+    if args.champion_digest and not same_digest(digest, args.champion_digest):
+        raise ChampionMismatch(f"the champion folder hashes to {digest}, not to its registered "
+                               f"{args.champion_digest}; not loaded")
+    champion = ScoringModel.load(args.champion_model, version=str(args.champion_version or "live"))
+    return {**score_frame(champion, held_out), "version": args.champion_version or None, "digest": digest}
 
 
 def _add_to_metrics_file(out: Path, key: str, value: Any) -> None:

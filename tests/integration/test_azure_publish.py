@@ -55,6 +55,25 @@ def test_component_runs_the_same_training_code_with_every_input(component):
     assert missing == [], f"training job lacks flags used by the component: {missing}"
 
 
+def test_no_free_text_input_reaches_the_command_line(component):
+    """Azure ML substitutes `${{inputs.x}}` into the command as text: each input there is a number, an enum, a
+    folder/file Azure mounts, or a string whose pipeline_params pattern refuses shell text."""
+    from shared.domain.pipeline_params import PATTERNS, ParameterError, validate
+
+    substituted = set(re.findall(r"\$\{\{inputs\.([a-z_]+)\}\}", component.command))
+    assert substituted == set(component.inputs) - {"dataset_name"}
+    for name in sorted(substituted):
+        spec = component.inputs[name]
+        if spec.type in ("integer", "number", "uri_file", "uri_folder") or getattr(spec, "enum", None):
+            continue
+        assert spec.type == "string", name
+        assert name in PATTERNS or PARAMETERS[name].kind == "columns", f"{name} reaches the command unchecked"
+        for hostile in ("a;id", "$(id)", "`id`", "a b", "a\nb", "${{inputs.seed}}", "a|b", "'"):
+            with pytest.raises(ParameterError):
+                validate({name: hostile})
+    assert component.inputs["reason"].enum == ["upload", "drift", "http", "manual"]
+
+
 def test_environment_is_pinned_from_requirements_train(component):
     pins = component.environment.conda_file["dependencies"][-1]["pip"]
     lines = [line for line in (PROJECT_ROOT / "requirements-train.txt").read_text().splitlines()

@@ -4,6 +4,9 @@ it saves, the metrics, MLflow tracking in a local file store, and the job's proc
 from __future__ import annotations
 
 import json
+import pathlib
+import pickle
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ import pytest
 
 from local.processes import PROJECT_ROOT
 from shared.domain import schema
+from shared.scoring.model_digest import folder_digest
 from shared.training import job
 from shared.training.train import code_version, train
 
@@ -141,6 +145,8 @@ def test_job_scores_the_champion_on_the_same_held_out_rows(trained, small_bank_c
     second = json.loads((out / "metrics.json").read_text())["evaluation_slice"]
     assert second["rows"] == first["rows"] and second["champion"]["rows"] == first["rows"]
     assert second["champion"]["version"] == "1"
+    # the content hash of the folder it scored: what the completion handler compares with the registered one
+    assert second["champion"]["digest"] == folder_digest(trained["out"] / "model")
     # the first model scored on the same rows again: the figures it recorded for itself
     assert second["champion"]["auc"] == pytest.approx(first["challenger"]["auc"])
     assert second["champion"]["accuracy"] == pytest.approx(first["challenger"]["accuracy"])
@@ -152,7 +158,35 @@ def test_a_champion_that_cannot_be_loaded_is_recorded_not_fatal(small_bank_csv, 
             "--champion-model", str(tmp_path / "nowhere"), "--champion-version", "4"]
     assert job.main(argv) == 0
     evaluation = json.loads((out / "metrics.json").read_text())["evaluation_slice"]
-    assert evaluation["champion"] is None and "not an MLflow model directory" in evaluation["champion_error"]
+    assert evaluation["champion"] is None and "does not exist" in evaluation["champion_error"]
+
+
+def test_a_champion_whose_bytes_are_not_the_registered_ones_is_never_unpickled(trained, small_bank_csv, tmp_path):
+    """The folder the service names is hashed before loading: a pickle swapped in after registration does not run."""
+    registered = folder_digest(trained["out"] / "model")
+    swapped = tmp_path / "model"
+    shutil.copytree(trained["out"] / "model", swapped)
+    marker = tmp_path / "the-pickle-ran"
+    (swapped / "model.pkl").write_bytes(pickle.dumps(_Touch(str(marker))))
+    base = ["--data", str(small_bank_csv), "--budget-s", "3", "--max-iter", "1", "--champion-model", str(swapped),
+            "--champion-version", "1"]
+    assert job.main([*base, "--out", str(tmp_path / "checked"), "--champion-digest", registered]) == 0
+    evaluation = json.loads((tmp_path / "checked" / "metrics.json").read_text())["evaluation_slice"]
+    assert evaluation["champion"] is None and "not loaded" in evaluation["champion_error"]
+    assert registered in evaluation["champion_error"] and not marker.exists()
+    # the same folder without the check is loaded (and its pickle runs): what the check prevents
+    assert job.main([*base, "--out", str(tmp_path / "unchecked")]) == 0
+    assert marker.exists()
+
+
+class _Touch:
+    """A pickle that creates a file when loaded."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
 def test_saved_model_loads_with_its_own_copy_of_the_code(trained, small_bank_csv, tmp_path):

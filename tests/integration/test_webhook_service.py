@@ -46,7 +46,8 @@ def env(azurite, httpserver, small_bank_csv):
             sent.update(sign(SECRET, raw, int(at)))
         sent.update(headers or {})
         return retrain_http(WebhookRequest(raw, sent, method), guard=guard, target=TARGET, datasets=stores.datasets,
-                            pipeline=pipeline, runs=stores.runs, audit=stores.audit, now=NOW if now is None else now)
+                            pipeline=pipeline, runs=stores.runs, audit=stores.audit, models=stores.models,
+                            now=NOW if now is None else now)
 
     return type("Env", (), {"call": staticmethod(call), "stores": stores, "dataset": dataset, "guard": guard,
                             "settings": settings})
@@ -70,12 +71,14 @@ def test_signed_request_is_accepted_with_location_and_the_run_record(env, httpse
                                "parameters": {"seed": 3}})
     assert answer.status == 202 and answer.headers["Location"] == "/api/runs/run-1"
     assert answer.body["run_id"] == answer.body["id"] == "run-1" and answer.body["status"] == "Submitted"
-    assert answer.body["dataset_version"] == env.dataset.version and answer.body["reason"] == "ci"
+    assert answer.body["dataset_version"] == env.dataset.version and answer.body["reason"] == "http"
     stored = env.stores.audit.get(record.id)
     assert stored.outcome == "submitted" and stored.data["requested_by"] == "pipeline-7"
-    assert stored.data["client"] == "10.0.0.1"
+    assert stored.data["client"] == "10.0.0.1" and stored.data["reason"] == "ci"  # the caller's words: audit only
     (request, _), = httpserver.log
-    assert request.get_json()["ParameterAssignments"]["seed"] == "3"  # the REST contract's string assignments
+    sent = request.get_json()["ParameterAssignments"]
+    assert sent["seed"] == "3"  # the REST contract's string assignments
+    assert sent["reason"] == "http" and sent["trigger_id"] == record.id  # the trigger kind, not the caller's text
 
 
 @pytest.mark.parametrize("headers, at, text", [
@@ -223,3 +226,121 @@ def test_an_unresolved_key_vault_reference_is_never_used_as_the_secret(azurite, 
     settings = Settings(storage_connection=azurite, webhook_table=f"webhook{uuid.uuid4().hex[:8]}")
     guard = webhook_guard(settings, storage.table_service(settings))
     assert guard.secrets == ("older-secret",)
+
+
+# ------------------------------------------------------------------------------ caller parameters: an allowlist
+
+
+def _live_model(env, tmp_path):
+    """A live model with a registered digest, as the completion handler registers one."""
+    folder = tmp_path / "live-model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    from shared.scoring.model_digest import folder_digest
+
+    model = env.stores.models.register(run_id="r0", dataset_version=env.dataset.version, model_dir=str(folder),
+                                       metrics={}, digest=folder_digest(folder))
+    env.stores.models.set_live(model.version)
+    return model
+
+
+@pytest.mark.parametrize("parameters, name", [
+    ({"champion_model": "/etc"}, "champion_model"),
+    ({"champion_version": 1}, "champion_version"),
+    ({"champion_digest": "sha256:" + "0" * 64}, "champion_digest"),
+    ({"evaluation_percent": 0}, "evaluation_percent"),
+    ({"experiment_name": "mine"}, "experiment_name"),
+    ({"drift_report": "reports/x.html"}, "drift_report"),
+    ({"dataset_uri": "https://evil.example/x.csv"}, "dataset_uri"),
+    ({"reason": "http"}, "reason"),
+    ({"seed": 1, "champion_model": "/etc"}, "champion_model"),
+])
+def test_parameters_outside_the_allowlist_are_refused_by_name(env, parameters, name):
+    answer, record = env.call({"dataset": "latest", "parameters": parameters})
+    assert_problem(answer, env.stores.audit.get(record.id), 400, f"parameters.{name} is set by the service")
+    assert env.stores.runs.list() == []
+
+
+def test_a_caller_budget_over_the_cap_is_refused(env):
+    answer, record = env.call({"dataset": "latest", "parameters": {"time_budget_s": 86400}})
+    assert_problem(answer, env.stores.audit.get(record.id), 400, "parameters.time_budget_s: must be at most 1800")
+
+
+@pytest.mark.parametrize("value", ["x; rm -rf /", "$(id)", "`id`", "a | b", "line\nbreak", "${{inputs.seed}}"])
+def test_shell_text_in_parameters_is_refused(env, value):
+    for parameters in ({"reason": value}, {"exclude_columns": value}, {"primary_metric": value}, {value: 1}):
+        answer, record = env.call({"dataset": "latest", "parameters": parameters}, client=f"10.9.{len(value)}.1")
+        assert answer.status == 400, (parameters, answer)
+        assert env.stores.audit.get(record.id).outcome == "rejected"
+
+
+def test_the_service_sets_the_champion_from_the_registry_after_the_caller(env, httpserver, tmp_path):
+    live = _live_model(env, tmp_path)
+    accept(httpserver, "run-c")
+    answer, _ = env.call({"dataset": "latest", "reason": "$(id)", "parameters": {"time_budget_s": 7, "seed": 2}})
+    assert answer.status == 202, answer
+    (request, _), = httpserver.log
+    sent = request.get_json()["ParameterAssignments"]
+    assert sent["champion_model"] == live.model_dir and sent["champion_version"] == str(live.version)
+    assert sent["champion_digest"] == live.digest and sent["evaluation_percent"] == str(TARGET.evaluation_percent)
+    assert sent["time_budget_s"] == "7" and sent["seed"] == "2" and sent["reason"] == "http"
+
+
+# ------------------------------------------------------------------------------ no input gives a 500
+
+
+@pytest.mark.parametrize("dataset, text", [
+    ("²", 'must be "latest"'),
+    ("v²", 'must be "latest"'),
+    ("٣", 'must be "latest"'),
+    ("1" * 400, "a version is a number from 1 to 9999999999"),
+    ("v" + "9" * 5000, "a version is a number from 1 to 9999999999"),
+    ("0", "a version is a number from 1"),
+    ("http://[::1/x", 'must be "latest"'),
+])
+def test_a_malformed_dataset_is_a_400_that_is_audited_and_frees_the_idempotency_key(env, httpserver, dataset, text):
+    key = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
+    answer, record = env.call({"dataset": dataset}, headers=key)
+    assert_problem(answer, env.stores.audit.get(record.id), 400, text)
+    assert len(answer.body["detail"]) < 400
+    accept(httpserver, "run-fixed")  # the same key with the corrected body goes through
+    fixed, _ = env.call({"dataset": "latest"}, headers=key, at=NOW + 1, now=NOW + 1)
+    assert fixed.status == 202 and fixed.body["run_id"] == "run-fixed"
+
+
+NASTY_VALUES = ["²", "1" * 400, "9" * 5000, "\ud800", "\U0001F600" * 100, "x" * 100_000, "\x00", "$(id)", "..",
+                None, True, 0, -1, 10 ** 30, 1e308, 1.5, [], {}, ["duration"] * 1000, [[[]]]]
+
+
+def _bodies():
+    raw = [b'{"dataset": "latest", "parameters": {"seed": NaN}}', b'{"dataset": "latest", "parameters": '
+           b'{"time_budget_s": Infinity}}', b'{"dataset": "latest", "parameters": {"seed": -Infinity}}',
+           b'{"dataset": "latest", "parameters": {"seed": ' + b"9" * 5000 + b"}}",
+           b'{"dataset": "\\ud800"}', b'{"dataset": "latest", "requested_by": "\\udfff"}',
+           b'{"dataset": "latest", "reason": "\\u0000"}', b"[" * 100_000 + b"]" * 100_000,
+           b'{"' + b"k" * 500_000 + b'": 1}', b'{"dataset": "latest", "parameters": {"' + b"p" * 500_000 + b'": 1}}',
+           "{\"dataset\": \"\U0001F600\"}".encode(), b"\xff\xfe", b'{"dataset": "latest"}' + b" " * 10]
+    for value in NASTY_VALUES:
+        for field in ("dataset", "reason", "requested_by", "parameters"):
+            raw.append(json.dumps({"dataset": "latest", field: value}).encode())
+        for name in ("seed", "time_budget_s", "exclude_columns", "primary_metric", "champion_model"):
+            raw.append(json.dumps({"dataset": "latest", "parameters": {name: value}}).encode())
+    return raw
+
+
+def test_no_body_gets_a_5xx_and_every_refusal_is_audited(env, httpserver):
+    """A property-style sweep: every nasty body is answered below 500, with a storable problem document."""
+    from werkzeug import Response
+
+    httpserver.expect_request(SUBMIT, method="POST").respond_with_handler(
+        lambda request: Response(json.dumps({"Id": uuid.uuid4().hex}), content_type="application/json"))
+    for i, body in enumerate(_bodies()):
+        answer, record = env.call(body, client=f"10.{i // 250}.{i % 250}.7")
+        assert answer.status < 500, (body[:80], answer)
+        if answer.status >= 400:
+            json.dumps(answer.body).encode("utf-8")  # no lone surrogate in what we send back
+            assert len(answer.body["detail"]) < 1000, body[:80]
+            assert env.stores.audit.get(record.id).outcome == "rejected", body[:80]
+        for run in env.stores.runs.list():  # nothing accepted here stays in flight for the next body
+            run.status = "Deployed"
+            env.stores.runs.save(run)

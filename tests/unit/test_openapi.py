@@ -279,6 +279,8 @@ def test_the_retrain_parameters_are_exactly_the_pipeline_parameters(doc):
     properties = doc["components"]["schemas"]["RetrainRequest"]["properties"]["parameters"]["properties"]
     assert list(properties) == list(pipeline_params.PARAMETERS)
     kinds = {"integer": "integer", "number": "number", "string": "string", "metric": "string"}
+    # only the caller allowlist is open; every other pipeline parameter is the service's
+    assert {n for n in properties if "not" not in properties[n]} == set(pipeline_params.CALLER_PARAMETERS)
     for name, parameter in pipeline_params.PARAMETERS.items():
         prop = properties[name]
         if name in openapi.RESERVED_PARAMETERS:
@@ -288,7 +290,8 @@ def test_the_retrain_parameters_are_exactly_the_pipeline_parameters(doc):
             assert [s["type"] for s in prop["anyOf"]] == ["string", "array"]
         else:
             assert prop["type"] == kinds[parameter.kind], name
-        assert (prop.get("minimum"), prop.get("maximum")) == (parameter.minimum, parameter.maximum), name
+        maximum = pipeline_params.DEFAULT_MAX_TIME_BUDGET_S if name == "time_budget_s" else parameter.maximum
+        assert (prop.get("minimum"), prop.get("maximum")) == (parameter.minimum, maximum), name
         if parameter.default not in (None, ""):
             assert prop["default"] == parameter.default
             assert pipeline_params.validate({name: parameter.default}) == {name: parameter.default}
