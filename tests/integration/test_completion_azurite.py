@@ -4,6 +4,7 @@ scoring server's switching is tested in test_scoring_bluegreen.py, and the whole
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 
@@ -87,12 +88,18 @@ def submitted(parts, run_id: str, *, age_s: float = 0.0, status: str = "Submitte
     return run
 
 
+def digest_of(run_id: str) -> str:
+    """The content digest the training step reports for the model of `run_id` (metrics `model_digest`)."""
+    return "sha256:" + hashlib.sha256(run_id.encode()).hexdigest()
+
+
 def serve_run(httpserver, run_id: str, *, status="Completed", auc=0.93, champion: dict | None = None):
     evaluation = {"percent": 10, "rows": 300, "challenger": {"auc": auc, "accuracy": 0.91, "rows": 300},
                   "champion": champion}
     body = {"Id": run_id, "Status": status,
             "Outputs": {"model": {"Uri": f"file:///models/{run_id}/model"},
-                        "metrics": {"auc": auc, "accuracy": 0.91, "evaluation_slice": evaluation}}}
+                        "metrics": {"auc": auc, "accuracy": 0.91, "evaluation_slice": evaluation,
+                                    "model_digest": digest_of(run_id)}}}
     if status == "Failed":
         body["Error"] = {"error": {"code": "UserError", "message": "training step exited with code 1"}}
     httpserver.expect_request(f"{RUNS}/{run_id}", method="GET", headers={"Authorization": "Bearer tok"}) \
@@ -211,7 +218,8 @@ def test_a_worse_challenger_is_kept_out_with_both_figures_recorded(parts, httpse
     serve_run(httpserver, "run-1", auc=0.93)
     assert event(parts, "run-1").outcome == "deployed"
     submitted(parts, "run-2")
-    serve_run(httpserver, "run-2", auc=0.90, champion={"auc": 0.93, "accuracy": 0.91, "rows": 300, "version": 1})
+    serve_run(httpserver, "run-2", auc=0.90, champion={"auc": 0.93, "accuracy": 0.91, "rows": 300, "version": 1,
+                                                       "digest": digest_of("run-1")})
     kept = event(parts, "run-2")
     assert kept.outcome == "kept_champion" and "-0.0300" in kept.detail and "same_rows" in kept.detail
     assert kept.data["decision"]["champion"]["auc"] == 0.93 and kept.data["decision"]["challenger"]["auc"] == 0.90
@@ -219,12 +227,28 @@ def test_a_worse_challenger_is_kept_out_with_both_figures_recorded(parts, httpse
     assert [c[0] for c in parts["deployer"].calls] == ["deploy"]  # the second model never reached the endpoint
 
 
+def test_figures_of_a_champion_that_is_not_the_registered_one_are_not_used(parts, httpserver):
+    """A run that scored other bytes under the live version's number (a swapped folder, or a caller-chosen one)
+    does not get the same-rows comparison: the live model's own recorded figures decide."""
+    submitted(parts, "run-1")
+    serve_run(httpserver, "run-1", auc=0.93)
+    assert event(parts, "run-1").outcome == "deployed"
+    assert parts["models"].live().digest == digest_of("run-1")
+    submitted(parts, "run-2")
+    serve_run(httpserver, "run-2", auc=0.90, champion={"auc": 0.50, "rows": 300, "version": 1,
+                                                       "digest": digest_of("someone-elses-folder")})
+    kept = event(parts, "run-2")
+    assert kept.outcome == "kept_champion" and "same_rows" not in kept.detail
+    assert "content digest differs" in kept.detail and kept.data["decision"]["champion"]["auc"] == 0.93
+
+
 def test_a_challenger_within_the_margin_is_promoted(parts, httpserver):
     submitted(parts, "run-1")
     serve_run(httpserver, "run-1", auc=0.93)
     event(parts, "run-1")
     submitted(parts, "run-2")
-    serve_run(httpserver, "run-2", auc=0.928, champion={"auc": 0.93, "rows": 300, "version": 1})
+    serve_run(httpserver, "run-2", auc=0.928, champion={"auc": 0.93, "rows": 300, "version": 1,
+                                                        "digest": digest_of("run-1")})
     assert event(parts, "run-2").outcome == "deployed"
     assert parts["models"].live().version == 2 and parts["models"].previous_live().version == 1
 
