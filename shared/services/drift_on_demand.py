@@ -48,8 +48,9 @@ def result_answer(record: AuditRecord) -> HttpAnswer:
     body = {"audit_id": record.id, "outcome": record.outcome, "detail": record.detail, "run_id": record.run_id,
             "drift": record.data.get("drift"), "report": record.data.get("report"),
             "job": record.data.get("offload", {}).get("job")}
-    status = 202 if record.outcome == PROFILING else 200  # a large window: the verdict follows its job
-    return HttpAnswer(status, json.loads(json.dumps(body, default=str)), {"Location": location(record.id)})
+    if record.outcome == PROFILING:  # a large window: the verdict follows its job, in the audit record shown here
+        return HttpAnswer(202, json.loads(json.dumps(body, default=str)), {"Location": location(record.id)})
+    return HttpAnswer(200, json.loads(json.dumps(body, default=str)))
 
 
 def single_flight(flight, run_check: Callable[[str], AuditRecord], *, record_id: str, now: float):

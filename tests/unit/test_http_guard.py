@@ -74,5 +74,5 @@ def test_a_handed_over_window_is_202_and_the_answer_keeps_its_keys():
     record = AuditRecord(id="http-1", trigger="http", function="drift_http", started_at=1.0, outcome="profiling")
     record.data["offload"] = {"job": "job-7"}
     answer = result_answer(record)
-    assert answer.status == 202 and answer.body["job"] == "job-7"
+    assert answer.status == 202 and answer.body["job"] == "job-7" and answer.headers["Location"] == "/api/runs/http-1"
     assert set(answer.body) == {"audit_id", "outcome", "detail", "run_id", "drift", "report", "job"}
