@@ -289,3 +289,45 @@ def test_trigger_signs_with_the_local_stack_secret(local_stack_dir, server):
     verified(host.requests[0], local_secret)
     assert host.requests[0]["headers"]["x-functions-key"] == local_key
     assert_no_secrets(proc, local_key, local_secret)
+
+
+# ------------------------------------------------------------------------------------------------- drift-check
+
+
+def drift_host(server: HTTPServer, answer: Response) -> list[dict]:
+    arrived: list[dict] = []
+
+    def handle(request: Request) -> Response:
+        arrived.append({"body": request.get_data(), "headers": {k.lower(): v for k, v in request.headers}})
+        return answer
+
+    server.clear()
+    server.expect_request("/api/drift-check", method="POST").respond_with_handler(handle)
+    return arrived
+
+
+def test_drift_check_signs_an_empty_body_and_prints_the_verdict(tmp_path, server):
+    verdict = {"audit_id": "http-5", "outcome": "no_drift", "detail": "no drift: 0 of 20 columns drifted",
+               "run_id": None, "drift": {"drifted": False}, "report": "drift-reports/http-5.html", "job": None}
+    arrived = drift_host(server, Response(json.dumps(verdict), 200, content_type="application/json"))
+    proc = retrain("drift-check", env=remote_env(tmp_path, f"http://127.0.0.1:{server.port}"))
+    assert proc.returncode == 0, proc.stderr
+    assert "no_drift: no drift: 0 of 20 columns drifted (audit http-5)" in proc.stdout
+    (request,) = arrived
+    assert request["body"] == b"" and request["headers"]["x-functions-key"] == KEY
+    verified(request)
+    assert_no_secrets(proc)
+
+
+def test_drift_check_while_another_runs_exits_1_naming_it(tmp_path, server):
+    busy = Response(json.dumps({"type": "about:blank", "title": "Conflict", "status": 409,
+                                "detail": "a drift check is already running (check http-7)"}), 409,
+                    headers={"Location": "/api/runs/http-7", "Retry-After": "30"},
+                    content_type="application/problem+json")
+    arrived = drift_host(server, busy)
+    proc = retrain("drift-check", "--json", env=remote_env(tmp_path, f"http://127.0.0.1:{server.port}"))
+    assert proc.returncode == 1 and len(arrived) == 1  # sent once
+    assert json.loads(proc.stdout)["status"] == 409
+    assert "error 409 Conflict: a drift check is already running (check http-7)" in proc.stderr
+    assert f"http://127.0.0.1:{server.port}/api/runs/http-7" in proc.stderr
+    assert_no_secrets(proc)
