@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 
 import pytest
 
+from local.processes import PROJECT_ROOT
 from shared.adapters import storage
 from shared.adapters.webhook_state import RejectionLog, SingleFlight
 from shared.domain.records import AuditRecord, new_id
@@ -109,6 +113,14 @@ def test_a_flood_of_key_only_unsigned_requests_is_throttled_and_leaves_the_audit
     rows = [r for r in RejectionLog(table(stack)).list(50) if r.caller == caller]
     assert sum(r.count for r in rows) == REJECT_LIMIT + 1  # the throttled requests wrote nothing
     assert all(n["status"] == 401 and n["route"] == "/api/retrain" for r in rows for n in r.reasons)
+    # an operator sees the flood: `retrain rejections --json` lists this caller's minute with its count and reasons
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAIN_") and k != "AzureWebJobsStorage"}
+    listed = subprocess.run([sys.executable, "-m", "shared.cli", "rejections", "--json"], cwd=PROJECT_ROOT,
+                            env={**env, "RETRAIN_LOCAL_DIR": str(stack.config.local_dir)}, capture_output=True,
+                            text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    mine = [json.loads(line) for line in listed.stdout.splitlines() if json.loads(line)["caller"] == caller]
+    assert sum(row["count"] for row in mine) == REJECT_LIMIT + 1 and mine[0]["reasons"][-1]["status"] == 401
     # another caller is not affected by this one's flood
     other = f"127.0.0.{next(_next_address)}"
     assert call(stack, other, "POST", "/api/retrain", b"{}", {"Content-Type": "application/json"})[0] == 401
