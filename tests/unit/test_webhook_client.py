@@ -233,7 +233,8 @@ def test_cli_parameters_are_typed_as_the_pipeline_declares_them():
     assert coerce_parameter("time_budget_s", "120") == 120
     assert coerce_parameter("seed", "7") == 7
     assert coerce_parameter("exclude_columns", "duration, age") == "duration,age"
-    assert coerce_parameter("experiment_name", "123") == "123"  # a string parameter stays a string
+    assert coerce_parameter("primary_metric", "AUC_weighted") == "AUC_weighted"  # a string parameter stays a string
+    assert coerce_parameter("experiment_name", "123") == 123  # the service's own: sent as given, refused by it
     assert coerce_parameter("unknown_flag", "true") is True  # unknown: JSON when it parses, and the service answers
     assert coerce_parameter("unknown_ratio", "0.25") == 0.25
     assert coerce_parameter("unknown_text", "hello") == "hello"
