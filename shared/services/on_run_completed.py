@@ -52,10 +52,12 @@ def smoke_records(datasets, dataset_version: int, rows: int = SMOKE_ROWS) -> lis
 
 
 class EventNotConfirmed(RuntimeError):
-    """The pipeline could not be asked whether a run really ended: raised so the trigger fails and Event Grid
-    redelivers the event (it retries failed deliveries with backoff for up to 24 h:
-    https://learn.microsoft.com/azure/event-grid/delivery-and-retry); the reconcile timer finishes the run from
-    the pipeline's own status if no delivery gets through."""
+    """The pipeline could not be asked whether a run really ended: raised so the invocation fails, the Event Grid
+    extension answers 500 and Event Grid redelivers the event (it retries failed deliveries with backoff for up to
+    24 h: https://learn.microsoft.com/azure/event-grid/delivery-and-retry; a failing Event Grid-triggered function
+    is retried that way: https://github.com/Azure/azure-functions-python-worker/issues/874; the local host and
+    pipeline endpoint do the same). Nothing is lost either way: the run stays Submitted, and the reconcile timer
+    finishes it from the pipeline's own status once the pipeline answers."""
 
 
 def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict, runs, pipeline, models,
