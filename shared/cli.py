@@ -96,6 +96,8 @@ def cmd_status(args) -> int:
 
 
 COMPLETION_FUNCTIONS = ("run_completed", "reconcile_timer", "promote", "rollback")
+# events that changed nothing (audited, but not completions): duplicates, non-events, and events not believed
+NOT_COMPLETIONS = ("ignored", "duplicate", "foreign_topic", "rejected_event", "unconfirmed")
 
 
 def _figure(side: dict | None, key: str = "auc") -> str:
@@ -107,7 +109,7 @@ def history_rows(records) -> list[dict]:
     """Completion outcomes (event, reconcile, promote, rollback) with both models' figures and the reason."""
     rows = []
     for r in records:
-        if r.function not in COMPLETION_FUNCTIONS or r.outcome in ("ignored", "duplicate") \
+        if r.function not in COMPLETION_FUNCTIONS or r.outcome in NOT_COMPLETIONS \
                 or (r.function == "reconcile_timer" and not r.run_id):
             continue
         decision = r.data.get("decision") or {}

@@ -20,6 +20,8 @@ def test_history_keeps_decisions_and_drops_noise():
     rows = history_rows([
         record("blob_upload", "submitted"), deployed, kept,
         record("run_completed", "duplicate", run_id="r1"), record("run_completed", "ignored"),
+        record("run_completed", "rejected_event", run_id="r1"), record("run_completed", "foreign_topic"),
+        record("run_completed", "unconfirmed", run_id="r2"),  # events not believed changed nothing
         record("reconcile_timer", "reconciled"),  # the pass itself, not a run
         record("reconcile_timer", "failed", run_id="r3"), record("rollback", "rolled_back", model_version=1),
     ])
