@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from local.functions_host import appsettings
-from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern
+from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, addressable
 from local.functions_host.eventgrid import parse_events, to_binding
 from local.functions_host.http_server import to_response
 from local.functions_host.keys import load_or_create_keys
@@ -177,3 +177,10 @@ def test_event_grid_events():
         parse_events(b"[{")
     with pytest.raises(ValueError, match="array of event objects"):
         parse_events(b"[1, 2]")
+
+
+@pytest.mark.parametrize("name, ok", [("uploads/a.csv", True), ("a/..b/c.csv", True), (".hidden/x.csv", True),
+                                      ("a/../b.csv", False), ("./x.csv", False), ("a/./b", False), ("..", False)])
+def test_blobs_with_dot_segments_are_not_addressable(name, ok):
+    """The SDK's HTTP stack would remove those segments and reach another blob (or fail the signature)."""
+    assert addressable(name) is ok
