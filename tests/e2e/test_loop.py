@@ -141,9 +141,10 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
     assert decision["champion"]["rows"] == decision["challenger"]["rows"] > 0
     http_record = next(r for r in stack.audit.list() if r.run_id == body["run_id"] and r.trigger == "http")
     assert http_record.outcome == "submitted" and http_record.data["requested_by"] == "e2e"
+    assert http_record.data["reason"] == "ci"  # the caller's words stay in the audit; the run has the trigger kind
     run = requests.get(stack.config.host_url + ok.headers["Location"], headers={"x-functions-key": key}, timeout=10)
     expected = "Deployed" if completion.outcome == "deployed" else "KeptChampion"
-    assert run.status_code == 200 and run.json()["status"] == expected and run.json()["reason"] == "ci"
+    assert run.status_code == 200 and run.json()["status"] == expected and run.json()["reason"] == "http"
     missing = requests.get(stack.config.host_url + "/api/runs/nope", headers={"x-functions-key": key}, timeout=10)
     assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/problem+json")
 

@@ -344,12 +344,12 @@ def test_a_signed_request_submits_a_run(stack, dataset):
     assert response.status_code == 202, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     run = response.json()
-    assert run["id"] == run["run_id"] and run["status"] == "Submitted" and run["reason"] == "ci"
+    assert run["id"] == run["run_id"] and run["status"] == "Submitted" and run["reason"] == "http"
     assert run["dataset_version"] == dataset.version
     assert response.headers["Location"] == f"/api/runs/{run['run_id']}"
     assert "Idempotent-Replayed" not in response.headers
     assert record.id == run["audit_id"] and record.outcome == "submitted" and record.run_id == run["run_id"]
-    assert record.data["requested_by"] == "e2e"
+    assert record.data["requested_by"] == "e2e" and record.data["reason"] == "ci"  # the caller's text: audit only
     key = stack.host_keys.function_keys["default"]
     followed = requests.get(stack.config.host_url + response.headers["Location"], headers={"x-functions-key": key},
                             timeout=10)
