@@ -34,10 +34,12 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # of letters, digits, '_', '.', '-', never '.' or '..' alone.
 _REPORT = re.compile(r"^(?=.{1,1024}$)(?!.*(?:^|/)\.{1,2}(?:/|$))"
                      r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*){0,15}$")
-# The live model's folder as the registry has it: an absolute local path (the local stack) or an azureml:// /
-# https:// URI (Azure: a `uri_folder` input the job gets mounted). No quote, `$`, `;`, `|`, `&`, backslash, control
-# character or `..` segment.
-_FOLDER = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))(?:/|azureml://|https://)[A-Za-z0-9 _./:@+=~%-]{1,1000}$")
+# The live model's folder as the registry has it: an absolute local path (the local stack, passed in an argument
+# list, never a shell) or an azureml:// / https:// URI (Azure: a `uri_folder` input; the command line gets the
+# mount path Azure chooses, not this text). Still no quote, backtick, `$`, `;`, `|`, `&`, `<`, `>`, backslash,
+# control character, line separator or `..` segment.
+_FOLDER = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))(?:/|azureml://|https://)"
+                     r"[^\x00-\x1f\x7f-\x9f\"'`$;|&<>\\\u2028\u2029]{1,1000}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # A URI of a CSV (http(s)/azureml/wasbs/abfss), no quote, whitespace, `$`, `;`, `|`, `&`, backtick or backslash.
 _URI = re.compile(r"^(?:https?|azureml|wasbs?|abfss?)://[A-Za-z0-9_./:@+=~%?-]{1,1000}$")
@@ -79,12 +81,12 @@ class ParameterError(ValueError):
     maybe_started = False
 
     def __init__(self, name: str, message: str):
-        name = _clip(name)
+        name = clip(name)
         super().__init__(f"parameter '{name}': {message}")
         self.name = name
 
 
-def _clip(value: Any, limit: int = 60) -> str:
+def clip(value: Any, limit: int = 60) -> str:
     """A caller's value shown in an error: bounded, one line, printable (a 1 MB name must not become a 1 MB
     detail, an audit row over the table's limit, and a 500)."""
     text = value if isinstance(value, str) else repr(value)
@@ -93,8 +95,8 @@ def _clip(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _show(raw: Any) -> str:
-    return repr(_clip(raw)) if isinstance(raw, str) else _clip(raw)
+def shown(raw: Any) -> str:
+    return repr(clip(raw)) if isinstance(raw, str) else clip(raw)
 
 
 @dataclass(frozen=True)
@@ -117,25 +119,25 @@ class Parameter:
             return _columns(self.name, raw)
         elif self.kind == "metric":
             if not isinstance(raw, str) or raw not in PRIMARY_METRICS:
-                raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {_show(raw)}")
+                raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {shown(raw)}")
             return raw
         elif self.kind == "reason":
             if not isinstance(raw, str) or raw not in set(Reason):
                 raise ParameterError(self.name, f"must be one of {', '.join(Reason)} (the trigger kind); "
-                                                f"got {_show(raw)}")
+                                                f"got {shown(raw)}")
             return raw
         else:
             if not isinstance(raw, str | int) or isinstance(raw, bool):
-                raise ParameterError(self.name, f"must be a string; got {_show(raw)}")
+                raise ParameterError(self.name, f"must be a string; got {shown(raw)}")
             value = str(raw)
             pattern = PATTERNS[self.name]
             if not pattern.fullmatch(value):  # fullmatch: `$` alone would let a trailing newline through
-                raise ParameterError(self.name, f"must be {_PATTERN_HELP[self.name]}; got {_show(raw)}")
+                raise ParameterError(self.name, f"must be {_PATTERN_HELP[self.name]}; got {shown(raw)}")
             return value
         if self.minimum is not None and value < self.minimum:
-            raise ParameterError(self.name, f"must be at least {self.minimum:g}; got {_clip(value, 30)}")
+            raise ParameterError(self.name, f"must be at least {self.minimum:g}; got {clip(value, 30)}")
         if self.maximum is not None and value > self.maximum:
-            raise ParameterError(self.name, f"must be at most {self.maximum:g}; got {_clip(value, 30)}")
+            raise ParameterError(self.name, f"must be at most {self.maximum:g}; got {clip(value, 30)}")
         return value
 
 
@@ -143,39 +145,39 @@ def _integer(name: str, raw: Any) -> int:
     """An int, an integral finite float, or a string of at most 18 ASCII digits; nothing else (bools, NaN,
     Infinity, "²", a 400-digit string) gets further than a ParameterError."""
     if isinstance(raw, bool):
-        raise ParameterError(name, f"must be an integer; got {_show(raw)}")
+        raise ParameterError(name, f"must be an integer; got {shown(raw)}")
     if isinstance(raw, int):
         return raw
     if isinstance(raw, float) and math.isfinite(raw) and raw.is_integer():
         return int(raw)
     if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
         return int(raw.strip())
-    raise ParameterError(name, f"must be an integer; got {_show(raw)}")
+    raise ParameterError(name, f"must be an integer; got {shown(raw)}")
 
 
 def _number(name: str, raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ParameterError(name, f"must be a number; got {_show(raw)}")
+        raise ParameterError(name, f"must be a number; got {shown(raw)}")
     try:
         value = float(raw)
     except (TypeError, ValueError, OverflowError):
-        raise ParameterError(name, f"must be a number; got {_show(raw)}") from None
+        raise ParameterError(name, f"must be a number; got {shown(raw)}") from None
     if not math.isfinite(value):
-        raise ParameterError(name, f"must be a finite number; got {_show(raw)}")
+        raise ParameterError(name, f"must be a finite number; got {shown(raw)}")
     return value
 
 
 def _columns(name: str, raw: Any) -> str:
     if not isinstance(raw, list | str):
-        raise ParameterError(name, f"must be a comma-separated string or a list of feature names; got {_show(raw)}")
+        raise ParameterError(name, f"must be a comma-separated string or a list of feature names; got {shown(raw)}")
     items = raw if isinstance(raw, list) else raw.split(",")
     if any(not isinstance(c, str) for c in items):
         raise ParameterError(name, "must list feature names (strings)")
     columns = [c.strip() for c in items if c.strip()]
     unknown = [c for c in columns if c not in schema.FEATURES]
     if unknown:
-        shown = ", ".join(_clip(c, 40) for c in unknown[:5]) + (", …" if len(unknown) > 5 else "")
-        raise ParameterError(name, f"unknown column(s) {shown}; features are {', '.join(schema.FEATURES)}")
+        names = ", ".join(clip(c, 40) for c in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+        raise ParameterError(name, f"unknown column(s) {names}; features are {', '.join(schema.FEATURES)}")
     if len(set(columns)) == len(schema.FEATURES):
         raise ParameterError(name, "cannot exclude every feature")
     return ",".join(dict.fromkeys(columns))
@@ -238,7 +240,7 @@ def validate_caller(assignments: Any, *, max_time_budget_s: int = DEFAULT_MAX_TI
     budget = parsed.get("time_budget_s")
     if budget is not None and budget > max_time_budget_s:
         raise ParameterError("time_budget_s", f"must be at most {max_time_budget_s} (the service's "
-                                              f"MAX_TIME_BUDGET_S); got {_clip(budget, 30)}")
+                                              f"MAX_TIME_BUDGET_S); got {clip(budget, 30)}")
     return parsed
 
 

@@ -140,19 +140,19 @@ def _parse(body: bytes, target: PipelineTarget) -> dict:
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8 text") from None
     except ValueError as exc:  # also NaN/Infinity and integers of more than 4,300 digits
-        raise Rejected(400, f"body is not valid JSON: {pipeline_params._clip(exc, 120)}") from None
+        raise Rejected(400, f"body is not valid JSON: {pipeline_params.clip(exc, 120)}") from None
     except RecursionError:
         raise Rejected(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(request, dict):
         raise Rejected(400, 'body must be a JSON object like {"dataset": "latest"}')
     unknown = sorted(set(request) - set(FIELDS))
     if unknown:
-        raise Rejected(400, f"unknown field {pipeline_params._show(unknown[0])}; the fields are {', '.join(FIELDS)}")
+        raise Rejected(400, f"unknown field {pipeline_params.shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
     dataset = request.get("dataset")
     if dataset is None:
         raise Rejected(400, "field 'dataset' is required: \"latest\", a version (\"3\" or \"v3\") or a blob URI")
     if not isinstance(dataset, str) or not dataset.strip():
-        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {pipeline_params._clip(dataset, 50)}")
+        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {pipeline_params.clip(dataset, 50)}")
     for name in ("dataset", "reason", "requested_by"):
         value = request.get(name, "")
         if name != "dataset" and (not isinstance(value, str) or len(value) > MAX_TEXT):
@@ -282,10 +282,10 @@ def resolve_dataset(ref: str, datasets):
         version = int(digits) if len(digits) <= len(str(MAX_DATASET_VERSION)) else MAX_DATASET_VERSION + 1
         if not 1 <= version <= MAX_DATASET_VERSION:
             raise Rejected(400, f"field 'dataset': a version is a number from 1 to {MAX_DATASET_VERSION}, got "
-                                f"{pipeline_params._show(text)}")
+                                f"{pipeline_params.shown(text)}")
         found = datasets.get(version)
         if found is None:
-            raise Rejected(404, f"dataset version {pipeline_params._clip(text)} does not exist")
+            raise Rejected(404, f"dataset version {pipeline_params.clip(text)} does not exist")
         return found
     try:
         uri = urlparse(text)
@@ -294,11 +294,11 @@ def resolve_dataset(ref: str, datasets):
     if uri is None or uri.scheme not in ("http", "https") or not uri.path.strip("/"):
         raise Rejected(400, f"field 'dataset' must be \"latest\", a version (\"3\" or \"v3\") or a blob URI "
                             f"(https://<account>.blob.core.windows.net/<container>/<path>), got "
-                            f"{pipeline_params._show(text[:80])}")
+                            f"{pipeline_params.shown(text[:80])}")
     path = unquote(uri.path).strip("/")
     for version in reversed(datasets.list()):  # Azure: /container/path; Azurite: /account/container/path
         for blob in (f"{version.container}/{version.path}", version.source_blob):
             if path == blob or path.endswith("/" + blob):
                 return version
-    raise Rejected(404, f"no registered dataset version has the blob {pipeline_params._show(path[:120])}; upload "
+    raise Rejected(404, f"no registered dataset version has the blob {pipeline_params.shown(path[:120])}; upload "
                         "it to the incoming container first (the blob trigger validates and registers it)")

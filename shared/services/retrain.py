@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, DatasetVersion, RunRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,15 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
 
 def _champion(models) -> dict[str, Any]:
     """The live model, from the registry only. Without a registered digest the run could not prove it scored
-    those bytes (and the completion handler would not use its figures), so it is not asked to load it at all."""
+    those bytes (and the completion handler would not use its figures), so it is not asked to load it at all;
+    a registry row whose folder or digest does not pass its pattern is not sent either (the run trains, and the
+    comparison falls back to the recorded figures), rather than failing every retrain."""
     live = models.live() if models is not None else None
     if live is None or not live.model_dir or not getattr(live, "digest", ""):
         return {}
-    return {"champion_model": live.model_dir, "champion_version": live.version, "champion_digest": live.digest}
+    champion = {"champion_model": live.model_dir, "champion_version": live.version, "champion_digest": live.digest}
+    try:
+        return pipeline_params.validate(champion)
+    except pipeline_params.ParameterError as exc:
+        log.warning("live model v%s is not sent as the champion: %s", live.version, exc)
+        return {}

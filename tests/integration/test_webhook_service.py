@@ -344,3 +344,15 @@ def test_no_body_gets_a_5xx_and_every_refusal_is_audited(env, httpserver):
         for run in env.stores.runs.list():  # nothing accepted here stays in flight for the next body
             run.status = "Deployed"
             env.stores.runs.save(run)
+
+
+def test_a_registry_folder_that_fails_its_pattern_is_not_sent_and_the_retrain_still_goes(env, httpserver, tmp_path):
+    model = env.stores.models.register(run_id="r0", dataset_version=env.dataset.version,
+                                       model_dir=str(tmp_path / "$(id)"), metrics={}, digest="sha256:" + "a" * 64)
+    env.stores.models.set_live(model.version)
+    accept(httpserver, "run-p")
+    answer, _ = env.call({"dataset": "latest"})
+    assert answer.status == 202, answer
+    (request, _), = httpserver.log
+    sent = request.get_json()["ParameterAssignments"]
+    assert not {"champion_model", "champion_version", "champion_digest"} & set(sent)
