@@ -59,6 +59,12 @@ if sys.argv[1] == "upload":
             submit.set(run_id=sys.argv[2])  # known once the pipeline accepted the run; reaches blob_upload too
             out["carrier"] = telemetry.inject()
             logging.getLogger("shared.services.on_upload").info("submitted run %s", sys.argv[2])
+            # no record factory installed in this process: the exporter's own log processor must mask these
+            logging.getLogger("shared.adapters.x").warning("service said %s", "Authorization: Bearer TOKEN-SECRET-1")
+            try:
+                raise RuntimeError("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=ACCOUNT-SECRET-2;")
+            except RuntimeError:
+                logging.getLogger("shared.adapters.x").exception("storage call failed")
         telemetry.record_metric("retrain.validation_rows", 32950, run_id=sys.argv[2])
         out.update(trace_id=telemetry.current_trace_id(), upload_span=up.span_id)
 else:
@@ -157,4 +163,9 @@ def test_one_trace_from_upload_to_deploy_reaches_application_insights(ingestion,
 
     everything = json.dumps([item for _, item in received]) + upload_output + complete_output
     assert "k-SECRET" not in everything
+    assert "TOKEN-SECRET-1" not in everything and "ACCOUNT-SECRET-2" not in everything
+    said = [m for m in messages if m["data"]["baseData"]["message"].startswith("service said")]
+    assert said and said[0]["data"]["baseData"]["message"] == "service said Authorization: Bearer [REDACTED]"
+    failures = [item for _, item in received if item["name"] == "Microsoft.ApplicationInsights.Exception"]
+    assert failures and "AccountKey=[REDACTED]" in json.dumps(failures)
     assert f"InstrumentationKey={IKEY}" not in upload_output + complete_output
