@@ -53,6 +53,10 @@ class Runs:
     def list(self):
         return sorted(self._runs.values(), key=lambda r: r.submitted_at)
 
+    def newest(self, limit, status=None):  # RunStore.newest: newest first, status case-insensitive, at most limit
+        matching = [r for r in self.list() if status is None or r.status.lower() == status.lower()]
+        return matching[::-1][:limit]
+
 
 class Models:
     def __init__(self, models, live=None):
@@ -75,7 +79,7 @@ def stub_services(monkeypatch):
     """services() for the run and model functions; it records whether it was called."""
     calls = []
     state = SimpleNamespace(runs=Runs([run(i, "Deployed" if i % 2 else "Failed") for i in range(1, 8)]),
-                            models=Models([]), outbox=None, target=SimpleNamespace(experiment="e"))
+                            models=Models([]), outbox=None, audit=None, target=SimpleNamespace(experiment="e"))
 
     def services():
         calls.append(1)
