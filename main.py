@@ -6,7 +6,11 @@ shadow a `function_app.py` module of the same name.
 
 import azure.functions as func
 
-from function_app import (
+from shared import redaction
+
+redaction.install_logging()  # from the first line on, the worker's log records mask the secret settings' values
+
+from function_app import (  # noqa: E402 - after the log redaction, so an import-time log line is masked too
     api_docs,
     blob_upload,
     drift_http,
