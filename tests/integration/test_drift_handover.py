@@ -293,3 +293,21 @@ def test_the_local_job_processes_get_only_the_storage_connection_and_no_other_se
         assert not [v for v in secrets.values() if any(v in value for value in child["env"].values())]
     holders = [c for c in seen if "AzureWebJobsStorage" in c["env"]]
     assert len(holders) == 1 and holders[0]["env"]["AzureWebJobsStorage"] == env.azurite  # the job reads storage
+
+
+def test_the_local_job_folders_and_log_are_private_even_when_they_existed(env):
+    """drift-jobs/ (and a job's folder and log) are 0700/0600 even when an older version made them 0755/0644."""
+    import stat
+
+    jobs = env.tmp / "jobs"
+    (jobs / "local-modes").mkdir(parents=True)
+    jobs.chmod(0o755)
+    (jobs / "local-modes").chmod(0o755)
+    (jobs / "local-modes" / "job.log").write_text("an older run\n")
+    (jobs / "local-modes" / "job.log").chmod(0o644)
+    runner = local_jobs(env)
+    live_at = env.stores.models.live().registered_at
+    job = runner.submit("modes", build_profile(env.frame), env.window.plan(live_at, live_at + 60, []), INLINE)
+    wait_for(lambda: runner.result(job).status != "running", timeout=120, what="the local profiling job")
+    for path, expected in ((jobs, 0o700), (jobs / job, 0o700), (jobs / job / "job.log", 0o600)):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
