@@ -142,7 +142,9 @@ class _AzureMLRest:
             if status in _RETRY_STATUS and attempt < self._max_retries:
                 self._sleep(self._retry_after(response, attempt))
                 continue
-            detail = _error_detail(response)
+            # a service error may echo the request (its bearer token, a SAS): masked before it reaches a message
+            detail = redaction.redact(_error_detail(response),
+                                      extra=(token,) if len(token) >= redaction.MIN_SECRET_CHARS else ())
             if status == 429:
                 raise PipelineThrottledError(f"{method} {shown}: throttled (429) after {attempt + 1} tries{detail}",
                                              status, _seconds(response.headers.get("Retry-After")))

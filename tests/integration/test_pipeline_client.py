@@ -77,6 +77,19 @@ def test_401_is_a_clear_error_without_the_token(httpserver, client):
     assert client.sleeps == []  # auth errors are not retried
 
 
+def test_a_service_error_that_echoes_the_request_does_not_carry_its_secrets(httpserver, client):
+    """The error text reaches the audit and the logs: the token and a SAS the service repeats are masked."""
+    echo = ("UserError: request Authorization: Bearer aad-token-123 failed reading "
+            "https://acct.blob.core.windows.net/c/data.csv?sv=2024-01-01&sig=SASSIGNATURE")
+    httpserver.expect_request(f"{PATH}/PipelineSubmit/{PIPELINE_ID}").respond_with_json(
+        {"error": {"code": "UserError", "message": echo}}, status=400)
+    with pytest.raises(PipelineError) as info:
+        client.submit(experiment="e", parameters={})
+    assert "rejected with 400: UserError" in str(info.value)
+    assert "aad-token-123" not in str(info.value) and "SASSIGNATURE" not in str(info.value)
+    assert "sig=[REDACTED]" in str(info.value)
+
+
 def test_429_retries_honouring_retry_after_then_succeeds(httpserver, client):
     url = f"{PATH}/PipelineSubmit/{PIPELINE_ID}"
     httpserver.expect_ordered_request(url).respond_with_response(Response("slow down", 429, {"Retry-After": "7"}))
