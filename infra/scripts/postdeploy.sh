@@ -17,7 +17,10 @@
 # file) from a request body written by the shell's printf builtin into a 0700 folder as a 0600 file, deleted on
 # exit. https://learn.microsoft.com/rest/api/eventgrid/controlplane/event-subscriptions/create-or-update
 # (The blob trigger's Event Grid source must be a webhook with the blobs_extension key:
-# https://learn.microsoft.com/azure/azure-functions/functions-event-grid-blob-trigger#create-the-event-subscription)
+# https://learn.microsoft.com/azure/azure-functions/functions-event-grid-blob-trigger#create-the-event-subscription
+# For the Event Grid trigger, Event Grid also has an `AzureFunction` destination (a function's resource id, no key
+# in the subscription): https://learn.microsoft.com/azure/event-grid/handler-functions . Both run events keep the
+# webhook here, like the local stack, and the key never reaches a command line either way.)
 set -eu
 umask 077
 
