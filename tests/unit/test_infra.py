@@ -937,7 +937,8 @@ def test_ml_identities_read_only_the_containers_they_need():
                and role_of(r) == "storageBlobDataReader"}
     assert readers
     for name, reader in readers.items():
-        assert reader["entries"]["scope"] in containers, f"{name}: scope {reader['entries']['scope']} is not a container"
+        scope = reader["entries"]["scope"]
+        assert scope in containers, f"{name}: scope {scope} is not a container"
     names = {n: containers[r["entries"]["scope"]]["entries"]["name"] for n, r in readers.items()}
     params = Bicep(RBAC).params()
     assert {"datasetsContainerName", "inferenceContainerName", "reportsContainerName"} <= set(params)
