@@ -84,6 +84,7 @@ class ParameterError(ValueError):
         name = clip(name)
         super().__init__(f"parameter '{name}': {message}")
         self.name = name
+        self.message = message
 
 
 def clip(value: Any, limit: int = 60) -> str:

@@ -171,7 +171,7 @@ def _parse(body: bytes, target: PipelineTarget) -> dict:
     try:
         request["parameters"] = pipeline_params.validate_caller(parameters, max_time_budget_s=target.max_budget_s)
     except pipeline_params.ParameterError as exc:
-        raise Rejected(400, f"parameters.{exc.name}: {str(exc).split(': ', 1)[1]}") from None
+        raise Rejected(400, f"parameters.{exc.name}: {exc.message}") from None
     return request
 
 
