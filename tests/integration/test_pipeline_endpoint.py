@@ -105,6 +105,12 @@ def test_bad_requests_get_azure_style_errors(endpoint):
     ({"budget_s": 5}, "parameter 'budget_s': unknown parameter"),
     ({"primary_metric": "f1"}, "parameter 'primary_metric': must be one of AUC_weighted"),
     ({"exclude_columns": "y"}, "parameter 'exclude_columns': unknown column(s) y"),
+    ({"reason": "$(id)"}, "parameter 'reason': must be one of upload, drift, http, manual"),
+    ({"trigger_id": "t; id"}, "parameter 'trigger_id': must be an id"),
+    ({"drift_report": "a|b"}, "parameter 'drift_report': must be a report path"),
+    ({"champion_model": "/tmp/`id`"}, "parameter 'champion_model': must be an absolute path"),
+    ({"experiment_name": "${{inputs.seed}}"}, "parameter 'experiment_name': must be 1-255 characters"),
+    ({"champion_digest": "sha256:x\nid"}, "parameter 'champion_digest': must be sha256:"),
 ])
 def test_unknown_or_ill_typed_parameters_are_a_400_naming_them(endpoint, params, message):
     r = requests.post(endpoint["client"].submit_url, headers={"Authorization": f"Bearer {TOKEN}"},
@@ -222,3 +228,26 @@ def test_the_training_process_inherits_no_secret_and_reports_its_model_digest(en
     assert done.status == "Completed", done.raw
     model_dir = Path(done.outputs["model"]["Uri"].removeprefix("file://"))
     assert done.outputs["metrics"]["model_digest"] == folder_digest(model_dir)
+
+
+def test_the_training_arguments_are_one_flag_value_token_each_and_validated_again(tmp_path):
+    """The worker builds the job's argument list itself (no shell), `--flag=value` so no value reads as a flag, and
+    re-validates what a run file says (a run stored before a pattern existed is not trusted either)."""
+    from local.pipeline_endpoint import EndpointConfig, LocalRun, RunWorker
+    from shared.domain.pipeline_params import ParameterError
+
+    worker = RunWorker(EndpointConfig(token="t", runs_dir=tmp_path / "runs", storage_connection="", eventgrid_url=None))
+    run = LocalRun(run_id="r1", pipeline_id="p", experiment="bankmarketing-retrain", data_paths={}, topic="t",
+                   parameters={"time_budget_s": "7", "reason": "http", "trigger_id": "http-1-ab",
+                               "champion_model": "/m/model", "champion_version": "2",
+                               "champion_digest": "sha256:" + "c" * 64})
+    argv = worker.job_arguments(run, tmp_path / "data.csv", tmp_path / "out")
+    assert all(token.startswith("--") and "=" in token for token in argv)
+    assert {"--budget-s=7", "--reason=http", "--trigger-id=http-1-ab", "--champion-model=/m/model",
+            "--champion-version=2", "--champion-digest=sha256:" + "c" * 64} <= set(argv)
+    for name, value in (("reason", "--out=/etc"), ("trigger_id", "--data=/etc/passwd"), ("drift_report", "a b")):
+        tampered = LocalRun(**{**run.__dict__, "parameters": {**run.parameters, name: value}})
+        with pytest.raises(ParameterError, match=name):
+            worker.job_arguments(tampered, tmp_path / "data.csv", tmp_path / "out")
+    with pytest.raises(ParameterError, match="experiment_name"):
+        worker.job_arguments(LocalRun(**{**run.__dict__, "experiment": "x;id"}), tmp_path / "d", tmp_path / "o")
