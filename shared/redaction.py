@@ -173,7 +173,8 @@ def redact_tree(value: Any, mask: str = REDACTED) -> Any:
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Mask a log record in place: its message (arguments merged in), exception text and stack."""
-    if getattr(record, "_redacted", False):
+    done = getattr(record, "_redacted", None)  # what was masked: a record changed since (makeLogRecord) is redone
+    if done is not None and done[0] is record.msg and done[1] is record.args:
         return record
     try:
         message = record.getMessage()
@@ -199,7 +200,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
-    record._redacted = True
+    record._redacted = (record.msg, record.args)
     return record
 
 

@@ -114,9 +114,10 @@ _MODEL_FIELDS = {
     "model_dir": "Where the model's MLflow folder is stored.",
     "metrics": "The run's figures (cross-validation and held-out scores).",
     "registered_at": "When the model was registered (Unix seconds).",
+    "digest": "Content hash of the model folder at registration (sha256:...); every local load path checks it.",
 }
 # Fields a model entry need not carry (a storage location, not part of the public contract).
-_MODEL_OPTIONAL = ("model_dir",)
+_MODEL_OPTIONAL = ("model_dir", "digest")
 
 
 def run_schema() -> dict:

@@ -57,7 +57,8 @@ def register_dataset(stack, data: bytes) -> int:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, training_csv):
     s = start_api_stack(tmp_path_factory.mktemp("schema-stack"), budget_s=TIME_BUDGET_S,
-                        WEBHOOK_RATE_LIMIT="0")  # no limit: schemathesis sends many requests
+                        WEBHOOK_RATE_LIMIT="0", REJECT_LIMIT="0")  # no limits: schemathesis sends many requests,
+    # most of them unsigned (the refusal throttle has tests of its own in tests/security/test_rejections.py)
     try:
         for _ in range(2):  # "latest", "1" and "v2" name real versions, so some requests are accepted (202)
             register_dataset(s, training_csv)

@@ -175,7 +175,7 @@ def test_models_lists_every_version_with_its_live_flag(stub_services):
     assert [(m["version"], m["live"]) for m in answer["models"]] == [(1, False), (2, True), (3, False)]
     assert answer["models"][1] == {"version": 2, "run_id": "r2", "dataset_version": 2,
                                    "metrics": {"auc": 0.93, "f1": None, "folds": [0.9, None]},
-                                   "registered_at": 1767229200.0, "live": True}
+                                   "registered_at": 1767229200.0, "digest": "", "live": True}
 
 
 def test_models_before_any_registration(stub_services):

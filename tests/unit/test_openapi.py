@@ -332,6 +332,7 @@ def test_the_model_schema_matches_the_model_version_dataclass(doc):
     hints = typing.get_type_hints(ModelVersion)
     assert list(schema["properties"]) == [f.name for f in dataclasses.fields(ModelVersion)] + ["live"]
     assert set(schema["required"]) == {"version", "run_id", "dataset_version", "metrics", "registered_at", "live"}
+    assert "digest" in schema["properties"] and "model_dir" in schema["properties"]
     for name, annotation in hints.items():
         if typing.get_origin(annotation) is dict:
             assert schema["properties"][name]["type"] == "object"
