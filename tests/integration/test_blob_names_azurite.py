@@ -43,7 +43,7 @@ def env(azurite):
                                                              urlsplit(r.http_request.url).path)))
     stores = build_stores(settings)
     outbox = Outbox(storage.ensure_table(storage.table_service(settings), f"outbox{suffix}"))
-    return {"plain": plain, "incoming": incoming, "quarantine": quarantine, "requests": requests,
+    return {"plain": plain, "connection": azurite, "incoming": incoming, "quarantine": quarantine, "requests": requests,
             "services": {"quarantine": Quarantine(recording, quarantine), "datasets": stores.datasets,
                          "runs": stores.runs, "audit": stores.audit, "outbox": outbox,
                          "dispatch": DispatchPolicy(coalesce_s=0)},
@@ -130,8 +130,9 @@ def test_names_azurite_cannot_keep_are_refused_as_the_trigger_would_hand_them_ov
     assert [b.name for b in env["plain"].get_container_client(env["incoming"]).list_blobs()] == ["x/y.csv"]
     broken = f"ctl{uuid.uuid4().hex[:8]}"
     env["plain"].create_container(broken).upload_blob("c\x01.csv", b"1")
+    once = BlobServiceClient.from_connection_string(env["connection"], retry_total=0)  # a 500 is retried otherwise
     with pytest.raises(HttpResponseError):
-        list(env["plain"].get_container_client(broken).list_blobs())
+        list(once.get_container_client(broken).list_blobs())
     env["plain"].delete_container(broken)
     for name, problem in (("x\\y.csv", "backslash"), ("c\x01.csv", "control_character"),
                           ("\x00", "control_character"), ("", "empty")):
