@@ -43,6 +43,18 @@ def bank_csv(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def training_rows(bank_csv) -> set[tuple]:
+    """Every row of the training file (the real one when present), its features as a tuple: what no public
+    document may show."""
+    import pandas as pd
+
+    from shared.domain import schema
+
+    frame = pd.read_csv(bank_csv)
+    return {tuple(row) for row in frame[list(schema.FEATURES)].itertuples(index=False)}
+
+
+@pytest.fixture(scope="session")
 def small_bank_csv(bank_csv, tmp_path_factory) -> Path:
     """A 3,000-row stratified slice, so tests that train stay fast."""
     import pandas as pd

@@ -19,13 +19,6 @@ def as_tuple(record) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def training_rows(bank_csv) -> set[tuple]:
-    """Every row of the training file (the real one when present), its features as a tuple."""
-    frame = pd.read_csv(bank_csv)
-    return {tuple(row) for row in frame[list(schema.FEATURES)].itertuples(index=False)}
-
-
-@pytest.fixture(scope="module")
 def trained(small_bank_csv, tmp_path_factory):
     """A tiny model trained on a slice of the training file, saved as the job saves it."""
     result = train(pd.read_csv(small_bank_csv), budget_s=3, seed=3, max_iter=2, n_jobs=1)

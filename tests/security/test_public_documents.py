@@ -16,7 +16,6 @@ import stat
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import requests
 
@@ -51,12 +50,6 @@ def stack(tmp_path_factory):
     s = start_api_stack(local)
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def training_rows(bank_csv) -> set[tuple]:
-    frame = pd.read_csv(bank_csv)
-    return {tuple(row) for row in frame[list(schema.FEATURES)].itertuples(index=False)}
 
 
 @pytest.fixture(scope="module")
