@@ -9,13 +9,10 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from azure.ai.ml.entities import CommandComponent, PipelineComponent, PipelineJob
 
-pytest.importorskip("azure.ai.ml")
-
-from azure.ai.ml.entities import CommandComponent, PipelineComponent, PipelineJob  # noqa: E402
-
-from local.processes import PROJECT_ROOT  # noqa: E402
-from shared import azure_drift_job, azure_publish  # noqa: E402
+from local.processes import PROJECT_ROOT
+from shared import azure_drift_job, azure_publish
 
 REFERENCE = "azureml://datastores/workspaceblobstore/paths/models/12/reference_profile.json"
 WINDOW = "azureml://datastores/workspaceblobstore/paths/model_inputs/2025/01/"

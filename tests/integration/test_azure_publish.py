@@ -9,19 +9,16 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-
-pytest.importorskip("azure.ai.ml")
-
-from azure.ai.ml.entities import (  # noqa: E402
+from azure.ai.ml.entities import (
     BatchEndpoint,
     CommandComponent,
     PipelineComponent,
     PipelineComponentBatchDeployment,
 )
 
-from local.processes import PROJECT_ROOT  # noqa: E402
-from shared import azure_publish  # noqa: E402
-from shared.domain.pipeline_params import PARAMETERS  # noqa: E402
+from local.processes import PROJECT_ROOT
+from shared import azure_publish
+from shared.domain.pipeline_params import PARAMETERS
 
 PLAN = azure_publish.PublishPlan(endpoint_name="bank-retrain", deployment_name="train-v1", compute="cpu-cluster",
                                  version="3")

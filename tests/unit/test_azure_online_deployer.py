@@ -15,32 +15,30 @@ import json
 import logging
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-
-pytest.importorskip("azure.ai.ml")
-
-from azure.ai.ml.constants import AssetTypes  # noqa: E402
-from azure.ai.ml.entities import (  # noqa: E402
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import (
     EndpointAuthKeys,
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
     Model,
 )
-from azure.ai.ml.operations import (  # noqa: E402
+from azure.ai.ml.operations import (
     ModelOperations,
     OnlineDeploymentOperations,
     OnlineEndpointOperations,
 )
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError  # noqa: E402
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared.adapters.azure_online import (  # noqa: E402
+from shared.adapters.azure_online import (
     FALLBACK_RECORD,
     AzureEndpointScorer,
     AzureOnlineDeployer,
     mlflow_request,
     parse_predictions,
 )
-from shared.adapters.scoring import DeploymentError  # noqa: E402
+from shared.adapters.scoring import DeploymentError
 
 ENDPOINT = "bank-scoring"
 MODEL = "bankmarketing-classifier"
@@ -659,7 +657,6 @@ def test_new_endpoint_serializes_with_key_auth(client, clock):
 
 
 def test_mlflow_request_makes_numpy_values_and_nan_json():
-    np = pytest.importorskip("numpy")
     body = mlflow_request([{"age": np.int64(41), "euribor3m": np.float64(float("nan")), "job": "admin."}])
     assert json.dumps(body, allow_nan=False)
     assert body["input_data"]["data"] == [[41, None, "admin."]]
