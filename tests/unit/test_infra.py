@@ -1015,8 +1015,8 @@ def test_parameters_file_matches_main_bicep():
     assert required <= set(parameters), sorted(required - set(parameters))
     assert parameters["webhookSecret"]["value"] == "$(secretOrRandomPassword ${AZURE_KEY_VAULT_NAME} webhook-secret)"
     assert "AZURE_KEY_VAULT_NAME" in Bicep(MAIN_BICEP).declarations("output")
-    # the environment variables a user may set are documented
-    section = (ROOT / "README.md").read_text(encoding="utf-8")
+    # the environment variables a user may set are documented (the azd options table of the Azure page)
+    section = (ROOT / "docs" / "azure.md").read_text(encoding="utf-8")
     inputs = {m for p in parameters.values() for m in re.findall(r"\$\{([A-Z0-9_]+)", str(p["value"]))}
     undocumented = sorted(v for v in inputs - AZD_PROVIDED - {"AZURE_KEY_VAULT_NAME"} if v not in section)
     assert not undocumented, undocumented
