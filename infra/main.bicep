@@ -303,7 +303,6 @@ var appSettings = {
   WEBHOOK_TABLE: tableNames.webhook
   OUTBOX_TABLE: tableNames.outbox
   DATASET_NAME: 'bankmarketing'
-  TARGET_COLUMN: 'y'
   MIN_ROWS: '500'
   MAX_UPLOAD_BYTES: '209715200'
   // The training pipeline

@@ -47,20 +47,10 @@ SAMPLE = ROOT / "local.settings.sample.json"
 # ---------------------------------------------------------------------------------------------------------------
 
 # Read outside the typed settings, found with `grep -rnE "os.environ|getenv|env\.get|\.extra" shared function_app`
-# (the AST scan below checks this list is complete and not stale).
-SECRET_SETTINGS = {
-    "WEBHOOK_SECRET",  # shared/bootstrap.py webhook_guard: HMAC key (a Key Vault reference in Azure)
-    "WEBHOOK_SECRET_PREVIOUS",  # ... the previous key while rotating
-    "LOCAL_PIPELINE_TOKEN",  # shared/bootstrap.py _secret: the local pipeline endpoint's bearer token
-    "SCORING_KEY",  # shared/bootstrap.py _secret: the local scoring server's key
-    "SCORING_ADMIN_KEY",  # shared/bootstrap.py _secret: the local scoring server's deploy key
-}
-OTHER_APP_SETTINGS = {
-    "RETRAIN_LOCAL_DIR",  # shared/bootstrap.py build: the local stack's state folder
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",  # shared/telemetry.py configure_from_env
-    "OTEL_SERVICE_NAME",  # shared/telemetry.py configure_from_env
-    "BLOB_TRIGGER_SOURCE",  # function_app/blob_upload.py: EventGrid | LogsAndContainerScan, read at indexing
-}
+# (the AST scan below checks this list is complete and not stale). Declared, with their meaning, in
+# shared/settings.py (SECRETS, OTHER_SETTINGS read by the app), which docs/settings.md is generated from.
+SECRET_SETTINGS = {s.name for s in settings_module.SECRETS}
+OTHER_APP_SETTINGS = {s.name for s in settings_module.OTHER_SETTINGS if s.reader is settings_module.Reader.APP}
 # Environment reads in shared/ that are not settings of the deployed app.
 NOT_APP_SETTINGS = {
     "USER", "USERNAME",  # shared/cli.py: who the audit names for promote/rollback
@@ -71,8 +61,6 @@ NOT_APP_SETTINGS = {
 # Functions whose callers name the setting (reads inside them use the parameter): (file, function) -> the index
 # of the argument holding the name at the call sites.
 DYNAMIC_READERS = {
-    ("shared/settings.py", "_int"): 1,
-    ("shared/settings.py", "_float"): 1,
     ("shared/bootstrap.py", "_secret"): 0,
     ("shared/bootstrap.py", "secret_value"): 0,
     ("shared/cli.py", "source"): 0,
@@ -82,6 +70,10 @@ DYNAMIC_READERS = {
 # secret setting it names, set or not): not settings reads. test_every_secret_setting_is_redacted keeps that list
 # a superset of SECRET_SETTINGS.
 MASK_ONLY_READERS = {("shared/redaction.py", "register_environment")}
+# Functions that read the names the settings declaration gives (shared/settings.py `setting(...)`): what they read
+# is recorded by calling them (recorded_settings_reads), and test_settings_reads_are_recorded checks it is exactly
+# the declared names.
+DECLARED_READERS = {("shared/settings.py", "from_env")}
 # Not set by infra/, on purpose.
 INFRA_EXEMPT = {
     "AzureWebJobsStorage": "identity-based instead: AzureWebJobsStorage__credential/__clientId/__*ServiceUri",
@@ -210,7 +202,7 @@ def _scan_file(path: Path, found: EnvReads) -> None:
             name = name_of(key)
             if name is not None:
                 found.add(name, where)
-            elif (rel, function) not in DYNAMIC_READERS:
+            elif (rel, function) not in DYNAMIC_READERS and (rel, function) not in DECLARED_READERS:
                 found.unresolved.append(where)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (rel, node.func.id) in DYNAMIC_READERS:
             index = DYNAMIC_READERS[(rel, node.func.id)]
@@ -249,7 +241,10 @@ def app_settings(settings_reads) -> set[str]:
 
 
 def test_settings_reads_are_recorded(settings_reads):
-    """The recording mapping sees what from_env reads (a sanity check of the mechanism, against the AST)."""
+    """The recording mapping sees what from_env reads: exactly the declared settings (a check of the mechanism
+    against the declaration, and of from_env against the AST: nothing in settings.py reads a name of its own)."""
+    declared = {f.metadata["env"] for f in settings_module.declared_fields()}
+    assert settings_reads == declared, sorted(settings_reads ^ declared)
     scanned = set(scan_env_reads([ROOT / "shared" / "settings.py"]).names)
     assert scanned <= settings_reads, sorted(scanned - settings_reads)
     assert {"RETRAIN_MODE", "AzureWebJobsStorage", "STORAGE_ACCOUNT_URL", "PIPELINE_ENDPOINT_URL",
