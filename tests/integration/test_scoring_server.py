@@ -1,14 +1,14 @@
 """The scoring runtime and the local scoring endpoint, served by a real uvicorn process on a loopback port.
 
-The server tests run in file order against one server: first with nothing deployed, then v1, then v2
-(redeployed while a client keeps scoring), then refused deploys that must leave v2 serving.
+Every server test gets the state it needs from a fixture, so each passes alone and in any order: `server`
+never has a model (the module's tests that use it deploy nothing), `serving` has v1 from its start, and tests
+that deploy get a fresh server of their own (`fresh`, or `v2_serving`: v1 then v2 deployed).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from shared.domain import schema
 from shared.scoring.model_digest import folder_digest
 from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
 from shared.training.train import save_model, train
+from tests.waiting import wait_for
 
 SCORING_KEY = "score-key-3f9a1c"
 ADMIN_KEY = "admin-key-77d0e2"
@@ -49,10 +50,9 @@ def records(small_bank_csv) -> list[dict]:
     return frame[list(schema.FEATURES)].to_dict(orient="records")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, models):
+def scoring_server(logs, models):
+    """A real scoring server process on a loopback port, stopped when the fixture ends."""
     port = free_port()
-    logs = tmp_path_factory.mktemp("scoring")
     root = models["a"].parent.parent  # every model folder of this module lies under it
     child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), "--models-root",
                                                str(root)), ports=(port,),
@@ -62,6 +62,36 @@ def server(tmp_path_factory, models):
         yield {"url": f"http://127.0.0.1:{port}", "log": child.log_path}
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, models):
+    """Shared, and never given a model: the tests that use it deploy nothing."""
+    yield from scoring_server(tmp_path_factory.mktemp("scoring"), models)
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory, models):
+    """Shared, serving model a as v1 from its start; the tests that use it only score."""
+    for started in scoring_server(tmp_path_factory.mktemp("serving"), models):
+        answer = deploy(started, models["a"], "1")
+        assert answer.status_code == 200, answer.text
+        yield started
+
+
+@pytest.fixture
+def fresh(tmp_path, models):
+    """A server of this test's own, nothing deployed."""
+    yield from scoring_server(tmp_path, models)
+
+
+@pytest.fixture
+def v2_serving(fresh, models, records):
+    """A server of this test's own that has served v1 (model a) and now serves v2 (model b)."""
+    for model, version in ((models["a"], "1"), (models["b"], "2")):
+        answer = deploy(fresh, model, version)
+        assert answer.status_code == 200, answer.text
+    return fresh
 
 
 def score(server, body, key=SCORING_KEY, **kwargs):
@@ -193,7 +223,8 @@ def test_swagger_describes_the_score_input(server):
     assert list(example) == list(schema.FEATURES)
 
 
-def test_deploy_then_score(server, models, records):
+def test_deploy_then_score(fresh, models, records):
+    server = fresh
     answer = deploy(server, models["a"], "1")
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -229,13 +260,14 @@ def local_example(model_dir):
     ({"data": {"age": 1}}, 400, "`data` must be a list of records, got an object"),
     ({"data": ["x"]}, 400, "record 0 must be a JSON object with the feature columns, got a string"),
 ])
-def test_bad_requests_are_400_with_a_precise_message(server, body, status, message):
-    answer = score(server, body)
+def test_bad_requests_are_400_with_a_precise_message(serving, body, status, message):
+    answer = score(serving, body)
     assert answer.status_code == status
     assert answer.json() == {"error": message}
 
 
-def test_bad_records_are_400_naming_record_and_column(server, records):
+def test_bad_records_are_400_naming_record_and_column(serving, records):
+    server = serving
     bad = [records[0], {**records[1], "duration": "long"}]
     answer = score(server, {"data": bad})
     assert answer.status_code == 400
@@ -245,12 +277,15 @@ def test_bad_records_are_400_naming_record_and_column(server, records):
     assert answer.json() == {"error": "record 0: column 'nr.employed' is missing"}
 
 
-def test_large_batches_are_scored_too(server, records):
+def test_large_batches_are_scored_too(serving, records):
+    server = serving
     answer = score(server, {"data": records})
     assert answer.status_code == 200 and len(answer.json()["probabilities"]) == len(records)
 
 
-def test_redeploy_while_scoring_never_fails_a_request(server, models, records):
+def test_redeploy_while_scoring_never_fails_a_request(fresh, models, records):
+    server = fresh
+    assert deploy(server, models["a"], "1").status_code == 200
     failures: list[str] = []
     versions: list[str] = []
     stop = threading.Event()
@@ -275,9 +310,9 @@ def test_redeploy_while_scoring_never_fails_a_request(server, models, records):
     for client in clients:
         client.start()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: len(versions) >= 20, timeout=30, what="twenty answers from v1")
         answer = deploy(server, models["b"], "2", smoke_records=records[:10])
-        time.sleep(0.5)
+        wait_for(lambda: versions.count("2") >= 10, timeout=30, what="ten answers from v2")
     finally:
         stop.set()
         for client in clients:
@@ -293,7 +328,8 @@ def test_redeploy_while_scoring_never_fails_a_request(server, models, records):
     assert score(server, {"data": records[:1]}).json()["model_version"] == "2"
 
 
-def test_broken_model_is_refused_and_the_old_one_keeps_serving(server, models, records):
+def test_broken_model_is_refused_and_the_old_one_keeps_serving(v2_serving, models, records):
+    server = v2_serving
     answer = deploy(server, models["broken"], "3")
     assert answer.status_code == 422
     body = answer.json()
@@ -324,7 +360,8 @@ def test_malformed_deploy_requests_are_400(server, body, message):
     assert answer.status_code == 400 and answer.json()["error"].startswith(message)
 
 
-def test_keys_never_reach_the_log(server):
+def test_keys_never_reach_the_log(v2_serving):
+    server = v2_serving
     text = server["log"].read_text(errors="replace")
     assert "deployed model v2" in text
     assert SCORING_KEY not in text and ADMIN_KEY not in text
