@@ -230,9 +230,8 @@ def test_credential_outcomes(exc, status, words):
 
 def test_a_credential_that_never_answers_is_given_up_after_the_timeout():
     credential = HangingCredential()
-    started = time.monotonic()
     check = doc.check_credential(doc.Doctor(credential=credential, timeout_s=0.3))
-    assert time.monotonic() - started < 2
+    assert not credential.release.is_set()  # given up while the credential still hangs (timings: bench/timings.py)
     assert check.status == "skipped" and "did not answer within 0.3s" in check.message
     credential.release.set()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 import tracemalloc
 
 import numpy as np
@@ -93,8 +92,7 @@ def test_the_real_file_is_accepted_in_every_dialect_with_one_content_hash(bank_c
 def test_a_gzip_bomb_is_refused_without_unpacking_it_into_memory():
     bomb = gzip_bomb(2 << 30)  # 2 GiB of zeros in about 2 MiB
     assert len(bomb) < 4 << 20
-    tracemalloc.start()
-    started = time.perf_counter()
+    tracemalloc.start()  # how long the refusal takes is measured by bench/timings.py
     try:
         result = validate_csv(bomb, min_rows=500, max_bytes=16 << 20)
         _, peak = tracemalloc.get_traced_memory()
@@ -103,7 +101,6 @@ def test_a_gzip_bomb_is_refused_without_unpacking_it_into_memory():
     assert result.errors[0].code == "too_large"
     assert "gzip file unpacks to more than the 16,777,216-byte limit" in result.reason()
     assert peak < 64 << 20, f"peak {peak:,} bytes"
-    assert time.perf_counter() - started < 5
 
 
 def test_gzip_members_and_padding_are_read_like_gunzip(base):
