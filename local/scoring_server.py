@@ -647,7 +647,7 @@ def _property(column: str, kind: str) -> dict[str, Any]:
 
 
 def _labels() -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string", "enum": ["yes", "no"]}}
+    return {"type": "array", "items": {"type": "string", "enum": [schema.POSITIVE, schema.NEGATIVE]}}
 
 
 def _definitions(record: dict[str, Any], example: dict[str, Any], version: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared.domain.schema import COLUMNS, LEVELS, TARGET
+from shared.domain.schema import COLUMNS, LEVELS, NEGATIVE, POSITIVE, TARGET
 
 # Relative frequencies, in LEVELS order.
 _JOB_P = (0.253, 0.223, 0.036, 0.026, 0.071, 0.042, 0.035, 0.096, 0.021, 0.165, 0.024, 0.008)
@@ -114,7 +114,7 @@ def generate_sample(rows: int, seed: int) -> pd.DataFrame:
              + 0.35 * (contact == "cellular")
              - 0.08 * (campaign - 1)
              + 0.4 * ((age > 60) | (age < 25)))
-    y = np.where(rng.random(n) < 1.0 / (1.0 + np.exp(-logit)), "yes", "no").astype(object)
+    y = np.where(rng.random(n) < 1.0 / (1.0 + np.exp(-logit)), POSITIVE, NEGATIVE).astype(object)
 
     values = {
         "age": age, "job": job, "marital": marital, "education": education, "default": default,

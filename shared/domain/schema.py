@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Final
 
 TARGET: Final = "y"
-TARGET_VALUES: Final = ("no", "yes")
+# The target's two labels, defined here once: training encodes POSITIVE as 1 and NEGATIVE as 0, scoring answers
+# them, validation accepts only them.
+POSITIVE: Final = "yes"
+NEGATIVE: Final = "no"
+TARGET_VALUES: Final = (NEGATIVE, POSITIVE)
 
 # Column -> kind, in file order. "int" / "float" are numeric; "cat" is a string category.
 COLUMNS: Final[dict[str, str]] = {

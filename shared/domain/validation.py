@@ -61,6 +61,10 @@ _SIGNATURES: Final = (
 _BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
 _UTF_BOMS: Final = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
                     (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+# How messages name the target's labels (shared.domain.schema): 'yes'/'no', 'yes' or 'no', both 'yes' and 'no'.
+_LABELS_SLASH: Final = f"'{schema.POSITIVE}'/'{schema.NEGATIVE}'"
+_LABELS_OR: Final = f"'{schema.POSITIVE}' or '{schema.NEGATIVE}'"
+_LABELS_AND: Final = f"'{schema.POSITIVE}' and '{schema.NEGATIVE}'"
 _NON_SPACE = re.compile(rb"\S")
 _CONTROL = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
 _DECIMAL_COMMA = re.compile(r'(^|;)[ "]*-?\d+,\d+[ "]*(;|$)', flags=re.MULTILINE)
@@ -465,7 +469,7 @@ def _check_header(names: list[str], line: int, target: str, result: ValidationRe
         if missing == [target]:
             suggestion = f" ({one(target).split(' (', 1)[1]}" if target in renamed else ""
             _stop(f"target column '{target}' is missing{suggestion}; a training file needs labels", "missing_target",
-                  line=line, column=target, expected=f"a column '{target}' with 'yes'/'no' labels", found=found)
+                  line=line, column=target, expected=f"a column '{target}' with {_LABELS_SLASH} labels", found=found)
         if len(missing) == len(expected):
             listed = f"all {len(expected)} of {', '.join(expected[:3])}, …, {expected[-1]}"
         elif len(missing) > 8:
@@ -626,12 +630,12 @@ def _check_values(frame: pd.DataFrame, lines: np.ndarray, dialect: Dialect, targ
     if not known.all():
         labels = labels.str.lower()
         known = labels.isin(schema.TARGET_VALUES).to_numpy()
-    if not report.bad(target, ~known, labels, "'yes' or 'no'", "unknown_label"):
+    if not report.bad(target, ~known, labels, _LABELS_OR, "unknown_label"):
         classes = labels.unique()
         if require_both_classes and len(classes) == 1:
             result.errors.append(ValidationIssue(
-                f"target '{target}' has only the class '{classes[0]}'; training needs both 'yes' and 'no'",
-                code="single_class", column=target, expected="both 'yes' and 'no'", found=f"only '{classes[0]}'"))
+                f"target '{target}' has only the class '{classes[0]}'; training needs both {_LABELS_AND}",
+                code="single_class", column=target, expected=f"both {_LABELS_AND}", found=f"only '{classes[0]}'"))
     columns[target] = labels
     return columns, dialect
 

@@ -30,8 +30,8 @@ import pandas as pd
 
 from shared.domain import schema
 
-POSITIVE = "yes"
-NEGATIVE = "no"
+POSITIVE = schema.POSITIVE  # re-exported: the labels are defined in shared.domain.schema
+NEGATIVE = schema.NEGATIVE
 DIRECT_PATH_MAX_ROWS = 256  # larger batches go through the pipeline (vectorized pandas wins there)
 _TYPES = {"long": "int", "integer": "int", "double": "float", "float": "float", "string": "cat"}
 

@@ -50,11 +50,11 @@ def score_frame(model, frame) -> dict:
             probabilities += answer["probabilities"]
     except ScoringInputError as exc:
         raise EvaluationError(f"the model cannot score this file: {exc}") from None
-    y_true = (frame[schema.TARGET].astype(str).str.strip().str.lower() == "yes").to_numpy().astype(int)
+    y_true = (frame[schema.TARGET].astype(str).str.strip().str.lower() == schema.POSITIVE).to_numpy().astype(int)
     if y_true.min() == y_true.max():
         raise EvaluationError(f"the {len(frame)} labelled rows hold only one class; AUC is undefined")
     p_yes = np.asarray(probabilities, dtype=float)
-    y_pred = (np.asarray(labels) == "yes").astype(int)
+    y_pred = (np.asarray(labels) == schema.POSITIVE).astype(int)
     return {"rows": len(frame), "auc": round(float(roc_auc_score(y_true, p_yes)), 6),
             "accuracy": round(float(accuracy_score(y_true, y_pred)), 6),
             "f1": round(float(f1_score(y_true, y_pred)), 6),

@@ -37,8 +37,8 @@ from shared.domain import schema
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-POSITIVE = "yes"
-NEGATIVE = "no"
+POSITIVE = schema.POSITIVE  # re-exported: the labels are defined in shared.domain.schema
+NEGATIVE = schema.NEGATIVE
 # Exact pins written into the MLflow model's requirements.txt / conda.yaml.
 MODEL_REQUIREMENTS = ("scikit-learn", "lightgbm", "pandas", "numpy", "mlflow-skinny")
 INPUT_EXAMPLE_ROWS = 5
