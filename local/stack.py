@@ -15,7 +15,16 @@ from pathlib import Path
 from local import stack_secrets
 from local.functions_host.keys import load_or_create_keys
 from local.pipeline_endpoint import local_workspace_id, submit_url
-from local.processes import PROJECT_ROOT, Child, azurite_argv, azurite_env, python_argv, start_child
+from local.processes import (
+    PROJECT_ROOT,
+    Child,
+    PortInUse,
+    azurite_argv,
+    azurite_env,
+    free_ports,
+    python_argv,
+    start_child,
+)
 from shared.bootstrap import build_stores
 from shared.private_files import private_dir
 from shared.scoring.trusted_model import UntrustedModel, check_model_folder
@@ -222,3 +231,20 @@ class Stack:
         self.children[self.children.index(old)] = new
         new.wait_ready(timeout)
         return new
+
+
+STACK_PORTS = ("blob_port", "queue_port", "table_port", "host_port", "pipeline_port", "scoring_port")
+
+
+def start_on_free_ports(local_dir: Path, attempts: int = 5, on_step=None, **config) -> Stack:
+    """A stack on fresh loopback ports (tests, benches), started again on new ports when a child finds one of
+    them taken in the moment between choosing and binding it (`PortInUse`). `retrain up` keeps its fixed ports."""
+    for _ in range(attempts):
+        ports = dict(zip(STACK_PORTS, free_ports(len(STACK_PORTS)), strict=True))
+        stack = Stack(StackConfig(local_dir=local_dir, **ports, **config))
+        try:
+            stack.start(on_step)  # stops what it started before raising
+        except PortInUse:
+            continue
+        return stack
+    raise PortInUse(f"the local stack lost a port on each of {attempts} starts; see {local_dir / 'logs'}")

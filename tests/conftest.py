@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from local.processes import azurite_argv, azurite_env, free_port, start_child
+from local.processes import azurite_argv, azurite_env, start_on_free_ports
 from local.stack_secrets import new_storage_key
 from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
 
@@ -19,12 +19,11 @@ def azurite(tmp_path_factory):
     generated account key, like the local stack: its published development key is refused, so no test passes
     because of it."""
     root = tmp_path_factory.mktemp("azurite")
-    blob, queue, table = free_port(), free_port(), free_port()
     key = new_storage_key()
-    child = start_child("azurite", azurite_argv(root / "data", blob, queue, table),
-                        ports=(blob, queue, table), log_dir=root, env=azurite_env(AZURITE_ACCOUNT, key))
+    child, (blob, queue, table) = start_on_free_ports(  # started again on new ports if one was taken meanwhile
+        "azurite", 3, lambda ports: azurite_argv(root / "data", *ports), log_dir=root,
+        env=azurite_env(AZURITE_ACCOUNT, key))
     try:
-        child.wait_ready(60)
         yield azurite_connection_string(AZURITE_ACCOUNT, key, blob=blob, queue=queue, table=table)
     finally:
         child.stop()

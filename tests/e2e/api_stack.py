@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import requests
 
-from local.processes import free_port
-from local.stack import Stack, StackConfig
+from local.stack import Stack, start_on_free_ports
 from shared.bootstrap import build_stores
 from shared.settings import Settings
 
 
 def start_api_stack(local_dir, *, budget_s: int = 3, **settings: str) -> Stack:
-    config = StackConfig(local_dir=local_dir, blob_port=free_port(), queue_port=free_port(), table_port=free_port(),
-                         host_port=free_port(), pipeline_port=free_port(), scoring_port=free_port(),
-                         training_budget_s=budget_s, blob_poll_s=0.5, drift_schedule="0 0 0 1 1 *",
-                         reconcile_schedule="0 0 0 1 1 *", extra_settings=settings)
-    s = Stack(config)
-    s.start()
+    s = start_on_free_ports(local_dir, training_budget_s=budget_s, blob_poll_s=0.5, drift_schedule="0 0 0 1 1 *",
+                            reconcile_schedule="0 0 0 1 1 *", extra_settings=settings)
+    config = s.config
     try:
         key = s.host_keys.function_keys["default"]
         assert requests.get(config.host_url + "/api/runs", headers={"x-functions-key": key},

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from local.processes import PROJECT_ROOT, port_open
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 RETRAIN = [sys.executable, "-m", "shared.cli"]
@@ -49,9 +49,8 @@ def test_up_serves_until_ctrl_c_then_stops_every_child(tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     state_file = tmp_path / "local" / "stack.json"
     try:
-        deadline = time.time() + 120
-        while not state_file.exists() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.2)
+        wait_for(lambda: state_file.exists() or proc.poll() is not None, timeout=120, every=0.2,
+                 what="the stack's state file (or `retrain up` exiting)")
         assert state_file.exists(), proc.stdout.read() if proc.poll() is not None else "stack did not come up"
         ports = list(json.loads(state_file.read_text())["ports"].values())
         assert all(port_open(p) for p in ports)

@@ -1,19 +1,23 @@
 """The whole loop through the real local stack: Azurite, our Functions host running main.py, the local
-pipeline endpoint (real training) and the scoring server, all as processes on loopback."""
+pipeline endpoint (real training) and the scoring server, all as processes on loopback.
+
+The stack is shared by the module; what a test needs to have happened first (a first model from an upload, an
+HTTP retrain, a drift timer run) comes from module fixtures, which run once, at their first use, so every test
+passes alone and in any order."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from local.processes import free_port
 from local.session import upload_file
-from local.stack import Stack, StackConfig
+from local.stack import start_on_free_ports
 from shared.adapters.scoring import ScoringClient
 from shared.bootstrap import build_stores
 from shared.domain import schema
@@ -27,13 +31,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    config = StackConfig(local_dir=tmp_path_factory.mktemp("stack"), blob_port=free_port(), queue_port=free_port(),
-                         table_port=free_port(), host_port=free_port(), pipeline_port=free_port(),
-                         scoring_port=free_port(), training_budget_s=3, blob_poll_s=0.5,
-                         drift_schedule="0 0 0 1 1 *",
-                         extra_settings={"MIN_ROWS": "200", "DRIFT_COOLDOWN_S": "0", "COALESCE_S": "1"})
-    s = Stack(config)
-    s.start()
+    s = start_on_free_ports(tmp_path_factory.mktemp("stack"), training_budget_s=3, blob_poll_s=0.5,
+                            drift_schedule="0 0 0 1 1 *",
+                            extra_settings={"MIN_ROWS": "200", "DRIFT_COOLDOWN_S": "0", "COALESCE_S": "1"})
+    config = s.config
     stores = build_stores(Settings(storage_connection=config.connection_string))
     s.audit, s.runs, s.models, s.datasets = stores.audit, stores.runs, stores.models, stores.datasets
     s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"])
@@ -69,18 +70,46 @@ def sample_records(csv_path, n=3):
     return pd.read_csv(csv_path, nrows=n)[list(schema.FEATURES)].to_dict(orient="records")
 
 
-def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_csv):
+@pytest.fixture(scope="module")
+def first_upload(stack, small_bank_csv):
+    """The stack's first upload, followed to its completion: the first model (every test that needs a model or a
+    dataset asks for this, so it always runs first on the fresh stack)."""
     source = upload_file(stack.config.connection_string, small_bank_csv, f"e2e-{uuid.uuid4().hex[:6]}.csv")
     upload = wait_for(lambda: next((r for r in stack.audit.list() if r.source == source
                                     and r.outcome not in ("in_progress", "queued")), None),
                       what="blob trigger record")  # queued first: the coalescing window (COALESCE_S=1)
     assert upload.outcome == "submitted", upload.detail
-    assert upload.trigger == "blob" and upload.dataset_version >= 1 and upload.run_id
     completion = completion_for(stack, upload.run_id)
+    # what was live and serving right then (a later test may deploy another model)
+    return SimpleNamespace(upload=upload, completion=completion, live=stack.models.live(),
+                           answer=stack.scorer.score(sample_records(small_bank_csv)))
+
+
+@pytest.fixture(scope="module")
+def http_retrain(stack, first_upload):
+    """A signed HTTP retrain of the latest dataset, followed to its completion (a second registered model)."""
+    key = stack.host_keys.function_keys["default"]
+    payload = json.dumps({"dataset": "latest", "reason": "ci", "requested_by": "e2e"}).encode()
+    ok = requests.post(stack.config.host_url + "/api/retrain", data=payload, params={"code": key}, timeout=30,
+                       headers={"Content-Type": "application/json", **sign(stack.secrets["webhook_secret"], payload)})
+    assert ok.status_code == 202, ok.text
+    live_before = stack.models.live()
+    return SimpleNamespace(answer=ok, live_before=live_before, completion=completion_for(stack, ok.json()["run_id"]))
+
+
+@pytest.fixture(scope="module")
+def first_timer(stack, first_upload):
+    """The drift timer fired once with only a few scored records and no newer dataset."""
+    return fire_timer(stack)
+
+
+def test_blob_upload_runs_the_whole_loop_to_a_serving_model(stack, small_bank_csv, first_upload):
+    upload, completion = first_upload.upload, first_upload.completion
+    assert upload.trigger == "blob" and upload.dataset_version >= 1 and upload.run_id
     assert completion.outcome == "deployed", completion.detail
     assert {"run_completed", "registered", "deployed", "serving"} <= set(completion.stages)
-    assert stack.models.live().version == completion.model_version
-    answer = stack.scorer.score(sample_records(small_bank_csv))
+    assert first_upload.live.version == completion.model_version
+    answer = first_upload.answer
     assert answer["model_version"] == str(completion.model_version)
     assert len(answer["result"]) == 3 and set(answer["result"]) <= {"yes", "no"}
     assert stack.runs.get(upload.run_id).status == "Deployed"
@@ -111,9 +140,7 @@ def test_malformed_upload_is_quarantined_and_triggers_nothing(stack):
     assert requests.get(stack.config.host_url + "/", timeout=5).status_code == 200
 
 
-def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
-    from shared.domain.webhook_signature import sign
-
+def test_http_trigger_requires_a_key_and_submits_a_retrain(stack, http_retrain):
     url = stack.config.host_url + "/api/retrain"
     secret = stack.secrets["webhook_secret"]
     json_type = {"Content-Type": "application/json"}
@@ -125,15 +152,10 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
     bad = requests.post(url, data=b"{oops", headers={"x-functions-key": key, **json_type, **sign(secret, b"{oops")},
                         timeout=10)
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["detail"]
-    wait_for(lambda: stack.datasets.latest(), what="a registered dataset")
-    payload = json.dumps({"dataset": "latest", "reason": "ci", "requested_by": "e2e"}).encode()
-    ok = requests.post(url, data=payload, headers={**json_type, **sign(secret, payload)}, params={"code": key},
-                       timeout=30)
-    assert ok.status_code == 202, ok.text
+    ok = http_retrain.answer  # the signed request with the key in `code`, from the fixture
     body = ok.json()
     assert ok.headers["Location"] == f"/api/runs/{body['run_id']}"
-    live_before = stack.models.live()
-    completion = completion_for(stack, body["run_id"])
+    live_before, completion = http_retrain.live_before, http_retrain.completion
     # A model is live: the run scored it on the same held-out rows, and the decision says so with both figures.
     assert completion.outcome in ("deployed", "kept_champion"), completion.detail
     decision = completion.data["decision"]
@@ -149,9 +171,9 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack):
     assert missing.status_code == 404 and missing.headers["Content-Type"].startswith("application/problem+json")
 
 
-def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
+def test_timer_detects_drift_and_retrains(stack, small_bank_csv, first_timer):
     live = wait_for(lambda: stack.models.live(), what="a live model")
-    first = fire_timer(stack)  # only a few scored records and no newer dataset yet
+    first = first_timer  # only a few scored records and no newer dataset yet
     assert first.outcome == "skipped" and first.detail.startswith("not enough data"), first.detail
     # New data from a different world: register it directly (no upload trigger), then fire the timer.
     frame = pd.read_csv(small_bank_csv)
@@ -194,7 +216,7 @@ def test_timer_detects_drift_and_retrains(stack, small_bank_csv):
     assert (record.trigger, record.function, record.outcome) == ("http", "drift_http", body["outcome"])
 
 
-def test_completion_ignores_foreign_runs_and_duplicate_events(stack):
+def test_completion_ignores_foreign_runs_and_duplicate_events(stack, first_upload):
     key = stack.host_keys.system_keys["eventgrid_extension"]
     url = f"{stack.config.host_url}/runtime/webhooks/eventgrid"
     params = {"functionName": "run_completed", "code": key}
@@ -231,7 +253,7 @@ def _write(stack, data: bytes):
     return path
 
 
-def test_manual_rollback_and_promote_switch_the_real_endpoint(stack, monkeypatch, capsys):
+def test_manual_rollback_and_promote_switch_the_real_endpoint(stack, http_retrain, monkeypatch, capsys):
     from shared import cli
 
     monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))
@@ -264,7 +286,7 @@ def sample_records_from_registry(stack):
         orient="records")
 
 
-def test_status_cli_lists_one_line_per_trigger(stack, monkeypatch, capsys):
+def test_status_cli_lists_one_line_per_trigger(stack, first_upload, http_retrain, first_timer, monkeypatch, capsys):
     from shared import cli
 
     monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))

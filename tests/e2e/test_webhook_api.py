@@ -362,8 +362,9 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_run(stack, data
     idem = str(uuid.uuid4())
     first = post(stack, body, idempotency_key=idem)
     assert first.status_code == 202, first.text
-    time.sleep(1.1)  # a retry is a new message: re-signed with a later timestamp (the same bytes would be a replay)
-    again, record = audited(stack, lambda: post(stack, body, idempotency_key=idem))
+    # a retry is a new message: re-signed with a later timestamp (the same bytes would be a replay)
+    later = int(time.time()) + 1
+    again, record = audited(stack, lambda: post(stack, body, idempotency_key=idem, timestamp=later))
     assert again.status_code == 202, again.text
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["run_id"] == first.json()["run_id"] and again.json() == first.json()
@@ -414,8 +415,9 @@ def test_a_retrain_in_flight_for_the_dataset_is_409_with_its_location(stack, dat
 
 def burst(stack, n: int, label: str, headers=None) -> list[requests.Response]:
     """`n` signed requests (distinct bodies, so none is a replay), each answered 404 if the rate allows it."""
-    if RATE_WINDOW_S - time.time() % RATE_WINDOW_S < 10:  # fixed windows: keep the burst inside one
-        time.sleep(RATE_WINDOW_S - time.time() % RATE_WINDOW_S + 0.5)
+    # fixed windows: keep the burst inside one (wait for the next window when this one ends in under 10 s)
+    wait_for(lambda: RATE_WINDOW_S - time.time() % RATE_WINDOW_S >= 10, timeout=15, every=0.2,
+             what="a rate window with at least 10 s left")
     return [post(stack, {"dataset": "v999999", "reason": f"{label} {i}"}, headers=headers(i) if headers else None)
             for i in range(n)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url
-from local.processes import free_port, python_argv, start_child
+from local.processes import python_argv, start_on_free_ports
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PipelineAuthError, PipelineError, PublishedPipelineClient
@@ -29,7 +28,7 @@ OTHER_SECRETS = {"SCORING_KEY": "scoring-key-5c1e0a", "SCORING_ADMIN_KEY": "admi
 def endpoint(azurite, tmp_path_factory, small_bank_csv):
     from pytest_httpserver import HTTPServer
 
-    events = HTTPServer(host="127.0.0.1", port=free_port())
+    events = HTTPServer(host="127.0.0.1", port=0)  # bound now: its port is taken at once
     events.start()
     events.expect_request("/runtime/webhooks/eventgrid", method="POST").respond_with_data("", status=202)
     root = tmp_path_factory.mktemp("pipeline")
@@ -38,15 +37,13 @@ def endpoint(azurite, tmp_path_factory, small_bank_csv):
     storage.ensure_container(blobs, container)
     blobs.get_blob_client(container, "bank/v1/data.csv").upload_blob(small_bank_csv.read_bytes())
     blobs.get_blob_client(container, "bank/v2/data.csv").upload_blob(b"age,job\n1,admin.\n")
-    port = free_port()
-    child = start_child("pipeline", python_argv("local.pipeline_endpoint", "--port", str(port), "--runs-dir",
-                                                str(root / "runs")),
-                        ports=(port,), log_dir=root,
-                        env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
-                             "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
-                             "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
-                             "LOCAL_DATASTORES": f"workspaceblobstore={container}", **OTHER_SECRETS})
-    child.wait_ready(60)
+    child, (port,) = start_on_free_ports(
+        "pipeline", 1, lambda ports: python_argv("local.pipeline_endpoint", "--port", str(ports[0]), "--runs-dir",
+                                                 str(root / "runs")),
+        log_dir=root, env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
+                           "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
+                           "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
+                           "LOCAL_DATASTORES": f"workspaceblobstore={container}", **OTHER_SECRETS})
     client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN),
                                      max_retries=0)
     yield {"client": client, "events": events, "container": container, "port": port, "root": root,
@@ -56,24 +53,14 @@ def endpoint(azurite, tmp_path_factory, small_bank_csv):
 
 
 def _wait(client, run_id, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        run = client.get_run(run_id)
-        if run.finished:
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} did not finish")
+    return wait_for(lambda: (lambda run: run if run.finished else None)(client.get_run(run_id)), timeout=timeout,
+                    every=0.5, what=f"run {run_id} to finish")
 
 
 def _events_for(events, run_id, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = [(req.headers, body) for req in [e[0] for e in events.log] for body in req.get_json()
-                 if body["data"]["runId"] == run_id]
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"no event for {run_id}")
+    return wait_for(lambda: [(req.headers, body) for req in [e[0] for e in events.log] for body in req.get_json()
+                             if body["data"]["runId"] == run_id], timeout=timeout, every=0.2,
+                    what=f"an event for {run_id}")
 
 
 def _data_paths(container, path):
@@ -159,7 +146,7 @@ def test_runs_cut_short_by_a_stop_are_failed_and_reported_after_restart(azurite,
 
     from local.pipeline_endpoint import LocalRun
 
-    events = HTTPServer(host="127.0.0.1", port=free_port())
+    events = HTTPServer(host="127.0.0.1", port=0)  # bound now: its port is taken at once
     events.start()
     events.expect_request("/hook", method="POST").respond_with_data("", status=202)
     interrupted = LocalRun(run_id="r-interrupted", pipeline_id=DEFAULT_PIPELINE_ID, experiment="bank-test",
@@ -170,25 +157,35 @@ def test_runs_cut_short_by_a_stop_are_failed_and_reported_after_restart(azurite,
     for run in (interrupted, delivered):
         (tmp_path / "runs" / run.run_id).mkdir(parents=True)
         (tmp_path / "runs" / run.run_id / "run.json").write_text(json.dumps(run.__dict__))
-    port = free_port()
-    child = start_child("pipeline-restart", python_argv("local.pipeline_endpoint", "--port", str(port), "--runs-dir",
-                                                        str(tmp_path / "runs")), ports=(port,), log_dir=tmp_path,
-                        env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
-                             "EVENTGRID_WEBHOOK_URL": events.url_for("/hook")})
+    child, (port,) = start_on_free_ports(
+        "pipeline-restart", 1, lambda ports: python_argv("local.pipeline_endpoint", "--port", str(ports[0]),
+                                                         "--runs-dir", str(tmp_path / "runs")),
+        log_dir=tmp_path, env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
+                               "EVENTGRID_WEBHOOK_URL": events.url_for("/hook")})
     try:
-        child.wait_ready(60)
         client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN))
         run = client.get_run("r-interrupted")
         assert run.status == "Failed" and "stopped during the run" in run.raw["Status"]["StatusDetail"]
         ((_, event),) = _events_for(events, "r-interrupted")
         assert event["data"]["runStatus"] == "Failed"
-        time.sleep(1.0)
-        assert [e for e in events.log if "r-done" in e[0].get_data(as_text=True)] == []
-        saved = json.loads((tmp_path / "runs" / "r-interrupted" / "run.json").read_text())
+        # which runs to re-send is decided when the endpoint loads them, and r-interrupted was the only one: once
+        # its delivery is saved the re-send pass is over
+        saved = wait_for(lambda: _saved_delivered(tmp_path / "runs" / "r-interrupted" / "run.json"),
+                         what="r-interrupted saved delivered")
         assert saved["delivered"] is True
+        assert [e for e in events.log if "r-done" in e[0].get_data(as_text=True)] == []
     finally:
         child.stop()
         events.stop()
+
+
+def _saved_delivered(path):
+    """The saved run once it says delivered (None before, or while the file is being rewritten)."""
+    try:
+        run = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return run if run["delivered"] else None
 
 
 def _training_child_environ(parent_pid: int) -> dict[str, str] | None:

@@ -22,7 +22,7 @@ import pytest
 import requests
 import uvicorn
 
-from local.processes import free_port, python_argv, start_child
+from local.processes import free_port, python_argv, start_on_free_ports
 from local.scoring_server import BlueGreen, NothingToRollBack, create_app
 from shared.adapters.scoring import DeploymentError, LocalScoringDeployer
 from shared.domain import schema
@@ -116,12 +116,11 @@ def serve_from_start(model_dir: Path, version: str) -> list[str]:
 def scoring_server(log_dir, *flags: str, scoring_key: str = SCORING_KEY, admin_key: str = ADMIN_KEY,
                    env_extra: dict | None = None):
     """A real scoring server process on a free loopback port, stopped when the fixture ends."""
-    port = free_port()
     env = {"SCORING_KEY": scoring_key, "SCORING_ADMIN_KEY": admin_key, **(env_extra or {})}
-    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), *flags), ports=(port,),
-                        log_dir=log_dir, env=env)
+    child, (port,) = start_on_free_ports(
+        "scoring", 1, lambda ports: python_argv("local.scoring_server", "--port", str(ports[0]), *flags),
+        log_dir=log_dir, env=env)
     try:
-        child.wait_ready(60)
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}", log=child.log_path)
     finally:
         child.stop()
@@ -373,12 +372,13 @@ def test_keys_never_reach_the_log(v1_back):
 def inproc(models):
     """The app under uvicorn in a thread of this process, so a test can slow a model or a load down."""
     app = create_app(SCORING_KEY, ADMIN_KEY, rollback_window=0, models_root=models["a"].parent)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))  # binds at start
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20, every=0.02, what="the in-process server to start")
     try:
-        yield SimpleNamespace(url=f"http://127.0.0.1:{server.config.port}", app=app)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", app=app)
     finally:
         server.should_exit = True
         thread.join(10)

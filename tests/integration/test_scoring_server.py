@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
-from local.processes import free_port, python_argv, start_child
+from local.processes import python_argv, start_on_free_ports
 from local.scoring_server import FORMATS_HINT, create_app
 from shared.domain import schema
 from shared.scoring.model_digest import folder_digest
@@ -52,13 +52,12 @@ def records(small_bank_csv) -> list[dict]:
 
 def scoring_server(logs, models):
     """A real scoring server process on a loopback port, stopped when the fixture ends."""
-    port = free_port()
     root = models["a"].parent.parent  # every model folder of this module lies under it
-    child = start_child("scoring", python_argv("local.scoring_server", "--port", str(port), "--models-root",
-                                               str(root)), ports=(port,),
-                        log_dir=logs, env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
+    child, (port,) = start_on_free_ports(
+        "scoring", 1, lambda ports: python_argv("local.scoring_server", "--port", str(ports[0]), "--models-root",
+                                                str(root)),
+        log_dir=logs, env={"SCORING_KEY": SCORING_KEY, "SCORING_ADMIN_KEY": ADMIN_KEY})
     try:
-        child.wait_ready(60)
         yield {"url": f"http://127.0.0.1:{port}", "log": child.log_path}
     finally:
         child.stop()
