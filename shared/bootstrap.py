@@ -75,12 +75,12 @@ class Services:
     drift: DriftPolicy
     inference: object  # callable(since, until) -> DataFrame of collected scoring inputs
     reports: object  # callable(name, html) -> where the drift report was stored
+    webhook: WebhookGuard  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
+    outbox: Outbox  # retrain requests waiting to be submitted (coalescing, single flight, retries)
+    drift_http: DriftHttpGuard  # POST /api/drift-check: signed, its own rate limit
+    drift_flight: SingleFlight  # one drift check at a time (HTTP and timer), across instances
     drift_jobs: object | None = None  # large drift windows -> a parallel profiling job (None: always inline)
-    webhook: WebhookGuard | None = None  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
-    outbox: Outbox | None = None  # retrain requests waiting to be submitted (coalescing, single flight, retries)
     dispatch: DispatchPolicy = DispatchPolicy()
-    drift_http: DriftHttpGuard | None = None  # POST /api/drift-check: signed, its own rate limit
-    drift_flight: SingleFlight | None = None  # one drift check at a time (HTTP and timer), across instances
 
 
 def _resolved(name: str, value: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.pipeline_client import PipelineRun
+from shared.domain.outcomes import PipelineStatus
 
 OUTPUT_NAME = "model_dir"
 
@@ -55,7 +56,7 @@ class WithJobOutputs:
 
     def get_run(self, run_id: str) -> PipelineRun:
         run = self.inner.get_run(run_id)
-        if run.status != "Completed" or run.outputs.get("model"):
+        if run.status != PipelineStatus.COMPLETED or run.outputs.get("model"):
             return run
         return PipelineRun(run_id=run.run_id, status=run.status,
                            raw={**run.raw, "Outputs": {**run.outputs, **self._outputs.read(run_id)}})

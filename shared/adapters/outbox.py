@@ -22,6 +22,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables import from_entity, to_entity
+from shared.domain.outcomes import RequestStatus
 
 _PK = "retrain"
 _SLOT = "~slot"
@@ -36,7 +37,8 @@ class RetrainRequest:
     requested_at: float
     not_before: float  # coalescing: not submitted before this
     deadline: float  # retries stop after this; then `failed`
-    status: str = "pending"  # pending -> submitting -> submitted | failed | unconfirmed; pending -> superseded
+    # a RequestStatus: pending -> submitting -> submitted | failed | unconfirmed; pending -> superseded
+    status: str = RequestStatus.PENDING
     parameters: dict[str, Any] = field(default_factory=dict)
     uploaded_at: float | None = None
     attempts: int = 0
@@ -118,14 +120,15 @@ class Outbox:
         if previous_id and previous_id != request.id:
             entity = self._table.get_entity(_PK, previous_id)
             displaced = from_entity(RetrainRequest, entity)
-            if displaced.status == "pending" and _newer(displaced, request):
+            if displaced.status == RequestStatus.PENDING and _newer(displaced, request):
                 # handled out of order: the pending one is the newer data; the incoming request loses
-                request.status, request.superseded_by, request.finished_at = "superseded", displaced.id, time.time()
+                request.status, request.superseded_by = RequestStatus.SUPERSEDED, displaced.id
+                request.finished_at = time.time()
                 operations[0] = ("create", to_entity(request, _PK, request.id))
                 operations.append(("update", dict(slot), {"mode": UpdateMode.REPLACE, **_etag(slot)}))
                 return request
-            if displaced.status == "pending":
-                displaced.status, displaced.superseded_by = "superseded", request.id
+            if displaced.status == RequestStatus.PENDING:
+                displaced.status, displaced.superseded_by = RequestStatus.SUPERSEDED, request.id
                 displaced.finished_at = time.time()
                 operations.append(("update", to_entity(displaced, _PK, displaced.id), {"mode": UpdateMode.REPLACE,
                                                                                        **_etag(entity)}))
@@ -147,7 +150,7 @@ class Outbox:
     def claim(self, now: float) -> RetrainRequest | None:
         """The request to submit now, moved to `submitting`: an unconfirmed one first (it may already have a run),
         else the pending one, if it is due."""
-        for waiting in self.list("unconfirmed"):
+        for waiting in self.list(RequestStatus.UNCONFIRMED):
             if waiting.next_attempt_at <= now:
                 claimed = self._claim_unconfirmed(waiting.id, now)
                 if claimed is not None:
@@ -158,9 +161,9 @@ class Outbox:
                 return [], None
             entity = self._table.get_entity(_PK, slot["pending"])
             request = from_entity(RetrainRequest, entity)
-            if request.status != "pending" or request.not_before > now or request.next_attempt_at > now:
+            if request.status != RequestStatus.PENDING or request.not_before > now or request.next_attempt_at > now:
                 return [], None
-            request.status, request.claimed_at, request.attempts = "submitting", now, request.attempts + 1
+            request.status, request.claimed_at, request.attempts = RequestStatus.SUBMITTING, now, request.attempts + 1
             return [("update", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": ""},
                      {"mode": UpdateMode.REPLACE, **_etag(slot)}),
                     ("update", to_entity(request, _PK, request.id), {"mode": UpdateMode.REPLACE,
@@ -170,9 +173,9 @@ class Outbox:
     def _claim_unconfirmed(self, request_id: str, now: float) -> RetrainRequest | None:
         entity = self._table.get_entity(_PK, request_id)
         request = from_entity(RetrainRequest, entity)
-        if request.status != "unconfirmed":
+        if request.status != RequestStatus.UNCONFIRMED:
             return None
-        request.status, request.claimed_at, request.attempts = "submitting", now, request.attempts + 1
+        request.status, request.claimed_at, request.attempts = RequestStatus.SUBMITTING, now, request.attempts + 1
         try:
             self._table.update_entity(to_entity(request, _PK, request.id), mode=UpdateMode.REPLACE,
                                       **_etag(entity))
@@ -180,7 +183,7 @@ class Outbox:
             return None
         return request
 
-    def release(self, request_id: str, *, error: str, next_attempt_at: float, expected: str = "submitting",
+    def release(self, request_id: str, *, error: str, next_attempt_at: float, expected: str = RequestStatus.SUBMITTING,
                 deadline: float | None = None, maybe_started: bool = False) -> RetrainRequest | None:
         """Put a claimed (or failed, for a retry by hand) request back as pending — or supersede it when a newer
         request holds the slot. An attempt that may have started a run (no answer, a 5xx, a dead instance) is never
@@ -192,7 +195,7 @@ class Outbox:
             if request.status != expected:
                 return [], None
             if maybe_started:
-                request.status, request.claimed_at, request.last_error = "unconfirmed", None, error
+                request.status, request.claimed_at, request.last_error = RequestStatus.UNCONFIRMED, None, error
                 request.next_attempt_at = next_attempt_at
                 request.deadline = request.deadline if deadline is None else deadline
                 return [("update", to_entity(request, _PK, request.id), {"mode": UpdateMode.REPLACE,
@@ -203,9 +206,10 @@ class Outbox:
             request.deadline = request.deadline if deadline is None else deadline
             operations: list = []
             if newer and newer != request.id:
-                request.status, request.superseded_by, request.finished_at = "superseded", newer, time.time()
+                request.status, request.superseded_by = RequestStatus.SUPERSEDED, newer
+                request.finished_at = time.time()
             else:
-                request.status, request.next_attempt_at = "pending", next_attempt_at
+                request.status, request.next_attempt_at = RequestStatus.PENDING, next_attempt_at
                 if slot is None:
                     operations.append(("create", {"PartitionKey": _PK, "RowKey": _SLOT, "pending": request.id}))
                 else:
@@ -229,4 +233,4 @@ class Outbox:
 
     def stale(self, now: float, lease_s: float) -> list[RetrainRequest]:
         """Claims older than the lease: their dispatcher stopped before ending them."""
-        return [r for r in self.list("submitting") if (r.claimed_at or 0) < now - lease_s]
+        return [r for r in self.list(RequestStatus.SUBMITTING) if (r.claimed_at or 0) < now - lease_s]

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from shared import redaction
+from shared.domain.outcomes import ENDED, PipelineStatus
 from shared.domain.pipeline_params import FOLDER_INPUTS
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -69,11 +70,14 @@ class PipelineRun:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("Completed", "Failed", "Canceled")
+        return self.status in ENDED
 
 
-_STATUS_CODES = {"Finished": "Completed", "NotStarted": "NotStarted", "Running": "Running", "Failed": "Failed",
-                 "Canceled": "Canceled", "Preparing": "Queued", "Queued": "Queued", "Completed": "Completed"}
+# Azure ML's spellings (left, as the services send them) -> ours (shared.domain.outcomes.PipelineStatus).
+_STATUS_CODES = {"Finished": PipelineStatus.COMPLETED, "NotStarted": PipelineStatus.NOT_STARTED,
+                 "Running": PipelineStatus.RUNNING, "Failed": PipelineStatus.FAILED,
+                 "Canceled": PipelineStatus.CANCELED, "Preparing": PipelineStatus.QUEUED,
+                 "Queued": PipelineStatus.QUEUED, "Completed": PipelineStatus.COMPLETED}
 
 
 def parse_run(body: dict[str, Any]) -> PipelineRun:
@@ -82,8 +86,8 @@ def parse_run(body: dict[str, Any]) -> PipelineRun:
         raise PipelineError(f"pipeline service answered without a run Id (keys: {sorted(body)[:10]})")
     status = body.get("Status")
     if isinstance(status, dict):
-        status = status.get("RunStatus") or _STATUS_CODES.get(str(status.get("StatusCode")), "Unknown")
-    return PipelineRun(run_id=str(run_id), status=str(status or "NotStarted"), raw=body)
+        status = status.get("RunStatus") or _STATUS_CODES.get(str(status.get("StatusCode")), PipelineStatus.UNKNOWN)
+    return PipelineRun(run_id=str(run_id), status=str(status or PipelineStatus.NOT_STARTED), raw=body)
 
 
 def redact_url(url: str) -> str:
@@ -201,10 +205,13 @@ def _error_detail(response: requests.Response) -> str:
     return f": {str(body)[:200]}"
 
 
-_V2_STATUS = {"NotStarted": "NotStarted", "Starting": "Queued", "Provisioning": "Queued", "Preparing": "Queued",
-              "Queued": "Queued", "Running": "Running", "Finalizing": "Running", "CancelRequested": "Running",
-              "Completed": "Completed", "Failed": "Failed", "Canceled": "Canceled", "NotResponding": "Running",
-              "Paused": "Running"}
+_V2_STATUS = {"NotStarted": PipelineStatus.NOT_STARTED, "Starting": PipelineStatus.QUEUED,
+              "Provisioning": PipelineStatus.QUEUED, "Preparing": PipelineStatus.QUEUED,
+              "Queued": PipelineStatus.QUEUED, "Running": PipelineStatus.RUNNING,
+              "Finalizing": PipelineStatus.RUNNING, "CancelRequested": PipelineStatus.RUNNING,
+              "Completed": PipelineStatus.COMPLETED, "Failed": PipelineStatus.FAILED,
+              "Canceled": PipelineStatus.CANCELED, "NotResponding": PipelineStatus.RUNNING,
+              "Paused": PipelineStatus.RUNNING}
 
 
 def parse_job(body: dict[str, Any]) -> PipelineRun:
@@ -212,7 +219,7 @@ def parse_job(body: dict[str, Any]) -> PipelineRun:
     if not name:
         raise PipelineError(f"batch endpoint answered without a job name (keys: {sorted(body)[:10]})")
     status = (body.get("properties") or {}).get("status") or "NotStarted"
-    return PipelineRun(run_id=name, status=_V2_STATUS.get(status, "Unknown"), raw=body)
+    return PipelineRun(run_id=name, status=str(_V2_STATUS.get(status, PipelineStatus.UNKNOWN)), raw=body)
 
 
 class BatchEndpointPipelineClient(_AzureMLRest):

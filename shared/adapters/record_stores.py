@@ -17,6 +17,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.tables import from_entity, to_entity
+from shared.domain.outcomes import IN_FLIGHT, RunStatus
 from shared.domain.records import AuditRecord, ModelVersion, RunRecord
 
 _AUDIT_PK = "audit"
@@ -170,14 +171,14 @@ class RunStore:
     def claim(self, run_id: str) -> RunRecord | None:
         """Move a submitted run to Handling exactly once, however many events arrive for it."""
         def handling(run: RunRecord) -> None:
-            run.status, run.claimed_at = "Handling", time.time()
-        return self._transition(run_id, "Submitted", handling)
+            run.status, run.claimed_at = RunStatus.HANDLING, time.time()
+        return self._transition(run_id, RunStatus.SUBMITTED, handling)
 
     def release(self, run_id: str) -> bool:
         """Hand a run stuck in Handling (its handler died) back to Submitted, once, so it is finished again."""
         def submitted(run: RunRecord) -> None:
-            run.status, run.detail = "Submitted", "released after an interrupted completion"
-        return self._transition(run_id, "Handling", submitted) is not None
+            run.status, run.detail = RunStatus.SUBMITTED, "released after an interrupted completion"
+        return self._transition(run_id, RunStatus.HANDLING, submitted) is not None
 
     def _transition(self, run_id: str, expected: str, change) -> RunRecord | None:
         """Apply `change` to a run in status `expected`, conditional on its ETag: of concurrent callers, one wins."""
@@ -206,7 +207,7 @@ class RunStore:
         return sorted((from_entity(RunRecord, r) for r in rows), key=lambda r: r.submitted_at)
 
     def in_flight(self) -> list[RunRecord]:
-        return [r for r in self.list() if r.status in ("Submitted", "Handling")]
+        return [r for r in self.list() if r.status in IN_FLIGHT]
 
 
 class ModelRegistry:

@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-PROMOTED = "promoted"
-KEPT_CHAMPION = "kept_champion"
+from shared.domain.outcomes import Outcome
+
+PROMOTED = Outcome.PROMOTED  # a Decision's outcome, recorded in the audit record's data["decision"]
+KEPT_CHAMPION = Outcome.KEPT_CHAMPION
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shared.domain.outcomes import Outcome, RunStatus
+
 
 def new_id(prefix: str = "") -> str:
     """Sortable by creation time (ms), unique by a random tail."""
@@ -44,7 +46,7 @@ class RunRecord:
     experiment: str
     submitted_at: float
     uploaded_at: float | None = None  # when the data that caused it landed (blob uploads)
-    status: str = "Submitted"  # Submitted -> Handling -> Deployed | KeptChampion | RolledBack | Failed
+    status: str = RunStatus.SUBMITTED  # Submitted -> Handling -> Deployed | KeptChampion | RolledBack | Failed
     finished_at: float | None = None
     model_version: int | None = None
     detail: str = ""
@@ -60,7 +62,7 @@ class AuditRecord:
     trigger: str  # blob | timer | http | eventgrid | cli
     function: str
     started_at: float
-    outcome: str = "in_progress"
+    outcome: str = Outcome.IN_PROGRESS  # an Outcome (stored as its plain string)
     detail: str = ""
     source: str = ""
     dataset_version: int | None = None

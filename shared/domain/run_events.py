@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from shared.domain.outcomes import Outcome, PipelineStatus
+
 RUN_COMPLETED = "microsoft.machinelearningservices.runcompleted"
 RUN_STATUS_CHANGED = "microsoft.machinelearningservices.runstatuschanged"
 
@@ -29,28 +31,37 @@ class RunEvent:
     properties: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> RunEnd:
         """`completed`, `failed`, or `ignore` (a status change that ends nothing)."""
         return status_outcome(self.status)
 
 
-def status_outcome(status: str) -> str:
+class RunEnd(StrEnum):
+    """What a run status means for a run record (never stored: it picks the branch)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"  # Failed, Canceled
+    IGNORE = "ignore"  # a status that ends nothing
+
+
+def status_outcome(status: str) -> RunEnd:
     """What a run status means for a run record, compared case-insensitively (event payloads and the run GET
     spell statuses as they like): `completed`, `failed` (Failed, Canceled) or `ignore`."""
     value = (status or "").strip().lower()
     if value == "completed":
-        return "completed"
+        return RunEnd.COMPLETED
     if value in ("failed", "canceled", "cancelled"):
-        return "failed"
-    return "ignore"
+        return RunEnd.FAILED
+    return RunEnd.IGNORE
 
 
 class EventVerdict(StrEnum):
-    """Audit outcomes of a run event that was not acted on because it could not be believed."""
+    """Audit outcomes of a run event that was not acted on because it could not be believed (members of
+    shared.domain.outcomes.Outcome, which defines the strings)."""
 
-    FOREIGN_TOPIC = "foreign_topic"  # not from the configured workspace: ignored
-    REJECTED = "rejected_event"  # claims a terminal status the pipeline's run GET does not confirm
-    UNCONFIRMED = "unconfirmed"  # the pipeline could not be asked: left for redelivery / the reconcile timer
+    FOREIGN_TOPIC = Outcome.FOREIGN_TOPIC.value  # not from the configured workspace: ignored
+    REJECTED = Outcome.REJECTED_EVENT.value  # claims a terminal status the pipeline's run GET does not confirm
+    UNCONFIRMED = Outcome.UNCONFIRMED.value  # the pipeline could not be asked: left for redelivery / reconcile
 
 
 def normalized_resource_id(value: str) -> str:
@@ -79,7 +90,7 @@ def confirmation_problem(claimed: str, pipeline_status: str) -> str | None:
     (both end the run the same way: completed, or failed/canceled)."""
     wanted = status_outcome(claimed)
     found = status_outcome(pipeline_status)
-    if found == "ignore":
+    if found == RunEnd.IGNORE:
         return f"the event says {claimed!r} but the pipeline says the run is {pipeline_status!r} (not ended)"
     if found != wanted:
         return f"the event says {claimed!r} but the pipeline says the run ended {pipeline_status!r}"
@@ -102,9 +113,9 @@ def parse_run_event(*, event_id: str, event_type: str, subject: str, data: dict[
     if not run_id:
         raise EventError("event carries no runId")
     if kind == RUN_COMPLETED:
-        status = "Completed"
+        status = PipelineStatus.COMPLETED.value
     else:
-        status = str(data.get("runStatus") or "Unknown")
+        status = str(data.get("runStatus") or PipelineStatus.UNKNOWN.value)
     return RunEvent(event_id=event_id, event_type=event_type, run_id=str(run_id),
                     experiment=str(data.get("experimentName") or ""), status=status,
                     run_type=data.get("runType"), tags=dict(data.get("runTags") or {}),

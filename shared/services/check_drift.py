@@ -22,6 +22,7 @@ from shared import telemetry
 from shared.domain import schema
 from shared.domain.drift import compare_profiles
 from shared.domain.drift_report import render_html
+from shared.domain.outcomes import Outcome
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.records import AuditRecord, new_id
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
@@ -41,10 +42,6 @@ class DriftPolicy:
     thresholds: dict[str, float] = field(default_factory=dict)
     inline_max_bytes: int = 256 * 1024 * 1024  # a larger window goes to the parallel profiling job
     job_timeout_s: float = 3 * 3600.0  # a profiling job not done after this fails the check
-
-
-PROFILING = "profiling"
-CONCLUDING = "concluding"
 
 
 def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
@@ -75,11 +72,11 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     audit.save(record)
     if waiting:
         job = waiting[0].data.get("offload", {}).get("job")
-        return audit.finish(record, "skipped", f"a drift profiling job is still running (job {job}, check "
+        return audit.finish(record, Outcome.SKIPPED, f"a drift profiling job is still running (job {job}, check "
                                                f"{waiting[0].id}); its verdict comes first")
     live = models.live()
     if live is None:
-        return audit.finish(record, "skipped", "skipped: no live model yet")
+        return audit.finish(record, Outcome.SKIPPED, "skipped: no live model yet")
     record.model_version = live.version
     latest = datasets.latest()
     record.dataset_version = latest.version if latest else None
@@ -94,8 +91,8 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     current, sources = _current(inference, newer, datasets, since, now)
     record.data["window"] = {**sources, "reference": basis}
     if current is None or len(current) == 0:
-        return audit.finish(record, "skipped", "not enough data: nothing collected or uploaded since the live model "
-                    f"v{live.version} was trained")
+        return audit.finish(record, Outcome.SKIPPED, "not enough data: nothing collected or uploaded since the live "
+                            f"model v{live.version} was trained")
     labelled = schema.TARGET in current.columns and current[schema.TARGET].notna().all()
     current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
                                     reference=reference)
@@ -112,12 +109,12 @@ def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: D
     try:
         job = offload.submit(record.id, reference, plan, policy)
     except Exception as exc:
-        return audit.finish(record, "failed", f"window of {megabytes:.0f} MB is over the inline limit "
+        return audit.finish(record, Outcome.FAILED, f"window of {megabytes:.0f} MB is over the inline limit "
                                               f"({policy.inline_max_bytes / 1e6:.0f} MB) and submitting the "
                                               f"profiling job failed: {type(exc).__name__}: {exc}")
     record.data["offload"] = {"job": job, "runner": getattr(offload, "name", ""), "submitted_at": now}
-    record.stage(PROFILING)
-    record.outcome = PROFILING
+    record.stage(Outcome.PROFILING.value)
+    record.outcome = Outcome.PROFILING
     record.detail = (f"window of {len(plan.files)} file(s), {megabytes:.0f} MB, over the inline limit "
                      f"({policy.inline_max_bytes / 1e6:.0f} MB): profiling in parallel as job {job}; the verdict "
                      "follows when it completes")
@@ -130,7 +127,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
     """Finish the checks whose profiling job ended; returns those still waiting for theirs."""
     now = time.time() if now is None else now
     waiting = []
-    for pending in audit.with_outcome(PROFILING):
+    for pending in audit.with_outcome(Outcome.PROFILING):
         job = pending.data.get("offload", {}).get("job", "")
         try:
             state = offload.result(job)
@@ -141,7 +138,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
         if (state is None or state.status == "running") and not overdue:
             waiting.append(pending)
             continue
-        record = audit.claim(pending.id, PROFILING, CONCLUDING)
+        record = audit.claim(pending.id, Outcome.PROFILING, Outcome.CONCLUDING)
         if record is None:
             continue  # another instance took it
         with telemetry.span("drift_check_resume", trigger_id=record.id, job=job):
@@ -150,9 +147,9 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
                                       models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports,
                                       offload=offload, now=now, outbox=outbox, dispatch=dispatch)
             elif state is not None and state.status == "failed":
-                audit.finish(record, "failed", f"profiling job {job} failed: {state.detail}")
+                audit.finish(record, Outcome.FAILED, f"profiling job {job} failed: {state.detail}")
             else:
-                audit.finish(record, "failed", f"profiling job {job} did not finish within "
+                audit.finish(record, Outcome.FAILED, f"profiling job {job} did not finish within "
                                                f"{int(policy.job_timeout_s)} s")
     return waiting
 
@@ -164,7 +161,7 @@ def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, poli
     record.stage("profiled")
     live = models.live()
     if live is None or live.version != record.model_version:
-        return audit.finish(record, "skipped", f"the live model changed (v{record.model_version} -> "
+        return audit.finish(record, Outcome.SKIPPED, f"the live model changed (v{record.model_version} -> "
                             f"v{live.version if live else '-'}) while the window was profiled; the next check "
                             "compares against the new one")
     reference = offload.storage.staged_reference(record.id)
@@ -195,12 +192,12 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
             log.warning("drift report not stored: %s", exc)
             record.data["report_error"] = f"{type(exc).__name__}: {exc}"
     if result.drifted is None:
-        return audit.finish(record, "skipped", f"not enough data: {result.verdict}")
+        return audit.finish(record, Outcome.SKIPPED, f"not enough data: {result.verdict}")
     if not result.drifted:
-        return audit.finish(record, "no_drift", f"no drift: {result.verdict}")
+        return audit.finish(record, Outcome.NO_DRIFT, f"no drift: {result.verdict}")
     why = _reason_not_to_retrain(live, latest, runs, policy, now)
     if why:
-        return audit.finish(record, "skipped", f"drift ({result.verdict}) but {why}")
+        return audit.finish(record, Outcome.SKIPPED, f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
     if outbox is not None:  # the outbox retries and keeps single flight; the record says what became of it
         request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
@@ -212,10 +209,10 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
         request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
                         models=models, parameters=report)
     except Exception as exc:  # recorded; the next check asks again (nothing is in flight)
-        return audit.finish(record, "failed", f"drift: {result.verdict}; submitting the retrain failed: "
+        return audit.finish(record, Outcome.FAILED, f"drift: {result.verdict}; submitting the retrain failed: "
                                               f"{type(exc).__name__}: {exc}")
     where = f"; report {record.data['report']}" if record.data.get("report") else ""
-    return audit.finish(record, "submitted", f"drift: {result.verdict}; retrain submitted{where}")
+    return audit.finish(record, Outcome.SUBMITTED, f"drift: {result.verdict}; retrain submitted{where}")
 
 
 def _reference(live, datasets) -> tuple[Profile, str]:

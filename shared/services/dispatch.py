@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from shared import telemetry
 from shared.adapters.outbox import RetrainRequest
 from shared.adapters.pipeline_client import PipelineError
+from shared.domain.outcomes import Outcome, RequestStatus
 from shared.domain.records import AuditRecord
 from shared.services.retrain import request_retrain
 
@@ -62,13 +63,13 @@ def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
 def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit) -> None:
     record = audit.get(old.id)
     if record is not None:
-        audit.finish(record, "superseded", f"superseded by v{new.dataset_version} (request {new.id}): one "
+        audit.finish(record, Outcome.SUPERSEDED, f"superseded by v{new.dataset_version} (request {new.id}): one "
                                            "retrain runs on the newest data")
 
 
 def _note(audit, record_id: str, detail: str) -> None:
     record = audit.get(record_id)
-    if record is not None and record.outcome == "queued":
+    if record is not None and record.outcome == Outcome.QUEUED:
         record.detail = detail
         audit.save(record)
 
@@ -90,9 +91,9 @@ def dispatch(*, outbox, runs, pipeline, datasets, audit, target, models, policy:
         if released is not None:
             _note(audit, released.id, f"the instance submitting dataset v{released.dataset_version} stopped; "
                                       "resubmitting with the same trigger id")
-    if outbox.list("submitting"):
+    if outbox.list(RequestStatus.SUBMITTING):
         return "busy: another instance is submitting"
-    if runs.in_flight() and not outbox.list("unconfirmed"):  # an unconfirmed attempt is confirmed first
+    if runs.in_flight() and not outbox.list(RequestStatus.UNCONFIRMED):  # an unconfirmed attempt is confirmed first
         return "busy: a run is in flight"
     request = outbox.claim(now)
     if request is None:
@@ -107,8 +108,8 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
                                                   started_at=request.requested_at)
     dataset = datasets.get(request.dataset_version)
     if dataset is None:
-        outbox.finish(request.id, "failed", error=f"dataset v{request.dataset_version} does not exist")
-        audit.finish(record, "failed", f"dataset v{request.dataset_version} does not exist")
+        outbox.finish(request.id, RequestStatus.FAILED, error=f"dataset v{request.dataset_version} does not exist")
+        audit.finish(record, Outcome.FAILED, f"dataset v{request.dataset_version} does not exist")
         return "failed: no dataset"
     with telemetry.span("dispatch", parent={"traceparent": request.traceparent} if request.traceparent else None,
                         trigger_id=request.id, attempt=request.attempts,
@@ -120,10 +121,10 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
         except Exception as exc:
             span.fail(str(exc))
             return _failed_attempt(request, record, exc, outbox=outbox, audit=audit, policy=policy, now=now)
-        outbox.finish(request.id, "submitted", run_id=run.run_id)
+        outbox.finish(request.id, RequestStatus.SUBMITTED, run_id=run.run_id)
         record.data["attempts"] = request.attempts
         tries = f" after {request.attempts} attempts" if request.attempts > 1 else ""
-        audit.finish(record, "submitted", f"{request.summary or f'dataset v{dataset.version}'} submitted "
+        audit.finish(record, Outcome.SUBMITTED, f"{request.summary or f'dataset v{dataset.version}'} submitted "
                                           f"({request.reason}){tries}")
         return f"submitted {run.run_id}"
 
@@ -137,21 +138,21 @@ def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception
     if retryable and (now < request.deadline or maybe_started):  # a run that may exist is always confirmed
         delay = backoff(request.attempts, getattr(exc, "retry_after", None), policy)
         released = outbox.release(request.id, error=reason, next_attempt_at=now + delay, maybe_started=maybe_started)
-        if released is not None and released.status == "superseded":
+        if released is not None and released.status == RequestStatus.SUPERSEDED:
             newer = outbox.get(released.superseded_by)
-            audit.finish(record, "superseded", f"submit attempt {request.attempts} failed ({reason}); superseded by "
-                                               f"v{newer.dataset_version if newer else '?'} (request "
-                                               f"{released.superseded_by}) meanwhile")
+            audit.finish(record, Outcome.SUPERSEDED, f"submit attempt {request.attempts} failed ({reason}); "
+                                                     f"superseded by v{newer.dataset_version if newer else '?'} "
+                                                     f"(request {released.superseded_by}) meanwhile")
             return "superseded"
-        record.outcome = "queued"
+        record.outcome = Outcome.QUEUED
         record.detail = f"submit attempt {request.attempts} failed ({reason}); retrying in {delay:.0f} s" + \
             (" with the same trigger id (the run may exist)" if maybe_started else "")
         audit.save(record)
         log.warning("retrain request %s: %s", request.id, record.detail)
         return f"retry in {delay:.0f} s"
     why = "not retryable" if not retryable else f"deadline passed after {request.attempts} attempts"
-    outbox.finish(request.id, "failed", error=reason)
-    audit.finish(record, "failed", f"pipeline submit failed ({why}): {reason}; `retrain retry {request.id}` "
+    outbox.finish(request.id, RequestStatus.FAILED, error=reason)
+    audit.finish(record, Outcome.FAILED, f"pipeline submit failed ({why}): {reason}; `retrain retry {request.id}` "
                                    "submits it again")
     return "failed"
 
@@ -162,15 +163,15 @@ def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float 
     request = outbox.get(request_id)
     if request is None:
         raise LookupError(f"no retrain request {request_id!r} (see `retrain status`)")
-    if request.status != "failed":
+    if request.status != RequestStatus.FAILED:
         raise ValueError(f"request {request_id} is {request.status}, not failed: nothing to retry")
     released = outbox.release(request_id, error=f"retried by hand (was: {request.last_error})", next_attempt_at=now,
-                              expected="failed", deadline=now + policy.deadline_s)
+                              expected=RequestStatus.FAILED, deadline=now + policy.deadline_s)
     if released is None:
         raise ValueError(f"request {request_id} changed meanwhile; look again")
     record = audit.get(request_id)
     if record is not None:
-        record.outcome, record.finished_at = "queued", None
+        record.outcome, record.finished_at = Outcome.QUEUED, None
         record.detail = "retried by hand; queued"
         audit.save(record)
     return released
@@ -186,7 +187,7 @@ def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, r
                           parameters=parameters, uploaded_at=uploaded_at, summary=detail)
     record.dataset_version = dataset.version
     record.stage("queued")
-    record.outcome = "queued"
+    record.outcome = Outcome.QUEUED
     record.detail = (f"{detail or f'dataset v{dataset.version}'} queued ({reason})"
                      + (f"; waits {policy.coalesce_s:.0f} s for newer uploads" if coalesce and policy.coalesce_s
                         else "") + "; submitted when nothing is in flight")

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared import telemetry
+from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
 from shared.services import http_guard
 from shared.services.http_guard import HttpAnswer, Refused, WebhookRequest
 
 INSTANCE = "/api/drift-check"
-PROFILING = "profiling"
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def result_answer(record: AuditRecord) -> HttpAnswer:
     body = {"audit_id": record.id, "outcome": record.outcome, "detail": record.detail, "run_id": record.run_id,
             "drift": record.data.get("drift"), "report": record.data.get("report"),
             "job": record.data.get("offload", {}).get("job")}
-    if record.outcome == PROFILING:  # a large window: the verdict follows its job, in the audit record shown here
+    if record.outcome == Outcome.PROFILING:  # a large window: the verdict follows its job, in the record shown here
         return HttpAnswer(202, json.loads(json.dumps(body, default=str)), {"Location": location(record.id)})
     return HttpAnswer(200, json.loads(json.dumps(body, default=str)))
 
@@ -80,7 +80,7 @@ def drift_check_http(request: WebhookRequest, *, guard: DriftHttpGuard | None, f
                                        media=None)
             if refused is not None:
                 span.fail(f"refused ({refused.status}) before authentication")
-                span.set(status=refused.status, outcome="rejected")
+                span.set(status=refused.status, outcome=Outcome.REJECTED)
                 return refused, None
         record_id = new_id("http-")
         span.set(trigger_id=record_id)
@@ -101,10 +101,10 @@ def drift_check_http(request: WebhookRequest, *, guard: DriftHttpGuard | None, f
             record = AuditRecord(id=record_id, trigger="http", function="drift_http", started_at=time.time(),
                                  source=f"{request.method} {INSTANCE}")
             record.data.update(client=request.client, status=exc.status)
-            record.finish("rejected", f"rejected ({exc.status}): {exc.detail}")
+            record.finish(Outcome.REJECTED, f"rejected ({exc.status}): {exc.detail}")
             audit.save(record)
             span.fail(record.detail)
-            span.set(status=exc.status, outcome="rejected")
+            span.set(status=exc.status, outcome=Outcome.REJECTED)
             return exc.answer(INSTANCE), record
         answer = result_answer(record)
         span.set(status=answer.status, outcome=record.outcome)
@@ -133,6 +133,6 @@ def timer_check(flight, run_check: Callable[[str], AuditRecord], *, audit, past_
         return record
     skipped = AuditRecord(id=record_id, trigger="timer", function="drift_timer", started_at=time.time(),
                           source="schedule" + (" (past due)" if past_due else ""))
-    skipped.finish("skipped", f"skipped: a drift check is already running (check {claim.holder or 'unknown'})")
+    skipped.finish(Outcome.SKIPPED, f"skipped: a drift check is already running (check {claim.holder or 'unknown'})")
     audit.save(skipped)
     return skipped

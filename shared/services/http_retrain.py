@@ -22,11 +22,12 @@ from urllib.parse import unquote, urlparse
 
 from shared import telemetry
 from shared.domain import pipeline_params
+from shared.domain.outcomes import Outcome, RequestStatus
 from shared.domain.records import AuditRecord, new_id
 from shared.services import http_guard
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
 from shared.services.http_guard import MAX_BODY, TITLES, HttpAnswer, Refused, WebhookRequest
-from shared.services.retrain import PipelineTarget, request_retrain
+from shared.services.retrain import PipelineTarget
 from shared.services.run_queries import request_view
 
 MAX_TEXT = 200
@@ -60,11 +61,11 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
 
 
 def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None, target: PipelineTarget, datasets,
-                 pipeline, runs, audit, models=None, outbox=None, dispatch: DispatchPolicy | None = None,
+                 pipeline, runs, audit, outbox, models=None, dispatch: DispatchPolicy | None = None,
                  function: str = "retrain_http", now: float | None = None) -> tuple[HttpAnswer, AuditRecord | None]:
-    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest);
-    `outbox=None` submits directly instead of through the outbox (single flight, retries). The record is None
-    for a request refused before it authenticated: that refusal is counted in `guard.rejections`, not audited."""
+    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest). The
+    retrain goes through `outbox` (single flight, retries), like every trigger's. The record is None for a request
+    refused before it authenticated: that refusal is counted in `guard.rejections`, not audited."""
     if isinstance(request, bytes):
         request = WebhookRequest(request, {"content-type": "application/json"})
     now = time.time() if now is None else now
@@ -75,7 +76,7 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
                                        replay_hint=" — to retry safely, send the same Idempotency-Key")
             if refused is not None:
                 span.fail(f"refused ({refused.status}) before authentication")
-                span.set(status=refused.status, outcome="rejected")
+                span.set(status=refused.status, outcome=Outcome.REJECTED)
                 return refused, None
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
                          source=f"{request.method} /api/retrain")
@@ -88,7 +89,7 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
         except Rejected as exc:
             answer = exc.answer
         if answer.status >= 400:
-            outcome = "failed" if answer.status >= 500 else "rejected"
+            outcome = Outcome.FAILED if answer.status >= 500 else Outcome.REJECTED
             record.finish(outcome, f"{outcome} ({answer.status}): {answer.body.get('detail')}")
             span.fail(record.detail)
         record.data["status"] = answer.status
@@ -203,7 +204,7 @@ def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, gua
         raise Rejected(400, f"header Idempotency-Key: {exc}") from None
     record.data["idempotency"] = started.state
     if started.state == "replay":
-        record.finish("duplicate", f"Idempotency-Key seen before: the first answer ({started.status}) again")
+        record.finish(Outcome.DUPLICATE, f"Idempotency-Key seen before: the first answer ({started.status}) again")
         headers = {"Idempotent-Replayed": "true"} | ({"Location": started.location} if started.location else {})
         return HttpAnswer(started.status, started.body, headers)
     if started.state == "conflict":
@@ -214,9 +215,8 @@ def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, gua
                        {"Retry-After": "2"})
     try:
         answer = _submit(fields, reason, record, **deps)
-    except Rejected as exc:
-        if not getattr(exc, "outcome_unknown", False):
-            guard.idempotency.abandon(key, owner=started.owner)  # nothing happened: a retry may go through
+    except Rejected:
+        guard.idempotency.abandon(key, owner=started.owner)  # nothing was started: a retry may go through
         raise
     except Exception:
         if not {"queued", "posted"} & record.stages.keys():  # failed before anything was asked for: free the key
@@ -234,28 +234,18 @@ def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets,
     if busy:
         raise Rejected(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
                             f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
-    waiting = [r for r in (outbox.list("pending") + outbox.list("submitting") if outbox is not None else [])
+    waiting = [r for r in outbox.list(RequestStatus.PENDING) + outbox.list(RequestStatus.SUBMITTING)
                if r.dataset_version == dataset.version]
     if waiting:
         raise Rejected(409, f"a retrain of dataset v{dataset.version} is already queued (request {waiting[-1].id})",
                        {"Location": f"/api/runs/{waiting[-1].id}"})
-    if outbox is None:
-        try:
-            run = request_retrain(dataset, reason=reason, record=record, pipeline=pipeline, runs=runs,
-                                  target=target, models=models, parameters=fields["parameters"])
-        except Exception as exc:
-            rejected = Rejected(502, f"the pipeline endpoint did not accept the run: {exc}")
-            rejected.outcome_unknown = getattr(exc, "status", None) is None  # no HTTP answer: it may have started
-            raise rejected from None
-        record.finish("submitted", f"dataset v{dataset.version} submitted ({reason})")
-        return _accepted(run, record)
     stored = request_and_dispatch(record, dataset, reason=reason, outbox=outbox, runs=runs, pipeline=pipeline,
                                   datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
                                   parameters=fields["parameters"])
     record.__dict__.update((audit.get(record.id) or record).__dict__)  # the dispatcher wrote the outcome
-    if stored.status == "submitted":
+    if stored.status == RequestStatus.SUBMITTED:
         return _accepted(runs.get(stored.run_id), record)
-    if stored.status == "failed":  # refused for good (a 4xx from the pipeline endpoint)
+    if stored.status == RequestStatus.FAILED:  # refused for good (a 4xx from the pipeline endpoint)
         raise Rejected(502, f"the pipeline endpoint did not accept the run: {stored.last_error}")
     location = f"/api/runs/{stored.id}"  # queued: names the run once submitted
     return HttpAnswer(202, {**request_view(stored, target.experiment), "id": stored.id, "audit_id": record.id},

@@ -9,6 +9,7 @@ import logging
 import time
 
 from shared.adapters.scoring import DeploymentError
+from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
 from shared.services.on_run_completed import deploy_version, smoke_records
 
@@ -21,7 +22,7 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
     model = models.get(version)
     if model is None:
         known = ", ".join(str(m.version) for m in models.list()) or "none"
-        return audit.finish(record, "failed", f"no registered model version {version} (registered: {known})")
+        return audit.finish(record, Outcome.FAILED, f"no registered model version {version} (registered: {known})")
     live = models.live()
     record.dataset_version = model.dataset_version
     record.data["replaced"] = live.version if live else None
@@ -31,10 +32,10 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
                                 samples=smoke_records(datasets, model.dataset_version), record=record)
     except Exception as exc:
         log.exception("promote of v%s failed", version)
-        return audit.finish(record, "failed", f"promote of v{version} failed: {exc}")
-    if result["outcome"] != "deployed":
+        return audit.finish(record, Outcome.FAILED, f"promote of v{version} failed: {exc}")
+    if result["outcome"] != Outcome.DEPLOYED:
         return audit.finish(record, result["outcome"], result["detail"])
-    return audit.finish(record, "promoted", f"model v{version} promoted by hand"
+    return audit.finish(record, Outcome.PROMOTED, f"model v{version} promoted by hand"
                 + (f", replacing v{live.version}" if live else ""))
 
 
@@ -45,7 +46,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
                          source=f"retrain rollback ({requested_by})")
     live, previous = models.live(), models.previous_live()
     if previous is None:
-        return audit.finish(record, "failed", "nothing to roll back to: no model was live before "
+        return audit.finish(record, Outcome.FAILED, "nothing to roll back to: no model was live before "
                     + (f"v{live.version}" if live else "(no model is live)"))
     record.model_version, record.dataset_version = previous.version, previous.dataset_version
     record.data["replaced"] = live.version if live else None
@@ -58,7 +59,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
             record.stage("serving")
             models.set_live(previous.version)
             how = "instant switch" if answer.get("rolled_back_to") else "redeployed"
-            return audit.finish(record, "rolled_back", f"v{previous.version} serving again ({how})")
+            return audit.finish(record, Outcome.ROLLED_BACK, f"v{previous.version} serving again ({how})")
         log.warning("endpoint rolled back to %s, registry says v%s: deploying v%s", back_to,
                     previous.version, previous.version)
     except DeploymentError as exc:
@@ -68,7 +69,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
                                 samples=smoke_records(datasets, previous.dataset_version), record=record)
     except Exception as exc:
         log.exception("rollback to v%s failed", previous.version)
-        return audit.finish(record, "failed", f"rollback to v{previous.version} failed: {exc}")
-    if result["outcome"] != "deployed":
-        return audit.finish(record, "failed", result["detail"])
-    return audit.finish(record, "rolled_back", f"v{previous.version} serving again (redeployed)")
+        return audit.finish(record, Outcome.FAILED, f"rollback to v{previous.version} failed: {exc}")
+    if result["outcome"] != Outcome.DEPLOYED:
+        return audit.finish(record, Outcome.FAILED, result["detail"])
+    return audit.finish(record, Outcome.ROLLED_BACK, f"v{previous.version} serving again (redeployed)")

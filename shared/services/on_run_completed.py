@@ -14,11 +14,12 @@ import pandas as pd
 
 from shared import telemetry
 from shared.domain import schema
+from shared.domain.outcomes import Outcome, RunStatus
 from shared.domain.promotion import Decision, PromotionPolicy, decide
 from shared.domain.records import AuditRecord, ModelVersion, new_id
 from shared.domain.run_events import (
     EventError,
-    EventVerdict,
+    RunEnd,
     RunEvent,
     confirmation_problem,
     parse_run_event,
@@ -77,12 +78,12 @@ def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict
     problem = topic_problem(topic, workspace_id)
     if problem is not None:
         log.warning("run event %s ignored: %s", event_id, problem)
-        return audit.finish(record, EventVerdict.FOREIGN_TOPIC.value, f"ignored: {problem}")
+        return audit.finish(record, Outcome.FOREIGN_TOPIC, f"ignored: {problem}")
     try:
         event = parse_run_event(event_id=event_id, event_type=event_type, subject=subject, data=data)
     except EventError as exc:
-        return audit.finish(record, "ignored", f"ignored: {exc}")
-    if event.outcome != "ignore" and runs.get(event.run_id) is not None:
+        return audit.finish(record, Outcome.IGNORED, f"ignored: {exc}")
+    if event.outcome != RunEnd.IGNORE and runs.get(event.run_id) is not None:
         confirmed = _confirmed(event, record, pipeline=pipeline, audit=audit)
         if isinstance(confirmed, AuditRecord):
             return confirmed
@@ -102,8 +103,8 @@ def _confirmed(event: RunEvent, record: AuditRecord, *, pipeline, audit) -> RunE
         if getattr(exc, "status", None) == 404:
             detail = f"rejected: the pipeline does not know run {event.run_id} (404); nothing changed"
             log.warning("run event %s %s", event.event_id, detail)
-            return audit.finish(record, EventVerdict.REJECTED.value, detail)
-        audit.finish(record, EventVerdict.UNCONFIRMED.value,
+            return audit.finish(record, Outcome.REJECTED_EVENT, detail)
+        audit.finish(record, Outcome.UNCONFIRMED,
                      f"not confirmed: the pipeline's run GET failed ({type(exc).__name__}: {str(exc)[:200]}); the "
                      "run is left as it is for Event Grid's redelivery or the reconcile timer")
         raise EventNotConfirmed(f"could not confirm the {event.status!r} of run {event.run_id} with the pipeline: "
@@ -112,8 +113,8 @@ def _confirmed(event: RunEvent, record: AuditRecord, *, pipeline, audit) -> RunE
     problem = confirmation_problem(event.status, status.status)
     if problem is not None:
         log.warning("run event %s for run %s rejected: %s", event.event_id, event.run_id, problem)
-        return audit.finish(record, EventVerdict.REJECTED.value, f"rejected: {problem}; nothing changed")
-    properties = {"error": run_error(status.raw)} if status_outcome(status.status) == "failed" else {}
+        return audit.finish(record, Outcome.REJECTED_EVENT, f"rejected: {problem}; nothing changed")
+    properties = {"error": run_error(status.raw)} if status_outcome(status.status) == RunEnd.FAILED else {}
     return replace(event, status=status.status, properties=properties)
 
 
@@ -130,15 +131,15 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
                policy: PromotionPolicy | None = None) -> AuditRecord:
     """Shared by the event handler and the reconcile timer (which builds `event` from the run's status)."""
     record.run_id = event.run_id
-    if event.outcome == "ignore":
-        return audit.finish(record, "ignored", f"ignored: run status {event.status} ends nothing")
+    if event.outcome == RunEnd.IGNORE:
+        return audit.finish(record, Outcome.IGNORED, f"ignored: run status {event.status} ends nothing")
     known = runs.get(event.run_id)
     if known is None:
-        return audit.finish(record, "ignored", "ignored: not a run this service submitted")
+        return audit.finish(record, Outcome.IGNORED, "ignored: not a run this service submitted")
     record.dataset_version = known.dataset_version
     run = runs.claim(event.run_id)
     if run is None:
-        return audit.finish(record, "duplicate", f"duplicate event: run already {known.status.lower()}")
+        return audit.finish(record, Outcome.DUPLICATE, f"duplicate event: run already {known.status.lower()}")
     record.stage("run_completed")
     audit.save(record)
     with telemetry.span("run_completed", kind="consumer", parent={"traceparent": run.traceparent},
@@ -147,7 +148,7 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
         done = _complete(event, run, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer,
                          scorer=scorer, datasets=datasets, audit=audit, policy=policy)
         span.set(outcome=done.outcome, model_version=done.model_version)
-        if done.outcome in ("failed", "rolled_back"):
+        if done.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK):
             span.fail(done.detail)
     telemetry.record_metric("retrain.completions", 1, kind="counter", outcome=done.outcome)
     if done.data.get("upload_to_serving_s") is not None:
@@ -158,10 +159,10 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
 def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets,
               audit, policy: PromotionPolicy | None) -> AuditRecord:
     try:
-        if event.outcome == "failed":
+        if event.outcome == RunEnd.FAILED:
             detail = str(event.properties.get("error") or event.status)
-            _set_run(runs, run, "Failed", detail)
-            return audit.finish(record, "failed", f"run {event.status.lower()}: {detail}; nothing deployed")
+            _set_run(runs, run, RunStatus.FAILED, detail)
+            return audit.finish(record, Outcome.FAILED, f"run {event.status.lower()}: {detail}; nothing deployed")
 
         with telemetry.span("register_model"):
             finished = pipeline.get_run(event.run_id)
@@ -183,24 +184,24 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
         record.data["decision"] = decision.to_dict()
         record.data["metrics"] = {k: metrics[k] for k in ("auc", "accuracy", "f1") if k in metrics}
         if not decision.promote:
-            _set_run(runs, run, "KeptChampion", decision.reason, model_version=model.version)
-            return audit.finish(record, "kept_champion",
+            _set_run(runs, run, RunStatus.KEPT_CHAMPION, decision.reason, model_version=model.version)
+            return audit.finish(record, Outcome.KEPT_CHAMPION,
                         f"kept v{live.version if live else '-'} live; new model v{model.version} not deployed: "
                         f"{decision.reason}")
 
         result = deploy_version(model, deployer=deployer, scorer=scorer, models=models,
                                 samples=smoke_records(datasets, run.dataset_version), record=record)
-        if result["outcome"] != "deployed":
-            _set_run(runs, run, "RolledBack", result["detail"], model_version=model.version)
+        if result["outcome"] != Outcome.DEPLOYED:
+            _set_run(runs, run, RunStatus.ROLLED_BACK, result["detail"], model_version=model.version)
             return audit.finish(record, result["outcome"], result["detail"])
-        _set_run(runs, run, "Deployed", "", model_version=model.version)
+        _set_run(runs, run, RunStatus.DEPLOYED, "", model_version=model.version)
         if run.uploaded_at:
             record.data["upload_to_serving_s"] = round(record.stages["serving"] - run.uploaded_at, 3)
-        return audit.finish(record, "deployed", f"model v{model.version} serving: {decision.reason}")
+        return audit.finish(record, Outcome.DEPLOYED, f"model v{model.version} serving: {decision.reason}")
     except Exception as exc:
         log.exception("completion of run %s failed", event.run_id)
-        _set_run(runs, run, "Failed", f"completion failed: {exc}")
-        return audit.finish(record, "failed", f"completion failed: {exc}")
+        _set_run(runs, run, RunStatus.FAILED, f"completion failed: {exc}")
+        return audit.finish(record, Outcome.FAILED, f"completion failed: {exc}")
 
 
 def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion | None) -> Decision:
@@ -259,15 +260,15 @@ def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: li
             back = deployer.rollback(from_version=model.version)
             record.stage("rolled_back")
             record.data["rollback"] = back
-            return {"outcome": "rolled_back",
+            return {"outcome": Outcome.ROLLED_BACK,
                     "detail": f"model v{model.version} failed its check after the switch ({exc}); "
                               f"rolled back to v{back.get('rolled_back_to') or back.get('deployed')}"}
     record.stage("serving")
     models.set_live(model.version)
-    return {"outcome": "deployed", "detail": ""}
+    return {"outcome": Outcome.DEPLOYED, "detail": ""}
 
 
-def _set_run(runs, run, status: str, detail: str, *, model_version: int | None = None) -> None:
+def _set_run(runs, run, status: RunStatus, detail: str, *, model_version: int | None = None) -> None:
     run.status, run.detail, run.finished_at = status, detail, time.time()
     if model_version is not None:
         run.model_version = model_version

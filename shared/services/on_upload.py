@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from shared import telemetry
 from shared.domain.blob_names import BlobNameProblem, explain, name_digest, name_problem, shown
+from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
@@ -50,7 +51,7 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
                                 pipeline=pipeline, runs=runs, audit=audit, outbox=outbox, models=models,
                                 dispatch=dispatch, function=function)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
-        if record.outcome == "rejected":
+        if record.outcome == Outcome.REJECTED:
             span.fail(record.detail)
     return record
 
@@ -77,7 +78,7 @@ def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNam
         "reason": problem.value, "blob_name_sha256": digest, "blob_name": label, "audit_id": record.id})
     record.data.update(quarantined_to=where, blob_name_sha256=digest, name_problem=problem.value)
     log.warning("upload %s/%s refused (%s) and kept as %s", container, label, problem.value, where)
-    return audit.finish(record, "rejected", f"rejected: {explain(problem)}; quarantined as {where}; {left}")
+    return audit.finish(record, Outcome.REJECTED, f"rejected: {explain(problem)}; quarantined as {where}; {left}")
 
 
 def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
@@ -97,7 +98,7 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
                   "dialect": result.dialect.name if result.dialect else None}
         where = quarantine.put(blob.name, blob.data, reason)
         record.data["quarantined_to"] = where
-        record.finish("rejected", f"rejected: {result.reason()}")
+        record.finish(Outcome.REJECTED, f"rejected: {result.reason()}")
         audit.save(record)
         log.warning("upload %s rejected and quarantined to %s: %s", blob.name, where, result.reason())
         return record
@@ -107,15 +108,12 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
 
     canonical = canonical_csv(result.frame)
     digest = content_hash(canonical)
-    owner = datasets.claim_content(digest, blob.name, blob.etag)
-    legacy = datasets.find_by_hash(digest) if owner is None else None  # versions registered before claims existed
-    if legacy is not None and (legacy.source_blob, legacy.source_etag) != (blob.name, blob.etag):
-        owner = {"source_blob": legacy.source_blob, "source_etag": legacy.source_etag}
+    owner = datasets.claim_content(digest, blob.name, blob.etag)  # every registration below claims its rows first
     if owner is not None:  # the same rows were uploaded before (or are being registered right now)
         same = datasets.find_by_source(owner["source_blob"], owner["source_etag"]) or datasets.find_by_hash(digest)
         record.dataset_version = same.version if same else None
         first = f"v{same.version}" if same else f"{owner['source_blob']} (being registered)"
-        return audit.finish(record, "duplicate", f"duplicate of {first} (same rows as {owner['source_blob']}); "
+        return audit.finish(record, Outcome.DUPLICATE, f"duplicate of {first} (same rows as {owner['source_blob']}); "
                                                  "no new version, no retrain")
     dataset = datasets.register(canonical, content_hash=digest, rows=result.rows,
                                 columns=len(result.frame.columns), source_blob=blob.name, source_etag=blob.etag,
@@ -123,9 +121,9 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
     record.dataset_version = dataset.version
     record.stage("registered")
     audit.save(record)
-    if outbox is not None and any(r.dataset_version == dataset.version for r in outbox.list()):
+    if any(r.dataset_version == dataset.version for r in outbox.list()):
         # the host retried this blob after a crash: its version and request already exist
-        return audit.finish(record, "duplicate", f"v{dataset.version} was already registered and queued for this "
+        return audit.finish(record, Outcome.DUPLICATE, f"v{dataset.version} was already registered and queued for this "
                                                  "blob (a retried trigger)")
     request_and_dispatch(record, dataset, reason="upload", outbox=outbox, runs=runs, pipeline=pipeline,
                          datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,

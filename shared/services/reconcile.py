@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared.domain.outcomes import Outcome, PipelineStatus, RunStatus
 from shared.domain.promotion import PromotionPolicy
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.run_events import RunEvent
@@ -36,7 +37,7 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
     counts = {"checked": 0, "finished": 0, "timed_out": 0, "released": 0, "still_running": 0, "errors": 0}
     finished: list[dict] = []
     for run in runs.in_flight():
-        if run.status == "Handling":
+        if run.status == RunStatus.HANDLING:
             if now - (run.claimed_at or run.submitted_at) >= limits.stale_handling_s and runs.release(run.run_id):
                 counts["released"] += 1
                 run = runs.get(run.run_id)
@@ -54,11 +55,12 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
         if status.finished:
             event = RunEvent(event_id=f"reconcile-{run.run_id}", event_type="reconcile", run_id=run.run_id,
                              experiment=run.experiment, status=status.status,
-                             properties={"error": run_error(status.raw)} if status.status != "Completed" else {})
+                             properties={"error": run_error(status.raw)}
+                             if status.status != PipelineStatus.COMPLETED else {})
         elif now - run.submitted_at >= limits.run_timeout_s:
             counts["timed_out"] += 1
             event = RunEvent(event_id=f"reconcile-{run.run_id}", event_type="reconcile", run_id=run.run_id,
-                             experiment=run.experiment, status="Failed",
+                             experiment=run.experiment, status=PipelineStatus.FAILED.value,
                              properties={"error": f"no completion within {limits.run_timeout_s:.0f} s "
                                                   f"(last status {status.status})"})
         else:
@@ -68,10 +70,10 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
                             source=f"reconcile {run.run_id} ({status.status})")
         done = finish_run(event, child, runs=runs, pipeline=pipeline, models=models, deployer=deployer,
                           scorer=scorer, datasets=datasets, audit=audit, policy=policy)
-        counts["finished"] += done.outcome not in ("duplicate", "ignored")
+        counts["finished"] += done.outcome not in (Outcome.DUPLICATE, Outcome.IGNORED)
         finished.append({"run_id": run.run_id, "outcome": done.outcome, "audit_id": done.id})
     record.data.update(counts=counts, runs=finished)
-    record.finish("reconciled", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing in flight")
+    record.finish(Outcome.RECONCILED, ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing in flight")
     audit.save(record)
     return record
 
@@ -82,15 +84,15 @@ def close_interrupted(*, audit, outbox=None, now: float | None = None, older_tha
     trigger itself; its retry wrote its own record)."""
     now = time.time() if now is None else now
     closed = 0
-    for outcome in ("in_progress", "queued"):
+    for outcome in (Outcome.IN_PROGRESS, Outcome.QUEUED):
         for record in audit.with_outcome(outcome):
             if now - record.started_at <= older_than_s:
                 continue
-            if outcome == "queued" and (outbox is None or outbox.get(record.id) is not None):
+            if outcome == Outcome.QUEUED and (outbox is None or outbox.get(record.id) is not None):
                 continue  # its request exists: the dispatcher ends it
-            if audit.claim(record.id, outcome, "interrupted"):
+            if audit.claim(record.id, outcome, Outcome.INTERRUPTED):
                 stored = audit.get(record.id)
-                audit.finish(stored, "interrupted", f"the invocation stopped after "
+                audit.finish(stored, Outcome.INTERRUPTED, f"the invocation stopped after "
                                                     f"{', '.join(stored.stages) or 'start'} (host stopped or killed); "
                                                     "the trigger was retried by the host")
                 closed += 1

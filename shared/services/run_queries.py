@@ -6,6 +6,8 @@ import math
 import re
 from dataclasses import asdict
 
+from shared.domain.outcomes import Outcome, RequestStatus, RunStatus
+
 LIMIT_DEFAULT = 50
 LIMIT_MIN, LIMIT_MAX = 1, 500
 _DIGITS = re.compile(r"[0-9]{1,6}")
@@ -15,15 +17,17 @@ def _problem(status: int, title: str, detail: str, **extra) -> dict:
     return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
-REQUEST_STATUS = {"pending": "Queued", "submitting": "Queued", "superseded": "Superseded", "failed": "Failed"}
+# A request in the outbox as a run status (anything else: its own status, title-cased).
+REQUEST_STATUS = {RequestStatus.PENDING: RunStatus.QUEUED, RequestStatus.SUBMITTING: RunStatus.QUEUED,
+                  RequestStatus.SUPERSEDED: RunStatus.SUPERSEDED, RequestStatus.FAILED: RunStatus.FAILED}
 
 
 def request_view(request, experiment: str) -> dict:
     """A retrain request not (yet) submitted, in the run record's shape: `run_id` is the request's id until the
     pipeline run exists; `status` Queued, Superseded or Failed; `detail` says why."""
-    if request.status == "superseded":
+    if request.status == RequestStatus.SUPERSEDED:
         detail = f"superseded by request {request.superseded_by}"
-    elif request.status == "failed":
+    elif request.status == RequestStatus.FAILED:
         detail = f"submit failed: {request.last_error}"
     else:
         detail = (f"waiting (attempt {request.attempts + 1}): {request.last_error}" if request.last_error
@@ -36,7 +40,8 @@ def request_view(request, experiment: str) -> dict:
             "request_id": request.id}
 
 
-AUDIT_STATUS = {"in_progress": "Running", "profiling": "Running", "concluding": "Running"}
+# An audit record still open (Outcome.is_open) as a run status; an ended one shows its outcome.
+AUDIT_STATUS = {o: RunStatus.RUNNING for o in Outcome if o.is_open}
 
 
 def audit_view(record, experiment: str = "") -> dict:
@@ -59,7 +64,7 @@ def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None)
     if run is None and outbox is not None:
         request = outbox.get(run_id)
         if request is not None:
-            if request.status == "submitted" and request.run_id:
+            if request.status == RequestStatus.SUBMITTED and request.run_id:
                 run = runs.get(request.run_id)
             else:
                 return 200, request_view(request, experiment)

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from shared.adapters import storage
+from shared.adapters.outbox import Outbox
 from shared.adapters.record_stores import AuditStore
 from shared.adapters.webhook_state import RateLimiter, RejectionLog, ReplayGuard, SingleFlight
 from shared.bootstrap import build_stores
@@ -36,6 +37,12 @@ def table(azurite):
 @pytest.fixture
 def stores(azurite):
     return build_stores(isolated_settings(azurite))
+
+
+@pytest.fixture
+def outbox(azurite):
+    settings = isolated_settings(azurite)
+    return Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
 
 
 def unsigned(client="10.0.0.1", body=b"{}", **headers) -> WebhookRequest:
@@ -143,18 +150,18 @@ def test_a_signed_request_is_admitted_once_and_its_replay_is_counted(table):
     assert args["rejections"].list()[0].count == 1
 
 
-def test_retrain_http_audits_authenticated_refusals_only(table, stores):
+def test_retrain_http_audits_authenticated_refusals_only(table, stores, outbox):
     guard = WebhookGuard(secrets=(SECRET,), replay=ReplayGuard(table), rate=RateLimiter(table, 1, 60),
                          idempotency=None, rejections=RejectionLog(table, limit=3))
     answer, record = retrain_http(unsigned(), guard=guard, target=TARGET, datasets=stores.datasets, pipeline=None,
-                                  runs=stores.runs, audit=stores.audit, now=NOW)
+                                  runs=stores.runs, audit=stores.audit, outbox=outbox, now=NOW)
     assert answer.status == 401 and record is None and stores.audit.list() == []
     headers = {"Content-Type": "application/json", "X-Forwarded-For": "10.0.0.1"}
     for i in range(2):
         raw = json.dumps({"dataset": "v99", "reason": str(i)}).encode()
         answer, record = retrain_http(WebhookRequest(raw, {**headers, **sign(SECRET, raw, int(NOW) + i)}),
                                       guard=guard, target=TARGET, datasets=stores.datasets, pipeline=None,
-                                      runs=stores.runs, audit=stores.audit, now=NOW + i)
+                                      runs=stores.runs, audit=stores.audit, outbox=outbox, now=NOW + i)
         assert answer.status == (404, 429)[i], answer
         assert stores.audit.get(record.id).data["status"] == answer.status
     assert len(stores.audit.list()) == 2

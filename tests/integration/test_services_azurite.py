@@ -193,14 +193,14 @@ def test_run_claim_happens_once(stores):
 def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver, small_bank_csv):
     s = _services(stores)
     answer, _ = retrain_http(b'{"dataset": "latest"}', guard=None, target=TARGET, pipeline=pipeline,
-                             datasets=s["datasets"], runs=s["runs"], audit=s["audit"])
+                             datasets=s["datasets"], runs=s["runs"], audit=s["audit"], outbox=s["outbox"])
     assert answer.status == 404 and "upload a file first" in answer.body["detail"]
     stores["datasets"].register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
                                 source_blob="x", source_etag="1", dialect="comma")
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-h"})
     answer, record = retrain_http(b'{"dataset": "latest", "reason": "ci", "requested_by": "pipeline-7"}',
                                   guard=None, target=TARGET, pipeline=pipeline, datasets=s["datasets"], runs=s["runs"],
-                                  audit=s["audit"])
+                                  audit=s["audit"], outbox=s["outbox"])
     assert answer.status == 202 and answer.body["run_id"] == "run-h" and answer.body["dataset_version"] == 1
     assert stores["audit"].get(record.id).outcome == "submitted"
     for body, status, text in [(b'{"dataset": "latest", "parameters": {"seed": "x"}}', 400,
@@ -211,7 +211,7 @@ def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver
                                (b"{}", 400, "'dataset' is required"), (b'{"dataset": "v9"}', 404, "does not exist"),
                                (b'{"dataset": "abc"}', 400, 'must be "latest"')]:
         answer, record = retrain_http(body, guard=None, target=TARGET, pipeline=pipeline, datasets=s["datasets"],
-                                      runs=s["runs"], audit=s["audit"])
+                                      runs=s["runs"], audit=s["audit"], outbox=s["outbox"])
         assert answer.status == status and text in answer.body["detail"], (body, answer)
         assert stores["audit"].get(record.id).outcome == "rejected"
 

@@ -10,6 +10,7 @@ import pytest
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayGuard
 from shared.bootstrap import build_stores
@@ -38,6 +39,7 @@ def env(azurite, httpserver, small_bank_csv):
     guard = WebhookGuard(secrets=(SECRET,), replay=ReplayGuard(table), rate=RateLimiter(table, 5, 60),
                          idempotency=IdempotencyStore(table))
     pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
 
     def call(body, *, headers=None, signed=True, at=NOW, method="POST", client="10.0.0.1:5000", now=None):
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -47,10 +49,10 @@ def env(azurite, httpserver, small_bank_csv):
         sent.update(headers or {})
         return retrain_http(WebhookRequest(raw, sent, method), guard=guard, target=TARGET, datasets=stores.datasets,
                             pipeline=pipeline, runs=stores.runs, audit=stores.audit, models=stores.models,
-                            now=NOW if now is None else now)
+                            outbox=outbox, now=NOW if now is None else now)
 
     return type("Env", (), {"call": staticmethod(call), "stores": stores, "dataset": dataset, "guard": guard,
-                            "settings": settings})
+                            "settings": settings, "outbox": outbox})
 
 
 def accept(httpserver, run_id):
@@ -99,7 +101,7 @@ def test_bad_or_missing_signatures_and_timestamps_are_401(env, headers, at, text
             sent[name] = value
     answer, record = retrain_http(WebhookRequest(raw, sent), guard=env.guard, target=TARGET,
                                   datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
-                                  audit=env.stores.audit, now=NOW)
+                                  audit=env.stores.audit, outbox=env.outbox, now=NOW)
     assert_problem(answer, env.stores.audit.get(record.id), 401, text)
 
 
@@ -110,11 +112,11 @@ def test_the_same_signed_bytes_twice_are_a_replay(env, httpserver):
     first, _ = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET, datasets=env.stores.datasets,
                             pipeline=PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"),
                                                              max_retries=0),
-                            runs=env.stores.runs, audit=env.stores.audit, now=NOW)
+                            runs=env.stores.runs, audit=env.stores.audit, outbox=env.outbox, now=NOW)
     assert first.status == 202
     again, record = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET,
                                  datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
-                                 audit=env.stores.audit, now=NOW + 5)
+                                 audit=env.stores.audit, outbox=env.outbox, now=NOW + 5)
     assert_problem(again, env.stores.audit.get(record.id), 401, "replay")
 
 
@@ -205,7 +207,7 @@ def test_without_a_configured_secret_nothing_is_accepted(env):
     raw = b'{"dataset": "latest"}'
     answer, record = retrain_http(WebhookRequest(raw, {"Content-Type": "application/json", **sign("x", raw, int(NOW))}),
                                   guard=guard, target=TARGET, datasets=env.stores.datasets, pipeline=None,
-                                  runs=env.stores.runs, audit=env.stores.audit, now=NOW)
+                                  runs=env.stores.runs, audit=env.stores.audit, outbox=env.outbox, now=NOW)
     assert answer.status == 503 and "WEBHOOK_SECRET" in answer.body["detail"]
     assert env.stores.audit.get(record.id).outcome == "failed"
 
