@@ -22,7 +22,15 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from local.functions_host.keys import HostKeys, load_or_create_keys
 from local.functions_host.storage import LeaseLock
-from local.processes import PROJECT_ROOT, Child, azurite_argv, free_port, python_argv, start_child
+from local.processes import (
+    PROJECT_ROOT,
+    Child,
+    azurite_argv,
+    free_port,
+    python_argv,
+    start_child,
+    start_on_free_ports,
+)
 from tests.waiting import wait_for
 
 SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "sample_app"
@@ -76,7 +84,6 @@ def read_markers(conn: str, container: str, kind: str) -> list[dict]:
 
 def start_host(log_dir: Path, conn: str, name: str, **env: str) -> Host:
     """Start `python -m local.functions_host` on the sample app; keys are created first, so the host reuses them."""
-    port = free_port()
     local_dir = log_dir / "local"
     keys = load_or_create_keys(local_dir)
     tag = suffix()
@@ -84,25 +91,32 @@ def start_host(log_dir: Path, conn: str, name: str, **env: str) -> Host:
                "RETRAIN_LOCAL_DIR": str(local_dir), "AzureFunctionsJobHost__id": f"test-{tag}",
                "MARKER_CONTAINER": f"mk{tag}", "UPLOAD_CONTAINER": f"up{tag}", "FAIL_CONTAINER": f"fl{tag}",
                "BLOB_TRIGGER_POLL_S": "0.2", "FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S": "5", **env}
-    argv = python_argv("local.functions_host", "--script-root", str(SAMPLE), "--port", str(port),
-                       "--settings", str(SETTINGS))
-    child = start_child(name, argv, ports=(port,), log_dir=log_dir, env=environ)
-    try:
-        child.wait_ready(30)
-    except BaseException:
-        child.stop()
-        raise
+    child, (port,) = start_on_free_ports(name, 1, host_argv, log_dir=log_dir, env=environ, timeout=30)
     return Host(child, f"http://127.0.0.1:{port}", keys, conn, environ)
+
+
+def host_argv(ports: tuple[int, ...]) -> list[str]:
+    return python_argv("local.functions_host", "--script-root", str(SAMPLE), "--port", str(ports[0]),
+                       "--settings", str(SETTINGS))
 
 
 def restart(host: Host, log_dir: Path, name: str) -> Host:
     """The same host id, containers and keys in a new process."""
-    port = free_port()
-    argv = python_argv("local.functions_host", "--script-root", str(SAMPLE), "--port", str(port),
-                       "--settings", str(SETTINGS))
-    child = start_child(name, argv, ports=(port,), log_dir=log_dir, env=host.env)
-    child.wait_ready(30)
+    child, (port,) = start_on_free_ports(name, 1, host_argv, log_dir=log_dir, env=host.env, timeout=30)
     return Host(child, f"http://127.0.0.1:{port}", host.keys, host.conn, host.env)
+
+
+def polled_past(host: Host, box: ContainerClient, kind: str = "upload", pattern: str = "uploads/{}.csv") -> None:
+    """Wait until the host has handled a blob uploaded now: its poller has gone over the container at least once
+    since, so what a test checks did not happen in that time (a barrier, instead of sleeping for some polls)."""
+    name = pattern.format(f"settle-{suffix()}")
+    box.upload_blob(name, b"x,y\n0,0\n")
+    wait_for(lambda: any(m["name"] == f"{box.container_name}/{name}" for m in host.markers(kind)),
+             what=f"the host to handle {name}")
+
+
+def named(markers: list[dict], name: str) -> list[dict]:
+    return [m for m in markers if m["name"] == name]
 
 
 def container(conn: str, name: str) -> ContainerClient:
@@ -363,6 +377,8 @@ def test_past_due_fires_once_on_start_and_not_after_a_restart(azurite, tmp_path)
     again = restart(h, tmp_path, "pastdue-host-2")
     try:
         wait_for(lambda: len(again.markers("startup")) == 2, what="second start")
+        # an absence over a span of scheduler passes (every 0.1 s): no event says "it decided not to fire", so
+        # the span itself is what is checked, not an ordering of events
         time.sleep(0.5)
         assert len(again.markers("tick")) == 1
     finally:
@@ -393,18 +409,20 @@ def test_blob_upload_runs_once_per_etag(host, azurite):
     assert marker["uri"].endswith(f"/{host.env['UPLOAD_CONTAINER']}/uploads/a.csv")
     assert marker["properties"]["ETag"] == first and marker["properties"]["ContentLength"] == 8
     assert marker["properties"]["LastModified"] and marker["metadata"] == {"origin": "test"}
-    time.sleep(1.0)  # five polls
-    assert len(host.markers("upload")) == 1
+    a_csv = f"{host.env['UPLOAD_CONTAINER']}/uploads/a.csv"
+    polled_past(host, box)
+    assert len(named(host.markers("upload"), a_csv)) == 1
     second = upload(box, "uploads/a.csv", b"x,y\n3,4\n", overwrite=True)
-    again = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(host.markers("upload")), what="second run")
+    again = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(named(host.markers("upload"), a_csv)),
+                     what="second run")
     assert again[1]["content"] == "x,y\n3,4\n" and again[1]["properties"]["ETag"] == second
     receipt = (f"blobreceipts/{host.env['AzureFunctionsJobHost__id']}/Host.Functions.on_upload/"
                f"{second.strip(chr(34))}/{host.env['UPLOAD_CONTAINER']}/uploads/a.csv")
     metadata = wait_for(lambda: (lambda md: md if md.get("Outcome") else None)(
         hosts_container(azurite).get_blob_client(receipt).get_blob_properties().metadata), what="completed receipt")
     assert metadata == {"DequeueCount": "1", "Outcome": "Succeeded"}
-    time.sleep(0.6)
-    assert len(host.markers("upload")) == 2
+    polled_past(host, box)
+    assert len(named(host.markers("upload"), a_csv)) == 2
 
 
 def test_a_blob_named_with_dot_segments_is_handed_over_by_name_without_being_read(host, azurite):
@@ -436,8 +454,14 @@ def test_a_failing_blob_is_tried_five_times_then_poisoned(host, azurite):
     messages = wait_for(lambda: poison_messages(azurite, fail_container), timeout=20, what="poison message")
     assert messages == [{"Type": "BlobTrigger", "FunctionId": "Host.Functions.always_fails", "BlobType": "BlockBlob",
                          "ContainerName": fail_container, "BlobName": "bad.csv", "ETag": etag}]
-    time.sleep(1.0)
-    assert len(host.markers("fail")) == 5 and len(poison_messages(azurite, fail_container)) == 1
+    # a second failing blob, uploaded now, tried five times and poisoned: bad.csv had as long to be tried again
+    box = container(azurite, fail_container)
+    settle = f"settle-{suffix()}.csv"
+    box.upload_blob(settle, b"oops")
+    wait_for(lambda: any(m["BlobName"] == settle for m in poison_messages(azurite, fail_container)), timeout=20,
+             what="the second blob poisoned")
+    assert len(named(host.markers("fail"), f"{fail_container}/bad.csv")) == 5
+    assert [m["BlobName"] for m in poison_messages(azurite, fail_container)].count("bad.csv") == 1
     assert "gave up on " + f"{fail_container}/bad.csv after 5 tries" in host.log()
 
 
@@ -462,8 +486,8 @@ def test_receipts_survive_a_restart(azurite, tmp_path):
     try:
         wait_for(lambda: len(again.markers("upload")) == 2, what="blob uploaded while down")
         wait_for(lambda: poison_messages(azurite, env["FAIL_CONTAINER"]), what="poison after the fifth try")
-        time.sleep(0.6)
-        contents = [m["content"] for m in again.markers("upload")]
+        polled_past(again, box)
+        contents = [m["content"] for m in again.markers("upload") if "/uploads/settle-" not in m["name"]]
         assert contents == ["present at start", "uploaded while the host was down"]
         assert len(again.markers("fail")) == 1
     finally:
@@ -487,7 +511,9 @@ def test_blob_polling_rides_out_a_storage_outage(tmp_path):
         box_name = h.env["UPLOAD_CONTAINER"]
         container(conn, box_name)
         storage.stop()
-        time.sleep(2.0)  # ten polls against a closed port
+        # ten polls against a closed port: the test counts warnings over that span (one, not one per poll), so the
+        # span is the thing under test, not a wait for an event
+        time.sleep(2.0)
         assert h.child.proc.poll() is None
         warnings = [line for line in h.log().splitlines()
                     if "'Functions.on_upload': cannot list container" in line]
