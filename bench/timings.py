@@ -4,8 +4,9 @@
 
 - rollback: POST /admin/rollback on the local scoring endpoint (uvicorn in this process, two small models
   trained on --rows rows), --rollbacks times; and status + score + rollback while a deploy's model load is held.
-- health: `check_pipeline` against a port that accepts and never answers (timeout 0.5 s), and
-  `HealthChecker` with a storage probe that never returns (deadline 0.5 s).
+- health: `check_pipeline` against a port that accepts and never answers (timeout 0.5 s),
+  `HealthChecker` with a storage probe that never returns (deadline 0.5 s), and the storage probe against a
+  closed port (one try, not the SDK's retries).
 - doctor: `check_credential` with a credential that never answers (timeout 0.3 s).
 - gzip bomb: `validate_csv` of 2 GiB of zeros gzipped (about 2 MiB) with a 16 MiB limit: seconds and peak
   traced memory.
@@ -140,8 +141,19 @@ def health_figures() -> dict:
     finally:
         release.set()
         silent.close()
+    from azure.data.tables import TableServiceClient
+
+    from local.processes import free_port
+    from local.stack_secrets import new_storage_key
+    from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
+
+    closed = free_port()  # nobody listens on it
+    table = TableServiceClient.from_connection_string(azurite_connection_string(
+        AZURITE_ACCOUNT, new_storage_key(), blob=closed, queue=closed, table=closed)).get_table_client("runs")
+    storage = health.check_storage(health.table_probe(table))
+    assert storage["detail"] == "unreachable", storage
     return {"pipeline_timeout_0_5_s_took_ms": _ms(pipeline_s), "reported_ms": check["ms"],
-            "checker_deadline_0_5_s_took_ms": _ms(checker_s)}
+            "checker_deadline_0_5_s_took_ms": _ms(checker_s), "storage_probe_closed_port_ms": storage["ms"]}
 
 
 def doctor_figures() -> dict:

@@ -26,7 +26,6 @@ from local.processes import (
     PROJECT_ROOT,
     Child,
     azurite_argv,
-    free_port,
     python_argv,
     start_child,
     start_on_free_ports,
@@ -500,11 +499,10 @@ def test_blob_polling_rides_out_a_storage_outage(tmp_path):
     from local.stack_secrets import new_storage_key
     from shared.settings import AZURITE_ACCOUNT, azurite_connection_string
 
-    ports = (free_port(), free_port(), free_port())
-    argv = azurite_argv(tmp_path / "azurite", *ports)
     key = new_storage_key()
-    storage = start_child("azurite-outage", argv, ports=ports, log_dir=tmp_path, env=azurite_env(AZURITE_ACCOUNT, key))
-    storage.wait_ready(60)
+    storage, ports = start_on_free_ports("azurite-outage", 3, lambda p: azurite_argv(tmp_path / "azurite", *p),
+                                         log_dir=tmp_path, env=azurite_env(AZURITE_ACCOUNT, key))
+    argv = azurite_argv(tmp_path / "azurite", *ports)  # started again on the same ports after the outage
     conn = azurite_connection_string(AZURITE_ACCOUNT, key, blob=ports[0], queue=ports[1], table=ports[2])
     h = start_host(tmp_path, conn, "outage-host", TICK_SCHEDULE="0 0 0 1 1 *")
     try:
