@@ -1,6 +1,7 @@
 """Trigger modules, one blueprint each. Thin: parse the trigger's input, call one service, return.
 
-Below, what the API's HTTP triggers share: JSON and RFC 9457 problem responses, and the 405 answer.
+Below, what the API's HTTP triggers share: `to_response`, the one place a service's HttpAnswer (JSON, RFC 9457
+problem documents, ready bytes; shared.services.http_guard) becomes the host's response, and the 405 answer.
 
 Why API routes are registered with every common method: for a method missing from a route's `methods`, the Azure
 Functions host answers `404` with an empty body (azure-functions-host#10098) and our local host a bare `405`.
@@ -21,22 +22,17 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from shared.services.http_guard import JSON, PROBLEM_JSON, HttpAnswer, problem
+
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
+__all__ = ["API_METHODS", "JSON", "PROBLEM_JSON", "method_not_allowed", "to_response"]
 
 
-def json_response(status: int, body: dict, *, headers: dict | None = None,
-                  mimetype: str | None = None) -> func.HttpResponse:
-    """`body` as JSON; `application/problem+json` for an error status unless `mimetype` says otherwise."""
-    return func.HttpResponse(json.dumps(body), status_code=status, headers=headers or {}, charset="utf-8",
-                             mimetype=mimetype or (JSON if status < 400 else PROBLEM_JSON))
-
-
-def problem_response(status: int, title: str, detail: str, *, headers: dict | None = None,
-                     **extra) -> func.HttpResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return json_response(status, body, headers=headers, mimetype=PROBLEM_JSON)
+def to_response(answer: HttpAnswer) -> func.HttpResponse:
+    """The host's response for `answer`: a JSON body (values JSON cannot hold written as text) or its bytes, UTF-8."""
+    body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body, default=str)
+    return func.HttpResponse(body, status_code=answer.status, headers=dict(answer.headers), charset="utf-8",
+                             mimetype=answer.content_type)
 
 
 def method_not_allowed(req: func.HttpRequest, *allowed: str) -> func.HttpResponse | None:
@@ -47,5 +43,4 @@ def method_not_allowed(req: func.HttpRequest, *allowed: str) -> func.HttpRespons
     allow = ", ".join(allowed)
     path = urlsplit(req.url or "").path
     where = path if path and len(path) <= 100 else "this route"
-    return problem_response(405, "Method Not Allowed", f"{method} is not allowed on {where}; use {allow}",
-                            headers={"Allow": allow})
+    return to_response(problem(405, f"{method} is not allowed on {where}; use {allow}", {"Allow": allow}))

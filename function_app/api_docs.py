@@ -3,8 +3,9 @@ Other methods get 405."""
 
 import azure.functions as func
 
-from function_app import API_METHODS, method_not_allowed
+from function_app import API_METHODS, JSON, method_not_allowed, to_response
 from shared.api import openapi, swagger_ui
+from shared.services.http_guard import HttpAnswer
 
 bp = func.Blueprint()
 
@@ -14,9 +15,8 @@ bp = func.Blueprint()
 def openapi_json(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
-    return func.HttpResponse(openapi.document_bytes(), status_code=200, mimetype="application/json",
-                             charset="utf-8", headers={"Cache-Control": "public, max-age=300",
-                                                       "X-Content-Type-Options": "nosniff"})
+    headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+    return to_response(HttpAnswer(200, openapi.document_bytes(), headers, mimetype=JSON))
 
 
 @bp.function_name("api_docs")
@@ -24,5 +24,4 @@ def openapi_json(req: func.HttpRequest) -> func.HttpResponse:
 def api_docs(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
-    return func.HttpResponse(swagger_ui.page_bytes(), status_code=200, mimetype="text/html", charset="utf-8",
-                             headers=swagger_ui.page_headers())
+    return to_response(HttpAnswer(200, swagger_ui.page_bytes(), swagger_ui.page_headers(), mimetype="text/html"))

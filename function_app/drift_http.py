@@ -1,11 +1,9 @@
 """HTTP trigger: POST /api/drift-check runs the drift check now (function key + HMAC signature, like
 /api/retrain; its own rate limit; one check at a time across instances), answering with its verdict."""
 
-import json
-
 import azure.functions as func
 
-from function_app import API_METHODS
+from function_app import API_METHODS, to_response
 from shared.bootstrap import services
 from shared.services.check_drift import check_drift
 from shared.services.drift_on_demand import drift_check_http
@@ -28,6 +26,4 @@ def drift_http(req: func.HttpRequest) -> func.HttpResponse:
     body = read_body(req.headers, req.get_body)  # a Content-Length over 1 MB is refused (413) without reading
     answer, _ = drift_check_http(WebhookRequest(body, dict(req.headers), req.method), guard=s.drift_http,
                                  flight=s.drift_flight, audit=s.audit, run_check=run_check)
-    mimetype = "application/json" if answer.status < 400 else "application/problem+json"
-    return func.HttpResponse(json.dumps(answer.body, default=str), status_code=answer.status,
-                             headers=answer.headers, mimetype=mimetype)
+    return to_response(answer)

@@ -10,7 +10,7 @@ from functools import lru_cache
 import azure.functions as func
 import requests
 
-from function_app import API_METHODS, JSON, json_response, method_not_allowed
+from function_app import API_METHODS, method_not_allowed, to_response
 from shared import settings as app_settings
 from shared.adapters import storage
 from shared.adapters.credentials import azure_credential
@@ -36,9 +36,8 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
     try:
-        status, body = checker()()
+        result = checker()()
     except Exception as exc:  # settings missing, no credential: the checks cannot even be set up
         log.warning("health: the checks could not be set up (%s)", type(exc).__name__)
-        status, body = checks.unavailable()
-    # the 503 body is the same Health document as the 200 (not a problem document)
-    return json_response(status, body, mimetype=JSON, headers={"Cache-Control": "no-store"})
+        result = checks.unavailable()
+    return to_response(checks.http_answer(result))

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from function_app import API_METHODS, json_response, method_not_allowed
+from function_app import API_METHODS, method_not_allowed, to_response
 from shared.bootstrap import services
 from shared.services.run_queries import list_models
 
@@ -14,4 +14,4 @@ bp = func.Blueprint()
 def models_list(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
-    return json_response(*list_models(models=services().models))
+    return to_response(list_models(models=services().models))

@@ -1,10 +1,8 @@
 """HTTP trigger: POST /api/retrain, for CI/CD and data platforms (function key + HMAC signature)."""
 
-import json
-
 import azure.functions as func
 
-from function_app import API_METHODS
+from function_app import API_METHODS, to_response
 from shared.bootstrap import services
 from shared.services.http_guard import read_body
 from shared.services.http_retrain import WebhookRequest
@@ -21,6 +19,4 @@ def retrain_http(req: func.HttpRequest) -> func.HttpResponse:
     answer, _ = handle(WebhookRequest(body, dict(req.headers), req.method), guard=s.webhook,
                        target=s.target, datasets=s.datasets, pipeline=s.pipeline, runs=s.runs, audit=s.audit,
                        models=s.models, outbox=s.outbox, dispatch=s.dispatch)
-    mimetype = "application/json" if answer.status < 400 else "application/problem+json"
-    return func.HttpResponse(json.dumps(answer.body, default=str), status_code=answer.status,
-                             headers=answer.headers, mimetype=mimetype)
+    return to_response(answer)

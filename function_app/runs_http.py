@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from function_app import API_METHODS, json_response, method_not_allowed
+from function_app import API_METHODS, method_not_allowed, to_response
 from shared.bootstrap import services
 from shared.services.run_queries import get_run, list_runs, parse_limit
 
@@ -15,8 +15,8 @@ def runs_get(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
     s = services()
-    return json_response(*get_run(req.route_params["id"], runs=s.runs, outbox=s.outbox,
-                                  experiment=s.target.experiment, audit=s.audit))
+    return to_response(get_run(req.route_params["id"], runs=s.runs, outbox=s.outbox,
+                               experiment=s.target.experiment, audit=s.audit))
 
 
 @bp.function_name("runs_list")
@@ -25,6 +25,6 @@ def runs_list(req: func.HttpRequest) -> func.HttpResponse:
     if (refused := method_not_allowed(req, "GET")) is not None:
         return refused
     limit = parse_limit(req.params.get("limit"))
-    if isinstance(limit, tuple):  # 400: not an integer from 1 to 500
-        return json_response(*limit)
-    return json_response(*list_runs(runs=services().runs, limit=limit, status=req.params.get("status")))
+    if not isinstance(limit, int):  # 400: not an integer from 1 to 500
+        return to_response(limit)
+    return to_response(list_runs(runs=services().runs, limit=limit, status=req.params.get("status")))

@@ -30,6 +30,8 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
+from shared.services.http_guard import JSON, HttpAnswer
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 3.0  # per check (connect and read)
@@ -126,6 +128,13 @@ def answer(checks: dict[str, Check]) -> tuple[int, dict]:
     """200 `ok` when every check passed, else 503 `degraded`."""
     healthy = all(c.get("ok") is True for c in checks.values())
     return (200 if healthy else 503), {"status": "ok" if healthy else "degraded", "checks": checks}
+
+
+def http_answer(result: tuple[int, dict]) -> HttpAnswer:
+    """`GET /api/health`'s answer: the 503 body is the same Health document as the 200 (not a problem document),
+    never cached."""
+    status, body = result
+    return HttpAnswer(status, body, {"Cache-Control": "no-store"}, mimetype=JSON)
 
 
 def unavailable(detail: str = "unavailable") -> tuple[int, dict]:

@@ -35,13 +35,25 @@ HOST_BODY_LIMIT = MAX_BODY + 64 * 1024
 TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
           413: "Content Too Large", 415: "Unsupported Media Type", 429: "Too Many Requests", 502: "Bad Gateway",
           503: "Service Unavailable"}
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"  # RFC 9457
 
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """What every HTTP route answers, in no web framework's terms: the services build it, one helper in the
+    trigger package (function_app.to_response) turns it into the host's response. `body` is a JSON document —
+    sent as `application/problem+json` for an error status, `application/json` otherwise, unless `mimetype` says —
+    or bytes ready to send with their `mimetype`."""
+
     status: int
-    body: dict
+    body: dict | bytes
     headers: dict[str, str] = field(default_factory=dict)
+    mimetype: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        return self.mimetype or (JSON if self.status < 400 else PROBLEM_JSON)
 
 
 @dataclass(frozen=True)
@@ -85,11 +97,13 @@ class Refused(Exception):
         return problem(self.status, self.detail, self.headers, instance=instance)
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None, *, instance: str,
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, *, instance: str | None = None,
             **extra) -> HttpAnswer:
-    """An RFC 9457 problem document."""
-    return HttpAnswer(status, {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
-                               "detail": detail, "instance": instance, **extra}, headers or {})
+    """An RFC 9457 problem document (`instance`: the route, when given)."""
+    body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status, "detail": detail}
+    if instance is not None:
+        body["instance"] = instance
+    return HttpAnswer(status, {**body, **extra}, headers or {}, mimetype=PROBLEM_JSON)
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:

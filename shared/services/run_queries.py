@@ -7,14 +7,11 @@ import re
 from dataclasses import asdict
 
 from shared.domain.outcomes import Outcome, RequestStatus, RunStatus
+from shared.services.http_guard import HttpAnswer, problem
 
 LIMIT_DEFAULT = 50
 LIMIT_MIN, LIMIT_MAX = 1, 500
 _DIGITS = re.compile(r"[0-9]{1,6}")
-
-
-def _problem(status: int, title: str, detail: str, **extra) -> dict:
-    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
 # A request in the outbox as a run status (anything else: its own status, title-cased).
@@ -56,7 +53,7 @@ def audit_view(record, experiment: str = "") -> dict:
             "submitted_run": record.run_id}
 
 
-def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None) -> tuple[int, dict]:
+def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None) -> HttpAnswer:
     """A submitted run, or a request still in (or ended in) the outbox: `Location` answers of queued requests
     point at the request's id, which then names its run once submitted. With `audit`, an audit id (a drift
     check's `Location`) answers its record in the run's shape (audit_view)."""
@@ -67,17 +64,17 @@ def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None)
             if request.status == RequestStatus.SUBMITTED and request.run_id:
                 run = runs.get(request.run_id)
             else:
-                return 200, request_view(request, experiment)
+                return HttpAnswer(200, request_view(request, experiment))
     if run is None and audit is not None:
         record = audit.get(run_id)
         if record is not None:
-            return 200, audit_view(record, experiment)
+            return HttpAnswer(200, audit_view(record, experiment))
     if run is None:
-        return 404, _problem(404, "Not Found", f"no run {run_id!r} was submitted by this service")
-    return 200, asdict(run)
+        return problem(404, f"no run {run_id!r} was submitted by this service")
+    return HttpAnswer(200, asdict(run))
 
 
-def parse_limit(text: str | None) -> int | tuple[int, dict]:
+def parse_limit(text: str | None) -> int | HttpAnswer:
     """The `limit` query parameter: absent -> 50; an integer from 1 to 500 -> itself; anything else (`abc`, `0`,
     `501`, `1.5`, empty) -> a 400 problem naming the parameter and the range."""
     if text is None:
@@ -86,17 +83,18 @@ def parse_limit(text: str | None) -> int | tuple[int, dict]:
         return int(text)
     shown = text if len(text) <= 20 else text[:20] + "..."
     reason = f"must be an integer from {LIMIT_MIN} to {LIMIT_MAX}"
-    return 400, _problem(400, "Bad Request", f"query parameter 'limit' {reason}, got {shown!r}",
-                         invalid_params=[{"name": "limit", "reason": reason}])
+    return problem(400, f"query parameter 'limit' {reason}, got {shown!r}",
+                   invalid_params=[{"name": "limit", "reason": reason}])
 
 
-def list_runs(*, runs, limit: int | str | None = LIMIT_DEFAULT, status: str | None = None) -> tuple[int, dict]:
+def list_runs(*, runs, limit: int | str | None = LIMIT_DEFAULT, status: str | None = None) -> HttpAnswer:
     """Newest first, at most `limit` (validated: see parse_limit), only `status` when given (case-insensitive)."""
     if not (isinstance(limit, int) and LIMIT_MIN <= limit <= LIMIT_MAX):
         limit = parse_limit(None if limit is None else str(limit))
-        if isinstance(limit, tuple):
+        if isinstance(limit, HttpAnswer):
             return limit
-    return 200, {"runs": [asdict(r) for r in runs.newest(limit, status or None)]}  # reads about `limit` rows
+    # reads about `limit` rows
+    return HttpAnswer(200, {"runs": [asdict(r) for r in runs.newest(limit, status or None)]})
 
 
 def _finite(value):
@@ -110,7 +108,7 @@ def _finite(value):
     return value
 
 
-def list_models(*, models) -> tuple[int, dict]:
+def list_models(*, models) -> HttpAnswer:
     """Every registered version, oldest first, each with whether it is live, and the live version (null: none).
     `model_dir` (where the model is stored) is left out: a storage location, not part of the API."""
     live = models.live()
@@ -121,4 +119,4 @@ def list_models(*, models) -> tuple[int, dict]:
         entry["metrics"] = _finite(entry.get("metrics") or {})
         entry["live"] = model.version == live_version
         items.append(entry)
-    return 200, {"models": items, "live": live_version}
+    return HttpAnswer(200, {"models": items, "live": live_version})

@@ -289,12 +289,14 @@ def test_the_timer_skips_while_an_on_demand_check_holds_the_lease(table, stores)
 def test_the_location_of_a_check_shows_its_audit_record(stores):
     record = AuditRecord(id=new_id("http-"), trigger="http", function="drift_http", started_at=NOW)
     stores.audit.save(record)
-    status, body = get_run(record.id, runs=stores.runs, audit=stores.audit)
+    answer = get_run(record.id, runs=stores.runs, audit=stores.audit)
+    status, body = answer.status, answer.body
     assert status == 200 and body["status"] == "Running" and body["audit_id"] == record.id
     stores.audit.finish(record, "no_drift", "no drift")
-    status, body = get_run(record.id, runs=stores.runs, audit=stores.audit)
+    answer = get_run(record.id, runs=stores.runs, audit=stores.audit)
+    status, body = answer.status, answer.body
     assert body["status"] == "no_drift" and body["detail"] == "no drift"
-    assert get_run("http-nope", runs=stores.runs, audit=stores.audit)[0] == 404
+    assert get_run("http-nope", runs=stores.runs, audit=stores.audit).status == 404
 
 
 # ------------------------------------------------------------------------------ audit paging
@@ -367,7 +369,8 @@ def test_runs_are_listed_newest_first_reading_about_as_many_rows(azurite):
                               dataset_version=i, experiment="e", submitted_at=1_700_000_000.0 + i))
     runs.claim("run-03")  # a status change reaches the copy
     counting = CountingTable(table)
-    status, body = list_runs(runs=RunStore(counting), limit=3)
+    answer = list_runs(runs=RunStore(counting), limit=3)
+    status, body = answer.status, answer.body
     assert status == 200 and [r["run_id"] for r in body["runs"]] == ["run-19", "run-18", "run-17"]
     assert counting.read <= 3 + 3
     assert [r.run_id for r in RunStore(table).newest(1, "handling")] == ["run-03"]

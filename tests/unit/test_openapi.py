@@ -380,13 +380,16 @@ def test_what_the_run_queries_answer_conforms(doc):
     runs = _Runs([RunRecord(run_id=f"r{i}", trigger_id="t", trigger="blob", reason="upload", dataset_version=i,
                             experiment="e", submitted_at=1767225600.0 + i, model_version=i if i % 2 else None)
                   for i in range(1, 4)])
-    status, body = get_run("r1", runs=runs)
+    answer = get_run("r1", runs=runs)
+    status, body = answer.status, answer.body
     assert status == 200
     validator(doc, "Run").validate(json.loads(json.dumps(body)))
-    status, body = get_run("nope", runs=runs)
+    answer = get_run("nope", runs=runs)
+    status, body = answer.status, answer.body
     assert status == 404
     validator(doc, "Problem").validate(body)
-    status, body = list_runs(runs=runs, limit=2)
+    answer = list_runs(runs=runs, limit=2)
+    status, body = answer.status, answer.body
     assert status == 200
     validator(doc, "RunList").validate(json.loads(json.dumps(body)))
 
