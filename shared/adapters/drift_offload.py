@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.child_env import minimal_env
+from shared.domain.outcomes import JobStatus, PipelineStatus
 from shared.domain.profile import REFERENCE_PROFILE, Profile
 from shared.private_files import open_private_binary, private_dir
 
@@ -63,7 +64,7 @@ class WindowPlan:
 
 @dataclass(frozen=True)
 class JobState:
-    status: str  # "running" | "completed" | "failed"
+    status: str  # a JobStatus: running | completed | failed
     profile: Profile | None = None
     detail: str = ""
 
@@ -137,15 +138,16 @@ class AzureMLDriftJobs:
         job = self.ml_client.jobs.get(job_id)
         status = str(getattr(job, "status", "") or "")
         if status in FAILED_STATES:
-            return JobState("failed", detail=f"Azure ML job {job_id} ended {status}")
-        if status != "Completed":
-            return JobState("running", detail=status)
+            return JobState(JobStatus.FAILED, detail=f"Azure ML job {job_id} ended {status}")
+        if status != PipelineStatus.COMPLETED:
+            return JobState(JobStatus.RUNNING, detail=status)
         with tempfile.TemporaryDirectory(prefix="drift-job-") as tmp:
             self.ml_client.jobs.download(name=job_id, download_path=tmp, output_name="result")
             found = sorted(Path(tmp).rglob("current_profile.json"), key=lambda p: len(p.parts))
             if not found:
-                return JobState("failed", detail=f"Azure ML job {job_id}: no current_profile.json in its output")
-            return JobState("completed", Profile.load(found[0]))
+                return JobState(JobStatus.FAILED,
+                                detail=f"Azure ML job {job_id}: no current_profile.json in its output")
+            return JobState(JobStatus.COMPLETED, Profile.load(found[0]))
 
 
 # --------------------------------------------------------------------------------------------------- local
@@ -170,7 +172,7 @@ class LocalDriftJobs:
         job_id = f"local-{check_id}"
         private_dir(self.work_dir)  # drift-jobs/: 0700, also when it exists
         job_dir = private_dir(Path(self.work_dir) / job_id)
-        _write_status(job_dir, "running")
+        _write_status(job_dir, JobStatus.RUNNING)
         argv = [sys.executable, "-m", "shared.adapters.drift_offload", "--job-dir", str(job_dir),
                 "--partitions", str(self.partitions), "--inference", self.storage.inference.container_name,
                 "--datasets", self.storage.datasets.container_name, "--reports",
@@ -187,10 +189,10 @@ class LocalDriftJobs:
         _children[:] = [c for c in _children if c.poll() is None]  # reap finished children
         status_file = Path(self.work_dir) / job_id / "status.json"
         if not status_file.is_file():
-            return JobState("failed", detail=f"local drift job {job_id} is unknown here (no {status_file})")
+            return JobState(JobStatus.FAILED, detail=f"local drift job {job_id} is unknown here (no {status_file})")
         status = json.loads(status_file.read_text())
-        if status["status"] == "completed":
-            return JobState("completed", Profile.load(Path(self.work_dir) / job_id / "result" /
+        if status["status"] == JobStatus.COMPLETED:
+            return JobState(JobStatus.COMPLETED, Profile.load(Path(self.work_dir) / job_id / "result" /
                                                       "current_profile.json"))
         return JobState(status["status"], detail=status.get("detail", ""))
 
@@ -240,9 +242,9 @@ def run_local_job(args: argparse.Namespace, connection: str | None = None) -> in
         if merge.returncode != 0:
             raise RuntimeError(f"merge step failed: {merge.stderr.strip()}")
     except Exception as exc:  # the job's own failure, reported through status.json
-        _write_status(job_dir, "failed", f"{type(exc).__name__}: {exc}"[:500])
+        _write_status(job_dir, JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:500])
         return 1
-    _write_status(job_dir, "completed")
+    _write_status(job_dir, JobStatus.COMPLETED)
     return 0
 
 

@@ -13,6 +13,7 @@ One idea can have two spellings, one per contract, on purpose:
   `GET /api/runs`: where a pipeline run we submitted stands (`KeptChampion`).
 - `RequestStatus` (lower case) is a retrain request's `status` in the outbox table.
 - `PipelineStatus` is a pipeline run's status as the pipeline clients normalise Azure ML's (`Completed`).
+- `JobStatus` (lower case) is a drift profiling job's state.
 """
 
 from __future__ import annotations
@@ -101,3 +102,11 @@ class PipelineStatus(StrEnum):
 
 
 ENDED = (PipelineStatus.COMPLETED, PipelineStatus.FAILED, PipelineStatus.CANCELED)  # a pipeline run that finished
+
+
+class JobStatus(StrEnum):
+    """A drift profiling job's state (shared.adapters.drift_offload.JobState; the local job's status file)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"

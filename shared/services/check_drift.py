@@ -22,7 +22,7 @@ from shared import telemetry
 from shared.domain import schema
 from shared.domain.drift import compare_profiles
 from shared.domain.drift_report import render_html
-from shared.domain.outcomes import Outcome
+from shared.domain.outcomes import JobStatus, Outcome
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.records import AuditRecord, new_id
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
@@ -135,18 +135,18 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
             log.warning("drift job %s: state unknown (%s)", job, type(exc).__name__)
             state = None
         overdue = now - float(pending.data.get("offload", {}).get("submitted_at", now)) > policy.job_timeout_s
-        if (state is None or state.status == "running") and not overdue:
+        if (state is None or state.status == JobStatus.RUNNING) and not overdue:
             waiting.append(pending)
             continue
         record = audit.claim(pending.id, Outcome.PROFILING, Outcome.CONCLUDING)
         if record is None:
             continue  # another instance took it
         with telemetry.span("drift_check_resume", trigger_id=record.id, job=job):
-            if state is not None and state.status == "completed":
+            if state is not None and state.status == JobStatus.COMPLETED:
                 _conclude_handed_over(record, state.profile, policy=policy, target=target, datasets=datasets,
                                       models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports,
                                       offload=offload, now=now, outbox=outbox, dispatch=dispatch)
-            elif state is not None and state.status == "failed":
+            elif state is not None and state.status == JobStatus.FAILED:
                 audit.finish(record, Outcome.FAILED, f"profiling job {job} failed: {state.detail}")
             else:
                 audit.finish(record, Outcome.FAILED, f"profiling job {job} did not finish within "

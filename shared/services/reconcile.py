@@ -78,7 +78,7 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
     return record
 
 
-def close_interrupted(*, audit, outbox=None, now: float | None = None, older_than_s: float = 900.0) -> int:
+def close_interrupted(*, audit, outbox, now: float | None = None, older_than_s: float = 900.0) -> int:
     """Audit records a killed invocation left open — `in_progress`, or `queued` with no request in the outbox (it
     died between the two writes) — ended `interrupted`, so every trigger ends in an outcome (the host retried the
     trigger itself; its retry wrote its own record)."""
@@ -88,7 +88,7 @@ def close_interrupted(*, audit, outbox=None, now: float | None = None, older_tha
         for record in audit.with_outcome(outcome):
             if now - record.started_at <= older_than_s:
                 continue
-            if outcome == Outcome.QUEUED and (outbox is None or outbox.get(record.id) is not None):
+            if outcome == Outcome.QUEUED and outbox.get(record.id) is not None:
                 continue  # its request exists: the dispatcher ends it
             if audit.claim(record.id, outcome, Outcome.INTERRUPTED):
                 stored = audit.get(record.id)
