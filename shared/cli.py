@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.domain.outcomes import Outcome
+
 
 def _stack_config(args):
     from local.connection import local_dir
@@ -97,7 +99,8 @@ def cmd_status(args) -> int:
 
 COMPLETION_FUNCTIONS = ("run_completed", "reconcile_timer", "promote", "rollback")
 # events that changed nothing (audited, but not completions): duplicates, non-events, and events not believed
-NOT_COMPLETIONS = ("ignored", "duplicate", "foreign_topic", "rejected_event", "unconfirmed")
+NOT_COMPLETIONS = (Outcome.IGNORED, Outcome.DUPLICATE, Outcome.FOREIGN_TOPIC, Outcome.REJECTED_EVENT,
+                   Outcome.UNCONFIRMED)
 
 
 def _figure(side: dict | None, key: str = "auc") -> str:
@@ -200,7 +203,7 @@ def cmd_override(args) -> int:
         record = promote(args.version, requested_by=who, **parts)
     else:
         record = rollback(requested_by=who, **parts)
-    ok = record.outcome in ("promoted", "rolled_back")
+    ok = record.outcome in (Outcome.PROMOTED, Outcome.ROLLED_BACK)
     print(f"{record.outcome}: {record.detail} (audit {record.id})", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 
