@@ -26,7 +26,7 @@ from shared.domain.outcomes import JobStatus, Outcome
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.records import AuditRecord, new_id
 from shared.services.dispatch import DispatchPolicy, request_and_dispatch
-from shared.services.retrain import PipelineTarget, request_retrain
+from shared.services.retrain import PipelineTarget
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class DriftPolicy:
 
 
 def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
-                audit, inference=None, reports=None, offload=None, outbox=None, dispatch=None,
+                audit, outbox, inference=None, reports=None, offload=None, dispatch=None,
                 trigger: str = "timer",
                 function: str = "drift_timer", now: float | None = None, record_id: str | None = None) -> AuditRecord:
     """`record_id`: the audit id to use (the caller announced it, e.g. as the single-flight claim's Location);
@@ -123,7 +123,7 @@ def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: D
 
 
 def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, reports, offload,
-                        outbox=None, dispatch=None, now: float | None = None) -> list[AuditRecord]:
+                        outbox, dispatch=None, now: float | None = None) -> list[AuditRecord]:
     """Finish the checks whose profiling job ended; returns those still waiting for theirs."""
     now = time.time() if now is None else now
     waiting = []
@@ -155,7 +155,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
 
 
 def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, policy, target, datasets, models, runs,
-                          pipeline, audit, reports, offload, now, outbox=None, dispatch=None) -> AuditRecord:
+                          pipeline, audit, reports, offload, now, outbox, dispatch=None) -> AuditRecord:
     from shared.drift_job import labelled as all_labelled
 
     record.stage("profiled")
@@ -176,7 +176,7 @@ def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, poli
 
 def _conclude(record: AuditRecord, live, latest, reference: Profile, current_profile: Profile, labelled: bool, *,
               policy: DriftPolicy, target, models, runs, pipeline, audit, reports, now: float, datasets=None,
-              outbox=None, dispatch=None) -> AuditRecord:
+              outbox, dispatch=None) -> AuditRecord:
     result = compare_profiles(reference, current_profile, threshold=policy.threshold, share=policy.share,
                               min_rows=policy.min_rows, thresholds=policy.thresholds, critical=policy.critical,
                               target_counts=labelled)
@@ -199,20 +199,12 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
     if why:
         return audit.finish(record, Outcome.SKIPPED, f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
-    if outbox is not None:  # the outbox retries and keeps single flight; the record says what became of it
-        request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
-                             datasets=datasets, audit=audit, target=target, models=models,
-                             policy=dispatch or DispatchPolicy(), parameters=report,
-                             detail=f"drift: {result.verdict}; dataset v{latest.version}")
-        return audit.get(record.id) or record
-    try:
-        request_retrain(latest, reason="drift", record=record, pipeline=pipeline, runs=runs, target=target,
-                        models=models, parameters=report)
-    except Exception as exc:  # recorded; the next check asks again (nothing is in flight)
-        return audit.finish(record, Outcome.FAILED, f"drift: {result.verdict}; submitting the retrain failed: "
-                                              f"{type(exc).__name__}: {exc}")
-    where = f"; report {record.data['report']}" if record.data.get("report") else ""
-    return audit.finish(record, Outcome.SUBMITTED, f"drift: {result.verdict}; retrain submitted{where}")
+    # through the outbox, like every trigger: it retries and keeps single flight; the record says what became of it
+    request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
+                         datasets=datasets, audit=audit, target=target, models=models,
+                         policy=dispatch or DispatchPolicy(), parameters=report,
+                         detail=f"drift: {result.verdict}; dataset v{latest.version}")
+    return audit.get(record.id) or record
 
 
 def _reference(live, datasets) -> tuple[Profile, str]:

@@ -19,6 +19,7 @@ import pytest
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.drift_offload import AzureMLDriftJobs, JobState, LocalDriftJobs, WindowStorage, run_local_job
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.bootstrap import build_stores, inference_reader, report_writer
 from shared.domain import schema
@@ -77,6 +78,7 @@ def env(azurite, httpserver, small_bank_csv, tmp_path):
                            reports=containers["reports"])
     return SimpleNamespace(
         stores=stores, frame=frame, containers=containers, window=window, azurite=azurite, tmp=tmp_path,
+        outbox=Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table)),
         pipeline=PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0))
 
 
@@ -84,7 +86,7 @@ def check(env, policy, offload, **overrides):
     s = env.stores
     args = dict(past_due=False, policy=policy, target=TARGET, datasets=s.datasets, models=s.models, runs=s.runs,
                 pipeline=env.pipeline, audit=s.audit, reports=report_writer(env.containers["reports"]),
-                inference=inference_reader(env.containers["inference"]), offload=offload)
+                inference=inference_reader(env.containers["inference"]), offload=offload, outbox=env.outbox)
     return check_drift(**{**args, **overrides})
 
 
@@ -92,7 +94,8 @@ def resume(env, policy, offload, **overrides):
     s = env.stores
     return resume_drift_checks(**{**dict(policy=policy, target=TARGET, datasets=s.datasets, models=s.models,
                                          runs=s.runs, pipeline=env.pipeline, audit=s.audit,
-                                         reports=report_writer(env.containers["reports"]), offload=offload),
+                                         reports=report_writer(env.containers["reports"]), offload=offload,
+                                         outbox=env.outbox),
                                   **overrides})
 
 
@@ -212,8 +215,8 @@ def test_small_windows_stay_inline_even_with_a_runner(env, httpserver):
     live_at = env.stores.models.live().registered_at
     fill_window(env, live_at)
     record = check(env, INLINE, local_jobs(env), now=live_at + 1000)  # 256 MB limit: a few hundred KB stays here
-    assert record.outcome == "failed" and "submitting the retrain failed: PipelineUnavailableError" in \
-        record.detail  # nothing answers the submit: recorded, not raised
+    assert record.outcome == "queued" and "submit attempt 1 failed (PipelineUnavailableError" in \
+        record.detail  # nothing answers the submit: recorded and retried from the outbox, not raised
     assert "offload" not in record.data
     assert record.data["window"]["collected_rows"] == 1200
 

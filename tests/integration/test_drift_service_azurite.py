@@ -11,6 +11,7 @@ import pytest
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.bootstrap import build_stores, report_writer
 from shared.domain import schema
@@ -44,7 +45,8 @@ def env(azurite, httpserver, small_bank_csv, tmp_path):
     collected: list[pd.DataFrame] = []
     return {"stores": stores, "frame": frame, "collected": collected,
             "reports": report_writer(blobs.get_container_client(settings.reports_container)), "blobs": blobs,
-            "pipeline": PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)}
+            "pipeline": PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0),
+            "outbox": Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))}
 
 
 def register(stores, frame: pd.DataFrame):
@@ -57,6 +59,7 @@ def run(env, **overrides):
     s = env["stores"]
     args = {"past_due": False, "policy": POLICY, "target": TARGET, "datasets": s.datasets, "models": s.models,
             "runs": s.runs, "pipeline": env["pipeline"], "audit": s.audit, "reports": env["reports"],
+            "outbox": env["outbox"],
             "inference": lambda since, until: pd.concat(env["collected"]) if env["collected"] else pd.DataFrame()}
     return check_drift(**{**args, **overrides})
 
@@ -103,7 +106,8 @@ def test_a_drifted_upload_submits_a_retrain_once_then_cools_down(env, httpserver
     (request, _), *_ = httpserver.log
     assert request.get_json()["ParameterAssignments"]["drift_report"] == record.data["report"]  # lineage
     assert record.outcome == "submitted" and record.run_id == "drift-run", record.detail
-    assert record.data["window"]["datasets"] == [newer.version] and "report" in record.detail
+    assert record.data["window"]["datasets"] == [newer.version]
+    assert record.detail.startswith("drift: ") and f"dataset v{newer.version} submitted (drift)" in record.detail
     assert record.data["drift"]["target"]  # labelled data: label drift is part of the check
     in_flight = run(env)
     assert in_flight.outcome == "skipped" and "already in flight" in in_flight.detail
