@@ -21,6 +21,7 @@ from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.scoring import ScoringClient
 from shared.bootstrap import build_stores
 from shared.domain import schema
+from shared.domain.outcomes import Outcome
 from shared.settings import Settings
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
@@ -157,7 +158,7 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
             shown = {r.id for r in audit.list()}
             while not stop.is_set():
                 for record in audit.list():
-                    if record.id not in shown and record.outcome != "in_progress":
+                    if record.id not in shown and record.outcome != Outcome.IN_PROGRESS:
                         shown.add(record.id)
                         console.log(_audit_line(record))
                 dead = stack.dead_children()
