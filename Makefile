@@ -29,6 +29,7 @@ demo: install
 up: install
 	$(BIN)/retrain up
 
+## In random order (pytest-randomly; the seed is in the header: repeat a run with -p randomly --randomly-seed=N).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
