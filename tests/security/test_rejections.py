@@ -81,13 +81,16 @@ def drift(stack, caller, body=b"", headers=None, **kwargs):
     return call(stack, caller, "POST", "/api/drift-check", body, headers, **kwargs)
 
 
-_ages = iter(range(0, 250))
+_signed: set[tuple[bytes, int]] = set()
 
 
 def signed(stack, body=b"", secret=None, at=None):
-    """Signature headers; each call signs with a timestamp of its own (a few seconds in the past, well within the
-    tolerance), since the same body signed in the same second is the same message: a replay."""
-    return sign(secret or stack.secrets["webhook_secret"], body, int(time.time()) - next(_ages) if at is None else at)
+    """Signature headers; the same body signed in the same second is the same message (a replay), so each call
+    takes the newest second not yet used for this body (going back at most the tolerance's first minute)."""
+    if at is None:
+        at = next(t for t in range(int(time.time()), int(time.time()) - 60, -1) if (body, t) not in _signed)
+        _signed.add((body, at))
+    return sign(secret or stack.secrets["webhook_secret"], body, at)
 
 
 def not_at_a_minute_end():
