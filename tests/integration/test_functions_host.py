@@ -401,16 +401,17 @@ def test_blob_upload_runs_once_per_etag(host, azurite):
     first = upload(box, "uploads/a.csv", b"x,y\n1,2\n", metadata={"origin": "test"})
     box.upload_blob("uploads/a.txt", b"not matched")
     box.upload_blob("other/a.csv", b"not matched")
-    seen = wait_for(lambda: host.markers("upload"), what="blob trigger")
-    marker = seen[0]
-    assert marker["name"] == f"{host.env['UPLOAD_CONTAINER']}/uploads/a.csv"
+    a_csv = f"{host.env['UPLOAD_CONTAINER']}/uploads/a.csv"
+    marker = wait_for(lambda: next(iter(named(host.markers("upload"), a_csv)), None), what="blob trigger")
     assert marker["content"] == "x,y\n1,2\n" and marker["length"] == 8
     assert marker["uri"].endswith(f"/{host.env['UPLOAD_CONTAINER']}/uploads/a.csv")
     assert marker["properties"]["ETag"] == first and marker["properties"]["ContentLength"] == 8
     assert marker["properties"]["LastModified"] and marker["metadata"] == {"origin": "test"}
-    a_csv = f"{host.env['UPLOAD_CONTAINER']}/uploads/a.csv"
     polled_past(host, box)
     assert len(named(host.markers("upload"), a_csv)) == 1
+    box_name = host.env["UPLOAD_CONTAINER"]
+    assert not named(host.markers("upload"), f"{box_name}/uploads/a.txt")  # the path pattern is uploads/{name}.csv
+    assert not named(host.markers("upload"), f"{box_name}/other/a.csv")
     second = upload(box, "uploads/a.csv", b"x,y\n3,4\n", overwrite=True)
     again = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(named(host.markers("upload"), a_csv)),
                      what="second run")

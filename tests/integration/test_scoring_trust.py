@@ -70,6 +70,13 @@ def deploy(server, model_dir: Path, version: str, digest: str | None):
     return admin(server, "POST", "/admin/deploy", json=body)
 
 
+@pytest.fixture
+def v1_live(server, runs):
+    """The trusted folder serving as v1, whatever earlier tests of the module deployed: what a refusal must leave."""
+    answer = deploy(server, runs["good"], "1", folder_digest(runs["good"]))
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_registered_folder_under_the_root_deploys(server, runs, records):
     answer = deploy(server, runs["good"], "1", folder_digest(runs["good"]))
     assert answer.status_code == 200, answer.text
@@ -77,7 +84,7 @@ def test_a_registered_folder_under_the_root_deploys(server, runs, records):
 
 
 @pytest.mark.parametrize("where", ["/etc", "tmp"])
-def test_a_folder_outside_the_runs_root_is_403(server, runs, where):
+def test_a_folder_outside_the_runs_root_is_403(server, runs, where, v1_live):
     folder = Path("/etc") if where == "/etc" else runs["outside"]
     digest = folder_digest(runs["outside"])  # its own, correct digest does not help
     answer = deploy(server, folder, "7", digest)
@@ -87,7 +94,7 @@ def test_a_folder_outside_the_runs_root_is_403(server, runs, where):
     assert body["serving"] == "1"
 
 
-def test_a_copy_with_one_byte_changed_is_403(server, runs, records):
+def test_a_copy_with_one_byte_changed_is_403(server, runs, records, v1_live):
     answer = deploy(server, runs["changed"], "8", folder_digest(runs["good"]))
     assert answer.status_code == 403 and answer.json()["reason"] == "digest_mismatch"
     assert "does not match the digest registered" in answer.json()["error"]
