@@ -23,6 +23,7 @@ from shared.bootstrap import build_stores
 from shared.services import health
 from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
 from tests.unit.test_openapi import validator as doc_validator
+from tests.waiting import wait_for
 
 PIPELINE_PATH = ("/pipelines/v1.0/subscriptions/sub/resourceGroups/rg/providers/"
                  "Microsoft.MachineLearningServices/workspaces/ws/PipelineRuns/PipelineSubmit/abc")
@@ -94,8 +95,13 @@ def validator(name: str):
 
 # anonymous: health, the document, the docs page -------------------------------------------------------------------
 def test_health_needs_no_key_and_is_ok_when_storage_and_the_pipeline_answer(host, pipeline):
-    before = len(pipeline.log)
-    answer = requests.get(host.url + "/api/health", timeout=15)
+    def probed():
+        """An answer made now, not one cached (5 s) from another test's call: the endpoint got a request."""
+        count = len(pipeline.log)
+        got = requests.get(host.url + "/api/health", timeout=15)
+        return (got, count) if len(pipeline.log) > count else None
+
+    answer, before = wait_for(probed, timeout=30, every=0.5, what="a health answer that probed the pipeline")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.headers["cache-control"] == "no-store"
