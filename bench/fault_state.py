@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from azure.data.tables import TableServiceClient  # noqa: E402
 
 from local import stack_secrets  # noqa: E402
-from local.processes import azurite_argv, azurite_env, free_port, start_child  # noqa: E402
+from local.processes import azurite_argv, azurite_env, start_on_free_ports  # noqa: E402
 from shared.adapters.outbox import Outbox  # noqa: E402
 from shared.bootstrap import build_stores  # noqa: E402
 from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string  # noqa: E402
@@ -29,14 +29,13 @@ def main() -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--all-events", action="store_true", help="also the ignored / duplicate event records")
     args = parser.parse_args()
-    blob, queue, table = free_port(), free_port(), free_port()
     # the campaign's stack kept its generated key with its secrets; Azurite keeps data per account name, so any
     # key of ours opens the folder's data (a fresh one when the folder has no secrets file)
     key = stack_secrets.read(args.folder).get(stack_secrets.STORAGE_KEY) or stack_secrets.new_storage_key()
-    child = start_child("fault-state-azurite", azurite_argv(args.folder / "azurite", blob, queue, table),
-                        ports=(blob, queue, table), log_dir=args.folder / "logs", env=azurite_env(AZURITE_ACCOUNT, key))
+    child, (blob, queue, table) = start_on_free_ports(
+        "fault-state-azurite", 3, lambda ports: azurite_argv(args.folder / "azurite", *ports),
+        log_dir=args.folder / "logs", env=azurite_env(AZURITE_ACCOUNT, key), timeout=30)
     try:
-        child.wait_ready(30)
         conn = azurite_connection_string(AZURITE_ACCOUNT, key, blob=blob, queue=queue, table=table)
         stores = build_stores(Settings(storage_connection=conn))
         outbox = Outbox(TableServiceClient.from_connection_string(conn).get_table_client("outbox"))

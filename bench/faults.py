@@ -53,8 +53,8 @@ from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from bench.fault_proxy import FaultProxy, FaultSchedule  # noqa: E402
 from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, local_workspace_id, submit_url  # noqa: E402
-from local.processes import free_port  # noqa: E402
-from local.stack import Stack, StackConfig  # noqa: E402
+from local.processes import PortInUse, free_ports  # noqa: E402
+from local.stack import STACK_PORTS, Stack, StackConfig  # noqa: E402
 from shared.adapters import storage  # noqa: E402
 from shared.adapters.outbox import Outbox  # noqa: E402
 from shared.bootstrap import build_stores  # noqa: E402
@@ -750,6 +750,36 @@ def print_report(result: dict, c: Campaign) -> None:
         console.print(f"note: {note}")
 
 
+def start_stack_behind_proxy(args: argparse.Namespace, tmp: Path) -> tuple[Stack, FaultProxy, int]:
+    """The stack on fresh ports, its pipeline endpoint reached through the fault proxy. The proxy must know the
+    endpoint's port before the stack starts, so this retries as `local.stack.start_on_free_ports` does: when a
+    child finds a port taken between choosing and binding it, everything starts again on new ports."""
+    weights = None if args.proxy_faults else {"forward": 1}
+    for _ in range(5):
+        ports = dict(zip(STACK_PORTS, free_ports(len(STACK_PORTS)), strict=True))
+        proxy = FaultProxy(upstream=f"http://127.0.0.1:{ports['pipeline_port']}",
+                           schedule=FaultSchedule(args.seed, weights), client_timeout_s=args.pipeline_timeout_s).start()
+        stack = Stack(StackConfig(
+            local_dir=tmp, **ports, training_budget_s=args.budget_s, blob_poll_s=0.5,
+            drift_schedule="0 0 0 1 1 *", reconcile_schedule=args.reconcile_schedule,
+            extra_settings={"PIPELINE_ENDPOINT_URL": submit_url(proxy.base_url),
+                            "PIPELINE_TIMEOUT_S": str(args.pipeline_timeout_s),
+                            "PIPELINE_MAX_RETRIES": str(args.pipeline_max_retries),
+                            "MIN_ROWS": str(args.min_rows), "COALESCE_S": str(args.coalesce_s),
+                            "SUBMIT_DEADLINE_S": str(args.submit_deadline_s),
+                            "RECONCILE_MIN_AGE_S": str(args.reconcile_min_age_s), "DRIFT_COOLDOWN_S": "0"}))
+        try:
+            stack.start(on_step=say)  # stops what it started before raising
+        except PortInUse:
+            proxy.stop()
+            continue
+        except BaseException:
+            proxy.stop()
+            raise
+        return stack, proxy, ports["pipeline_port"]
+    raise PortInUse(f"the local stack lost a port on each of 5 starts; see {tmp / 'logs'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=24)
@@ -780,29 +810,15 @@ def main() -> int:
     say(f"data: {source}; plan: {len(uploads)} uploads in {len({u.burst for u in uploads})} bursts, "
         f"{dict(Counter(u.kind for u in uploads))}")
     tmp = Path(tempfile.mkdtemp(prefix=f"retrain-faults-{args.seed}-"))
-    pipeline_port = free_port()
-    weights = None if args.proxy_faults else {"forward": 1}
-    proxy = FaultProxy(upstream=f"http://127.0.0.1:{pipeline_port}", schedule=FaultSchedule(args.seed, weights),
-                       client_timeout_s=args.pipeline_timeout_s).start()
-    config = StackConfig(
-        local_dir=tmp, blob_port=free_port(), queue_port=free_port(), table_port=free_port(), host_port=free_port(),
-        pipeline_port=pipeline_port, scoring_port=free_port(), training_budget_s=args.budget_s, blob_poll_s=0.5,
-        drift_schedule="0 0 0 1 1 *", reconcile_schedule=args.reconcile_schedule,
-        extra_settings={"PIPELINE_ENDPOINT_URL": submit_url(proxy.base_url),
-                        "PIPELINE_TIMEOUT_S": str(args.pipeline_timeout_s),
-                        "PIPELINE_MAX_RETRIES": str(args.pipeline_max_retries),
-                        "MIN_ROWS": str(args.min_rows), "COALESCE_S": str(args.coalesce_s),
-                        "SUBMIT_DEADLINE_S": str(args.submit_deadline_s),
-                        "RECONCILE_MIN_AGE_S": str(args.reconcile_min_age_s), "DRIFT_COOLDOWN_S": "0"})
-    stack = Stack(config)
+    t = time.monotonic()
+    stack, proxy, pipeline_port = start_stack_behind_proxy(args, tmp)
+    stack_start_s = round(time.monotonic() - t, 1)
     durations: dict[str, float] = {}
     result: dict = {}
     replayer = None
     campaign = None
     try:
-        t = time.monotonic()
-        stack.start(on_step=say)
-        durations["stack_start"] = round(time.monotonic() - t, 1)
+        durations["stack_start"] = stack_start_s
         endpoint = Endpoint(f"http://127.0.0.1:{pipeline_port}", stack.secrets["pipeline_token"])
         campaign = Campaign(args=args, stack=stack, proxy=proxy, endpoint=endpoint, uploads=uploads)
         replayer = EventReplayer(stack, endpoint)

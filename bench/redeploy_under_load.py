@@ -14,7 +14,6 @@ the bank-marketing file. Prints p50/p99 and the switch events, and ends with one
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
@@ -27,20 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import scoring as bench  # noqa: E402  (its load generator and server helpers)
 from shared.adapters.scoring import LocalScoringDeployer  # noqa: E402
 from shared.scoring.model_digest import folder_digest  # noqa: E402
-
-
-def _bench_scoring():
-    """bench/scoring.py (a script, not a package) for its load generator and server helpers."""
-    spec = importlib.util.spec_from_file_location("bench_scoring", Path(__file__).with_name("scoring.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench_scoring()
 
 
 def switch_plan(models: list[Path], step_s: float, deployer: LocalScoringDeployer, records: list[dict],

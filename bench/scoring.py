@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from local.processes import Child, free_port, python_argv, start_child  # noqa: E402
+from local.processes import Child, python_argv, start_on_free_ports  # noqa: E402
 from shared.scoring.model_digest import folder_digest  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
@@ -216,12 +216,14 @@ def start_ours(model_dir: Path, logs: Path, key: str, admin_key: str | None = No
                models_root: Path | None = None) -> tuple[Child, int]:
     """Our scoring server serving `model_dir` (the operator's own model: its folder, or `models_root`, is the
     only place it loads models from, and the digest is taken from the folder as it is now)."""
-    port = free_port()
-    argv = python_argv("local.scoring_server", "--port", str(port), "--models-root",
-                       str(models_root or Path(model_dir).resolve().parent), "--model-dir", str(model_dir),
-                       "--model-digest", folder_digest(model_dir))
-    child = start_child("scoring", argv, ports=(port,), log_dir=logs,
-                        env={"SCORING_KEY": key, "SCORING_ADMIN_KEY": admin_key or secrets.token_urlsafe(16)})
+    digest = folder_digest(model_dir)
+    child, (port,) = start_on_free_ports(
+        "scoring", 1, lambda ports: python_argv(
+            "local.scoring_server", "--port", str(ports[0]), "--models-root",
+            str(models_root or Path(model_dir).resolve().parent), "--model-dir", str(model_dir),
+            "--model-digest", digest),
+        log_dir=logs, env={"SCORING_KEY": key, "SCORING_ADMIN_KEY": admin_key or secrets.token_urlsafe(16)},
+        timeout=120)
     wait_http(f"http://127.0.0.1:{port}/health", 120, child)
     return child, port
 
@@ -248,12 +250,12 @@ def ensure_bench_venv() -> Path:
 def start_mlflow(model_dir: Path, logs: Path, work: Path) -> tuple[Child, int]:
     """`mlflow models serve --env-manager local` from the bench venv; shared.training.train on PYTHONPATH."""
     bin_dir = ensure_bench_venv()
-    port = free_port()
-    argv = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
-            "-h", "127.0.0.1", "-p", str(port)]
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
            "MLFLOW_TRACKING_URI": (work / "mlruns").as_uri()}
-    child = start_child("mlflow", argv, ports=(port,), log_dir=logs, env=env, cwd=work)
+    child, (port,) = start_on_free_ports(
+        "mlflow", 1, lambda ports: [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir),
+                                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports[0])],
+        log_dir=logs, env=env, cwd=work, timeout=180)
     wait_http(f"http://127.0.0.1:{port}/ping", 180, child)
     return child, port
 

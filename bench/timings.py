@@ -16,7 +16,6 @@ Prints each figure and ends with one JSON line.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import secrets
 import socket
@@ -32,14 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _bench_scoring():
-    """bench/scoring.py (a script, not a package) for its model and data helpers."""
-    spec = importlib.util.spec_from_file_location("bench_scoring", Path(__file__).with_name("scoring.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
@@ -49,11 +40,11 @@ def rollback_figures(rows: int, rollbacks: int) -> dict:
     import requests
     import uvicorn
 
+    from bench import scoring as bench
     from local.scoring_server import create_app
     from shared.scoring.model_digest import folder_digest
     from shared.scoring.runtime import ScoringModel
 
-    bench = _bench_scoring()
     work = Path(tempfile.mkdtemp(prefix="bench-timings-"))
     models = [bench.train_model(work / name / "model", rows, budget_s=3, seed=seed)
               for name, seed in (("a", 1), ("b", 2))]
@@ -159,7 +150,7 @@ def health_figures() -> dict:
 def doctor_figures() -> dict:
     from azure.core.credentials import AccessToken
 
-    from shared import azure_doctor as doc
+    from tools import azure_doctor as doc
 
     release = threading.Event()
 

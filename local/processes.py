@@ -112,15 +112,15 @@ def start_child(name: str, argv: list[str], *, ports: tuple[int, ...], log_dir: 
 
 
 def start_on_free_ports(name: str, count: int, argv_for: Callable[[tuple[int, ...]], list[str]], *,
-                        log_dir: Path, env: dict[str, str] | None = None, timeout: float = 60.0,
-                        attempts: int = 5) -> tuple[Child, tuple[int, ...]]:
+                        log_dir: Path, env: dict[str, str] | None = None, cwd: Path = PROJECT_ROOT,
+                        timeout: float = 60.0, attempts: int = 5) -> tuple[Child, tuple[int, ...]]:
     """Start a child on `count` fresh loopback ports and wait until it serves them. Choosing a free port and the
     child binding it are two moments, and another process can take the port in between: the child then exits
     saying the address is in use, and is started again on new ports (Azurite, a node process, cannot be handed
     a bound socket, so retrying serves every child the same way). `retrain up` keeps its fixed ports."""
     for _ in range(attempts):
         ports = free_ports(count)
-        child = start_child(name, argv_for(ports), ports=ports, log_dir=log_dir, env=env)
+        child = start_child(name, argv_for(ports), ports=ports, log_dir=log_dir, env=env, cwd=cwd)
         try:
             child.wait_ready(timeout)
         except PortInUse:
