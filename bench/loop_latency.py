@@ -26,7 +26,7 @@ def one_run(budget_s: int, data: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
         env = {**os.environ, "RETRAIN_LOCAL_DIR": tmp}
         env.pop("AzureWebJobsStorage", None)
-        argv = [sys.executable, "-m", "shared.cli", "demo", "--free-ports", "--budget-s", str(budget_s)]
+        argv = [sys.executable, "-m", "tools.cli", "demo", "--free-ports", "--budget-s", str(budget_s)]
         if data:
             argv += ["--data", data]
         started = time.time()

@@ -90,7 +90,7 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 def _retrain_duplicate(stack: Stack, version: int, console: Console) -> str:
     """The file is a dataset version already (uploads are deduplicated by content): ask for a retrain of that
     version over the signed webhook instead, as `retrain trigger --dataset vN` would; returns its audit id."""
-    from shared.webhook_client import RetrainClient
+    from tools.webhook_client import RetrainClient
 
     console.log(f"the file is dataset v{version} already (same rows): no new version; asking for a retrain of "
                 f"v{version} over the webhook")

@@ -14,7 +14,7 @@ from local.processes import PROJECT_ROOT, port_open
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-RETRAIN = [sys.executable, "-m", "shared.cli"]
+RETRAIN = [sys.executable, "-m", "tools.cli"]
 
 
 def test_demo_exits_0_with_a_json_summary_when_a_new_model_answers(tmp_path, small_bank_csv):

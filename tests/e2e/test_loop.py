@@ -254,7 +254,7 @@ def _write(stack, data: bytes):
 
 
 def test_manual_rollback_and_promote_switch_the_real_endpoint(stack, http_retrain, monkeypatch, capsys):
-    from shared import cli
+    from tools import cli
 
     monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))
     live = wait_for(lambda: stack.models.live(), what="a live model")
@@ -287,7 +287,7 @@ def sample_records_from_registry(stack):
 
 
 def test_status_cli_lists_one_line_per_trigger(stack, first_upload, http_retrain, first_timer, monkeypatch, capsys):
-    from shared import cli
+    from tools import cli
 
     monkeypatch.setenv("RETRAIN_LOCAL_DIR", str(stack.config.local_dir))
     assert cli.main(["status", "--json"]) == 0

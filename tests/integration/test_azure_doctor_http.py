@@ -19,12 +19,12 @@ from azure.core.credentials import AccessToken
 
 from local.processes import free_port
 from local.stack_secrets import new_storage_key
-from shared import azure_doctor as doc
+from tools import azure_doctor as doc
 from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).parent / "retrain"
-RETRAIN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shared.cli"]
+RETRAIN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "tools.cli"]
 
 SUB, RG, WS, ENDPOINT = "00000000-1111-2222-3333-444444444444", "retrain-rg", "retrain-ws", "bankmarketing-scoring"
 WS_PATH = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.MachineLearningServices/workspaces/{WS}"

@@ -17,7 +17,7 @@ from shared.settings import Settings
 
 def run_cli(azurite, *args):
     env = {**os.environ, "AzureWebJobsStorage": azurite}
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=PROJECT_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

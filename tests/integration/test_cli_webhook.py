@@ -24,7 +24,7 @@ from local.stack import Stack, StackConfig
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 _SCRIPT = Path(sys.executable).parent / "retrain"
-RETRAIN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shared.cli"]
+RETRAIN = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "tools.cli"]
 KEY = "fk-" + secrets.token_urlsafe(32)
 SECRET = "ws-" + secrets.token_urlsafe(32)
 

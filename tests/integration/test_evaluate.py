@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from shared import cli
+from tools import cli
 
 
 @pytest.fixture(scope="module")

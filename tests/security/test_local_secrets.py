@@ -28,7 +28,7 @@ from tests.integration.test_scoring_bluegreen import save_pipeline_model
 from tests.unit.test_stack_secrets import PUBLISHED_KEY
 
 pytestmark = pytest.mark.e2e
-RETRAIN = [sys.executable, "-m", "shared.cli"]
+RETRAIN = [sys.executable, "-m", "tools.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ def test_a_flood_of_key_only_unsigned_requests_is_throttled_and_leaves_the_audit
     assert all(n["status"] == 401 and n["route"] == "/api/retrain" for r in rows for n in r.reasons)
     # an operator sees the flood: `retrain rejections --json` lists this caller's minute with its count and reasons
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRAIN_") and k != "AzureWebJobsStorage"}
-    listed = subprocess.run([sys.executable, "-m", "shared.cli", "rejections", "--json"], cwd=PROJECT_ROOT,
+    listed = subprocess.run([sys.executable, "-m", "tools.cli", "rejections", "--json"], cwd=PROJECT_ROOT,
                             env={**env, "RETRAIN_LOCAL_DIR": str(stack.config.local_dir)}, capture_output=True,
                             text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.cli import history_rows
+from tools.cli import history_rows
 from shared.domain.records import AuditRecord
 
 

@@ -51,20 +51,20 @@ SAMPLE = ROOT / "local.settings.sample.json"
 # shared/settings.py (SECRETS, OTHER_SETTINGS read by the app), which docs/settings.md is generated from.
 SECRET_SETTINGS = {s.name for s in settings_module.SECRETS}
 OTHER_APP_SETTINGS = {s.name for s in settings_module.OTHER_SETTINGS if s.reader is settings_module.Reader.APP}
-# Environment reads in shared/ that are not settings of the deployed app.
+# Environment reads in shared/ and tools/ that are not settings of the deployed app.
 NOT_APP_SETTINGS = {
-    "USER", "USERNAME",  # shared/cli.py: who the audit names for promote/rollback
-    "RETRAIN_BASE_URL", "RETRAIN_FUNCTION_KEY", "RETRAIN_WEBHOOK_SECRET",  # shared/cli.py: the CLI as a client
+    "USER", "USERNAME",  # tools/cli: who the audit names for promote/rollback
+    "RETRAIN_BASE_URL", "RETRAIN_FUNCTION_KEY", "RETRAIN_WEBHOOK_SECRET",  # tools/cli: the CLI as a client
     "MLFLOW_ALLOW_FILE_STORE",  # shared/training/train.py: the training process
-    "STORAGE_ACCOUNT_RESOURCE_ID",  # shared/azure_doctor.py: `retrain azure doctor` only
+    "STORAGE_ACCOUNT_RESOURCE_ID",  # tools/azure_doctor: `retrain azure doctor` only
 }
 # Functions whose callers name the setting (reads inside them use the parameter): (file, function) -> the index
 # of the argument holding the name at the call sites.
 DYNAMIC_READERS = {
     ("shared/bootstrap.py", "_secret"): 0,
     ("shared/bootstrap.py", "secret_value"): 0,
-    ("shared/cli.py", "source"): 0,
-    ("shared/cli.py", "limit"): 0,
+    ("tools/cli/__init__.py", "source"): 0,
+    ("tools/cli/__init__.py", "limit"): 0,
 }
 # Functions that read the environment only to learn values to mask (shared.redaction registers the value of every
 # secret setting it names, set or not): not settings reads. test_every_secret_setting_is_redacted keeps that list
@@ -217,16 +217,17 @@ def _scan_file(path: Path, found: EnvReads) -> None:
     visit(tree, None)
 
 
-def deployed_python_files() -> list[Path]:
+def scanned_python_files() -> list[Path]:
+    """The deployed code and the operator tools (tools/ reads the same settings names)."""
     files = [ROOT / "main.py"]
-    for folder in ("shared", "function_app"):
+    for folder in ("shared", "function_app", "tools"):
         files += sorted(p for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
     return files
 
 
 @pytest.fixture(scope="module")
 def env_reads() -> EnvReads:
-    return scan_env_reads(deployed_python_files())
+    return scan_env_reads(scanned_python_files())
 
 
 @pytest.fixture

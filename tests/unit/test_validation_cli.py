@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from shared.cli import main
+from tools.cli import main
 
 KEYS = {"accepted", "dialect", "rows", "columns", "reason"}
 
@@ -79,7 +79,7 @@ def test_missing_file_is_a_usage_error(tmp_path, capsys):
 def test_the_installed_command(tmp_path, frame):
     path = tmp_path / "ok.csv"
     frame.to_csv(path, index=False, lineterminator="\r\n")
-    answer = subprocess.run([sys.executable, "-m", "shared.cli", "validate", str(path), "--json"],
+    answer = subprocess.run([sys.executable, "-m", "tools.cli", "validate", str(path), "--json"],
                             capture_output=True, text=True, timeout=120)
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout)["dialect"] == "comma+crlf"

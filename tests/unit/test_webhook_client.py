@@ -15,9 +15,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from local.processes import free_port
-from shared.cli import _UsageError, coerce_parameter, trigger_parameters
+from tools.cli import _UsageError, coerce_parameter, trigger_parameters
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, replay_key, sign, verify
-from shared.webhook_client import (
+from tools.webhook_client import (
     RetrainClient,
     RetrainClientError,
     encode_body,

@@ -1,6 +1,6 @@
 """Reference client for `POST /api/retrain`: what `retrain trigger` uses and what the README's example mirrors.
 
-    from shared.webhook_client import RetrainClient
+    from tools.webhook_client import RetrainClient
 
     client = RetrainClient("http://127.0.0.1:7071", function_key, webhook_secret)
     result = client.trigger("latest", parameters={"time_budget_s": 120}, reason="nightly", requested_by="ci")

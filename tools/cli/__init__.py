@@ -295,7 +295,7 @@ def cmd_azure_publish(args) -> int:
 
 
 def cmd_azure_doctor(args) -> int:
-    from shared import azure_doctor
+    from tools import azure_doctor
 
     return azure_doctor.main(json_output=args.json, settings_file=args.settings, timeout_s=args.timeout_s)
 
@@ -424,7 +424,7 @@ def webhook_settings() -> dict[str, str]:
     from the running local stack (`.local/stack.json`, `.local/secrets/host.json`, `.local/secrets.json`). The
     local stack's keys are only ever paired with a loopback URL."""
     from local.connection import StackNotRunning, find_stack, local_dir
-    from shared.webhook_client import display_url, normalize_base_url
+    from tools.webhook_client import display_url, normalize_base_url
 
     env_url = os.environ.get(ENV_BASE_URL, "").strip()
     env_key = os.environ.get(ENV_FUNCTION_KEY, "").strip()
@@ -545,7 +545,7 @@ def trigger_parameters(parameters_json: str | None, params: list[str] | None) ->
 def cmd_trigger(args) -> int:
     import uuid
 
-    from shared.webhook_client import RetrainClient, RetrainClientError
+    from tools.webhook_client import RetrainClient, RetrainClientError
 
     try:
         parameters = trigger_parameters(args.parameters, args.param)
@@ -602,7 +602,7 @@ def cmd_trigger(args) -> int:
 
 def cmd_drift_check(args) -> int:
     """A signed POST /api/drift-check (the same credentials as `retrain trigger`)."""
-    from shared.webhook_client import RetrainClient, RetrainClientError
+    from tools.webhook_client import RetrainClient, RetrainClientError
 
     try:
         settings = webhook_settings()
