@@ -19,8 +19,8 @@ from azure.core.credentials import AccessToken
 
 from local.processes import free_port
 from local.stack_secrets import new_storage_key
-from tools import azure_doctor as doc
 from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
+from tools import azure_doctor as doc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).parent / "retrain"

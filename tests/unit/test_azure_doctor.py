@@ -15,9 +15,9 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
-from tools import azure_doctor as doc
 from shared.adapters.credentials import StaticTokenCredential
 from shared.settings import Settings
+from tools import azure_doctor as doc
 
 SUB, RG, WS = "00000000-1111-2222-3333-444444444444", "retrain-rg", "retrain-ws"
 PIPELINE = (f"https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/{SUB}/resourceGroups/{RG}/providers/"

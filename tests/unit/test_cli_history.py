@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tools.cli import history_rows
 from shared.domain.records import AuditRecord
+from tools.cli import history_rows
 
 
 def record(function: str, outcome: str, **extra) -> AuditRecord:

@@ -119,8 +119,8 @@ def test_per_column_thresholds_critical_columns_and_label_drift(bank_csv):
 def test_cli_drift_json_report_model_and_bad_input(bank_csv, tmp_path, capsys):
     import json
 
-    from tools.cli import main
     from shared.domain.profile import build_profile as profile_of
+    from tools.cli import main
 
     df = pd.read_csv(bank_csv).sample(frac=1.0, random_state=9)
     half = len(df) // 2

@@ -15,8 +15,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from local.processes import free_port
-from tools.cli import _UsageError, coerce_parameter, trigger_parameters
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, replay_key, sign, verify
+from tests.waiting import wait_for
+from tools.cli import _UsageError, coerce_parameter, trigger_parameters
 from tools.webhook_client import (
     RetrainClient,
     RetrainClientError,
@@ -24,7 +25,6 @@ from tools.webhook_client import (
     normalize_base_url,
     parse_retry_after,
 )
-from tests.waiting import wait_for
 
 KEY = "fk-" + secrets.token_urlsafe(32)
 SECRET = "ws-" + secrets.token_urlsafe(32)
