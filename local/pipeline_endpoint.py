@@ -2,7 +2,7 @@
 
 POST .../PipelineRuns/PipelineSubmit/{pipelineId} (Bearer token, ExperimentName, ParameterAssignments,
 DataPathAssignments) queues a run; a worker thread downloads the input from the datastore (Azurite),
-runs `python -m shared.training.job` as a separate process (FLAML + LightGBM, MLflow model), and when the
+runs `python -m shared.jobs.training.job` as a separate process (FLAML + LightGBM, MLflow model), and when the
 run ends delivers Azure ML's Event Grid events (RunCompleted, or RunStatusChanged for a failed run) to the
 subscription URL, retrying with backoff like Event Grid. GET .../PipelineRuns/{runId} returns the run.
 """
@@ -182,7 +182,7 @@ class RunWorker:
         blobs = BlobServiceClient.from_connection_string(self.config.storage_connection)
         with open(data_file, "wb") as fh:
             blobs.get_blob_client(container, blob_path).download_blob().readinto(fh)
-        argv = [sys.executable, "-m", "shared.training.job", *self.job_arguments(run, data_file, outputs)]
+        argv = [sys.executable, "-m", "shared.jobs.training.job", *self.job_arguments(run, data_file, outputs)]
         log.info("run %s: training %s", run.run_id, path_ref["RelativePath"])
         with open_private_binary(folder / "logs.txt") as logfile:  # 0600, also when it exists
             # an allowlisted environment: not this process's token, storage key or Event Grid URL (system key)

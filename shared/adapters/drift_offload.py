@@ -3,11 +3,11 @@
 The drift check (`shared.services.check_drift`) first sizes the window without reading it (`plan`: the collector
 blobs of the window's hours and the dataset versions since training, with their sizes). Over the inline limit it
 stages the job's inputs next to the reports (`drift-jobs/{check id}/reference_profile.json` and `manifest.json`,
-the files the partitioned job (`shared.drift_job`) reads) and submits the job; a later tick asks for its state
+the files the partitioned job (`shared.jobs.drift_job`) reads) and submits the job; a later tick asks for its state
 and, once it completed, compares the merged profile (a few KB) with the reference.
 
 Two job runners, the same job code:
-- `AzureMLDriftJobs`: the Azure ML pipeline of `shared.azure_drift_job` (N profile steps on a compute cluster,
+- `AzureMLDriftJobs`: the Azure ML pipeline of `shared.jobs.drift_pipeline` (N profile steps on a compute cluster,
   one merge), inputs as https URIs of this storage account (the cluster's identity needs Storage Blob Data
   Reader on it); the merged profile is the `result` output's `current_profile.json`.
 - `LocalDriftJobs`: a detached process on this machine that downloads the listed blobs and runs the N
@@ -38,6 +38,7 @@ JOBS_PREFIX = "drift-jobs/"
 MANIFEST = "manifest.json"
 COLLECTOR_PREFIX = "model_inputs/"
 FAILED_STATES = ("Failed", "Canceled", "Cancelled", "NotResponding")
+DRIFT_JOB = "shared.jobs.drift_job"  # the job steps' process entry, as the Azure ML pipeline runs them
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class AzureMLDriftJobs:
         return f"{container.url.rstrip('/')}/{blob}".rstrip("/")
 
     def submit(self, check_id: str, reference: Profile, plan: WindowPlan, policy) -> str:
-        from shared.azure_drift_job import build_drift_pipeline
+        from shared.jobs.drift_pipeline import build_drift_pipeline
 
         names = self.storage.stage(check_id, reference, plan)
         job = build_drift_pipeline(
@@ -226,7 +227,7 @@ def run_local_job(args: argparse.Namespace, connection: str | None = None) -> in
         for entry in manifest["files"]:
             _download(containers[entry["root"]], entry["path"], job_dir / entry["root"] / entry["path"])
         common = ["--reference", str(job_dir / "in" / REFERENCE_PROFILE)]
-        steps = [subprocess.Popen([sys.executable, "-m", "shared.drift_job", "profile", *common, "--inputs",
+        steps = [subprocess.Popen([sys.executable, "-m", DRIFT_JOB, "profile", *common, "--inputs",
                                    str(job_dir / "window"), "--datasets", str(job_dir / "datasets"),
                                    "--manifest", str(job_dir / "in" / MANIFEST), "--partitions",
                                    str(args.partitions), "--partition-index", str(i), "--out",
@@ -236,7 +237,7 @@ def run_local_job(args: argparse.Namespace, connection: str | None = None) -> in
         errors = [(p.communicate()[1] or "").strip() for p in steps if p.wait() != 0]
         if errors:
             raise RuntimeError(f"profile step failed: {errors[0].splitlines()[-1] if errors[0] else 'no output'}")
-        merge = subprocess.run([sys.executable, "-m", "shared.drift_job", "merge", *common, "--partials",
+        merge = subprocess.run([sys.executable, "-m", DRIFT_JOB, "merge", *common, "--partials",
                                 *[str(job_dir / f"p{i}") for i in range(args.partitions)], "--out",
                                 str(job_dir / "result")], capture_output=True, text=True, env=minimal_env())
         if merge.returncode != 0:

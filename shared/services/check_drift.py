@@ -156,7 +156,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
 
 def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, policy, target, datasets, models, runs,
                           pipeline, audit, reports, offload, now, outbox, dispatch=None) -> AuditRecord:
-    from shared.drift_job import labelled as all_labelled
+    from shared.domain.label_rule import labelled as all_labelled
 
     record.stage("profiled")
     live = models.live()

@@ -12,7 +12,8 @@ import pytest
 from azure.ai.ml.entities import CommandComponent, PipelineComponent, PipelineJob
 
 from local.processes import PROJECT_ROOT
-from shared import azure_drift_job, azure_publish
+from shared.jobs import drift_pipeline as azure_drift_job
+from shared.jobs import publish as azure_publish
 
 REFERENCE = "azureml://datastores/workspaceblobstore/paths/models/12/reference_profile.json"
 WINDOW = "azureml://datastores/workspaceblobstore/paths/model_inputs/2025/01/"
@@ -87,17 +88,17 @@ def test_commands_reference_every_input_and_output_and_the_job_accepts_the_flags
             kind = "inputs" if name in component.inputs else "outputs"
             assert f"${{{{{kind}.{name}}}}}" in command, (node, name)
     profile_cmd = job.jobs["profile_0"].component.command
-    assert profile_cmd.startswith("python -m shared.drift_job profile ")
+    assert profile_cmd.startswith("python -m shared.jobs.drift_job profile ")
     assert "--out ${{outputs.partial}}" in profile_cmd
     assert "--partition-index ${{inputs.partition_index}}" in profile_cmd
     merge_cmd = job.jobs["merge"].component.command
-    assert merge_cmd.startswith("python -m shared.drift_job merge ")
+    assert merge_cmd.startswith("python -m shared.jobs.drift_job merge ")
     assert "--partials ${{inputs.p0}} ${{inputs.p1}} ${{inputs.p2}} --out ${{outputs.result}}" in merge_cmd
     assert "$[[--critical ${{inputs.critical}}]]" in merge_cmd
     assert "$[[--datasets ${{inputs.datasets}}]] $[[--manifest ${{inputs.manifest}}]]" in profile_cmd
     for sub, command in (("profile", profile_cmd), ("merge", merge_cmd)):
         flags = set(re.findall(r"(--[a-z-]+) \$\{\{", command))
-        help_text = subprocess.run([sys.executable, "-m", "shared.drift_job", sub, "--help"], cwd=PROJECT_ROOT,
+        help_text = subprocess.run([sys.executable, "-m", "shared.jobs.drift_job", sub, "--help"], cwd=PROJECT_ROOT,
                                    capture_output=True, text=True, timeout=60).stdout
         assert [f for f in sorted(flags) if f not in help_text] == [], sub
 
@@ -107,7 +108,8 @@ def test_code_and_environment_are_the_training_components(job, code):
     for node in ("profile_0", "merge"):
         component = job.jobs[node].component
         assert str(component.code) == str(code)
-        assert sorted(p.name for p in code.iterdir()) == ["shared"] and (code / "shared" / "drift_job.py").exists()
+        assert sorted(p.name for p in code.iterdir()) == ["shared"]
+        assert (code / "shared" / "jobs" / "drift_job.py").exists()
         env = component.environment
         assert (env.name, env.image) == (training.environment.name, training.environment.image)
         assert env.conda_file == training.environment.conda_file

@@ -17,8 +17,8 @@ from azure.ai.ml.entities import (
 )
 
 from local.processes import PROJECT_ROOT
-from shared import azure_publish
 from shared.domain.pipeline_params import PARAMETERS
+from shared.jobs import publish as azure_publish
 
 PLAN = azure_publish.PublishPlan(endpoint_name="bank-retrain", deployment_name="train-v1", compute="cpu-cluster",
                                  version="3")
@@ -42,11 +42,11 @@ def test_component_has_an_input_for_every_pipeline_parameter(component):
 
 def test_component_runs_the_same_training_code_with_every_input(component):
     command = component.command
-    assert command.startswith("python -m shared.training.job ")
+    assert command.startswith("python -m shared.jobs.training.job ")
     for name in component.inputs:
         assert f"${{{{inputs.{name}}}}}" in command or name == "dataset_name", name
     flags = set(re.findall(r"(--[a-z-]+) \$\{\{", command))
-    help_text = subprocess.run([sys.executable, "-m", "shared.training.job", "--help"], cwd=PROJECT_ROOT,
+    help_text = subprocess.run([sys.executable, "-m", "shared.jobs.training.job", "--help"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=60).stdout
     missing = [flag for flag in sorted(flags) if flag not in help_text]
     assert missing == [], f"training job lacks flags used by the component: {missing}"
@@ -81,7 +81,8 @@ def test_environment_is_pinned_from_requirements_train(component):
 def test_code_upload_is_only_the_shared_package(tmp_path):
     code = azure_publish.stage_code()
     assert sorted(p.name for p in code.iterdir()) == ["shared"]
-    assert (code / "shared" / "training" / "job.py").exists()
+    module = azure_publish.build_component(code, PLAN.version).command.split()[2]  # python -m <module>
+    assert module == "shared.jobs.training.job" and (code / (module.replace(".", "/") + ".py")).exists()
     assert not list(code.rglob("__pycache__"))
 
 

@@ -1,6 +1,6 @@
 """A drift window over the inline limit is handed to the partitioned profiling job and concluded when the job ends.
 
-Real Azurite, real collector blobs, the real local job (a detached process running `shared.drift_job` steps in
+Real Azurite, real collector blobs, the real local job (a detached process running `shared.jobs.drift_job` steps in
 parallel); the Azure ML runner against a recording MLClient double (the control plane is not reachable here)."""
 
 from __future__ import annotations

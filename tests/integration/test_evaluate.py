@@ -43,7 +43,7 @@ def test_evaluate_prints_one_json_object_with_the_figures(split, capsys):
 
 
 def test_auc_weighted_matches_sklearn_weighted_ovr():
-    from shared.training.evaluate import auc_weighted
+    from shared.jobs.training.evaluate import auc_weighted
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500)

@@ -189,7 +189,7 @@ def _saved_delivered(path):
 
 
 def _training_child_environ(parent_pid: int) -> dict[str, str] | None:
-    """The environment of the running `shared.training.job` child of `parent_pid`, read from /proc."""
+    """The environment of the running `shared.jobs.training.job` child of `parent_pid`, read from /proc."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -200,7 +200,7 @@ def _training_child_environ(parent_pid: int) -> dict[str, str] | None:
         except OSError:  # gone meanwhile, or not ours
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent_pid and b"shared.training.job" in cmdline:
+        if ppid == parent_pid and b"shared.jobs.training.job" in cmdline:
             pairs = (item.decode(errors="replace").partition("=") for item in environ.split(b"\0") if item)
             return {name: value for name, _, value in pairs}
     return None

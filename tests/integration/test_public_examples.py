@@ -10,8 +10,9 @@ import pytest
 
 from local.scoring_server import swagger_document
 from shared.domain import schema
+from shared.jobs.training.mlflow_model import save_model
+from shared.jobs.training.train import train
 from shared.scoring.runtime import ScoringModel
-from shared.training.train import save_model, train
 
 
 def as_tuple(record) -> tuple:

@@ -18,9 +18,10 @@ import requests
 from local.processes import python_argv, start_on_free_ports
 from local.scoring_server import FORMATS_HINT, create_app
 from shared.domain import schema
+from shared.jobs.training.mlflow_model import save_model
+from shared.jobs.training.train import train
 from shared.scoring.model_digest import folder_digest
 from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
-from shared.training.train import save_model, train
 from tests.waiting import wait_for
 
 SCORING_KEY = "score-key-3f9a1c"

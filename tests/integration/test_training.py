@@ -16,9 +16,10 @@ import pytest
 
 from local.processes import PROJECT_ROOT
 from shared.domain import schema
+from shared.jobs.training import job
+from shared.jobs.training.provenance import code_version
+from shared.jobs.training.train import train
 from shared.scoring.model_digest import folder_digest
-from shared.training import job
-from shared.training.train import code_version, train
 
 METRIC_KEYS = {"auc", "accuracy", "f1", "auc_weighted", "evaluation", "cv_rows", "cv_refined", "model_rows",
                "budget_s", "seconds", "best_estimator", "best_config", "threshold", "threshold_rows", "day_counts",
@@ -193,7 +194,7 @@ def test_saved_model_loads_with_its_own_copy_of_the_code(trained, small_bank_csv
     """A serving environment without this project (Azure ML no-code deployment, `mlflow models serve`) imports
     the pickled class from the model's `code/` folder."""
     model_dir = trained["out"] / "model"
-    assert (model_dir / "code" / "shared" / "training" / "train.py").is_file()
+    assert (model_dir / "code" / "shared" / "jobs" / "training" / "model.py").is_file()
     script = ("import sys, mlflow.pyfunc, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
               "import shared; print(shared.__file__); print(list(m.predict(pd.read_csv(sys.argv[2], nrows=3))))")
     proc = subprocess.run([sys.executable, "-c", script, str(model_dir), str(small_bank_csv)], cwd=tmp_path,
@@ -247,7 +248,7 @@ def test_job_cli_fails_cleanly_on_a_csv_without_y(small_bank_csv, tmp_path):
     bad = tmp_path / "no_target.csv"
     pd.read_csv(small_bank_csv, nrows=50).drop(columns=["y"]).to_csv(bad, index=False)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "shared.training.job", "--data", str(bad), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "shared.jobs.training.job", "--data", str(bad), "--out", str(out),
                            "--budget-s", "5"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from local.processes import PROJECT_ROOT
-from shared import drift_job
 from shared.domain import schema
 from shared.domain.drift import compare_profiles
 from shared.domain.profile import Profile, build_profile
+from shared.jobs import drift_job
 
 CRITICAL = ["age", "campaign"]
 
@@ -234,12 +234,12 @@ def test_bad_input_exits_2_with_one_line(window, tmp_path, capsys):
 
 
 def test_module_entry_point(window, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "shared.drift_job", "profile", "--reference",
+    done = subprocess.run([sys.executable, "-m", "shared.jobs.drift_job", "profile", "--reference",
                            str(tmp_path / "nope.json"), "--inputs", str(window["folder"]), "--partitions", "1",
                            "--partition-index", "0", "--out", str(tmp_path)], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and "nope.json" in done.stderr
-    help_text = subprocess.run([sys.executable, "-m", "shared.drift_job", "merge", "--help"], cwd=PROJECT_ROOT,
+    help_text = subprocess.run([sys.executable, "-m", "shared.jobs.drift_job", "merge", "--help"], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "--partials" in help_text.stdout

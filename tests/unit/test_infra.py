@@ -55,7 +55,7 @@ OTHER_APP_SETTINGS = {s.name for s in settings_module.OTHER_SETTINGS if s.reader
 NOT_APP_SETTINGS = {
     "USER", "USERNAME",  # tools/cli: who the audit names for promote/rollback
     "RETRAIN_BASE_URL", "RETRAIN_FUNCTION_KEY", "RETRAIN_WEBHOOK_SECRET",  # tools/cli: the CLI as a client
-    "MLFLOW_ALLOW_FILE_STORE",  # shared/training/train.py: the training process
+    "MLFLOW_ALLOW_FILE_STORE",  # shared/jobs/training/tracking.py: the training process
     "STORAGE_ACCOUNT_RESOURCE_ID",  # tools/azure_doctor: `retrain azure doctor` only
 }
 # Functions whose callers name the setting (reads inside them use the parameter): (file, function) -> the index

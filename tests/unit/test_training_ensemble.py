@@ -14,20 +14,14 @@ import pandas as pd
 import pytest
 
 from shared.domain import schema
+from shared.jobs.training.features import prepare_features, target_labels
+from shared.jobs.training.members import REFINE
+from shared.jobs.training.mlflow_model import save_model
+from shared.jobs.training.model import COUNT_FEATURE, BankEnsemble
+from shared.jobs.training.search import BAGGING, PRIOR
+from shared.jobs.training.threshold import accuracy_threshold
+from shared.jobs.training.train import BAG, CV_FOLDS, train
 from shared.scoring.runtime import ScoringModel
-from shared.training.train import (
-    BAG,
-    BAGGING,
-    COUNT_FEATURE,
-    CV_FOLDS,
-    PRIOR,
-    REFINE,
-    BankEnsemble,
-    accuracy_threshold,
-    prepare_features,
-    save_model,
-    train,
-)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +95,30 @@ def test_saved_ensemble_reloads_with_identical_probabilities(trained, frame):
     assert any(r.startswith("lightgbm==") for r in requirements)
 
 
+def test_new_models_name_the_model_module_and_models_saved_before_the_move_still_load(trained, frame, tmp_path,
+                                                                                        monkeypatch):
+    """A model's pickle names the class by module. New models name `shared.jobs.training.model`; models saved
+    before the training code moved there name `shared.training.train`, whose re-export keeps them loading."""
+    import pickle
+    import shutil
+
+    from mlflow.models import Model
+
+    meta = Model.load(str(trained["model_dir"] / "MLmodel"))
+    assert meta.metadata["model_class"] == "shared.jobs.training.model.BankEnsemble"
+    assert b"shared.jobs.training.model" in (trained["model_dir"] / "model.pkl").read_bytes()
+
+    old = tmp_path / "model"
+    shutil.copytree(trained["model_dir"], old)
+    with monkeypatch.context() as mp:  # pickle it as the code before the move did
+        mp.setattr(BankEnsemble, "__module__", "shared.training.train")
+        (old / "model.pkl").write_bytes(pickle.dumps(trained["result"].pipeline))
+    assert b"shared.training.train" in (old / "model.pkl").read_bytes()
+    records = frame[list(schema.FEATURES)].head(50).to_dict(orient="records")
+    expected = ScoringModel.load(trained["model_dir"], "1").predict_records(records)
+    assert ScoringModel.load(old, "1").predict_records(records) == expected
+
+
 def test_metrics_and_threshold_come_from_out_of_fold_predictions_of_every_row(trained, frame):
     metrics = trained["result"].metrics
     assert metrics["cv_rows"] == metrics["threshold_rows"] == metrics["model_rows"] == len(frame)
@@ -116,22 +134,22 @@ def test_metrics_and_threshold_come_from_out_of_fold_predictions_of_every_row(tr
 def test_out_of_fold_predictions_come_from_models_that_did_not_see_the_row(frame):
     from sklearn.metrics import roc_auc_score
 
-    import shared.training.train as training
+    import shared.jobs.training.train as training
 
-    X, y = prepare_features(frame, list(schema.FEATURES)), training._target(frame)
+    X, y = prepare_features(frame, list(schema.FEATURES)), target_labels(frame)
     # A model that memorizes its rows: near-perfect on them, far from it on others.
     params = {"n_estimators": 300, "num_leaves": 256, "min_child_samples": 2, "min_child_weight": 1e-3,
               "learning_rate": 0.3, "verbose": -1, "n_jobs": 1}
     calls = []
-    fit = training._fit_member
+    fit = training.fit_member
 
     def counting_fit(p, matrix, target):
         calls.append(len(matrix))
         return fit(p, matrix, target)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "_fit_member", counting_fit)
-        p_oof = training._out_of_fold(X, y, params, features=list(X.columns), day_counts=True, seed=0)
+        mp.setattr(training, "fit_member", counting_fit)
+        p_oof = training.out_of_fold(X, y, params, features=list(X.columns), day_counts=True, seed=0)
     assert len(calls) == CV_FOLDS and all(abs(n - len(X) * (CV_FOLDS - 1) / CV_FOLDS) <= 1 for n in calls)
     assert p_oof.shape == (len(X),) and ((p_oof >= 0) & (p_oof <= 1)).all()
     memorized = BankEnsemble()._encode_from(X, list(X.columns))
@@ -153,7 +171,7 @@ def test_the_search_starts_from_the_prior(frame):
 
 
 def test_without_time_left_the_evaluation_is_faster_and_the_bag_is_one_model(frame, monkeypatch):
-    import shared.training.train as training
+    import shared.jobs.training.train as training
 
     monkeypatch.setattr(training.time, "perf_counter", _clock_after_search())
     result = train(frame, budget_s=1, seed=3)

@@ -238,7 +238,7 @@ def cmd_retry(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from shared.training import job
+    from shared.jobs.training import job
 
     argv = ["--data", args.data, "--out", args.out, "--budget-s", str(args.budget_s), "--seed", str(args.seed)]
     if args.exclude_columns:
@@ -247,7 +247,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from shared.training.evaluate import EvaluationError, evaluate
+    from shared.jobs.training.evaluate import EvaluationError, evaluate
 
     path = Path(args.data)
     if not path.is_file():
@@ -266,7 +266,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_azure_publish(args) -> int:
-    from shared import azure_publish
+    from shared.jobs import publish as azure_publish
 
     plan = azure_publish.PublishPlan(endpoint_name=args.endpoint_name, deployment_name=args.deployment_name,
                                      compute=args.compute, version=args.version)
@@ -289,7 +289,11 @@ def cmd_azure_publish(args) -> int:
         print(f"retrain azure publish: set {', '.join(missing)} (or AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, "
               "AZUREML_WORKSPACE_NAME)", file=sys.stderr)
         return 2
-    client = azure_publish.ml_client_from(args.subscription, args.resource_group, args.workspace)
+    from azure.ai.ml import MLClient
+
+    from shared.adapters.credentials import azure_credential
+
+    client = MLClient(azure_credential(), args.subscription, args.resource_group, args.workspace)
     azure_publish.publish(client, plan)
     return 0
 

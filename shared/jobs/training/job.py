@@ -1,6 +1,6 @@
 """The pipeline step's process entry point.
 
-    python -m shared.training.job --data CSV --out DIR --budget-s N [--seed N] [--exclude-columns a,b]
+    python -m shared.jobs.training.job --data CSV --out DIR --budget-s N [--seed N] [--exclude-columns a,b]
         [--dataset-version V] [--dataset-hash H] [--run-id ID] [--mlflow-uri URI] [--experiment NAME]
         [--max-iter N]
 
@@ -31,7 +31,7 @@ _INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UnicodeDe
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m shared.training.job", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m shared.jobs.training.job", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="training CSV (comma-separated, header row, target column y)")
     p.add_argument("--out", required=True, help="output directory for model/, metrics.json and status.json")
     p.add_argument("--budget-s", type=float, required=True, help="time budget in seconds (search, evaluation, fits)")
@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.budget_s:g}s (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "")
             + ")")
 
-        from shared.training.train import log_to_mlflow, save_model, train
+        from shared.jobs.training.mlflow_model import save_model
+        from shared.jobs.training.tracking import log_to_mlflow
+        from shared.jobs.training.train import train
 
         result = train(frame, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
                        max_iter=args.max_iter)
@@ -192,8 +194,8 @@ def split_evaluation_rows(path: Path, frame, percent: int):
 def evaluate_slice(held_out, model_dir: Path, args) -> dict[str, Any]:
     """The saved new model (challenger) and, when given, the live one (champion) scored on the same held-out
     rows, both loaded the way the scoring endpoint loads them."""
+    from shared.jobs.training.evaluate import EvaluationError, score_frame
     from shared.scoring.runtime import ScoringModel
-    from shared.training.evaluate import EvaluationError, score_frame
 
     summary: dict[str, Any] = {"percent": args.evaluation_percent, "rows": len(held_out), "champion": None}
     try:
@@ -220,9 +222,9 @@ def score_champion(held_out, args) -> dict[str, Any]:
     """The live model's figures on the held-out rows, with the content hash of the folder that was scored
     (`digest`): the completion handler uses them as "same rows, same champion" only when that hash is the live
     model's registered one. With `--champion-digest`, a folder whose hash differs is refused before loading."""
+    from shared.jobs.training.evaluate import score_frame
     from shared.scoring.model_digest import folder_digest, same_digest
     from shared.scoring.runtime import ScoringModel
-    from shared.training.evaluate import score_frame
 
     digest = folder_digest(args.champion_model)
     if args.champion_digest and not same_digest(digest, args.champion_digest):

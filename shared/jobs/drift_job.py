@@ -2,12 +2,12 @@
 
 Profiles are mergeable (`shared.domain.profile`): the partial profiles of partitions, all built on the
 reference's bin edges, add up to the profile of the whole window. This module is the process entry each node
-of the Azure ML job runs (`shared.azure_drift_job`), and the same code runs in one process locally
+of the Azure ML job runs (`shared.jobs.drift_pipeline`), and the same code runs in one process locally
 (`profile_in_partitions`):
 
-    python -m shared.drift_job profile --reference REF.json --inputs DIR --partitions N --partition-index I --out OUT \
-        [--datasets DIR --manifest MANIFEST.json]
-    python -m shared.drift_job merge --reference REF.json --partials DIR [DIR ...] --out OUT \
+    python -m shared.jobs.drift_job profile --reference REF.json --inputs DIR --partitions N --partition-index I \
+        --out OUT [--datasets DIR --manifest MANIFEST.json]
+    python -m shared.jobs.drift_job merge --reference REF.json --partials DIR [DIR ...] --out OUT \
         [--threshold 0.1 --share 0.5 --min-rows 100 --critical a,b]
 
 Inputs are the `*.csv` (any dialect `profile.read_frame` reads) and `*.jsonl` files under DIR (recursively; the
@@ -25,9 +25,9 @@ reference's sha256); a partition without files writes an empty profile (0 rows),
 OUT/current_profile.json (the merged profile) and OUT/drift.json (`compare_profiles(...).to_dict()`).
 
 Labels: a file with a `y` column contributes its labels, others (collector blobs) count as unlabelled rows, so the
-merged profile equals `build_profile` of all the files concatenated. As in the drift check
-(`shared.services.check_drift`), the label distribution only counts when every row is labelled; otherwise the
-comparison leaves `y` out.
+merged profile equals `build_profile` of all the files concatenated. As in the drift check, the label
+distribution only counts when every row is labelled (`shared.domain.label_rule`); otherwise the comparison leaves
+`y` out.
 
 Input errors are one line on stderr and exit code 2 (no traceback).
 """
@@ -47,6 +47,7 @@ import pandas as pd
 
 from shared.domain import schema
 from shared.domain.drift import DriftResult, compare_profiles
+from shared.domain.label_rule import as_compared
 from shared.domain.profile import ColumnProfile, Profile, ProfileError, build_profile, read_frame
 
 PATTERNS = ("*.csv", "*.jsonl")
@@ -200,17 +201,10 @@ def profile_in_partitions(files: Iterable[str | Path], reference: Profile | str 
                           for i in range(partitions))
 
 
-def labelled(profile: Profile) -> bool:
-    """Every row has a label (the drift check's rule for counting label drift)."""
-    return profile.target is not None and profile.rows > 0 and profile.target.missing == 0
-
-
 def compare_window(reference: Profile, current: Profile, *, threshold: float = 0.1, share: float = 0.5,
                    min_rows: int = 100, critical: Sequence[str] = ()) -> DriftResult:
     """`compare_profiles` with the drift check's label rule: `y` only counts when every row is labelled."""
-    has_labels = labelled(current)
-    if not has_labels:
-        current = replace(current, target=None)
+    current, has_labels = as_compared(current)
     return compare_profiles(reference, current, threshold=threshold, share=share, min_rows=min_rows,
                             critical=critical, target_counts=has_labels)
 
@@ -317,7 +311,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m shared.drift_job", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m shared.jobs.drift_job", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("profile", help="profile one partition of the window on the reference's edges")
     p.add_argument("--reference", required=True, help="reference profile JSON (or a folder holding "

@@ -1,10 +1,10 @@
 """The drift check of a large window as an Azure ML (v2) pipeline job: N parallel `profile` steps, one `merge`.
 
-Each `profile` step runs `python -m shared.drift_job profile` on partition i of the window folder (file k belongs
+Each `profile` step runs `python -m shared.jobs.drift_job profile` on partition i of the window folder (file k belongs
 to partition k % N) and writes `partial-i.json`; the `merge` step takes the N partial folders (inputs
 `p0`..`p{N-1}`), merges them into the profile of the whole window and compares it with the reference, writing
 `current_profile.json` and `drift.json` to its `result` output. The code is the `shared/` package and the
-environment the training component's (both from `shared.azure_publish`). Building the job needs no
+environment the training component's (both from `shared.jobs.environment`). Building the job needs no
 subscription; `submit_drift_job` is the one call that talks to Azure. (No `from __future__ import annotations`: the
 dsl reads the pipeline function's `Input(...)` annotations as objects.)
 """
@@ -12,7 +12,7 @@ dsl reads the pipeline function's `Input(...)` annotations as objects.)
 from pathlib import Path
 from typing import Any
 
-from shared.azure_publish import BASE_IMAGE, conda_file, stage_code
+from shared.jobs.environment import environment, stage_code
 
 PROFILE_COMPONENT = "bankmarketing_drift_profile"
 MERGE_COMPONENT = "bankmarketing_drift_merge"
@@ -20,23 +20,15 @@ PIPELINE_NAME = "bankmarketing_drift"
 EXPERIMENT = "bankmarketing-drift"
 
 
-def environment():
-    """The training component's environment (same name, image and pinned conda file as azure_publish's)."""
-    from azure.ai.ml.entities import Environment
-
-    return Environment(name="bankmarketing-train", image=BASE_IMAGE, conda_file=conda_file(),
-                       description="pinned from requirements-train.txt")
-
-
 def profile_command() -> str:
-    return ("python -m shared.drift_job profile --reference ${{inputs.reference}} --inputs ${{inputs.window}} "
+    return ("python -m shared.jobs.drift_job profile --reference ${{inputs.reference}} --inputs ${{inputs.window}} "
             "--partitions ${{inputs.partitions}} --partition-index ${{inputs.partition_index}} "
             "--out ${{outputs.partial}} $[[--datasets ${{inputs.datasets}}]] $[[--manifest ${{inputs.manifest}}]]")
 
 
 def merge_command(partitions: int) -> str:
     partials = " ".join(f"${{{{inputs.p{i}}}}}" for i in range(partitions))
-    return ("python -m shared.drift_job merge --reference ${{inputs.reference}} "
+    return ("python -m shared.jobs.drift_job merge --reference ${{inputs.reference}} "
             f"--partials {partials} --out ${{{{outputs.result}}}} "
             "--threshold ${{inputs.threshold}} --share ${{inputs.share}} --min-rows ${{inputs.min_rows}} "
             "$[[--critical ${{inputs.critical}}]]")

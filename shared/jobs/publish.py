@@ -1,24 +1,22 @@
 """`retrain azure publish`: define the training pipeline in Azure ML (v2) and publish it behind a batch endpoint.
 
 The pipeline is one command component that runs the same training code as the local pipeline endpoint
-(`python -m shared.training.job`), in an environment built from the project's pinned training requirements,
+(`python -m shared.jobs.training.job`), in the environment built from the project's pinned training requirements
+(`shared.jobs.environment`),
 with an input for every pipeline parameter. It is wrapped in a pipeline component and deployed as a
 `PipelineComponentBatchDeployment`, so it can be invoked over REST at the endpoint's invocation URL
 (`PIPELINE_KIND=batch-endpoint`). Building the objects needs no subscription; only `publish` talks to Azure,
-through an `MLClient` built from `DefaultAzureCredential`.
+through the `MLClient` it is given.
 """
 
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS, Reason
+from shared.jobs.environment import environment, stage_code
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 COMPONENT_NAME = "bankmarketing_train"
 PIPELINE_NAME = "bankmarketing_retrain"
 # Parameters that are not component inputs: the dataset arrives as the `training_data` file input.
@@ -31,23 +29,6 @@ class PublishPlan:
     deployment_name: str
     compute: str
     version: str
-
-
-def training_requirements(root: Path = PROJECT_ROOT) -> list[str]:
-    lines = (root / "requirements-train.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "-r"))]
-
-
-def conda_file(root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    return {"name": "bankmarketing-train", "channels": ["conda-forge"],
-            "dependencies": ["python=3.11", "pip", {"pip": training_requirements(root)}]}
-
-
-def stage_code(root: Path = PROJECT_ROOT) -> Path:
-    """Only `shared/` runs in the step: upload that, not the venv or node_modules."""
-    target = Path(tempfile.mkdtemp(prefix="retrain-code-"))
-    shutil.copytree(root / "shared", target / "shared", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return target
 
 
 def _component_inputs():
@@ -97,7 +78,7 @@ def _command() -> str:
         ("trigger_id", "trigger-id"), ("reason", "reason"), ("champion_model", "champion-model"),
         ("champion_version", "champion-version"), ("champion_digest", "champion-digest"),
         ("drift_report", "drift-report")))
-    return ("python -m shared.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
+    return ("python -m shared.jobs.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
             "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
             "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} "
             "--evaluation-percent ${{inputs.evaluation_percent}} " + optional)
@@ -105,13 +86,10 @@ def _command() -> str:
 
 def build_component(code: Path, version: str):
     from azure.ai.ml import Output, command
-    from azure.ai.ml.entities import Environment
 
-    environment = Environment(name="bankmarketing-train", image=BASE_IMAGE, conda_file=conda_file(),
-                              description="pinned from requirements-train.txt")
     job = command(name=COMPONENT_NAME, display_name="Train the bank-marketing classifier", version=version,
                   description="FLAML-tuned bagged LightGBM, out-of-fold metrics; writes an MLflow model + metrics.json",
-                  code=str(code), command=_command(), environment=environment, inputs=_component_inputs(),
+                  code=str(code), command=_command(), environment=environment(), inputs=_component_inputs(),
                   outputs={"model_dir": Output(type="uri_folder", description="model/ (MLflow) and metrics.json")})
     return job.component
 
@@ -175,11 +153,3 @@ def publish(ml_client, plan: PublishPlan, *, code: Path | None = None, echo=prin
     url = endpoint.scoring_uri
     echo(f"invocation URL: {url}  (set PIPELINE_KIND=batch-endpoint and PIPELINE_ENDPOINT_URL to it)")
     return url
-
-
-def ml_client_from(subscription: str, resource_group: str, workspace: str):
-    from azure.ai.ml import MLClient
-
-    from shared.adapters.credentials import azure_credential
-
-    return MLClient(azure_credential(), subscription, resource_group, workspace)
