@@ -8,13 +8,14 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
 
 from local.follow import STAGES, LoopFailed, follow_upload
 from local.processes import PROJECT_ROOT
-from local.stack import Stack, StackConfig
+from local.stack import STACK_PORTS, Stack, StackConfig, start_on_free_ports
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PublishedPipelineClient
@@ -107,18 +108,31 @@ def _retrain_duplicate(stack: Stack, version: int, console: Console) -> str:
     return body["audit_id"]
 
 
+def _start_stack(config: StackConfig, free_ports: bool, on_step) -> Stack:
+    """The stack on the configured ports, or on fresh ones (`--free-ports`) with the retrying start: a port chosen
+    free can be taken before its server binds it, and start_on_free_ports starts again on new ones then."""
+    if free_ports:
+        others = {f.name: getattr(config, f.name) for f in fields(config)
+                  if f.name not in STACK_PORTS and f.name != "local_dir"}
+        return start_on_free_ports(config.local_dir, on_step=on_step, **others)
+    stack = Stack(config)
+    stack.start(on_step)  # stops what it started before raising
+    return stack
+
+
 def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: bool, timeout_s: float,
-                console: Console | None = None) -> int:
+                console: Console | None = None, free_ports: bool = False) -> int:
     console = console or Console(log_path=False)
     stop = threading.Event()
     _install_signal_handlers(stop)
-    stack = Stack(config)
+    stack: Stack | None = None
     summary: dict = {"status": "not_started"}
     code = 1
     try:
         started = time.time()
         with console.status("starting the local stack…"):
-            stack.start(on_step=lambda msg: console.log(msg))
+            stack = _start_stack(config, free_ports, lambda msg: console.log(msg))
+        config = stack.config
         console.log(f"[green]local stack up[/] in {time.time() - started:.1f}s — Functions host {config.host_url}, "
                     f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
         audit = build_stores(Settings(storage_connection=config.connection_string)).audit
@@ -177,7 +191,8 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
         code = 0 if not once else 130
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stack.stop()
+        if stack is not None:
+            stack.stop()
         console.log("all local processes stopped")
     if once:
         for key, value in (summary.pop("metrics", None) or {}).items():

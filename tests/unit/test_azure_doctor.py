@@ -292,7 +292,7 @@ def test_main_prints_json_and_returns_the_exit_code():
 
 
 def test_cli_routes_azure_doctor_and_keeps_publish():
-    from tools.cli import build_parser
+    from tools.cli.parser import build_parser
 
     args = build_parser().parse_args(["azure", "doctor", "--json", "--settings", "x.json", "--timeout-s", "2"])
     assert (args.command, args.azure_command, args.json, args.settings, args.timeout_s) == \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.domain.records import AuditRecord
-from tools.cli import history_rows
+from tools.cli.records import history_rows
 
 
 def record(function: str, outcome: str, **extra) -> AuditRecord:

@@ -63,8 +63,7 @@ NOT_APP_SETTINGS = {
 DYNAMIC_READERS = {
     ("shared/bootstrap.py", "_secret"): 0,
     ("shared/bootstrap.py", "secret_value"): 0,
-    ("tools/cli/__init__.py", "source"): 0,
-    ("tools/cli/__init__.py", "limit"): 0,
+    ("tools/cli/keys.py", "source"): 0,
 }
 # Functions that read the environment only to learn values to mask (shared.redaction registers the value of every
 # secret setting it names, set or not): not settings reads. test_every_secret_setting_is_redacted keeps that list

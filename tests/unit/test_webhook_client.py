@@ -17,7 +17,7 @@ from werkzeug import Request, Response
 from local.processes import free_port
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, replay_key, sign, verify
 from tests.waiting import wait_for
-from tools.cli import _UsageError, coerce_parameter, trigger_parameters
+from tools.cli.webhook import UsageError, coerce_parameter, trigger_parameters
 from tools.webhook_client import (
     RetrainClient,
     RetrainClientError,
@@ -239,12 +239,12 @@ def test_cli_parameters_are_typed_as_the_pipeline_declares_them():
     assert coerce_parameter("unknown_text", "hello") == "hello"
     assert coerce_parameter("unknown_nan", "NaN") == "NaN"
     assert coerce_parameter("dataset_version", "3") == 3  # reserved: sent as given, refused by the service
-    with pytest.raises(_UsageError, match="time_budget_s: must be an integer"):
+    with pytest.raises(UsageError, match="time_budget_s: must be an integer"):
         coerce_parameter("time_budget_s", "abc")
     merged = trigger_parameters('{"time_budget_s": 60, "evaluation_percent": 20}', ["time_budget_s=120"])
     assert merged == {"time_budget_s": 120, "evaluation_percent": 20}
     for bad in (("[1]", None), ("{", None), (None, ["novalue"]), (None, ["=3"])):
-        with pytest.raises(_UsageError):
+        with pytest.raises(UsageError):
             trigger_parameters(*bad)
 
 

@@ -1,0 +1,69 @@
+"""`retrain promote` and `retrain rollback`: blue/green deploys by hand, audited like the automatic ones."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from shared.domain.outcomes import Outcome
+from tools.cli.command import CommandError, Exit, add_command
+
+
+def _who() -> str:
+    """Who the audit names as having asked."""
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
+def deploy_parts() -> dict:
+    """Registry, deployer and scorer: the Azure ones from app settings (RETRAIN_MODE=azure, built by
+    shared.bootstrap as the app builds them), else the running local stack's, with its keys from
+    `.local/secrets.json`."""
+    from tools.cli.context import open_stores, settings
+
+    if settings().mode == "azure":
+        from shared.bootstrap import build
+        from shared.settings import get_settings
+
+        s = build(get_settings())
+        return {"models": s.models, "deployer": s.deployer, "scorer": s.scorer, "datasets": s.datasets,
+                "audit": s.audit}
+    from local import stack_secrets
+    from local.connection import local_dir
+    from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+    from tools.cli.context import running_stack
+
+    stack = running_stack()
+    if not stack.scoring_url:
+        raise CommandError("the running stack has no scoring endpoint URL (set SCORING_URL)")
+    secrets = stack_secrets.load_or_create(local_dir())
+    stores = open_stores()
+    return {"models": stores.models, "datasets": stores.datasets, "audit": stores.audit,
+            "deployer": LocalScoringDeployer(stack.scoring_url, secrets["scoring_admin_key"]),
+            "scorer": ScoringClient(stack.scoring_url, secrets["scoring_key"])}
+
+
+def _report(record) -> int:
+    ok = record.outcome in (Outcome.PROMOTED, Outcome.ROLLED_BACK)
+    print(f"{record.outcome}: {record.detail} (audit {record.id})", file=sys.stdout if ok else sys.stderr)
+    return Exit.OK if ok else Exit.FAILED
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from shared.services.manual_deploy import promote
+
+    return _report(promote(args.version, requested_by=_who(), **deploy_parts()))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from shared.services.manual_deploy import rollback
+
+    return _report(rollback(requested_by=_who(), **deploy_parts()))
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    promote = add_command(sub, "promote", cmd_promote,
+                          help="deploy a registered model version by hand (blue/green, audited)")
+    promote.add_argument("version", type=int)
+    add_command(sub, "rollback", cmd_rollback,
+                help="go back to the model that was live before the current one (audited)")
