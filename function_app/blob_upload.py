@@ -29,9 +29,7 @@ def blob_upload(blob: func.InputStream) -> None:
     uploaded_at = _timestamp(props.get("LastModified"))
     etag = str(props.get("ETag") or props.get("Etag") or "").strip('"')
     upload = UploadedBlob(name=blob.name or "", data=blob.read(), etag=etag, uploaded_at=uploaded_at)
-    on_upload(upload, limits=s.limits, target=s.target, datasets=s.datasets, quarantine=s.quarantine,
-              pipeline=s.pipeline, runs=s.runs, audit=s.audit, outbox=s.outbox, models=s.models,
-              dispatch=s.dispatch)
+    on_upload(upload, s.upload)
 
 
 def _timestamp(value) -> float | None:

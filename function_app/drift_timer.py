@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared.bootstrap import services
+from shared.domain.records import AuditRecord
 from shared.services.check_drift import check_drift
 from shared.services.drift_on_demand import timer_check
 
@@ -14,11 +15,8 @@ bp = func.Blueprint()
 def drift_timer(timer: func.TimerRequest) -> None:
     s = services()
 
-    def run_check(record_id: str):
-        return check_drift(past_due=timer.past_due, policy=s.drift, target=s.target, datasets=s.datasets,
-                           models=s.models, runs=s.runs, pipeline=s.pipeline, audit=s.audit, inference=s.inference,
-                           reports=s.reports, offload=s.drift_jobs, outbox=s.outbox, dispatch=s.dispatch,
-                           record_id=record_id)
+    def run_check(record_id: str) -> AuditRecord:
+        return check_drift(s.drift, past_due=timer.past_due, record_id=record_id)
 
     # one check at a time: an on-demand check (POST /api/drift-check) holding the lease makes this run skip
-    timer_check(s.drift_flight, run_check, audit=s.audit, past_due=timer.past_due)
+    timer_check(s.drift_on_demand, run_check, past_due=timer.past_due)

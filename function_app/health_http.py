@@ -8,12 +8,10 @@ import logging
 from functools import lru_cache
 
 import azure.functions as func
-import requests
 
 from function_app import API_METHODS, method_not_allowed, to_response
+from shared import bootstrap
 from shared import settings as app_settings
-from shared.adapters import storage
-from shared.adapters.credentials import azure_credential
 from shared.services import health as checks
 
 bp = func.Blueprint()
@@ -23,11 +21,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def checker() -> checks.HealthChecker:
     """Built once per worker (like services()); not cached when building fails, so the next call tries again."""
-    settings = app_settings.get_settings()
-    credential = azure_credential() if (settings.mode == "azure" and settings.storage_account_url) else None
-    table = storage.table_service(settings, credential).get_table_client(settings.runs_table)
-    return checks.HealthChecker(storage_probe=checks.table_probe(table), pipeline_url=settings.pipeline_endpoint_url,
-                                session=requests.Session())
+    return bootstrap.health_checker(app_settings.get_settings())
 
 
 @bp.function_name("health")

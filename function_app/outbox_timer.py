@@ -14,8 +14,6 @@ bp = func.Blueprint()
 @bp.function_name("outbox_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%OUTBOX_SCHEDULE%", run_on_startup=True, use_monitor=False)
 def outbox_timer(timer: func.TimerRequest) -> None:
-    s = services()
-    outcome = dispatch(outbox=s.outbox, runs=s.runs, pipeline=s.pipeline, datasets=s.datasets, audit=s.audit,
-                       target=s.target, models=s.models, policy=s.dispatch)
+    outcome = dispatch(services().retrain)
     if outcome != "nothing due":
         logging.info("outbox: %s", outcome)

@@ -14,10 +14,7 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_timer(timer: func.TimerRequest) -> None:
     s = services()
-    reconcile_runs(runs=s.runs, pipeline=s.pipeline, models=s.models, deployer=s.deployer, scorer=s.scorer,
-                   datasets=s.datasets, audit=s.audit, limits=s.reconcile, policy=s.policy, past_due=timer.past_due)
+    reconcile_runs(s.completion, s.reconcile, past_due=timer.past_due)
     close_interrupted(audit=s.audit, outbox=s.outbox)
-    if s.drift_jobs is not None:
-        resume_drift_checks(policy=s.drift, target=s.target, datasets=s.datasets, models=s.models, runs=s.runs,
-                            pipeline=s.pipeline, audit=s.audit, reports=s.reports, offload=s.drift_jobs,
-                            outbox=s.outbox, dispatch=s.dispatch)
+    if s.drift.offload is not None:
+        resume_drift_checks(s.drift)

@@ -16,7 +16,5 @@ bp = func.Blueprint()
 def retrain_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()  # the service answers a wrong method (405) itself, as a problem document like any refusal
     body = read_body(req.headers, req.get_body)  # a Content-Length over 1 MB is refused (413) without reading
-    answer, _ = handle(WebhookRequest(body, dict(req.headers), req.method), guard=s.webhook,
-                       target=s.target, datasets=s.datasets, pipeline=s.pipeline, runs=s.runs, audit=s.audit,
-                       models=s.models, outbox=s.outbox, dispatch=s.dispatch)
+    answer, _ = handle(WebhookRequest(body, dict(req.headers), req.method), s.webhook)
     return to_response(answer)

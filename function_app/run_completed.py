@@ -8,7 +8,7 @@ import azure.functions as func
 
 from shared.bootstrap import services
 from shared.services.dispatch import dispatch
-from shared.services.on_run_completed import on_run_completed
+from shared.services.on_run_completed import DeliveredEvent, on_run_completed
 
 bp = func.Blueprint()
 
@@ -17,10 +17,7 @@ bp = func.Blueprint()
 @bp.event_grid_trigger(arg_name="event")
 def run_completed(event: func.EventGridEvent) -> None:
     s = services()
-    on_run_completed(event_id=event.id, event_type=event.event_type, subject=event.subject,
-                     data=event.get_json(), runs=s.runs, pipeline=s.pipeline, models=s.models,
-                     deployer=s.deployer, scorer=s.scorer, datasets=s.datasets, audit=s.audit,
-                     policy=s.policy, topic=event.topic, workspace_id=s.settings.azureml_workspace_id)
-    # single flight: the request that waited for this run goes now
-    dispatch(outbox=s.outbox, runs=s.runs, pipeline=s.pipeline, datasets=s.datasets, audit=s.audit, target=s.target,
-             models=s.models, policy=s.dispatch)
+    delivered = DeliveredEvent(id=event.id, event_type=event.event_type, subject=event.subject,
+                               data=event.get_json(), topic=event.topic)
+    on_run_completed(delivered, s.completion)
+    dispatch(s.retrain)  # single flight: the request that waited for this run goes now

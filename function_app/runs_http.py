@@ -16,7 +16,7 @@ def runs_get(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     s = services()
     return to_response(get_run(req.route_params["id"], runs=s.runs, outbox=s.outbox,
-                               experiment=s.target.experiment, audit=s.audit))
+                               experiment=s.retrain.target.experiment, audit=s.audit))
 
 
 @bp.function_name("runs_list")

@@ -1,7 +1,11 @@
-"""Settings -> adapters -> services. The only place that chooses between local and Azure implementations.
+"""Settings -> adapters -> collaborator bundles. The only place that chooses between local and Azure
+implementations.
 
-Built once per worker process and reused across invocations (as the Azure Functions samples do with SDK
-clients), so connections are pooled and settings are read once.
+Each use case gets ONE bundle (shared.services.*: `RetrainDispatch`, `UploadIntake`, `WebhookIntake`,
+`RunCompletion`/`Deployment`, `DriftCheck`, `DriftOnDemand`) whose fields are typed by the Protocols in
+shared.ports; a trigger passes its bundle as one argument. Built once per worker process and reused across
+invocations (as the Azure Functions samples do with SDK clients), so connections are pooled and settings are read
+once.
 """
 
 from __future__ import annotations
@@ -25,11 +29,25 @@ from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, RejectionLog, ReplayGuard, SingleFlight
 from shared.domain.promotion import PromotionPolicy
-from shared.services.check_drift import DriftPolicy
-from shared.services.dispatch import DispatchPolicy
-from shared.services.drift_on_demand import DriftHttpGuard
-from shared.services.http_retrain import WebhookGuard
-from shared.services.on_upload import UploadLimits
+from shared.ports import (
+    AuditLog,
+    DatasetLog,
+    Deployer,
+    DriftJobs,
+    InferenceReader,
+    ModelLog,
+    PipelineClient,
+    ReportWriter,
+    RetrainOutbox,
+    RunLog,
+    Scorer,
+)
+from shared.services.check_drift import DriftCheck, DriftPolicy
+from shared.services.dispatch import DispatchPolicy, RetrainDispatch
+from shared.services.drift_on_demand import DriftHttpGuard, DriftOnDemand
+from shared.services.http_retrain import WebhookGuard, WebhookIntake
+from shared.services.on_run_completed import Deployment, RunCompletion
+from shared.services.on_upload import UploadIntake, UploadLimits
 from shared.services.reconcile import ReconcileLimits
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings, SettingsError, get_settings
@@ -43,6 +61,8 @@ class Stores:
     audit: AuditStore
     runs: RunStore
     models: ModelRegistry
+    outbox: Outbox
+    rejections: RejectionLog
 
 
 def build_stores(settings: Settings, credential=None) -> Stores:
@@ -54,33 +74,37 @@ def build_stores(settings: Settings, credential=None) -> Stores:
         audit=AuditStore(storage.ensure_table(tables, settings.audit_table)),
         runs=RunStore(storage.ensure_table(tables, settings.runs_table)),
         models=ModelRegistry(storage.ensure_table(tables, settings.models_table)),
+        outbox=Outbox(storage.ensure_table(tables, settings.outbox_table)),
+        rejections=RejectionLog(storage.ensure_table(tables, settings.webhook_table), settings.reject_limit),
     )
 
 
 @dataclass(frozen=True)
 class Services:
+    """The bundles, one per use case, and the parts they share (the parts for callers that read them, e.g. the
+    CLI's registry or a test's pipeline client)."""
+
     settings: Settings
-    datasets: DatasetStore
-    quarantine: Quarantine
-    audit: AuditStore
-    runs: RunStore
-    models: ModelRegistry
-    pipeline: PublishedPipelineClient | BatchEndpointPipelineClient
-    deployer: object
-    scorer: object | None  # ScoringClient (local) or a lazily built AzureEndpointScorer
-    target: PipelineTarget
-    limits: UploadLimits
-    policy: PromotionPolicy
+    datasets: DatasetLog
+    audit: AuditLog
+    runs: RunLog
+    models: ModelLog
+    outbox: RetrainOutbox
+    pipeline: PipelineClient
+    deployer: Deployer
+    scorer: Scorer | None  # ScoringClient (local) or a lazily built AzureEndpointScorer
+    retrain: RetrainDispatch  # every trigger's way to ask for a retrain (outbox, single flight, retries)
+    upload: UploadIntake  # the blob trigger
+    webhook: WebhookIntake  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
+    completion: RunCompletion  # the run-completed event and the reconcile timer
     reconcile: ReconcileLimits
-    drift: DriftPolicy
-    inference: object  # callable(since, until) -> DataFrame of collected scoring inputs
-    reports: object  # callable(name, html) -> where the drift report was stored
-    webhook: WebhookGuard  # POST /api/retrain: secret(s), replay guard, rate limit, idempotency
-    outbox: Outbox  # retrain requests waiting to be submitted (coalescing, single flight, retries)
-    drift_http: DriftHttpGuard  # POST /api/drift-check: signed, its own rate limit
-    drift_flight: SingleFlight  # one drift check at a time (HTTP and timer), across instances
-    drift_jobs: object | None = None  # large drift windows -> a parallel profiling job (None: always inline)
-    dispatch: DispatchPolicy = DispatchPolicy()
+    drift: DriftCheck  # the drift timer and POST /api/drift-check
+    drift_on_demand: DriftOnDemand  # one drift check at a time (HTTP and timer), across instances; the route's guard
+
+    @property
+    def deployment(self) -> Deployment:
+        """What a deployment needs (also `retrain promote` / `retrain rollback`)."""
+        return self.completion.deployment
 
 
 def _resolved(name: str, value: str) -> str:
@@ -136,13 +160,17 @@ def build(settings: Settings) -> Services:
     window_storage = WindowStorage(inference=blobs.get_container_client(settings.inference_container),
                                    datasets=blobs.get_container_client(settings.datasets_container),
                                    reports=blobs.get_container_client(settings.reports_container))
+    drift_jobs: DriftJobs | None
+    deployer: Deployer
+    scorer: Scorer | None
     if azure:
         pipeline_credential = azure_credential()
         ml_client = workspace_client(settings)
         drift_jobs = AzureMLDriftJobs(window_storage, ml_client, settings.drift_compute,
                                       partitions=settings.drift_partitions or 8) if settings.drift_compute else None
-        deployer: object = azure_deployer(settings, ml_client)
-        scorer: object | None = LazyScorer(deployer.scorer)
+        azure_online = azure_deployer(settings, ml_client)
+        deployer, scorer = azure_online, LazyScorer(azure_online.scorer)
+        pipeline: PipelineClient = WithJobOutputs(pipeline_client(settings, pipeline_credential), JobOutputs(ml_client))
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
         deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
@@ -150,35 +178,46 @@ def build(settings: Settings) -> Services:
         drift_jobs = LocalDriftJobs(window_storage, Path(local_dir or ".local") / "drift-jobs",
                                     partitions=settings.drift_partitions or 4,
                                     env={"AzureWebJobsStorage": settings.storage_connection})
+        pipeline = pipeline_client(settings, pipeline_credential)
 
-    return Services(
-        settings=settings,
-        datasets=stores.datasets,
-        quarantine=Quarantine(blobs, settings.quarantine_container),
-        audit=stores.audit,
-        runs=stores.runs,
+    retrain = RetrainDispatch(
+        outbox=stores.outbox, runs=stores.runs, pipeline=pipeline, datasets=stores.datasets, audit=stores.audit,
         models=stores.models,
-        pipeline=WithJobOutputs(pipeline_client(settings, pipeline_credential), JobOutputs(ml_client)) if azure
-        else pipeline_client(settings, pipeline_credential),
-        deployer=deployer,
-        scorer=scorer,
         target=PipelineTarget(experiment=settings.pipeline_experiment, datastore=settings.pipeline_datastore,
                               data_input=settings.pipeline_data_input, budget_s=settings.training_budget_s,
                               evaluation_percent=settings.evaluation_percent,
                               max_budget_s=settings.max_time_budget_s),
-        limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
-        policy=PromotionPolicy(margin=settings.promotion_margin, floor=settings.promotion_floor),
+        policy=DispatchPolicy(coalesce_s=settings.coalesce_s, deadline_s=settings.submit_deadline_s))
+    deployment = Deployment(models=stores.models, deployer=deployer, scorer=scorer, datasets=stores.datasets,
+                            audit=stores.audit)
+    return Services(
+        settings=settings,
+        datasets=stores.datasets,
+        audit=stores.audit,
+        runs=stores.runs,
+        models=stores.models,
+        outbox=stores.outbox,
+        pipeline=pipeline,
+        deployer=deployer,
+        scorer=scorer,
+        retrain=retrain,
+        upload=UploadIntake(limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
+                            quarantine=Quarantine(blobs, settings.quarantine_container), retrain=retrain),
+        webhook=WebhookIntake(guard=webhook_guard(settings, tables), retrain=retrain),
+        completion=RunCompletion(runs=stores.runs, pipeline=pipeline, deployment=deployment,
+                                 policy=PromotionPolicy(margin=settings.promotion_margin,
+                                                        floor=settings.promotion_floor),
+                                 workspace_id=settings.azureml_workspace_id),
         reconcile=ReconcileLimits(min_age_s=settings.reconcile_min_age_s, run_timeout_s=settings.run_timeout_s),
-        drift=drift_policy(settings),
-        inference=inference_reader(blobs.get_container_client(settings.inference_container)),
-        reports=report_writer(blobs.get_container_client(settings.reports_container)),
-        drift_jobs=drift_jobs,
-        webhook=webhook_guard(settings, tables),
-        drift_http=drift_http_guard(settings, tables),
-        drift_flight=SingleFlight(storage.ensure_table(tables, settings.webhook_table), "drift-check",
-                                  lease_s=settings.drift_check_lease_s),
-        outbox=Outbox(storage.ensure_table(tables, settings.outbox_table)),
-        dispatch=DispatchPolicy(coalesce_s=settings.coalesce_s, deadline_s=settings.submit_deadline_s),
+        drift=DriftCheck(policy=drift_policy(settings), retrain=retrain,
+                         inference=inference_reader(blobs.get_container_client(settings.inference_container)),
+                         reports=report_writer(blobs.get_container_client(settings.reports_container)),
+                         offload=drift_jobs),
+        drift_on_demand=DriftOnDemand(
+            guard=drift_http_guard(settings, tables),
+            flight=SingleFlight(storage.ensure_table(tables, settings.webhook_table), "drift-check",
+                                lease_s=settings.drift_check_lease_s),
+            audit=stores.audit),
     )
 
 
@@ -210,17 +249,30 @@ def drift_policy(settings: Settings) -> DriftPolicy:
                        inline_max_bytes=settings.drift_inline_max_bytes, job_timeout_s=settings.drift_job_timeout_s)
 
 
-def inference_reader(container):
+def inference_reader(container) -> InferenceReader:
     from shared.adapters.inference_data import read_window
 
     return lambda since, until: read_window(container, since=since, until=until)
 
 
-def report_writer(container):
+def report_writer(container) -> ReportWriter:
     def write(name: str, html: str) -> str:
         container.upload_blob(name, html.encode("utf-8"), overwrite=True)
         return f"{container.container_name}/{name}"
     return write
+
+
+def health_checker(settings: Settings):
+    """GET /api/health's checks, built from the settings alone (not from services(): storage being down at cold
+    start must be a 503 with reasons, not a 500)."""
+    import requests
+
+    from shared.services import health
+
+    credential = azure_credential() if (settings.mode == "azure" and settings.storage_account_url) else None
+    table = storage.table_service(settings, credential).get_table_client(settings.runs_table)
+    return health.HealthChecker(storage_probe=health.table_probe(table), pipeline_url=settings.pipeline_endpoint_url,
+                                session=requests.Session())
 
 
 def workspace_client(settings: Settings):

@@ -51,8 +51,9 @@ class WithJobOutputs:
     def __init__(self, pipeline: Any, outputs: JobOutputs):
         self.inner, self._outputs = pipeline, outputs
 
-    def submit(self, **kwargs: Any) -> PipelineRun:
-        return self.inner.submit(**kwargs)
+    def submit(self, *, experiment: str, parameters: dict[str, Any],
+               data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
+        return self.inner.submit(experiment=experiment, parameters=parameters, data_paths=data_paths)
 
     def get_run(self, run_id: str) -> PipelineRun:
         run = self.inner.get_run(run_id)

@@ -1,20 +1,18 @@
-"""The durable outbox of retrain requests, in one Azure Table partition: nothing asked for is lost, nothing is
-submitted twice, and at most one request waits for the pipeline at a time.
+"""The durable outbox of retrain requests (shared.domain.retrain_request), in one Azure Table partition: nothing asked
+for is lost, nothing is submitted twice, and at most one request waits for the pipeline at a time.
 
-A request is written together with the *slot* row that points at the one pending request, in a single entity
-group transaction (same partition: atomic on Azure Tables and Azurite). A newer request takes the slot and marks
-the one it displaces `superseded` in the same transaction (latest wins). The dispatcher claims the pending request
-(`pending` -> `submitting`, slot emptied, atomically, conditional on both ETags: of two instances, one wins),
-submits it, and ends it `submitted` or puts it back (`pending`, with the next attempt's time) — unless a newer
-request took the slot meanwhile, which supersedes it. A claim older than its lease (the instance died mid-submit)
-is put back the same way; the retry carries the same trigger id, so the pipeline endpoint answers with the run the
-first attempt started, if it did.
-"""
+A request is written together with the *slot* row that points at the one pending request, in a single entity group
+transaction (same partition: atomic on Azure Tables and Azurite). A newer request takes the slot and marks the one
+it displaces `superseded` in the same transaction (latest wins: shared.domain.retrain_request). The dispatcher
+claims the pending request (`pending` -> `submitting`, slot emptied, atomically, conditional on both ETags: of two
+instances, one wins), submits it, and ends it `submitted` or puts it back (`pending`, with the next attempt's time)
+— unless a newer request took the slot meanwhile, which supersedes it. A claim older than its lease (the instance
+died mid-submit) is put back the same way; the retry carries the same trigger id, so the pipeline endpoint answers
+with the run the first attempt started, if it did."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core import MatchConditions
@@ -23,42 +21,14 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables import from_entity, to_entity
 from shared.domain.outcomes import RequestStatus
+from shared.domain.retrain_request import RetrainRequest, latest_wins, supersede
 
 _PK = "retrain"
 _SLOT = "~slot"
 
 
-@dataclass
-class RetrainRequest:
-    id: str  # the audit id of the trigger that asked; also the submission's trigger id (idempotency key)
-    trigger: str
-    reason: str
-    dataset_version: int
-    requested_at: float
-    not_before: float  # coalescing: not submitted before this
-    deadline: float  # retries stop after this; then `failed`
-    # a RequestStatus: pending -> submitting -> submitted | failed | unconfirmed; pending -> superseded
-    status: str = RequestStatus.PENDING
-    parameters: dict[str, Any] = field(default_factory=dict)
-    uploaded_at: float | None = None
-    attempts: int = 0
-    next_attempt_at: float = 0.0
-    claimed_at: float | None = None
-    run_id: str | None = None
-    superseded_by: str | None = None
-    last_error: str = ""
-    finished_at: float | None = None
-    traceparent: str = ""  # the asking trigger's trace: the submission continues it
-    summary: str = ""  # how the trigger describes it ("drift: …; dataset v3"), kept in the audit's final detail
-
-
 class Contention(RuntimeError):
     pass
-
-
-def _newer(a: RetrainRequest, b: RetrainRequest) -> bool:
-    """Whether `a` asks about newer data than `b` (upload time when known, else when it was asked)."""
-    return (a.uploaded_at or a.requested_at) > (b.uploaded_at or b.requested_at)
 
 
 def _etag(entity) -> dict[str, Any]:
@@ -120,16 +90,13 @@ class Outbox:
         if previous_id and previous_id != request.id:
             entity = self._table.get_entity(_PK, previous_id)
             displaced = from_entity(RetrainRequest, entity)
-            if displaced.status == RequestStatus.PENDING and _newer(displaced, request):
-                # handled out of order: the pending one is the newer data; the incoming request loses
-                request.status, request.superseded_by = RequestStatus.SUPERSEDED, displaced.id
-                request.finished_at = time.time()
-                operations[0] = ("create", to_entity(request, _PK, request.id))
-                operations.append(("update", dict(slot), {"mode": UpdateMode.REPLACE, **_etag(slot)}))
-                return request
             if displaced.status == RequestStatus.PENDING:
-                displaced.status, displaced.superseded_by = RequestStatus.SUPERSEDED, request.id
-                displaced.finished_at = time.time()
+                winner, loser = latest_wins(displaced, request)
+                supersede(loser, winner, time.time())
+                if loser is request:  # handled out of order: the pending one is the newer data
+                    operations[0] = ("create", to_entity(request, _PK, request.id))
+                    operations.append(("update", dict(slot), {"mode": UpdateMode.REPLACE, **_etag(slot)}))
+                    return request
                 operations.append(("update", to_entity(displaced, _PK, displaced.id), {"mode": UpdateMode.REPLACE,
                                                                                        **_etag(entity)}))
             else:

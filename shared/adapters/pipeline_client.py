@@ -24,19 +24,9 @@ import requests
 from shared import redaction
 from shared.domain.outcomes import ENDED, PipelineStatus
 from shared.domain.pipeline_params import FOLDER_INPUTS
+from shared.ports import PipelineError  # the error the dispatcher tells apart; raised (and subclassed) here
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-class PipelineError(RuntimeError):
-    """A pipeline call failed; the message says what to do and never contains the token."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 maybe_started: bool = False):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after  # the service's Retry-After (seconds), for the outbox's next attempt
-        self.maybe_started = maybe_started  # no answer, or a 5xx from a gateway: the run may exist anyway
 
 
 def _seconds(header: str | None) -> float | None:

@@ -2,7 +2,7 @@
 
 Local: our scoring server's admin route loads the model into its idle slot, smoke-tests it and switches
 traffic without a restart. Azure: `shared.adapters.azure_online.AzureOnlineDeployer` (managed online endpoint,
-blue/green deployments) has the same deploy / rollback / status interface.
+blue/green deployments) has the same deploy / rollback / status interface (shared.ports.Deployer).
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from typing import Any
 
 import requests
 
-
-class DeploymentError(RuntimeError):
-    pass
+from shared.ports import DeploymentError  # the error a manual promote/rollback tells apart; raised here
 
 
 class ScoringClient:

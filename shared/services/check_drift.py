@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,11 +22,12 @@ from shared import telemetry
 from shared.domain import schema
 from shared.domain.drift import compare_profiles
 from shared.domain.drift_report import render_html
+from shared.domain.label_rule import as_compared
 from shared.domain.outcomes import JobStatus, Outcome
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
-from shared.domain.records import AuditRecord, new_id
-from shared.services.dispatch import DispatchPolicy, request_and_dispatch
-from shared.services.retrain import PipelineTarget
+from shared.domain.records import AuditRecord, DatasetVersion, ModelVersion, new_id
+from shared.ports import DatasetLog, DriftJobs, InferenceReader, ReportWriter, RunLog, WindowPlanView
+from shared.services.dispatch import RetrainDispatch, request_and_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +45,34 @@ class DriftPolicy:
     job_timeout_s: float = 3 * 3600.0  # a profiling job not done after this fails the check
 
 
-def check_drift(*, past_due: bool, policy: DriftPolicy, target: PipelineTarget, datasets, models, runs, pipeline,
-                audit, outbox, inference=None, reports=None, offload=None, dispatch=None,
-                trigger: str = "timer",
-                function: str = "drift_timer", now: float | None = None, record_id: str | None = None) -> AuditRecord:
-    """`record_id`: the audit id to use (the caller announced it, e.g. as the single-flight claim's Location);
-    `inference`: callable(since, until) -> DataFrame of collected scoring inputs (None: none collected);
-    `reports`: callable(name, html) -> location of the stored report (None: not stored);
-    `offload`: the large-window job runner (None: every window is profiled here)."""
+@dataclass(frozen=True)
+class DriftCheck:
+    """What a drift check needs: its policy, the way to ask for a retrain (whose stores give the live model, the
+    datasets and the runs), the collected scoring inputs (None: none collected), where reports go (None: not
+    stored), and the large-window job runner (None: every window is profiled here)."""
+
+    policy: DriftPolicy
+    retrain: RetrainDispatch
+    inference: InferenceReader | None = None
+    reports: ReportWriter | None = None
+    offload: DriftJobs | None = None
+
+
+def check_drift(drift: DriftCheck, *, past_due: bool, trigger: str = "timer", function: str = "drift_timer",
+                record_id: str | None = None, now: float | None = None) -> AuditRecord:
+    """`record_id`: the audit id to use (the caller announced it, e.g. as the single-flight claim's Location)."""
     now = time.time() if now is None else now
     with telemetry.span("drift_check", kind="consumer" if trigger == "timer" else "server", past_due=past_due) as span:
-        collaborators = dict(policy=policy, target=target, datasets=datasets, models=models, runs=runs,
-                             pipeline=pipeline, audit=audit, reports=reports, offload=offload, outbox=outbox,
-                             dispatch=dispatch)
-        waiting = resume_drift_checks(now=now, **collaborators) if offload is not None else []
-        record = _check(past_due=past_due, inference=inference, trigger=trigger, function=function, now=now,
-                        waiting=waiting, record_id=record_id, **collaborators)
+        waiting = resume_drift_checks(drift, now=now) if drift.offload is not None else []
+        record = _check(drift, past_due=past_due, trigger=trigger, function=function, now=now, waiting=waiting,
+                        record_id=record_id)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
     return record
 
 
-def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, inference, reports,
-           offload, outbox, dispatch, trigger, function, now, waiting, record_id=None) -> AuditRecord:
+def _check(drift: DriftCheck, *, past_due: bool, trigger: str, function: str, now: float,
+           waiting: list[AuditRecord], record_id: str | None) -> AuditRecord:
+    policy, audit, datasets = drift.policy, drift.retrain.audit, drift.retrain.datasets
     record = AuditRecord(id=record_id or new_id(f"{trigger}-"), trigger=trigger, function=function,
                          started_at=time.time(),
                          source="schedule" + (" (past due)" if past_due else "") if trigger == "timer" else "on demand")
@@ -74,7 +81,7 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
         job = waiting[0].data.get("offload", {}).get("job")
         return audit.finish(record, Outcome.SKIPPED, f"a drift profiling job is still running (job {job}, check "
                                                f"{waiting[0].id}); its verdict comes first")
-    live = models.live()
+    live = drift.retrain.models.live()
     if live is None:
         return audit.finish(record, Outcome.SKIPPED, "skipped: no live model yet")
     record.model_version = live.version
@@ -84,11 +91,11 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     reference, basis = _reference(live, datasets)
     since = _since(live, policy, now)
     newer = _newer_datasets(live, latest, datasets)
-    if offload is not None:
-        plan = offload.storage.plan(since, now, [d.path for d in newer])
+    if drift.offload is not None:
+        plan = drift.offload.storage.plan(since, now, [d.path for d in newer])
         if plan.total_bytes > policy.inline_max_bytes:
-            return _hand_over(record, offload, reference, plan, policy, basis, audit, now)
-    current, sources = _current(inference, newer, datasets, since, now)
+            return _hand_over(record, drift, reference, plan, basis, now)
+    current, sources = _current(drift.inference, newer, datasets, since, now)
     record.data["window"] = {**sources, "reference": basis}
     if current is None or len(current) == 0:
         return audit.finish(record, Outcome.SKIPPED, "not enough data: nothing collected or uploaded since the live "
@@ -96,13 +103,12 @@ def _check(*, past_due, policy: DriftPolicy, target, datasets, models, runs, pip
     labelled = schema.TARGET in current.columns and current[schema.TARGET].notna().all()
     current_profile = build_profile(current if labelled else current.drop(columns=[schema.TARGET], errors="ignore"),
                                     reference=reference)
-    return _conclude(record, live, latest, reference, current_profile, labelled, policy=policy, target=target,
-                     models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now,
-                     datasets=datasets, outbox=outbox, dispatch=dispatch)
+    return _conclude(record, live, latest, reference, current_profile, labelled, drift, now)
 
 
-def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: DriftPolicy, basis: str, audit,
+def _hand_over(record: AuditRecord, drift: DriftCheck, reference: Profile, plan: WindowPlanView, basis: str,
                now: float) -> AuditRecord:
+    policy, audit, offload = drift.policy, drift.retrain.audit, drift.offload
     megabytes = plan.total_bytes / 1e6
     record.data["window"] = {"since": plan.since, "files": len(plan.files), "bytes": plan.total_bytes,
                              "reference": basis}
@@ -122,10 +128,10 @@ def _hand_over(record: AuditRecord, offload, reference: Profile, plan, policy: D
     return record
 
 
-def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, pipeline, audit, reports, offload,
-                        outbox, dispatch=None, now: float | None = None) -> list[AuditRecord]:
+def resume_drift_checks(drift: DriftCheck, now: float | None = None) -> list[AuditRecord]:
     """Finish the checks whose profiling job ended; returns those still waiting for theirs."""
     now = time.time() if now is None else now
+    policy, audit, offload = drift.policy, drift.retrain.audit, drift.offload
     waiting = []
     for pending in audit.with_outcome(Outcome.PROFILING):
         job = pending.data.get("offload", {}).get("job", "")
@@ -143,9 +149,7 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
             continue  # another instance took it
         with telemetry.span("drift_check_resume", trigger_id=record.id, job=job):
             if state is not None and state.status == JobStatus.COMPLETED:
-                _conclude_handed_over(record, state.profile, policy=policy, target=target, datasets=datasets,
-                                      models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports,
-                                      offload=offload, now=now, outbox=outbox, dispatch=dispatch)
+                _conclude_handed_over(record, state.profile, drift, now)
             elif state is not None and state.status == JobStatus.FAILED:
                 audit.finish(record, Outcome.FAILED, f"profiling job {job} failed: {state.detail}")
             else:
@@ -154,29 +158,23 @@ def resume_drift_checks(*, policy: DriftPolicy, target, datasets, models, runs, 
     return waiting
 
 
-def _conclude_handed_over(record: AuditRecord, current_profile: Profile, *, policy, target, datasets, models, runs,
-                          pipeline, audit, reports, offload, now, outbox, dispatch=None) -> AuditRecord:
-    from shared.domain.label_rule import labelled as all_labelled
-
+def _conclude_handed_over(record: AuditRecord, current_profile: Profile, drift: DriftCheck,
+                          now: float) -> AuditRecord:
     record.stage("profiled")
-    live = models.live()
+    live = drift.retrain.models.live()
     if live is None or live.version != record.model_version:
-        return audit.finish(record, Outcome.SKIPPED, f"the live model changed (v{record.model_version} -> "
-                            f"v{live.version if live else '-'}) while the window was profiled; the next check "
-                            "compares against the new one")
-    reference = offload.storage.staged_reference(record.id)
-    labelled = all_labelled(current_profile)
-    if not labelled:
-        current_profile = replace(current_profile, target=None)
+        return drift.retrain.audit.finish(record, Outcome.SKIPPED, f"the live model changed (v{record.model_version} "
+                                          f"-> v{live.version if live else '-'}) while the window was profiled; the "
+                                          "next check compares against the new one")
+    reference = drift.offload.storage.staged_reference(record.id)
+    current_profile, labelled = as_compared(current_profile)
     record.data["window"]["rows"] = current_profile.rows
-    return _conclude(record, live, datasets.latest(), reference, current_profile, labelled, policy=policy,
-                     target=target, models=models, runs=runs, pipeline=pipeline, audit=audit, reports=reports, now=now,
-                     datasets=datasets, outbox=outbox, dispatch=dispatch)
+    return _conclude(record, live, drift.retrain.datasets.latest(), reference, current_profile, labelled, drift, now)
 
 
-def _conclude(record: AuditRecord, live, latest, reference: Profile, current_profile: Profile, labelled: bool, *,
-              policy: DriftPolicy, target, models, runs, pipeline, audit, reports, now: float, datasets=None,
-              outbox, dispatch=None) -> AuditRecord:
+def _conclude(record: AuditRecord, live: ModelVersion, latest: DatasetVersion | None, reference: Profile,
+              current_profile: Profile, labelled: bool, drift: DriftCheck, now: float) -> AuditRecord:
+    policy, audit = drift.policy, drift.retrain.audit
     result = compare_profiles(reference, current_profile, threshold=policy.threshold, share=policy.share,
                               min_rows=policy.min_rows, thresholds=policy.thresholds, critical=policy.critical,
                               target_counts=labelled)
@@ -184,10 +182,10 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
     record.data["drift"] = {"drifted": result.drifted, "drift_share": result.drift_share, "verdict": result.verdict,
                             "rows": result.rows, "drifted_columns": result.drifted_columns,
                             "scores": {c: v["score"] for c, v in result.columns.items()}, "target": result.target}
-    if reports is not None:
+    if drift.reports is not None:
         try:
-            record.data["report"] = reports(f"{time.strftime('%Y/%m/%d', time.gmtime(now))}/{record.id}.html",
-                                            render_html(result, reference, current_profile))
+            record.data["report"] = drift.reports(f"{time.strftime('%Y/%m/%d', time.gmtime(now))}/{record.id}.html",
+                                                  render_html(result, reference, current_profile))
         except Exception as exc:  # the verdict stands without its report; say so
             log.warning("drift report not stored: %s", exc)
             record.data["report_error"] = f"{type(exc).__name__}: {exc}"
@@ -195,19 +193,17 @@ def _conclude(record: AuditRecord, live, latest, reference: Profile, current_pro
         return audit.finish(record, Outcome.SKIPPED, f"not enough data: {result.verdict}")
     if not result.drifted:
         return audit.finish(record, Outcome.NO_DRIFT, f"no drift: {result.verdict}")
-    why = _reason_not_to_retrain(live, latest, runs, policy, now)
+    why = _reason_not_to_retrain(live, latest, drift.retrain.runs, policy, now)
     if why:
         return audit.finish(record, Outcome.SKIPPED, f"drift ({result.verdict}) but {why}")
     report = {"drift_report": record.data["report"]} if record.data.get("report") else None
     # through the outbox, like every trigger: it retries and keeps single flight; the record says what became of it
-    request_and_dispatch(record, latest, reason="drift", outbox=outbox, runs=runs, pipeline=pipeline,
-                         datasets=datasets, audit=audit, target=target, models=models,
-                         policy=dispatch or DispatchPolicy(), parameters=report,
-                         detail=f"drift: {result.verdict}; dataset v{latest.version}")
-    return audit.get(record.id) or record
+    _, record = request_and_dispatch(record, latest, drift.retrain, reason="drift", parameters=report,
+                                     detail=f"drift: {result.verdict}; dataset v{latest.version}")
+    return record
 
 
-def _reference(live, datasets) -> tuple[Profile, str]:
+def _reference(live: ModelVersion, datasets: DatasetLog) -> tuple[Profile, str]:
     """The profile stored with the live model; for models without one (or whose folder is not readable from
     here), a profile of the dataset version it was trained on."""
     path = Path(str(live.model_dir or "")) / REFERENCE_PROFILE
@@ -220,16 +216,18 @@ def _reference(live, datasets) -> tuple[Profile, str]:
     return build_profile(pd.read_csv(io.BytesIO(datasets.read(dataset)))), f"dataset v{live.dataset_version}"
 
 
-def _since(live, policy: DriftPolicy, now: float) -> float:
+def _since(live: ModelVersion, policy: DriftPolicy, now: float) -> float:
     return max(now - policy.window_s, live.registered_at or 0.0)
 
 
-def _newer_datasets(live, latest, datasets) -> list:
+def _newer_datasets(live: ModelVersion, latest: DatasetVersion | None,
+                    datasets: DatasetLog) -> list[DatasetVersion]:
     found = (datasets.get(v) for v in range(live.dataset_version + 1, (latest.version if latest else 0) + 1))
     return [d for d in found if d is not None]
 
 
-def _current(inference, newer, datasets, since: float, now: float):
+def _current(inference: InferenceReader | None, newer: list[DatasetVersion], datasets: DatasetLog, since: float,
+             now: float) -> tuple[pd.DataFrame | None, dict]:
     frames, sources = [], {"since": since, "collected_rows": 0, "datasets": []}
     if inference is not None:
         collected = inference(since, now)
@@ -244,7 +242,8 @@ def _current(inference, newer, datasets, since: float, now: float):
     return pd.concat(frames, ignore_index=True), sources
 
 
-def _reason_not_to_retrain(live, latest, runs, policy: DriftPolicy, now: float) -> str:
+def _reason_not_to_retrain(live: ModelVersion, latest: DatasetVersion | None, runs: RunLog, policy: DriftPolicy,
+                           now: float) -> str:
     if latest is None:
         return "there is no dataset version to retrain on"
     if latest.version == live.dataset_version:

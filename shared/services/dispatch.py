@@ -17,27 +17,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
 
 from shared import telemetry
-from shared.adapters.outbox import RetrainRequest
-from shared.adapters.pipeline_client import PipelineError
 from shared.domain.outcomes import Outcome, RequestStatus
-from shared.domain.records import AuditRecord
-from shared.services.retrain import request_retrain
+from shared.domain.records import AuditRecord, DatasetVersion
+from shared.domain.retrain_request import RetrainRequest
+from shared.ports import AuditLog, PipelineError, RetrainOutbox
+from shared.services.retrain import DispatchPolicy, RetrainDispatch, request_retrain
+
+__all__ = ["DispatchPolicy", "RetrainDispatch", "backoff", "dispatch", "new_request", "request_and_dispatch", "retry"]
 
 log = logging.getLogger(__name__)
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    coalesce_s: float = 10.0  # COALESCE_S: an upload waits this long for a newer one (0: no coalescing)
-    deadline_s: float = 3600.0  # SUBMIT_DEADLINE_S: retries of one request stop after this
-    backoff_s: float = 5.0  # first retry delay; doubles each attempt
-    max_backoff_s: float = 300.0
-    lease_s: float = 120.0  # a claim older than this was abandoned by its instance
 
 
 def new_request(record: AuditRecord, *, dataset_version: int, reason: str, policy: DispatchPolicy,
@@ -51,7 +43,7 @@ def new_request(record: AuditRecord, *, dataset_version: int, reason: str, polic
                           summary=summary)
 
 
-def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
+def enqueue(request: RetrainRequest, *, outbox: RetrainOutbox, audit: AuditLog) -> None:
     """Store the request; the one that ends superseded (latest wins: normally the one it displaced, or itself when
     it arrived out of order) and its trigger's audit record say so."""
     superseded = outbox.enqueue(request)
@@ -60,14 +52,14 @@ def enqueue(request: RetrainRequest, *, outbox, audit) -> None:
         _supersede_audit(superseded, winner, audit)
 
 
-def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit) -> None:
+def _supersede_audit(old: RetrainRequest, new: RetrainRequest, audit: AuditLog) -> None:
     record = audit.get(old.id)
     if record is not None:
         audit.finish(record, Outcome.SUPERSEDED, f"superseded by v{new.dataset_version} (request {new.id}): one "
                                            "retrain runs on the newest data")
 
 
-def _note(audit, record_id: str, detail: str) -> None:
+def _note(audit: AuditLog, record_id: str, detail: str) -> None:
     record = audit.get(record_id)
     if record is not None and record.outcome == Outcome.QUEUED:
         record.detail = detail
@@ -81,11 +73,11 @@ def backoff(attempts: int, retry_after: float | None, policy: DispatchPolicy, ra
     return max(delay, retry_after or 0.0)
 
 
-def dispatch(*, outbox, runs, pipeline, datasets, audit, target, models, policy: DispatchPolicy,
-             now: float | None = None) -> str:
+def dispatch(retrain: RetrainDispatch, now: float | None = None) -> str:
     """Submit the pending request if it is due and nothing is in flight; returns what happened (for logs)."""
     now = time.time() if now is None else now
-    for stale in outbox.stale(now, policy.lease_s):
+    outbox, audit = retrain.outbox, retrain.audit
+    for stale in outbox.stale(now, retrain.policy.lease_s):
         released = outbox.release(stale.id, error="the instance submitting it stopped; resubmitting with the same "
                                                   "trigger id", next_attempt_at=now, maybe_started=True)
         if released is not None:
@@ -93,20 +85,20 @@ def dispatch(*, outbox, runs, pipeline, datasets, audit, target, models, policy:
                                       "resubmitting with the same trigger id")
     if outbox.list(RequestStatus.SUBMITTING):
         return "busy: another instance is submitting"
-    if runs.in_flight() and not outbox.list(RequestStatus.UNCONFIRMED):  # an unconfirmed attempt is confirmed first
+    # an unconfirmed attempt is confirmed first
+    if retrain.runs.in_flight() and not outbox.list(RequestStatus.UNCONFIRMED):
         return "busy: a run is in flight"
     request = outbox.claim(now)
     if request is None:
         return "nothing due"
-    return _submit(request, outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit,
-                   target=target, models=models, policy=policy, now=now)
+    return _submit(request, retrain, now)
 
 
-def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit, target, models,
-            policy: DispatchPolicy, now: float) -> str:
+def _submit(request: RetrainRequest, retrain: RetrainDispatch, now: float) -> str:
+    outbox, audit = retrain.outbox, retrain.audit
     record = audit.get(request.id) or AuditRecord(id=request.id, trigger=request.trigger, function="outbox",
                                                   started_at=request.requested_at)
-    dataset = datasets.get(request.dataset_version)
+    dataset = retrain.datasets.get(request.dataset_version)
     if dataset is None:
         outbox.finish(request.id, RequestStatus.FAILED, error=f"dataset v{request.dataset_version} does not exist")
         audit.finish(record, Outcome.FAILED, f"dataset v{request.dataset_version} does not exist")
@@ -115,12 +107,11 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
                         trigger_id=request.id, attempt=request.attempts,
                         dataset_version=request.dataset_version) as span:
         try:
-            run = request_retrain(dataset, reason=request.reason, record=record, pipeline=pipeline, runs=runs,
-                                  target=target, models=models, parameters=request.parameters or None,
-                                  uploaded_at=request.uploaded_at)
+            run = request_retrain(dataset, reason=request.reason, record=record, retrain=retrain,
+                                  parameters=request.parameters or None, uploaded_at=request.uploaded_at)
         except Exception as exc:
             span.fail(str(exc))
-            return _failed_attempt(request, record, exc, outbox=outbox, audit=audit, policy=policy, now=now)
+            return _failed_attempt(request, record, exc, retrain, now)
         outbox.finish(request.id, RequestStatus.SUBMITTED, run_id=run.run_id)
         record.data["attempts"] = request.attempts
         tries = f" after {request.attempts} attempts" if request.attempts > 1 else ""
@@ -129,8 +120,9 @@ def _submit(request: RetrainRequest, *, outbox, runs, pipeline, datasets, audit,
         return f"submitted {run.run_id}"
 
 
-def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception, *, outbox, audit,
-                    policy: DispatchPolicy, now: float) -> str:
+def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception, retrain: RetrainDispatch,
+                    now: float) -> str:
+    outbox, audit, policy = retrain.outbox, retrain.audit, retrain.policy
     status = getattr(exc, "status", None)
     reason = f"{type(exc).__name__}: {exc}"
     retryable = status is None or status in RETRYABLE
@@ -157,7 +149,8 @@ def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception
     return "failed"
 
 
-def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float | None = None) -> RetrainRequest:
+def retry(request_id: str, *, outbox: RetrainOutbox, audit: AuditLog, policy: DispatchPolicy,
+          now: float | None = None) -> RetrainRequest:
     """A failed request back in the outbox (by hand), with a new deadline."""
     now = time.time() if now is None else now
     request = outbox.get(request_id)
@@ -177,12 +170,13 @@ def retry(request_id: str, *, outbox, audit, policy: DispatchPolicy, now: float 
     return released
 
 
-def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, runs, pipeline, datasets, audit,
-                         target, models, policy: DispatchPolicy, coalesce: bool = False,
-                         parameters: dict | None = None, uploaded_at: float | None = None,
-                         detail: str = "") -> RetrainRequest:
+def request_and_dispatch(record: AuditRecord, dataset: DatasetVersion, retrain: RetrainDispatch, *, reason: str,
+                         coalesce: bool = False, parameters: dict | None = None, uploaded_at: float | None = None,
+                         detail: str = "") -> tuple[RetrainRequest, AuditRecord]:
     """The one path every trigger takes to ask for a retrain: into the outbox, then submitted now if it is due
-    and nothing is in flight. Returns the request as stored afterwards (`submitted`, `pending`, `failed`)."""
+    and nothing is in flight. Returns the request as stored afterwards (`submitted`, `pending`, `failed`) and the
+    trigger's audit record as the dispatcher left it (it writes the outcome)."""
+    policy, audit = retrain.policy, retrain.audit
     request = new_request(record, dataset_version=dataset.version, reason=reason, policy=policy, coalesce=coalesce,
                           parameters=parameters, uploaded_at=uploaded_at, summary=detail)
     record.dataset_version = dataset.version
@@ -192,9 +186,8 @@ def request_and_dispatch(record: AuditRecord, dataset, *, reason: str, outbox, r
                      + (f"; waits {policy.coalesce_s:.0f} s for newer uploads" if coalesce and policy.coalesce_s
                         else "") + "; submitted when nothing is in flight")
     audit.save(record)
-    enqueue(request, outbox=outbox, audit=audit)
+    enqueue(request, outbox=retrain.outbox, audit=audit)
     # No audit write after this point: the dispatcher (this one or another instance's) and a newer request
     # superseding this one write the outcome; a read-modify-write here could undo theirs.
-    dispatch(outbox=outbox, runs=runs, pipeline=pipeline, datasets=datasets, audit=audit, target=target,
-             models=models, policy=policy)
-    return outbox.get(request.id)
+    dispatch(retrain)
+    return retrain.outbox.get(request.id), audit.get(record.id) or record

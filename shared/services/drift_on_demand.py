@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from shared import telemetry
 from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
+from shared.ports import AuditLog, Lease, LeaseClaim, RateLimit, Refusals, Replays
 from shared.services import http_guard
 from shared.services.http_guard import HttpAnswer, Refused, WebhookRequest
 
@@ -33,10 +34,23 @@ class DriftHttpGuard:
     """What admits a request to the route: the webhook secret(s) and replay guard, the refusal log, its own rate."""
 
     secrets: tuple[str, ...]
-    replay: object  # ReplayGuard
-    rate: object | None  # RateLimiter (DRIFT_HTTP_RATE_LIMIT); None: no limit
-    rejections: object | None  # RejectionLog; None: refusals are not counted (tests of the rest)
+    replay: Replays
+    rate: RateLimit | None  # DRIFT_HTTP_RATE_LIMIT; None: no limit
+    rejections: Refusals | None  # None: refusals are not counted (tests of the rest)
     tolerance_s: int = 300
+
+
+@dataclass(frozen=True)
+class DriftOnDemand:
+    """What running a drift check under the lease needs: the route's guard (None: unguarded, for tests of the
+    rest), the lease that keeps one check at a time across instances (None: unguarded), and the audit trail."""
+
+    guard: DriftHttpGuard | None
+    flight: Lease | None
+    audit: AuditLog
+
+
+Check = Callable[[str], AuditRecord]  # runs one drift check under the given audit id
 
 
 def location(audit_id: str) -> str:
@@ -53,7 +67,8 @@ def result_answer(record: AuditRecord) -> HttpAnswer:
     return HttpAnswer(200, json.loads(json.dumps(body, default=str)))
 
 
-def single_flight(flight, run_check: Callable[[str], AuditRecord], *, record_id: str, now: float):
+def single_flight(flight: Lease | None, run_check: Check, *, record_id: str,
+                  now: float) -> tuple[AuditRecord, None] | tuple[None, LeaseClaim]:
     """Run `run_check(record_id)` holding the lease; returns (record, None), or (None, claim) naming the check that
     holds it. `flight=None` runs unguarded."""
     if flight is None:
@@ -67,12 +82,12 @@ def single_flight(flight, run_check: Callable[[str], AuditRecord], *, record_id:
         flight.release(record_id)
 
 
-def drift_check_http(request: WebhookRequest, *, guard: DriftHttpGuard | None, flight, audit,
-                     run_check: Callable[[str], AuditRecord], now: float | None = None,
-                     ) -> tuple[HttpAnswer, AuditRecord | None]:
+def drift_check_http(request: WebhookRequest, on_demand: DriftOnDemand, run_check: Check,
+                     now: float | None = None) -> tuple[HttpAnswer, AuditRecord | None]:
     """Admit, then run one check (see the module docstring). The record is None for a refusal before
     authentication (counted in the caller's aggregate, not audited); every authenticated request has one."""
     now = time.time() if now is None else now
+    guard = on_demand.guard
     with telemetry.span("drift_check_http", kind="server", size=len(request.body)) as span:
         if guard is not None:
             refused = http_guard.admit(request, instance=INSTANCE, secrets=guard.secrets, replay=guard.replay,
@@ -90,7 +105,7 @@ def drift_check_http(request: WebhookRequest, *, guard: DriftHttpGuard | None, f
             else:
                 http_guard.check_rate(guard.rate, request.client, now)
             _no_parameters(request.body)
-            record, claim = single_flight(flight, run_check, record_id=record_id, now=now)
+            record, claim = single_flight(on_demand.flight, run_check, record_id=record_id, now=now)
             if record is None:
                 holder = claim.holder or "unknown"
                 raise Refused(409, f"a drift check is already running (check {holder}, since "
@@ -102,7 +117,7 @@ def drift_check_http(request: WebhookRequest, *, guard: DriftHttpGuard | None, f
                                  source=f"{request.method} {INSTANCE}")
             record.data.update(client=request.client, status=exc.status)
             record.finish(Outcome.REJECTED, f"rejected ({exc.status}): {exc.detail}")
-            audit.save(record)
+            on_demand.audit.save(record)
             span.fail(record.detail)
             span.set(status=exc.status, outcome=Outcome.REJECTED)
             return exc.answer(INSTANCE), record
@@ -123,16 +138,16 @@ def _no_parameters(body: bytes) -> None:
         raise Refused(400, "POST /api/drift-check takes no parameters: send an empty body (or {}), signed")
 
 
-def timer_check(flight, run_check: Callable[[str], AuditRecord], *, audit, past_due: bool = False,
+def timer_check(on_demand: DriftOnDemand, run_check: Check, past_due: bool = False,
                 now: float | None = None) -> AuditRecord:
     """The scheduled check under the same lease; when another check holds it, an audit record says so."""
     now = time.time() if now is None else now
     record_id = new_id("timer-")
-    record, claim = single_flight(flight, run_check, record_id=record_id, now=now)
+    record, claim = single_flight(on_demand.flight, run_check, record_id=record_id, now=now)
     if record is not None:
         return record
     skipped = AuditRecord(id=record_id, trigger="timer", function="drift_timer", started_at=time.time(),
                           source="schedule" + (" (past due)" if past_due else ""))
     skipped.finish(Outcome.SKIPPED, f"skipped: a drift check is already running (check {claim.holder or 'unknown'})")
-    audit.save(skipped)
+    on_demand.audit.save(skipped)
     return skipped

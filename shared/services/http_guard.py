@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, replay_key, verify
+from shared.ports import RateLimit, Refusals, Replays
 
 MAX_BODY = 1024 * 1024  # what the API routes accept (413 above, from Content-Length before the body is read)
 # The Functions host's own cap on every request body (app setting FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, default 100 MB:
@@ -138,7 +139,7 @@ def check_shape(request: WebhookRequest, *, instance: str, media: str | None = "
             raise Refused(415, f"Content-Type must be {media}, got {sent or 'none'!r}", {"Accept-Post": media})
 
 
-def authenticate(request: WebhookRequest, *, secrets: tuple[str, ...], replay, tolerance_s: int, now: float,
+def authenticate(request: WebhookRequest, *, secrets: tuple[str, ...], replay: Replays, tolerance_s: int, now: float,
                  replay_hint: str = "") -> int:
     """The signed timestamp, or Refused: 503 without a configured secret, 401 for a missing, malformed, stale or
     wrong signature and for a replay (the same signed bytes again)."""
@@ -156,7 +157,7 @@ def authenticate(request: WebhookRequest, *, secrets: tuple[str, ...], replay, t
     return timestamp
 
 
-def check_rate(rate, client: str, now: float) -> None:
+def check_rate(rate: RateLimit | None, client: str, now: float) -> None:
     """The route's per-caller rate limit (authenticated callers): 429 with Retry-After when over it."""
     if rate is None or not rate.enabled:
         return
@@ -166,9 +167,9 @@ def check_rate(rate, client: str, now: float) -> None:
                       {"Retry-After": str(decision.retry_after_s)})
 
 
-def admit(request: WebhookRequest, *, instance: str, secrets: tuple[str, ...], replay, rejections,
-          tolerance_s: int, now: float, media: str | None = "application/json", max_body: int = MAX_BODY,
-          replay_hint: str = "") -> HttpAnswer | None:
+def admit(request: WebhookRequest, *, instance: str, secrets: tuple[str, ...], replay: Replays,
+          rejections: Refusals | None, tolerance_s: int, now: float, media: str | None = "application/json",
+          max_body: int = MAX_BODY, replay_hint: str = "") -> HttpAnswer | None:
     """None when the request is authentic (steps 1-3 of the module docstring); otherwise the refusal to answer,
     already counted in the caller's aggregate (`rejections`, a RejectionLog; None: not counted or throttled)."""
     client = request.client

@@ -23,9 +23,10 @@ from urllib.parse import unquote, urlparse
 from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.outcomes import Outcome, RequestStatus
-from shared.domain.records import AuditRecord, new_id
+from shared.domain.records import AuditRecord, DatasetVersion, new_id
+from shared.ports import DatasetLog, Idempotency, IdempotencyKeyError, RateLimit, Refusals, Replays
 from shared.services import http_guard
-from shared.services.dispatch import DispatchPolicy, request_and_dispatch
+from shared.services.dispatch import RetrainDispatch, request_and_dispatch
 from shared.services.http_guard import MAX_BODY, TITLES, HttpAnswer, Refused, WebhookRequest
 from shared.services.retrain import PipelineTarget
 from shared.services.run_queries import request_view
@@ -34,8 +35,10 @@ MAX_TEXT = 200
 FIELDS = ("dataset", "parameters", "reason", "requested_by")
 # A registered dataset version: its row key is the number in 10 digits (shared.adapters.record_stores).
 MAX_DATASET_VERSION = 10**10 - 1
-__all__ = ["MAX_BODY", "TITLES", "HttpAnswer", "WebhookGuard", "WebhookRequest", "problem", "retrain_http"]
+__all__ = ["MAX_BODY", "TITLES", "HttpAnswer", "WebhookGuard", "WebhookIntake", "WebhookRequest", "problem",
+           "retrain_http"]
 INSTANCE = "/api/retrain"
+REPLAY_HINT = " — to retry safely, send the same Idempotency-Key"
 
 
 @dataclass(frozen=True)
@@ -43,37 +46,40 @@ class WebhookGuard:
     """The webhook's shared secret(s) and durable state (shared.adapters.webhook_state)."""
 
     secrets: tuple[str, ...]
-    replay: object  # ReplayGuard
-    rate: object  # RateLimiter
-    idempotency: object  # IdempotencyStore
+    replay: Replays
+    rate: RateLimit
+    idempotency: Idempotency
     tolerance_s: int = 300
-    rejections: object | None = None  # RejectionLog: refusals before authentication (None: each is audited)
+    rejections: Refusals | None = None  # refusals before authentication, counted (None: each is audited)
 
 
-class Rejected(Exception):
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.answer = problem(status, detail, headers)
+@dataclass(frozen=True)
+class WebhookIntake:
+    """What `POST /api/retrain` needs: the guard that admits a request (None: in-process callers and tests of the
+    rest — no signature, replay, rate or idempotency) and the way to ask for a retrain."""
+
+    guard: WebhookGuard | None
+    retrain: RetrainDispatch
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra) -> HttpAnswer:
     return http_guard.problem(status, detail, headers, instance=INSTANCE, **extra)
 
 
-def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None, target: PipelineTarget, datasets,
-                 pipeline, runs, audit, outbox, models=None, dispatch: DispatchPolicy | None = None,
-                 function: str = "retrain_http", now: float | None = None) -> tuple[HttpAnswer, AuditRecord | None]:
-    """`guard=None` skips signature, replay, rate and idempotency (in-process callers and tests of the rest). The
-    retrain goes through `outbox` (single flight, retries), like every trigger's. The record is None for a request
-    refused before it authenticated: that refusal is counted in `guard.rejections`, not audited."""
+def retrain_http(request: WebhookRequest | bytes, intake: WebhookIntake, now: float | None = None,
+                 function: str = "retrain_http") -> tuple[HttpAnswer, AuditRecord | None]:
+    """Admit, parse, then submit through the outbox (single flight, retries), like every trigger's retrain. The
+    record is None for a request refused before it authenticated: that refusal is counted in
+    `guard.rejections`, not audited."""
     if isinstance(request, bytes):
         request = WebhookRequest(request, {"content-type": "application/json"})
     now = time.time() if now is None else now
+    guard = intake.guard
     if guard is not None and guard.rejections is not None:
         with telemetry.span("retrain_http", kind="server", size=len(request.body)) as span:
             refused = http_guard.admit(request, instance=INSTANCE, secrets=guard.secrets, replay=guard.replay,
                                        rejections=guard.rejections, tolerance_s=guard.tolerance_s, now=now,
-                                       replay_hint=" — to retry safely, send the same Idempotency-Key")
+                                       replay_hint=REPLAY_HINT)
             if refused is not None:
                 span.fail(f"refused ({refused.status}) before authentication")
                 span.set(status=refused.status, outcome=Outcome.REJECTED)
@@ -83,54 +89,38 @@ def retrain_http(request: WebhookRequest | bytes, *, guard: WebhookGuard | None,
     record.data["client"] = request.client
     with telemetry.span("retrain_http", kind="server", trigger_id=record.id, size=len(request.body)) as span:
         try:
-            answer = _handle(request, record, guard=guard, target=target, datasets=datasets, pipeline=pipeline,
-                             runs=runs, models=models, now=now, audit=audit, outbox=outbox,
-                             dispatch=dispatch or DispatchPolicy())
-        except Rejected as exc:
-            answer = exc.answer
+            answer, record = _handle(request, record, intake, now)
+        except Refused as exc:
+            answer = exc.answer(INSTANCE)
         if answer.status >= 400:
             outcome = Outcome.FAILED if answer.status >= 500 else Outcome.REJECTED
             record.finish(outcome, f"{outcome} ({answer.status}): {answer.body.get('detail')}")
             span.fail(record.detail)
         record.data["status"] = answer.status
         span.set(status=answer.status, outcome=record.outcome)
-    audit.save(record)
+    intake.retrain.audit.save(record)
     return answer, record
 
 
-def _handle(request: WebhookRequest, record: AuditRecord, *, guard, target, datasets, pipeline, runs, models,
-            now, audit, outbox, dispatch) -> HttpAnswer:
-    body = request.body
+def _handle(request: WebhookRequest, record: AuditRecord, intake: WebhookIntake,
+            now: float) -> tuple[HttpAnswer, AuditRecord]:
+    """Authenticated from here (or unguarded): the per-caller rate, the body, then the one submit path — wrapped
+    in the idempotency record when the caller sent an `Idempotency-Key`. Refusals raise Refused."""
+    guard = intake.guard
     if guard is None or guard.rejections is None:  # otherwise retrain_http admitted it (shared.services.http_guard)
-        _checked(http_guard.check_shape, request, instance=INSTANCE)
+        http_guard.check_shape(request, instance=INSTANCE)
     if guard is not None:
-        _authenticate(request, guard, now)
-    fields = _parse(body, target)
+        if guard.rejections is None:
+            http_guard.authenticate(request, secrets=guard.secrets, replay=guard.replay,
+                                    tolerance_s=guard.tolerance_s, now=now, replay_hint=REPLAY_HINT)
+        http_guard.check_rate(guard.rate, request.client, now)
+    fields = _parse(request.body, intake.retrain.target)
     record.data["requested_by"] = fields.get("requested_by", "")
     record.data["reason"] = fields.get("reason", "")  # the caller's words: audit only, never the pipeline's
-    reason = pipeline_params.Reason.HTTP.value
     key = request.header("idempotency-key") if guard is not None else None
-    deps = dict(target=target, datasets=datasets, pipeline=pipeline, runs=runs, models=models, audit=audit,
-                outbox=outbox, dispatch=dispatch)
-    if key is None:
-        return _submit(fields, reason, record, **deps)
-    return _idempotent(key, fields, reason, record, guard=guard, now=now, **deps)
-
-
-def _checked(check, *args, **kwargs):
-    try:
-        return check(*args, **kwargs)
-    except Refused as exc:
-        raise Rejected(exc.status, exc.detail, exc.headers) from None
-
-
-def _authenticate(request: WebhookRequest, guard: WebhookGuard, now: float) -> None:
-    """Signature and replay (unless http_guard.admit already checked them), then the per-caller rate."""
-    if guard.rejections is None:
-        _checked(http_guard.authenticate, request, secrets=guard.secrets, replay=guard.replay,
-                 tolerance_s=guard.tolerance_s, now=now,
-                 replay_hint=" — to retry safely, send the same Idempotency-Key")
-    _checked(http_guard.check_rate, guard.rate, request.client, now)
+    if guard is None or key is None:
+        return _submit(fields, record, intake.retrain)
+    return _idempotent(key, fields, record, guard.idempotency, intake.retrain, now)
 
 
 def _parse(body: bytes, target: PipelineTarget) -> dict:
@@ -139,40 +129,40 @@ def _parse(body: bytes, target: PipelineTarget) -> dict:
     try:
         request = json.loads(body, parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise Rejected(400, "body is not UTF-8 text") from None
+        raise Refused(400, "body is not UTF-8 text") from None
     except ValueError as exc:  # also NaN/Infinity and integers of more than 4,300 digits
-        raise Rejected(400, f"body is not valid JSON: {pipeline_params.clip(exc, 120)}") from None
+        raise Refused(400, f"body is not valid JSON: {pipeline_params.clip(exc, 120)}") from None
     except RecursionError:
-        raise Rejected(400, "body is not valid JSON: nested too deeply") from None
+        raise Refused(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(request, dict):
-        raise Rejected(400, 'body must be a JSON object like {"dataset": "latest"}')
+        raise Refused(400, 'body must be a JSON object like {"dataset": "latest"}')
     unknown = sorted(set(request) - set(FIELDS))
     if unknown:
-        raise Rejected(400, f"unknown field {pipeline_params.shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
+        raise Refused(400, f"unknown field {pipeline_params.shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
     dataset = request.get("dataset")
     if dataset is None:
-        raise Rejected(400, "field 'dataset' is required: \"latest\", a version (\"3\" or \"v3\") or a blob URI")
+        raise Refused(400, "field 'dataset' is required: \"latest\", a version (\"3\" or \"v3\") or a blob URI")
     if not isinstance(dataset, str) or not dataset.strip():
-        raise Rejected(400, f"field 'dataset' must be a non-empty string, got {pipeline_params.clip(dataset, 50)}")
+        raise Refused(400, f"field 'dataset' must be a non-empty string, got {pipeline_params.clip(dataset, 50)}")
     for name in ("dataset", "reason", "requested_by"):
         value = request.get(name, "")
         if name != "dataset" and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise Rejected(400, f"field {name!r} must be a string of at most {MAX_TEXT} characters")
+            raise Refused(400, f"field {name!r} must be a string of at most {MAX_TEXT} characters")
         if not _storable(value):
-            raise Rejected(400, f"field {name!r} must be Unicode text without lone surrogates or NUL characters")
+            raise Refused(400, f"field {name!r} must be Unicode text without lone surrogates or NUL characters")
     parameters = request.get("parameters", {})
     if not isinstance(parameters, dict):
-        raise Rejected(400, "field 'parameters' must be an object of pipeline parameters")
+        raise Refused(400, "field 'parameters' must be an object of pipeline parameters")
     reserved = sorted(n for n in parameters if n in pipeline_params.PARAMETERS
                       and n not in pipeline_params.CALLER_PARAMETERS)
     if reserved:
         hint = "; use the top-level 'dataset' and 'reason' fields" if reserved[0] in _TOP_LEVEL else ""
-        raise Rejected(400, f"parameters.{reserved[0]} is set by the service, not by the caller; a caller may set "
+        raise Refused(400, f"parameters.{reserved[0]} is set by the service, not by the caller; a caller may set "
                             f"{', '.join(pipeline_params.CALLER_PARAMETERS)}{hint}")
     try:
         request["parameters"] = pipeline_params.validate_caller(parameters, max_time_budget_s=target.max_budget_s)
     except pipeline_params.ParameterError as exc:
-        raise Rejected(400, f"parameters.{exc.name}: {exc.message}") from None
+        raise Refused(400, f"parameters.{exc.name}: {exc.message}") from None
     return request
 
 
@@ -193,96 +183,94 @@ def _storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def _idempotent(key: str, fields: dict, reason: str, record: AuditRecord, *, guard: WebhookGuard, now: float,
-                **deps) -> HttpAnswer:
-    from shared.adapters.webhook_state import IdempotencyKeyError
-
+def _idempotent(key: str, fields: dict, record: AuditRecord, idempotency: Idempotency, retrain: RetrainDispatch,
+                now: float) -> tuple[HttpAnswer, AuditRecord]:
+    """The first answer again for a key seen before; otherwise the submit, its answer stored under the key."""
     request_hash = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     try:
-        started = guard.idempotency.begin(key, request_hash, now)
+        started = idempotency.begin(key, request_hash, now)
     except IdempotencyKeyError as exc:
-        raise Rejected(400, f"header Idempotency-Key: {exc}") from None
+        raise Refused(400, f"header Idempotency-Key: {exc}") from None
     record.data["idempotency"] = started.state
     if started.state == "replay":
         record.finish(Outcome.DUPLICATE, f"Idempotency-Key seen before: the first answer ({started.status}) again")
         headers = {"Idempotent-Replayed": "true"} | ({"Location": started.location} if started.location else {})
-        return HttpAnswer(started.status, started.body, headers)
+        return HttpAnswer(started.status, started.body, headers), record
     if started.state == "conflict":
-        raise Rejected(409, "this Idempotency-Key was used with a different request body in the last 24 h; use a "
-                            "new key for a new request")
+        raise Refused(409, "this Idempotency-Key was used with a different request body in the last 24 h; use a "
+                           "new key for a new request")
     if started.state == "in_progress":
-        raise Rejected(409, "a request with this Idempotency-Key is still being handled; retry in a few seconds",
-                       {"Retry-After": "2"})
+        raise Refused(409, "a request with this Idempotency-Key is still being handled; retry in a few seconds",
+                      {"Retry-After": "2"})
     try:
-        answer = _submit(fields, reason, record, **deps)
-    except Rejected:
-        guard.idempotency.abandon(key, owner=started.owner)  # nothing was started: a retry may go through
+        answer, record = _submit(fields, record, retrain)
+    except Refused:
+        idempotency.abandon(key, owner=started.owner)  # nothing was started: a retry may go through
         raise
     except Exception:
         if not {"queued", "posted"} & record.stages.keys():  # failed before anything was asked for: free the key
-            guard.idempotency.abandon(key, owner=started.owner)
+            idempotency.abandon(key, owner=started.owner)
         raise
-    guard.idempotency.complete(key, answer.status, answer.body, answer.headers.get("Location"), owner=started.owner,
-                               now=now)
-    return answer
+    if answer.status >= 400:  # the pipeline endpoint refused the run for good: a retry may go through
+        idempotency.abandon(key, owner=started.owner)
+        return answer, record
+    idempotency.complete(key, answer.status, answer.body, answer.headers.get("Location"), owner=started.owner,
+                         now=now)
+    return answer, record
 
 
-def _submit(fields: dict, reason: str, record: AuditRecord, *, target, datasets, pipeline, runs, models, audit,
-            outbox, dispatch) -> HttpAnswer:
-    dataset = resolve_dataset(fields["dataset"], datasets)
-    busy = [r for r in runs.in_flight() if r.dataset_version == dataset.version]
+def _submit(fields: dict, record: AuditRecord, retrain: RetrainDispatch) -> tuple[HttpAnswer, AuditRecord]:
+    """The one submit path: refused (409) while a retrain of the same version is in flight or queued; else into the
+    outbox. Returns the answer and the audit record as the dispatcher left it."""
+    dataset = resolve_dataset(fields["dataset"], retrain.datasets)
+    busy = [r for r in retrain.runs.in_flight() if r.dataset_version == dataset.version]
     if busy:
-        raise Rejected(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
-                            f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
-    waiting = [r for r in outbox.list(RequestStatus.PENDING) + outbox.list(RequestStatus.SUBMITTING)
+        raise Refused(409, f"a retrain of dataset v{dataset.version} is already in flight (run "
+                           f"{busy[-1].run_id}, {busy[-1].status})", {"Location": f"/api/runs/{busy[-1].run_id}"})
+    waiting = [r for r in retrain.outbox.list(RequestStatus.PENDING) + retrain.outbox.list(RequestStatus.SUBMITTING)
                if r.dataset_version == dataset.version]
     if waiting:
-        raise Rejected(409, f"a retrain of dataset v{dataset.version} is already queued (request {waiting[-1].id})",
-                       {"Location": f"/api/runs/{waiting[-1].id}"})
-    stored = request_and_dispatch(record, dataset, reason=reason, outbox=outbox, runs=runs, pipeline=pipeline,
-                                  datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
-                                  parameters=fields["parameters"])
-    record.__dict__.update((audit.get(record.id) or record).__dict__)  # the dispatcher wrote the outcome
+        raise Refused(409, f"a retrain of dataset v{dataset.version} is already queued (request {waiting[-1].id})",
+                      {"Location": f"/api/runs/{waiting[-1].id}"})
+    stored, record = request_and_dispatch(record, dataset, retrain, reason=pipeline_params.Reason.HTTP.value,
+                                          parameters=fields["parameters"])
     if stored.status == RequestStatus.SUBMITTED:
-        return _accepted(runs.get(stored.run_id), record)
+        run = retrain.runs.get(stored.run_id)
+        return HttpAnswer(202, {**asdict(run), "id": run.run_id, "audit_id": record.id},
+                          {"Location": f"/api/runs/{run.run_id}"}), record
     if stored.status == RequestStatus.FAILED:  # refused for good (a 4xx from the pipeline endpoint)
-        raise Rejected(502, f"the pipeline endpoint did not accept the run: {stored.last_error}")
+        return problem(502, f"the pipeline endpoint did not accept the run: {stored.last_error}"), record
     location = f"/api/runs/{stored.id}"  # queued: names the run once submitted
-    return HttpAnswer(202, {**request_view(stored, target.experiment), "id": stored.id, "audit_id": record.id},
-                      {"Location": location})
+    return HttpAnswer(202, {**request_view(stored, retrain.target.experiment), "id": stored.id,
+                            "audit_id": record.id}, {"Location": location}), record
 
 
-def _accepted(run, record: AuditRecord) -> HttpAnswer:
-    return HttpAnswer(202, {**asdict(run), "id": run.run_id, "audit_id": record.id},
-                      {"Location": f"/api/runs/{run.run_id}"})
-
-
-def resolve_dataset(ref: str, datasets):
+def resolve_dataset(ref: str, datasets: DatasetLog) -> DatasetVersion:
     """"latest", "3" / "v3", or the URI of a blob: a registered version's blob, or an upload's blob once the blob
     trigger has registered it."""
     text = ref.strip()
     if text.lower() == "latest":
         found = datasets.latest()
         if found is None:
-            raise Rejected(404, "no dataset version is registered yet; upload a file first")
+            raise Refused(404, "no dataset version is registered yet; upload a file first")
         return found
     number = text.lower().removeprefix("v")
     if number.isascii() and number.isdigit():  # ASCII only: "²".isdigit() is True and int("²") fails
         digits = number.lstrip("0") or "0"
         version = int(digits) if len(digits) <= len(str(MAX_DATASET_VERSION)) else MAX_DATASET_VERSION + 1
         if not 1 <= version <= MAX_DATASET_VERSION:
-            raise Rejected(400, f"field 'dataset': a version is a number from 1 to {MAX_DATASET_VERSION}, got "
+            raise Refused(400, f"field 'dataset': a version is a number from 1 to {MAX_DATASET_VERSION}, got "
                                 f"{pipeline_params.shown(text)}")
         found = datasets.get(version)
         if found is None:
-            raise Rejected(404, f"dataset version {pipeline_params.clip(text)} does not exist")
+            raise Refused(404, f"dataset version {pipeline_params.clip(text)} does not exist")
         return found
     try:
         uri = urlparse(text)
     except ValueError:  # e.g. an unbalanced '[' in the host
         uri = None
     if uri is None or uri.scheme not in ("http", "https") or not uri.path.strip("/"):
-        raise Rejected(400, f"field 'dataset' must be \"latest\", a version (\"3\" or \"v3\") or a blob URI "
+        raise Refused(400, f"field 'dataset' must be \"latest\", a version (\"3\" or \"v3\") or a blob URI "
                             f"(https://<account>.blob.core.windows.net/<container>/<path>), got "
                             f"{pipeline_params.shown(text[:80])}")
     path = unquote(uri.path).strip("/")
@@ -290,5 +278,5 @@ def resolve_dataset(ref: str, datasets):
         for blob in (f"{version.container}/{version.path}", version.source_blob):
             if path == blob or path.endswith("/" + blob):
                 return version
-    raise Rejected(404, f"no registered dataset version has the blob {pipeline_params.shown(path[:120])}; upload "
+    raise Refused(404, f"no registered dataset version has the blob {pipeline_params.shown(path[:120])}; upload "
                         "it to the incoming container first (the blob trigger validates and registers it)")

@@ -8,15 +8,16 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.adapters.scoring import DeploymentError
 from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
-from shared.services.on_run_completed import deploy_version, smoke_records
+from shared.ports import DeploymentError
+from shared.services.on_run_completed import Deployment, deploy_version, smoke_records
 
 log = logging.getLogger(__name__)
 
 
-def promote(version: int, *, models, deployer, scorer, datasets, audit, requested_by: str = "cli") -> AuditRecord:
+def promote(version: int, deployment: Deployment, requested_by: str = "cli") -> AuditRecord:
+    models, audit = deployment.models, deployment.audit
     record = AuditRecord(id=new_id("cli-"), trigger="cli", function="promote", started_at=time.time(),
                          source=f"retrain promote {version} ({requested_by})", model_version=version)
     model = models.get(version)
@@ -28,8 +29,8 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
     record.data["replaced"] = live.version if live else None
     audit.save(record)
     try:
-        result = deploy_version(model, deployer=deployer, scorer=scorer, models=models,
-                                samples=smoke_records(datasets, model.dataset_version), record=record)
+        result = deploy_version(model, deployment, samples=smoke_records(deployment.datasets, model.dataset_version),
+                                record=record)
     except Exception as exc:
         log.exception("promote of v%s failed", version)
         return audit.finish(record, Outcome.FAILED, f"promote of v{version} failed: {exc}")
@@ -39,9 +40,10 @@ def promote(version: int, *, models, deployer, scorer, datasets, audit, requeste
                 + (f", replacing v{live.version}" if live else ""))
 
 
-def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "cli") -> AuditRecord:
+def rollback(deployment: Deployment, requested_by: str = "cli") -> AuditRecord:
     """Back to the model that was live before the current one: instantly when the endpoint still holds it in its
     other slot, otherwise by deploying it again."""
+    models, audit = deployment.models, deployment.audit
     record = AuditRecord(id=new_id("cli-"), trigger="cli", function="rollback", started_at=time.time(),
                          source=f"retrain rollback ({requested_by})")
     live, previous = models.live(), models.previous_live()
@@ -52,7 +54,7 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
     record.data["replaced"] = live.version if live else None
     audit.save(record)
     try:
-        answer = deployer.rollback(from_version=live.version if live else None)
+        answer = deployment.deployer.rollback(from_version=live.version if live else None)
         record.data["rollback"] = answer
         back_to = answer.get("rolled_back_to") or answer.get("deployed")  # local slot switch / Azure redeploy
         if str(back_to) == str(previous.version):
@@ -65,8 +67,8 @@ def rollback(*, models, deployer, scorer, datasets, audit, requested_by: str = "
     except DeploymentError as exc:
         record.data["rollback_error"] = str(exc)
     try:
-        result = deploy_version(previous, deployer=deployer, scorer=scorer, models=models,
-                                samples=smoke_records(datasets, previous.dataset_version), record=record)
+        result = deploy_version(previous, deployment,
+                                samples=smoke_records(deployment.datasets, previous.dataset_version), record=record)
     except Exception as exc:
         log.exception("rollback to v%s failed", previous.version)
         return audit.finish(record, Outcome.FAILED, f"rollback to v{previous.version} failed: {exc}")

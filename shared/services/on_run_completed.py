@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -16,7 +16,7 @@ from shared import telemetry
 from shared.domain import schema
 from shared.domain.outcomes import Outcome, RunStatus
 from shared.domain.promotion import Decision, PromotionPolicy, decide
-from shared.domain.records import AuditRecord, ModelVersion, new_id
+from shared.domain.records import AuditRecord, ModelVersion, RunRecord, new_id
 from shared.domain.run_events import (
     EventError,
     RunEnd,
@@ -26,11 +26,48 @@ from shared.domain.run_events import (
     status_outcome,
     topic_problem,
 )
+from shared.ports import AuditLog, DatasetLog, Deployer, ModelLog, PipelineClient, RunLog, Scorer
 from shared.scoring.model_digest import same_digest
 
 log = logging.getLogger(__name__)
 
 SMOKE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a deployment needs (automatic, or a person's promote/rollback): the registry that says what is live,
+    the deployer that switches slots, the scorer that proves the endpoint answers (None: not checked), the
+    datasets the smoke records come from, and the audit trail."""
+
+    models: ModelLog
+    deployer: Deployer
+    scorer: Scorer | None
+    datasets: DatasetLog
+    audit: AuditLog
+
+
+@dataclass(frozen=True)
+class RunCompletion:
+    """What finishing a pipeline run needs: the runs we submitted, the pipeline to confirm and read them, the
+    promotion policy, the deployment, and the workspace whose events are believed (AZUREML_WORKSPACE_ID)."""
+
+    runs: RunLog
+    pipeline: PipelineClient
+    deployment: Deployment
+    policy: PromotionPolicy = field(default_factory=PromotionPolicy)
+    workspace_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveredEvent:
+    """An Event Grid event as the trigger hands it over (no azure.functions here)."""
+
+    id: str
+    event_type: str
+    subject: str
+    data: dict
+    topic: str | None = None
 
 
 def model_location(outputs: dict) -> str:
@@ -42,7 +79,7 @@ def model_location(outputs: dict) -> str:
     return unquote(parts.path) if parts.scheme == "file" else uri
 
 
-def smoke_records(datasets, dataset_version: int, rows: int = SMOKE_ROWS) -> list[dict]:
+def smoke_records(datasets: DatasetLog, dataset_version: int, rows: int = SMOKE_ROWS) -> list[dict]:
     """Real records from the data the model was trained on, without the label."""
     dataset = datasets.get(dataset_version)
     if dataset is None:
@@ -61,10 +98,8 @@ class EventNotConfirmed(RuntimeError):
     finishes it from the pipeline's own status once the pipeline answers."""
 
 
-def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict, runs, pipeline, models,
-                     deployer, scorer, datasets, audit, policy: PromotionPolicy | None = None,
-                     function: str = "run_completed", topic: str | None = None,
-                     workspace_id: str = "") -> AuditRecord:
+def on_run_completed(delivered: DeliveredEvent, completion: RunCompletion,
+                     function: str = "run_completed") -> AuditRecord:
     """Event Grid entry: at-least-once and unordered delivery; a run is finished by the first event that claims
     it, later ones are recorded as duplicates, runs this service did not submit are ignored.
 
@@ -72,27 +107,29 @@ def on_run_completed(*, event_id: str, event_type: str, subject: str, data: dict
     AZUREML_WORKSPACE_ID), and a terminal status it claims must be what the pipeline's run GET says before any
     run record changes. A forged or stale claim is recorded as `rejected_event` and changes nothing, so the real
     completion (its event, or the reconcile timer) is still handled."""
+    audit = completion.deployment.audit
     record = AuditRecord(id=new_id("evt-"), trigger="eventgrid", function=function, started_at=time.time(),
-                         source=f"{event_type} {subject}")
-    record.data["event_id"] = event_id
-    problem = topic_problem(topic, workspace_id)
+                         source=f"{delivered.event_type} {delivered.subject}")
+    record.data["event_id"] = delivered.id
+    problem = topic_problem(delivered.topic, completion.workspace_id)
     if problem is not None:
-        log.warning("run event %s ignored: %s", event_id, problem)
+        log.warning("run event %s ignored: %s", delivered.id, problem)
         return audit.finish(record, Outcome.FOREIGN_TOPIC, f"ignored: {problem}")
     try:
-        event = parse_run_event(event_id=event_id, event_type=event_type, subject=subject, data=data)
+        event = parse_run_event(event_id=delivered.id, event_type=delivered.event_type, subject=delivered.subject,
+                                data=delivered.data)
     except EventError as exc:
         return audit.finish(record, Outcome.IGNORED, f"ignored: {exc}")
-    if event.outcome != RunEnd.IGNORE and runs.get(event.run_id) is not None:
-        confirmed = _confirmed(event, record, pipeline=pipeline, audit=audit)
+    if event.outcome != RunEnd.IGNORE and completion.runs.get(event.run_id) is not None:
+        confirmed = _confirmed(event, record, pipeline=completion.pipeline, audit=audit)
         if isinstance(confirmed, AuditRecord):
             return confirmed
         event = confirmed
-    return finish_run(event, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer, scorer=scorer,
-                      datasets=datasets, audit=audit, policy=policy)
+    return finish_run(event, record, completion)
 
 
-def _confirmed(event: RunEvent, record: AuditRecord, *, pipeline, audit) -> RunEvent | AuditRecord:
+def _confirmed(event: RunEvent, record: AuditRecord, *, pipeline: PipelineClient,
+               audit: AuditLog) -> RunEvent | AuditRecord:
     """The event as the pipeline confirms it (status and error from the run GET, never from the event), or the
     finished audit record of an event that is not confirmed (nothing else changed)."""
     record.run_id = event.run_id
@@ -127,9 +164,9 @@ def run_error(raw: dict) -> str:
     return str(error)[:500] or "run ended without completing"
 
 
-def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets, audit,
-               policy: PromotionPolicy | None = None) -> AuditRecord:
+def finish_run(event: RunEvent, record: AuditRecord, completion: RunCompletion) -> AuditRecord:
     """Shared by the event handler and the reconcile timer (which builds `event` from the run's status)."""
+    runs, audit = completion.runs, completion.deployment.audit
     record.run_id = event.run_id
     if event.outcome == RunEnd.IGNORE:
         return audit.finish(record, Outcome.IGNORED, f"ignored: run status {event.status} ends nothing")
@@ -145,8 +182,7 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
     with telemetry.span("run_completed", kind="consumer", parent={"traceparent": run.traceparent},
                         run_id=run.run_id, dataset_version=run.dataset_version, status=event.status,
                         via=event.event_type) as span:
-        done = _complete(event, run, record, runs=runs, pipeline=pipeline, models=models, deployer=deployer,
-                         scorer=scorer, datasets=datasets, audit=audit, policy=policy)
+        done = _complete(event, run, record, completion)
         span.set(outcome=done.outcome, model_version=done.model_version)
         if done.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK):
             span.fail(done.detail)
@@ -156,8 +192,9 @@ def finish_run(event: RunEvent, record: AuditRecord, *, runs, pipeline, models, 
     return done
 
 
-def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, models, deployer, scorer, datasets,
-              audit, policy: PromotionPolicy | None) -> AuditRecord:
+def _complete(event: RunEvent, run: RunRecord, record: AuditRecord, completion: RunCompletion) -> AuditRecord:
+    runs, deployment = completion.runs, completion.deployment
+    models, audit = deployment.models, deployment.audit
     try:
         if event.outcome == RunEnd.FAILED:
             detail = str(event.properties.get("error") or event.status)
@@ -165,7 +202,7 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
             return audit.finish(record, Outcome.FAILED, f"run {event.status.lower()}: {detail}; nothing deployed")
 
         with telemetry.span("register_model"):
-            finished = pipeline.get_run(event.run_id)
+            finished = completion.pipeline.get_run(event.run_id)
             model_dir = model_location(finished.outputs)
             metrics = dict(finished.outputs.get("metrics") or {})
             model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
@@ -176,7 +213,7 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
 
         with telemetry.span("evaluate", model_version=model.version) as span:
             live = models.live()
-            decision = compare(policy or PromotionPolicy(), metrics, live)
+            decision = compare(completion.policy, metrics, live)
             span.set(decision=decision.outcome, live_version=live.version if live else None,
                      challenger_auc=(decision.challenger or {}).get("auc"),
                      champion_auc=(decision.champion or {}).get("auc"))
@@ -189,8 +226,8 @@ def _complete(event: RunEvent, run, record: AuditRecord, *, runs, pipeline, mode
                         f"kept v{live.version if live else '-'} live; new model v{model.version} not deployed: "
                         f"{decision.reason}")
 
-        result = deploy_version(model, deployer=deployer, scorer=scorer, models=models,
-                                samples=smoke_records(datasets, run.dataset_version), record=record)
+        result = deploy_version(model, deployment, samples=smoke_records(deployment.datasets, run.dataset_version),
+                                record=record)
         if result["outcome"] != Outcome.DEPLOYED:
             _set_run(runs, run, RunStatus.ROLLED_BACK, result["detail"], model_version=model.version)
             return audit.finish(record, result["outcome"], result["detail"])
@@ -237,10 +274,11 @@ def _with_basis(decision: Decision, basis: str) -> Decision:
                     decision.champion)
 
 
-def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: list[dict],
+def deploy_version(model: ModelVersion, deployment: Deployment, *, samples: list[dict],
                    record: AuditRecord) -> dict[str, Any]:
     """Blue/green deploy (the deployer smoke-tests the idle slot and switches), then check that the endpoint
     answers with the new version; if it does not, switch back. Returns {"outcome", "detail"}."""
+    deployer, scorer = deployment.deployer, deployment.scorer
     with telemetry.span("deploy", model_version=model.version) as span:
         answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples,
                                  digest=model.digest)  # a local endpoint loads the folder only with this content
@@ -264,11 +302,11 @@ def deploy_version(model: ModelVersion, *, deployer, scorer, models, samples: li
                     "detail": f"model v{model.version} failed its check after the switch ({exc}); "
                               f"rolled back to v{back.get('rolled_back_to') or back.get('deployed')}"}
     record.stage("serving")
-    models.set_live(model.version)
+    deployment.models.set_live(model.version)
     return {"outcome": Outcome.DEPLOYED, "detail": ""}
 
 
-def _set_run(runs, run, status: RunStatus, detail: str, *, model_version: int | None = None) -> None:
+def _set_run(runs: RunLog, run: RunRecord, status: RunStatus, detail: str, *, model_version: int | None = None) -> None:
     run.status, run.detail, run.finished_at = status, detail, time.time()
     if model_version is not None:
         run.model_version = model_version

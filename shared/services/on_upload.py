@@ -14,8 +14,8 @@ from shared.domain.blob_names import BlobNameProblem, explain, name_digest, name
 from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
-from shared.services.dispatch import DispatchPolicy, request_and_dispatch
-from shared.services.retrain import PipelineTarget
+from shared.ports import QuarantineArea
+from shared.services.dispatch import RetrainDispatch, request_and_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,17 @@ class UploadLimits:
     max_bytes: int
 
 
-def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
-              pipeline, runs, audit, outbox, models=None, dispatch: DispatchPolicy = DispatchPolicy(),
-              function: str = "blob_upload") -> AuditRecord:
+@dataclass(frozen=True)
+class UploadIntake:
+    """What an upload needs: the limits it is validated against, the quarantine for refused files, and the way
+    to ask for a retrain (whose stores also register the dataset version and keep the audit record)."""
+
+    limits: UploadLimits
+    quarantine: QuarantineArea
+    retrain: RetrainDispatch
+
+
+def on_upload(blob: UploadedBlob, intake: UploadIntake, function: str = "blob_upload") -> AuditRecord:
     """A valid upload becomes a dataset version (or a `duplicate of vN`) and a retrain request in the outbox,
     submitted after the coalescing window when nothing is in flight (`shared.services.dispatch`)."""
     container, _, name = blob.name.partition("/")
@@ -44,22 +52,20 @@ def on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarge
     label = blob.name if problem is None else f"{container}/{shown(name)}"
     with telemetry.span("blob_upload", kind="consumer", blob=label, etag=blob.etag, size=len(blob.data)) as span:
         if problem is not None:
-            record = _refuse_name(blob, container, name, problem, quarantine=quarantine, audit=audit,
-                                  function=function)
+            record = _refuse_name(blob, container, name, problem, intake, function)
         else:
-            record = _on_upload(blob, limits=limits, target=target, datasets=datasets, quarantine=quarantine,
-                                pipeline=pipeline, runs=runs, audit=audit, outbox=outbox, models=models,
-                                dispatch=dispatch, function=function)
+            record = _register(blob, intake, function)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
         if record.outcome == Outcome.REJECTED:
             span.fail(record.detail)
     return record
 
 
-def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNameProblem, *, quarantine, audit,
+def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNameProblem, intake: UploadIntake,
                  function: str) -> AuditRecord:
     """A name the storage calls must not use: the content the trigger handed over is kept under the name's hash
     with the reason; the name is not used in any path, read or delete (the blob stays in `container`)."""
+    audit = intake.retrain.audit
     label = shown(name)
     digest = name_digest(name)
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
@@ -74,15 +80,16 @@ def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNam
               "container": container, "problem": problem.value, "errors": [explain(problem)],
               "etag": blob.etag[:100], "bytes": len(blob.data), "rejected_at": time.time(), "audit_id": record.id,
               "source": left}
-    where = quarantine.put_refused_name(digest, record.id, blob.data, reason, metadata={
+    where = intake.quarantine.put_refused_name(digest, record.id, blob.data, reason, metadata={
         "reason": problem.value, "blob_name_sha256": digest, "blob_name": label, "audit_id": record.id})
     record.data.update(quarantined_to=where, blob_name_sha256=digest, name_problem=problem.value)
     log.warning("upload %s/%s refused (%s) and kept as %s", container, label, problem.value, where)
     return audit.finish(record, Outcome.REJECTED, f"rejected: {explain(problem)}; quarantined as {where}; {left}")
 
 
-def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarget, datasets, quarantine,
-               pipeline, runs, audit, outbox, models, dispatch: DispatchPolicy, function: str) -> AuditRecord:
+def _register(blob: UploadedBlob, intake: UploadIntake, function: str) -> AuditRecord:
+    """Validate, register the dataset version (or find it is a duplicate), ask for a retrain."""
+    audit, datasets = intake.retrain.audit, intake.retrain.datasets
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
                          source=blob.name)
     if blob.uploaded_at:
@@ -90,13 +97,13 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
     record.stage("seen")
     audit.save(record)
 
-    result = validate_csv(blob.data, min_rows=limits.min_rows, max_bytes=limits.max_bytes)
+    result = validate_csv(blob.data, min_rows=intake.limits.min_rows, max_bytes=intake.limits.max_bytes)
     if not result.ok:
         reason = {"blob": blob.name, "etag": blob.etag, "rejected_at": time.time(), "errors": result.errors,
                   "details": result.details(),
                   "warnings": result.warnings, "audit_id": record.id,
                   "dialect": result.dialect.name if result.dialect else None}
-        where = quarantine.put(blob.name, blob.data, reason)
+        where = intake.quarantine.put(blob.name, blob.data, reason)
         record.data["quarantined_to"] = where
         record.finish(Outcome.REJECTED, f"rejected: {result.reason()}")
         audit.save(record)
@@ -121,12 +128,11 @@ def _on_upload(blob: UploadedBlob, *, limits: UploadLimits, target: PipelineTarg
     record.dataset_version = dataset.version
     record.stage("registered")
     audit.save(record)
-    if any(r.dataset_version == dataset.version for r in outbox.list()):
+    if any(r.dataset_version == dataset.version for r in intake.retrain.outbox.list()):
         # the host retried this blob after a crash: its version and request already exist
         return audit.finish(record, Outcome.DUPLICATE, f"v{dataset.version} was already registered and queued for this "
                                                  "blob (a retried trigger)")
-    request_and_dispatch(record, dataset, reason="upload", outbox=outbox, runs=runs, pipeline=pipeline,
-                         datasets=datasets, audit=audit, target=target, models=models, policy=dispatch,
-                         coalesce=True, uploaded_at=blob.uploaded_at,
-                         detail=f"dataset v{dataset.version} ({result.rows} rows, {result.dialect.name})")
-    return audit.get(record.id) or record
+    _, record = request_and_dispatch(record, dataset, intake.retrain, reason="upload", coalesce=True,
+                                     uploaded_at=blob.uploaded_at,
+                                     detail=f"dataset v{dataset.version} ({result.rows} rows, {result.dialect.name})")
+    return record

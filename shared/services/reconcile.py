@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 
 from shared.domain.outcomes import Outcome, PipelineStatus, RunStatus
-from shared.domain.promotion import PromotionPolicy
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.run_events import RunEvent
-from shared.services.on_run_completed import finish_run, run_error
+from shared.ports import AuditLog, RetrainOutbox
+from shared.services.on_run_completed import RunCompletion, finish_run, run_error
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ class ReconcileLimits:
     stale_handling_s: float = 900.0  # a completion that has not finished by then died
 
 
-def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit, limits: ReconcileLimits,
-                   policy: PromotionPolicy | None = None, past_due: bool = False, now: float | None = None,
-                   function: str = "reconcile_timer") -> AuditRecord:
+def reconcile_runs(completion: RunCompletion, limits: ReconcileLimits, *, past_due: bool = False,
+                   now: float | None = None, function: str = "reconcile_timer") -> AuditRecord:
     now = time.time() if now is None else now
+    runs = completion.runs
     record = AuditRecord(id=new_id("tmr-"), trigger="timer", function=function, started_at=time.time(),
                          source="reconcile" + (" (past due)" if past_due else ""))
     counts = {"checked": 0, "finished": 0, "timed_out": 0, "released": 0, "still_running": 0, "errors": 0}
@@ -47,7 +47,7 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
             continue
         counts["checked"] += 1
         try:
-            status = pipeline.get_run(run.run_id)
+            status = completion.pipeline.get_run(run.run_id)
         except Exception as exc:  # one unreachable run must not stop the pass
             counts["errors"] += 1
             log.warning("reconcile: status of run %s unavailable: %s", run.run_id, exc)
@@ -68,17 +68,17 @@ def reconcile_runs(*, runs, pipeline, models, deployer, scorer, datasets, audit,
             continue
         child = AuditRecord(id=new_id("tmr-"), trigger="timer", function=function, started_at=time.time(),
                             source=f"reconcile {run.run_id} ({status.status})")
-        done = finish_run(event, child, runs=runs, pipeline=pipeline, models=models, deployer=deployer,
-                          scorer=scorer, datasets=datasets, audit=audit, policy=policy)
+        done = finish_run(event, child, completion)
         counts["finished"] += done.outcome not in (Outcome.DUPLICATE, Outcome.IGNORED)
         finished.append({"run_id": run.run_id, "outcome": done.outcome, "audit_id": done.id})
     record.data.update(counts=counts, runs=finished)
     record.finish(Outcome.RECONCILED, ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing in flight")
-    audit.save(record)
+    completion.deployment.audit.save(record)
     return record
 
 
-def close_interrupted(*, audit, outbox, now: float | None = None, older_than_s: float = 900.0) -> int:
+def close_interrupted(*, audit: AuditLog, outbox: RetrainOutbox, now: float | None = None,
+                      older_than_s: float = 900.0) -> int:
     """Audit records a killed invocation left open — `in_progress`, or `queued` with no request in the outbox (it
     died between the two writes) — ended `interrupted`, so every trigger ends in an outcome (the host retried the
     trigger itself; its retry wrote its own record)."""

@@ -7,6 +7,9 @@ import re
 from dataclasses import asdict
 
 from shared.domain.outcomes import Outcome, RequestStatus, RunStatus
+from shared.domain.records import AuditRecord
+from shared.domain.retrain_request import RetrainRequest
+from shared.ports import AuditLog, ModelLog, RetrainOutbox, RunLog
 from shared.services.http_guard import HttpAnswer, problem
 
 LIMIT_DEFAULT = 50
@@ -19,7 +22,7 @@ REQUEST_STATUS = {RequestStatus.PENDING: RunStatus.QUEUED, RequestStatus.SUBMITT
                   RequestStatus.SUPERSEDED: RunStatus.SUPERSEDED, RequestStatus.FAILED: RunStatus.FAILED}
 
 
-def request_view(request, experiment: str) -> dict:
+def request_view(request: RetrainRequest, experiment: str) -> dict:
     """A retrain request not (yet) submitted, in the run record's shape: `run_id` is the request's id until the
     pipeline run exists; `status` Queued, Superseded or Failed; `detail` says why."""
     if request.status == RequestStatus.SUPERSEDED:
@@ -41,7 +44,7 @@ def request_view(request, experiment: str) -> dict:
 AUDIT_STATUS = {o: RunStatus.RUNNING for o in Outcome if o.is_open}
 
 
-def audit_view(record, experiment: str = "") -> dict:
+def audit_view(record: AuditRecord, experiment: str = "") -> dict:
     """A trigger's audit record (e.g. a drift check) in the run record's shape, so the `Location` of a running
     drift check (`/api/runs/{audit id}`) answers: `status` Running while it runs, then its outcome; `run_id` is
     the audit id, `submitted_run` the pipeline run it submitted (if any)."""
@@ -53,7 +56,8 @@ def audit_view(record, experiment: str = "") -> dict:
             "submitted_run": record.run_id}
 
 
-def get_run(run_id: str, *, runs, outbox=None, experiment: str = "", audit=None) -> HttpAnswer:
+def get_run(run_id: str, *, runs: RunLog, outbox: RetrainOutbox | None = None, experiment: str = "",
+            audit: AuditLog | None = None) -> HttpAnswer:
     """A submitted run, or a request still in (or ended in) the outbox: `Location` answers of queued requests
     point at the request's id, which then names its run once submitted. With `audit`, an audit id (a drift
     check's `Location`) answers its record in the run's shape (audit_view)."""
@@ -87,7 +91,7 @@ def parse_limit(text: str | None) -> int | HttpAnswer:
                    invalid_params=[{"name": "limit", "reason": reason}])
 
 
-def list_runs(*, runs, limit: int | str | None = LIMIT_DEFAULT, status: str | None = None) -> HttpAnswer:
+def list_runs(*, runs: RunLog, limit: int | str | None = LIMIT_DEFAULT, status: str | None = None) -> HttpAnswer:
     """Newest first, at most `limit` (validated: see parse_limit), only `status` when given (case-insensitive)."""
     if not (isinstance(limit, int) and LIMIT_MIN <= limit <= LIMIT_MAX):
         limit = parse_limit(None if limit is None else str(limit))
@@ -108,7 +112,7 @@ def _finite(value):
     return value
 
 
-def list_models(*, models) -> HttpAnswer:
+def list_models(*, models: ModelLog) -> HttpAnswer:
     """Every registered version, oldest first, each with whether it is live, and the live version (null: none).
     `model_dir` (where the model is stored) is left out: a storage location, not part of the API."""
     live = models.live()

@@ -16,8 +16,8 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.quarantine import Quarantine
 from shared.bootstrap import build_stores
 from shared.domain.blob_names import name_digest, shown
-from shared.services.dispatch import DispatchPolicy
-from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
+from shared.services.dispatch import DispatchPolicy, RetrainDispatch
+from shared.services.on_upload import UploadedBlob, UploadIntake, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings
 from tests.raw_blob import put_raw
@@ -44,9 +44,10 @@ def env(azurite):
     stores = build_stores(settings)
     outbox = Outbox(storage.ensure_table(storage.table_service(settings), f"outbox{suffix}"))
     return {"plain": plain, "connection": azurite, "incoming": incoming, "quarantine": quarantine, "requests": requests,
-            "services": {"quarantine": Quarantine(recording, quarantine), "datasets": stores.datasets,
-                         "runs": stores.runs, "audit": stores.audit, "outbox": outbox,
-                         "dispatch": DispatchPolicy(coalesce_s=0)},
+            # no pipeline: a refused name never gets as far as asking for a retrain
+            "intake": UploadIntake(limits=LIMITS, quarantine=Quarantine(recording, quarantine), retrain=RetrainDispatch(
+                outbox=outbox, runs=stores.runs, pipeline=None, datasets=stores.datasets, audit=stores.audit,
+                models=stores.models, target=TARGET, policy=DispatchPolicy(coalesce_s=0))),
             "stores": stores}
 
 
@@ -88,7 +89,7 @@ def assert_quarantined(env, record, name: str, data: bytes, problem: str) -> Non
     if shown(name) != name:
         assert json.dumps(name)[1:-1] not in text  # the raw name is nowhere, not even JSON-escaped
     assert env["stores"].datasets.list() == [] and env["stores"].runs.list() == []
-    assert env["services"]["outbox"].list() == []
+    assert env["intake"].retrain.outbox.list() == []
 
 
 @pytest.mark.parametrize("name, sibling", [("a/../b.csv", "b.csv"), ("./x.csv", "x.csv"), ("a/./c.csv", "a/c.csv"),
@@ -103,8 +104,7 @@ def test_dot_segment_names_are_quarantined_under_their_hash_and_nothing_else_is_
         assert name in listed
     else:  # Azurite refuses a name that climbs out of the container: the trigger would never see it
         assert name.startswith("../") and status == 400
-    record = on_upload(handed_over(env["incoming"], name, b"payload of " + name.encode()), limits=LIMITS,
-                       target=TARGET, pipeline=None, **env["services"])
+    record = on_upload(handed_over(env["incoming"], name, b"payload of " + name.encode()), env["intake"])
     assert_quarantined(env, record, name, b"payload of " + name.encode(), "dot_segment")
     assert siblings(env, before) == before  # the blob the normalised URL would have reached: not read, not changed
     after = [b.name for b in env["plain"].get_container_client(env["incoming"]).list_blobs()]
@@ -117,8 +117,7 @@ def test_dot_segment_names_are_quarantined_under_their_hash_and_nothing_else_is_
 def test_other_refused_names_stored_in_azurite_are_quarantined_and_left_in_place(env, name, problem):
     client = env["plain"].get_blob_client(env["incoming"], name)
     client.upload_blob(b"x,y\n1,2\n")
-    record = on_upload(handed_over(env["incoming"], name, b"x,y\n1,2\n"), limits=LIMITS, target=TARGET,
-                       pipeline=None, **env["services"])
+    record = on_upload(handed_over(env["incoming"], name, b"x,y\n1,2\n"), env["intake"])
     assert_quarantined(env, record, name, b"x,y\n1,2\n", problem)
     assert client.download_blob().readall() == b"x,y\n1,2\n"  # still in incoming, unchanged
 
@@ -137,6 +136,5 @@ def test_names_azurite_cannot_keep_are_refused_as_the_trigger_would_hand_them_ov
     for name, problem in (("x\\y.csv", "backslash"), ("c\x01.csv", "control_character"),
                           ("\x00", "control_character"), ("", "empty")):
         env["requests"].clear()
-        record = on_upload(handed_over(env["incoming"], name, b"1"), limits=LIMITS, target=TARGET, pipeline=None,
-                           **env["services"])
+        record = on_upload(handed_over(env["incoming"], name, b"1"), env["intake"])
         assert_quarantined(env, record, name, b"1", problem)

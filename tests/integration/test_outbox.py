@@ -10,11 +10,12 @@ import pytest
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
-from shared.adapters.outbox import Outbox, RetrainRequest
+from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.bootstrap import build_stores
 from shared.domain.records import AuditRecord
-from shared.services.dispatch import DispatchPolicy, backoff, dispatch, enqueue, new_request, retry
+from shared.domain.retrain_request import RetrainRequest
+from shared.services.dispatch import DispatchPolicy, RetrainDispatch, backoff, dispatch, enqueue, new_request, retry
 from shared.services.retrain import PipelineTarget
 from tests.isolation import isolated_settings
 
@@ -46,9 +47,14 @@ def request(env, version: int, *, coalesce=True, at=T0, trigger="blob") -> Retra
     return new_request(record, dataset_version=version, reason="upload", policy=POLICY, coalesce=coalesce, now=at)
 
 
+def retrain(env, pipeline=None) -> RetrainDispatch:
+    return RetrainDispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=pipeline or env.pipeline,
+                           datasets=env.stores.datasets, audit=env.stores.audit, models=env.stores.models,
+                           target=TARGET, policy=POLICY)
+
+
 def run_dispatch(env, now):
-    return dispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=env.pipeline, datasets=env.stores.datasets,
-                    audit=env.stores.audit, target=TARGET, models=None, policy=POLICY, now=now)
+    return dispatch(retrain(env), now=now)
 
 
 def finish_run(env, run_id):
@@ -115,10 +121,8 @@ def test_an_unreachable_endpoint_fails_the_request_at_its_deadline_and_retry_by_
     dead = PublishedPipelineClient("http://127.0.0.1:9" + SUBMIT, StaticTokenCredential("t"), max_retries=0)
     r = request(env, 1, coalesce=False)
     enqueue(r, outbox=env.outbox, audit=env.stores.audit)
-    args = dict(outbox=env.outbox, runs=env.stores.runs, pipeline=dead, datasets=env.stores.datasets,
-                audit=env.stores.audit, target=TARGET, models=None, policy=POLICY)
-    assert dispatch(**args, now=T0).startswith("retry in")
-    assert dispatch(**args, now=T0 + POLICY.deadline_s + 1) == "failed"
+    assert dispatch(retrain(env, dead), now=T0).startswith("retry in")
+    assert dispatch(retrain(env, dead), now=T0 + POLICY.deadline_s + 1) == "failed"
     failed = env.stores.audit.get(r.id)
     assert failed.outcome == "failed" and f"retrain retry {r.id}" in failed.detail and "cannot connect" in \
         failed.detail

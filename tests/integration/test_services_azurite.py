@@ -17,9 +17,9 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.bootstrap import build_stores
-from shared.services.dispatch import DispatchPolicy, dispatch
-from shared.services.http_retrain import retrain_http
-from shared.services.on_upload import UploadedBlob, UploadLimits, on_upload
+from shared.services.dispatch import DispatchPolicy, RetrainDispatch, dispatch
+from shared.services.http_retrain import WebhookIntake, retrain_http
+from shared.services.on_upload import UploadedBlob, UploadIntake, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings, SettingsError
 
@@ -66,7 +66,7 @@ def test_valid_upload_registers_a_version_and_posts_it(stores, pipeline, httpser
     blob = upload(stores, "good.csv", data)
     httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": "Bearer tok"}) \
         .respond_with_json({"Id": "run-1", "Status": {"RunStatus": "NotStarted"}})
-    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    record = on_upload(blob, _intake(stores, pipeline))
     httpserver.check_assertions()
     sent = json.loads(httpserver.log[0][0].data)
     assert sent["ExperimentName"] == "exp"
@@ -90,16 +90,14 @@ def test_a_refused_submit_is_retried_from_the_outbox_and_a_retried_trigger_adds_
                                                                                            httpserver, small_bank_csv):
     blob = upload(stores, "retry.csv", small_bank_csv.read_bytes())
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"error": {"code": "x"}}, status=500)
-    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    record = on_upload(blob, _intake(stores, pipeline))
     assert record.outcome == "queued" and "service error 500" in record.detail and "retrying in" in record.detail
-    again = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))  # host retry
+    again = on_upload(blob, _intake(stores, pipeline))  # host retry
     assert again.outcome == "duplicate" and "already registered and queued" in again.detail
     assert len(stores["datasets"].list()) == 1 and len(stores["outbox"].list()) == 1
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-2"})
     later = time.time() + 3600
-    assert dispatch(outbox=stores["outbox"], runs=stores["runs"], pipeline=pipeline, datasets=stores["datasets"],
-                    audit=stores["audit"], target=TARGET, models=None, policy=DispatchPolicy(),
-                    now=later).startswith("submitted run-2")
+    assert dispatch(_retrain(stores, pipeline), now=later).startswith("submitted run-2")
     done = stores["audit"].get(record.id)
     assert done.outcome == "submitted" and done.run_id == "run-2" and "after 2 attempts" in done.detail
 
@@ -108,13 +106,11 @@ def test_the_same_bytes_under_another_name_or_dialect_are_a_duplicate_with_no_ru
                                                                                     small_bank_csv):
     data = small_bank_csv.read_bytes()
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-d"})
-    first = on_upload(upload(stores, "a.csv", data), limits=LIMITS, target=TARGET, pipeline=pipeline,
-                      **_services(stores))
+    first = on_upload(upload(stores, "a.csv", data), _intake(stores, pipeline))
     assert first.outcome == "submitted"
     semicolons = pd.read_csv(small_bank_csv).to_csv(sep=";", index=False).encode()
     for name, body in (("copy.csv", data), ("semicolon.csv", semicolons)):
-        record = on_upload(upload(stores, name, body), limits=LIMITS, target=TARGET, pipeline=pipeline,
-                           **_services(stores))
+        record = on_upload(upload(stores, name, body), _intake(stores, pipeline))
         assert record.outcome == "duplicate" and record.detail.startswith("duplicate of v1"), record.detail
     assert len(stores["datasets"].list()) == 1 and len(httpserver.log) == 1 and len(stores["outbox"].list()) == 1
 
@@ -123,23 +119,21 @@ def test_uploads_within_the_window_coalesce_into_one_retrain_of_the_newest(store
                                                                               small_bank_csv):
     frame = pd.read_csv(small_bank_csv)
     records = [on_upload(upload(stores, f"part{i}.csv", frame.iloc[i * 100:].to_csv(index=False).encode()),
-                         limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores, coalesce_s=30))
+                         _intake(stores, pipeline, coalesce_s=30))
                for i in range(3)]
     assert [r.outcome for r in records] == ["queued"] * 3 and httpserver.log == []
     outcomes = [stores["audit"].get(r.id) for r in records]
     assert [o.outcome for o in outcomes[:2]] == ["superseded", "superseded"]
     assert "superseded by v2" in outcomes[0].detail and "superseded by v3" in outcomes[1].detail
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-c"})
-    assert dispatch(outbox=stores["outbox"], runs=stores["runs"], pipeline=pipeline, datasets=stores["datasets"],
-                    audit=stores["audit"], target=TARGET, models=None, policy=DispatchPolicy(),
-                    now=time.time() + 31).startswith("submitted run-c")
+    assert dispatch(_retrain(stores, pipeline), now=time.time() + 31).startswith("submitted run-c")
     assert json.loads(httpserver.log[0][0].data)["ParameterAssignments"]["dataset_version"] == "3"
 
 
 def test_malformed_upload_is_quarantined_with_a_reason_and_not_posted(stores, pipeline, httpserver):
     bad = b"age,job\n1,2,3\n"
     blob = upload(stores, "bad.csv", bad)
-    record = on_upload(blob, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores))
+    record = on_upload(blob, _intake(stores, pipeline))
     assert httpserver.log == []
     assert record.outcome == "rejected" and record.detail.startswith("rejected: malformed CSV at line 2")
     where = record.data["quarantined_to"]
@@ -191,16 +185,14 @@ def test_run_claim_happens_once(stores):
 
 
 def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver, small_bank_csv):
-    s = _services(stores)
-    answer, _ = retrain_http(b'{"dataset": "latest"}', guard=None, target=TARGET, pipeline=pipeline,
-                             datasets=s["datasets"], runs=s["runs"], audit=s["audit"], outbox=s["outbox"])
+    s = _retrain(stores, pipeline)
+    answer, _ = retrain_http(b'{"dataset": "latest"}', WebhookIntake(None, s))
     assert answer.status == 404 and "upload a file first" in answer.body["detail"]
     stores["datasets"].register(small_bank_csv.read_bytes(), content_hash="h", rows=3000, columns=21,
                                 source_blob="x", source_etag="1", dialect="comma")
     httpserver.expect_oneshot_request(SUBMIT).respond_with_json({"Id": "run-h"})
     answer, record = retrain_http(b'{"dataset": "latest", "reason": "ci", "requested_by": "pipeline-7"}',
-                                  guard=None, target=TARGET, pipeline=pipeline, datasets=s["datasets"], runs=s["runs"],
-                                  audit=s["audit"], outbox=s["outbox"])
+                                  WebhookIntake(None, s))
     assert answer.status == 202 and answer.body["run_id"] == "run-h" and answer.body["dataset_version"] == 1
     assert stores["audit"].get(record.id).outcome == "submitted"
     for body, status, text in [(b'{"dataset": "latest", "parameters": {"seed": "x"}}', 400,
@@ -210,15 +202,20 @@ def test_http_retrain_resolves_latest_and_validates(stores, pipeline, httpserver
                                (b"{not json", 400, "not valid JSON"), (b"[]", 400, "JSON object"),
                                (b"{}", 400, "'dataset' is required"), (b'{"dataset": "v9"}', 404, "does not exist"),
                                (b'{"dataset": "abc"}', 400, 'must be "latest"')]:
-        answer, record = retrain_http(body, guard=None, target=TARGET, pipeline=pipeline, datasets=s["datasets"],
-                                      runs=s["runs"], audit=s["audit"], outbox=s["outbox"])
+        answer, record = retrain_http(body, WebhookIntake(None, s))
         assert answer.status == status and text in answer.body["detail"], (body, answer)
         assert stores["audit"].get(record.id).outcome == "rejected"
 
 
-def _services(stores, coalesce_s: float = 0.0):
-    return {**{k: stores[k] for k in ("datasets", "quarantine", "runs", "audit", "outbox")},
-            "dispatch": DispatchPolicy(coalesce_s=coalesce_s)}
+def _retrain(stores, pipeline, coalesce_s: float = 0.0) -> RetrainDispatch:
+    return RetrainDispatch(outbox=stores["outbox"], runs=stores["runs"], pipeline=pipeline,
+                           datasets=stores["datasets"], audit=stores["audit"], models=stores["models"], target=TARGET,
+                           policy=DispatchPolicy(coalesce_s=coalesce_s))
+
+
+def _intake(stores, pipeline, coalesce_s: float = 0.0) -> UploadIntake:
+    return UploadIntake(limits=LIMITS, quarantine=stores["quarantine"],
+                        retrain=_retrain(stores, pipeline, coalesce_s=coalesce_s))
 
 
 class RecordingDeployer:
@@ -231,13 +228,15 @@ class RecordingDeployer:
 
 
 def _completion(stores, pipeline, deployer, scorer, event_type, data, subject="experiments/e/runs/r"):
-    from shared.services.on_run_completed import on_run_completed
+    from shared.services.on_run_completed import DeliveredEvent, Deployment, RunCompletion, on_run_completed
 
     workspace = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w"
-    return on_run_completed(event_id=uuid.uuid4().hex, event_type=event_type, subject=subject, data=data,
-                            runs=stores["runs"], pipeline=pipeline, models=stores["models"], deployer=deployer,
-                            scorer=scorer, datasets=stores["datasets"], audit=stores["audit"], topic=workspace,
-                            workspace_id=workspace)
+    deployment = Deployment(models=stores["models"], deployer=deployer, scorer=scorer, datasets=stores["datasets"],
+                            audit=stores["audit"])
+    return on_run_completed(DeliveredEvent(id=uuid.uuid4().hex, event_type=event_type, subject=subject, data=data,
+                                           topic=workspace),
+                            RunCompletion(runs=stores["runs"], pipeline=pipeline, deployment=deployment,
+                                          workspace_id=workspace))
 
 
 def test_failed_run_is_recorded_and_nothing_is_deployed(stores, pipeline, httpserver):
@@ -332,7 +331,7 @@ def test_concurrent_uploads_of_the_same_rows_register_one_version(stores, pipeli
     blobs = [upload(stores, f"same-{i}.csv", data if i % 2 else semicolons) for i in range(6)]
     records = []
     threads = [threading.Thread(target=lambda b=b: records.append(on_upload(
-        b, limits=LIMITS, target=TARGET, pipeline=pipeline, **_services(stores, coalesce_s=60)))) for b in blobs]
+        b, _intake(stores, pipeline, coalesce_s=60)))) for b in blobs]
     for t in threads:
         t.start()
     for t in threads:

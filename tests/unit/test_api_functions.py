@@ -79,7 +79,8 @@ def stub_services(monkeypatch):
     """services() for the run and model functions; it records whether it was called."""
     calls = []
     state = SimpleNamespace(runs=Runs([run(i, "Deployed" if i % 2 else "Failed") for i in range(1, 8)]),
-                            models=Models([]), outbox=None, audit=None, target=SimpleNamespace(experiment="e"))
+                            models=Models([]), outbox=None, audit=None,
+                            retrain=SimpleNamespace(target=SimpleNamespace(experiment="e")))
 
     def services():
         calls.append(1)
