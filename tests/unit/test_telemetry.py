@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared import telemetry
+from shared.telemetry import setup as telemetry_setup
+from shared.telemetry import state as telemetry_state
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -20,7 +22,7 @@ TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 def fresh(monkeypatch):
     """Each test configures its own backend; the pytest process's global OpenTelemetry providers stay untouched."""
     telemetry.shutdown()
-    monkeypatch.setattr(telemetry, "_globals_set", True)
+    monkeypatch.setattr(telemetry_state._process, "globals_set", True)
     yield
     telemetry.shutdown()
 
@@ -168,7 +170,7 @@ def test_sanitize_keeps_valid_otel_types():
 
 
 def test_configured_connection_string_is_masked_everywhere():
-    telemetry._state.secrets = telemetry._secrets_of(
+    telemetry_state._state.secrets = telemetry_setup._secrets_of(
         "InstrumentationKey=11111111-2222-3333-4444-555555555555;IngestionEndpoint=https://example.invalid/")
     text = telemetry.scrub("key 11111111-2222-3333-4444-555555555555 leaked")
     assert "11111111-2222" not in text
