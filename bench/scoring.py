@@ -8,7 +8,7 @@ Both servers run on loopback in one run, each as one process. Ours gets `{"data"
 in requirements-bench.txt (the main venv only has mlflow-skinny, which cannot serve; MLflow 3.17 needs
 pyarrow < 26, so the main constraints.txt is used without its pyarrow line). Without --model, a model is
 trained on the first --rows rows of ../shared/data/bankmarketing_train.csv (generated data if it is absent)
-with `shared.training.train.train` and saved with `save_model`.
+with `shared.jobs.training.train.train` and saved with `shared.jobs.training.mlflow_model.save_model`.
 
 Load generator: CONCURRENCY client threads, each with one keep-alive HTTP/1.1 connection over a raw socket,
 pre-encoded requests cycling through 200 distinct records and a minimal response reader (status line,
@@ -171,7 +171,8 @@ def bench_frame(rows: int):
 
 
 def train_model(out: Path, rows: int, budget_s: float, seed: int = 1) -> Path:
-    from shared.training.train import save_model, train
+    from shared.jobs.training.mlflow_model import save_model
+    from shared.jobs.training.train import train
 
     result = train(bench_frame(rows), budget_s=budget_s, seed=seed, n_jobs=1)  # one thread: no OpenMP contention
     print(f"trained on {rows} rows in {result.metrics['seconds']}s: bag of {result.metrics['bag_size']}, "
@@ -248,7 +249,7 @@ def ensure_bench_venv() -> Path:
 
 
 def start_mlflow(model_dir: Path, logs: Path, work: Path) -> tuple[Child, int]:
-    """`mlflow models serve --env-manager local` from the bench venv; shared.training.train on PYTHONPATH."""
+    """`mlflow models serve --env-manager local` from the bench venv; the project on PYTHONPATH."""
     bin_dir = ensure_bench_venv()
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
            "MLFLOW_TRACKING_URI": (work / "mlruns").as_uri()}

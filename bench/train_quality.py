@@ -7,7 +7,7 @@
 the first N of those same five folds (quick iterations). On each fold, three models are trained on the 4/5
 training part and evaluated on the held-out fold:
 
-- ours: `shared.training.train.train(part, budget_s=...)` (every row of the part: the pipeline step's 10 %
+- ours: `shared.jobs.training.train.train(part, budget_s=...)` (every row of the part: the pipeline step's 10 %
   champion/challenger hold-out is not applied here); its own decision threshold gives the labels.
 - lightgbm: `LGBMClassifier()` with default parameters, categoricals ordinal-encoded, threshold 0.5.
 - logreg: `LogisticRegression` on one-hot categoricals + standardized numerics, threshold 0.5.
@@ -74,7 +74,7 @@ def parse_args(argv=None):
 
 
 def split_xy(df: pd.DataFrame, features: list[str]):
-    from shared.training.train import prepare_features
+    from shared.jobs.training.features import prepare_features
 
     X = prepare_features(df, features)
     y = (df[schema.TARGET].astype(str).str.strip().str.lower() == "yes").to_numpy(dtype=np.int64)
@@ -116,7 +116,7 @@ def scores(y, p_yes, labels):
 
 
 def run_variant(df, folds, args, exclude: list[str], tag: str) -> dict[str, list[dict]]:
-    from shared.training.train import train
+    from shared.jobs.training.train import train
 
     features = [c for c in schema.FEATURES if c not in exclude]
     X, y = split_xy(df, features)

@@ -2,10 +2,9 @@
 
 The pipeline is one command component that runs the same training code as the local pipeline endpoint
 (`python -m shared.jobs.training.job`), in the environment built from the project's pinned training requirements
-(`shared.jobs.environment`),
-with an input for every pipeline parameter. It is wrapped in a pipeline component and deployed as a
-`PipelineComponentBatchDeployment`, so it can be invoked over REST at the endpoint's invocation URL
-(`PIPELINE_KIND=batch-endpoint`). Building the objects needs no subscription; only `publish` talks to Azure,
+(`shared.jobs.environment`), with an input for every pipeline parameter. It is wrapped in a pipeline component
+and deployed as a `PipelineComponentBatchDeployment`, so it can be invoked over REST at the endpoint's invocation
+URL (`PIPELINE_KIND=batch-endpoint`). Building the objects needs no subscription; only `publish` talks to Azure,
 through the `MLClient` it is given.
 """
 
