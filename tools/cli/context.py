@@ -6,9 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from local.connection import StackInfo, StackNotRunning, find_stack
-from shared.adapters import storage
-from shared.adapters.outbox import Outbox
-from shared.adapters.webhook_state import RejectionLog
 from shared.bootstrap import Stores, build_stores
 from shared.settings import Settings, SettingsError
 from tools.cli.command import CommandError, Exit
@@ -38,17 +35,6 @@ def stack_settings() -> Settings:
 
 
 def open_stores() -> Stores:
-    """The audit trail, runs, models and datasets of the running stack."""
+    """The audit trail, runs, models, datasets, outbox and refusal counts of the running stack."""
     return build_stores(stack_settings())
 
-
-def open_outbox() -> tuple[Outbox, Settings]:
-    """The running stack's outbox of retrain requests, with the settings it was opened with."""
-    settings_ = stack_settings()
-    return Outbox(storage.ensure_table(storage.table_service(settings_), settings_.outbox_table)), settings_
-
-
-def open_rejections() -> RejectionLog:
-    """The running stack's per-caller counts of refused unauthenticated requests."""
-    settings_ = stack_settings()
-    return RejectionLog(storage.ensure_table(storage.table_service(settings_), settings_.webhook_table))

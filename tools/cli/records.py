@@ -111,9 +111,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_rejections(args: argparse.Namespace) -> int:
     """The per-caller, per-minute counts of requests refused before they authenticated (unsigned, badly signed,
     replayed, too large...), newest first: what a flood looks like, without one audit row per request."""
-    from tools.cli.context import open_rejections
+    from tools.cli.context import open_stores
 
-    rows = open_rejections().list(limit=args.limit)
+    rows = open_stores().rejections.list(limit=args.limit)
     if args.json:
         return _print_json_lines([{"caller": row.caller, "minute": row.minute, "count": row.count,
                                    "first_at": row.first_at, "last_at": row.last_at, "reasons": list(row.reasons)}

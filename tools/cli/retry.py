@@ -10,12 +10,14 @@ from tools.cli.command import CommandError, Exit, add_command
 def cmd_retry(args: argparse.Namespace) -> int:
     """A retrain request that failed (its submit deadline passed) back into the outbox, with a new deadline
     (SUBMIT_DEADLINE_S); the running host's outbox timer submits it."""
+    from shared.bootstrap import build_stores
     from shared.services.dispatch import DispatchPolicy, retry
-    from tools.cli.context import open_outbox, open_stores
+    from tools.cli.context import stack_settings
 
-    outbox, settings = open_outbox()
+    settings = stack_settings()
+    stores = build_stores(settings)
     try:
-        request = retry(args.request, outbox=outbox, audit=open_stores().audit,
+        request = retry(args.request, outbox=stores.outbox, audit=stores.audit,
                         policy=DispatchPolicy(deadline_s=settings.submit_deadline_s))
     except (LookupError, ValueError) as exc:
         raise CommandError(exc.args[0]) from None
