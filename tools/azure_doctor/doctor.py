@@ -142,3 +142,9 @@ def unreachable(name: str, doctor: Doctor, host: str, why: str) -> Check:
                                                    "resolve only inside their virtual network)")
     return Check(name, SKIPPED, f"not checked: {host}: {why} (offline?)",
                  "run it where Azure is reachable")
+
+
+def arm_unreachable(name: str, doctor: Doctor, exc: Unreachable) -> Check:
+    """An ARM call got no answer: the check could not be made (offline?)."""
+    return Check(name, SKIPPED, f"not checked: {doctor.arm_host}: {exc} (offline?)",
+                 "run it where Azure Resource Manager is reachable")

@@ -8,9 +8,16 @@ from typing import Any
 
 from shared.adapters.pipeline_client import ARM_SCOPE
 from shared.settings import Settings
-from tools.azure_doctor.doctor import PERMISSIONS_API_VERSION, Doctor, Unreachable, arm_error, needs_token
+from tools.azure_doctor.doctor import (
+    PERMISSIONS_API_VERSION,
+    Doctor,
+    Unreachable,
+    arm_error,
+    arm_unreachable,
+    needs_token,
+)
 from tools.azure_doctor.resources import storage_account_id, workspace_id
-from tools.azure_doctor.results import FAIL, OK, SKIPPED, Check
+from tools.azure_doctor.results import FAIL, OK, Check
 from tools.azure_doctor.roles import STORAGE_NEEDS, Need, allowed, granting, workspace_needs
 
 
@@ -42,8 +49,7 @@ def _roles_check(name: str, doctor: Doctor, scope: str, needs: list[Need], what:
     try:
         blocks = _permissions(doctor, scope)
     except Unreachable as exc:
-        return Check(name, SKIPPED, f"not checked: {doctor.arm_host}: {exc} (offline?)",
-                     "run it where Azure Resource Manager is reachable")
+        return arm_unreachable(name, doctor, exc)
     except _PermissionsError as exc:
         return Check(name, FAIL, f"could not list the identity's permissions on the {what} ({exc})",
                      f"check the scope {scope}; the identity needs a role there (e.g. {roles_hint})")

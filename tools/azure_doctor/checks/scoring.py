@@ -4,9 +4,9 @@ state, auth mode key."""
 from __future__ import annotations
 
 from shared.settings import Settings
-from tools.azure_doctor.doctor import ML_API_VERSION, Doctor, Unreachable, arm_error, needs_token
+from tools.azure_doctor.doctor import ML_API_VERSION, Doctor, Unreachable, arm_error, arm_unreachable, needs_token
 from tools.azure_doctor.resources import workspace_id
-from tools.azure_doctor.results import FAIL, OK, SKIPPED, Check
+from tools.azure_doctor.results import FAIL, OK, Check
 
 
 def check_scoring(settings: Settings, doctor: Doctor) -> Check:
@@ -17,8 +17,7 @@ def check_scoring(settings: Settings, doctor: Doctor) -> Check:
     try:
         response = doctor.arm(f"{workspace_id(settings)}/onlineEndpoints/{endpoint}", ML_API_VERSION)
     except Unreachable as exc:
-        return Check(name, SKIPPED, f"not checked: {doctor.arm_host}: {exc} (offline?)",
-                     "run it where Azure Resource Manager is reachable")
+        return arm_unreachable(name, doctor, exc)
     status = response.status_code
     if status == 404:
         return Check(name, OK, f"endpoint {endpoint} does not exist yet: the first deploy creates it "

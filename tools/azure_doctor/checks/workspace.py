@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from shared.settings import Settings
-from tools.azure_doctor.doctor import ML_API_VERSION, Doctor, Unreachable, arm_error, needs_token
+from tools.azure_doctor.doctor import ML_API_VERSION, Doctor, Unreachable, arm_error, arm_unreachable, needs_token
 from tools.azure_doctor.resources import workspace_id
-from tools.azure_doctor.results import FAIL, OK, SKIPPED, Check
+from tools.azure_doctor.results import FAIL, OK, Check
 
 
 def check_workspace(settings: Settings, doctor: Doctor) -> Check:
@@ -16,8 +16,7 @@ def check_workspace(settings: Settings, doctor: Doctor) -> Check:
     try:
         response = doctor.arm(workspace_id(settings), ML_API_VERSION)
     except Unreachable as exc:
-        return Check(name, SKIPPED, f"not checked: {doctor.arm_host}: {exc} (offline?)",
-                     "run it where Azure Resource Manager is reachable")
+        return arm_unreachable(name, doctor, exc)
     status = response.status_code
     if status == 200:
         body = response.json()
