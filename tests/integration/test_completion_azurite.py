@@ -20,7 +20,13 @@ from shared.domain.promotion import PromotionPolicy
 from shared.domain.records import RunRecord
 from shared.domain.run_events import EventVerdict
 from shared.services.manual_deploy import promote, rollback
-from shared.services.on_run_completed import EventNotConfirmed, on_run_completed
+from shared.services.on_run_completed import (
+    DeliveredEvent,
+    Deployment,
+    EventNotConfirmed,
+    RunCompletion,
+    on_run_completed,
+)
 from shared.services.reconcile import ReconcileLimits, reconcile_runs
 from shared.settings import Settings
 
@@ -111,9 +117,19 @@ def event(parts, run_id: str, *, kind=COMPLETED, status: str | None = None, even
     data = {"runId": run_id, "experimentName": "exp", "runType": "azureml.PipelineRun"}
     if status:
         data["runStatus"] = status
-    return on_run_completed(event_id=event_id or uuid.uuid4().hex, event_type=kind,
-                            subject=f"experiments/x/runs/{run_id}", data=data, policy=POLICY, topic=topic,
-                            workspace_id=WORKSPACE, **parts)
+    return on_run_completed(DeliveredEvent(id=event_id or uuid.uuid4().hex, event_type=kind,
+                                           subject=f"experiments/x/runs/{run_id}", data=data, topic=topic),
+                            completion(parts))
+
+
+def deployment(parts) -> Deployment:
+    return Deployment(models=parts["models"], deployer=parts["deployer"], scorer=parts["scorer"],
+                      datasets=parts["datasets"], audit=parts["audit"])
+
+
+def completion(parts, workspace_id: str = WORKSPACE) -> RunCompletion:
+    return RunCompletion(runs=parts["runs"], pipeline=parts["pipeline"], deployment=deployment(parts), policy=POLICY,
+                         workspace_id=workspace_id)
 
 
 def test_a_run_is_handled_once_however_often_and_in_whatever_order_its_events_arrive(parts, httpserver):
@@ -135,8 +151,8 @@ def test_a_run_is_handled_once_however_often_and_in_whatever_order_its_events_ar
 
 def test_runs_it_did_not_start_and_non_run_events_are_ignored_and_recorded(parts):
     assert event(parts, "someone-elses").outcome == "ignored"
-    other = on_run_completed(event_id="e", event_type="Microsoft.Storage.BlobCreated", subject="s", data={},
-                             policy=POLICY, topic=WORKSPACE, workspace_id=WORKSPACE, **parts)
+    other = on_run_completed(DeliveredEvent(id="e", event_type="Microsoft.Storage.BlobCreated", subject="s", data={},
+                                            topic=WORKSPACE), completion(parts))
     assert other.outcome == "ignored" and "not an Azure ML run event" in other.detail
     assert {r.id for r in parts["audit"].list()} >= {other.id}
 
@@ -192,8 +208,8 @@ def test_an_event_from_another_topic_is_ignored_without_asking_the_pipeline(part
 
 def test_without_a_configured_workspace_every_event_is_refused(parts):
     submitted(parts, "run-1")
-    record = on_run_completed(event_id="e", event_type=COMPLETED, subject="experiments/x/runs/run-1",
-                              data={"runId": "run-1"}, policy=POLICY, topic=WORKSPACE, workspace_id="", **parts)
+    record = on_run_completed(DeliveredEvent(id="e", event_type=COMPLETED, subject="experiments/x/runs/run-1",
+                                             data={"runId": "run-1"}, topic=WORKSPACE), completion(parts, ""))
     assert record.outcome == "foreign_topic" and "AZUREML_WORKSPACE_ID is not set" in record.detail
     assert parts["runs"].get("run-1").status == "Submitted"
 
@@ -208,8 +224,7 @@ def test_an_unreachable_pipeline_leaves_the_run_for_redelivery_and_reconcile(par
     assert record.outcome == EventVerdict.UNCONFIRMED == "unconfirmed" and "reconcile" in record.detail
     assert parts["runs"].get("run-1").status == "Submitted"
     serve_run(httpserver, "run-1")  # the pipeline is back: the timer finishes the run from its own status
-    common = {k: parts[k] for k in ("runs", "pipeline", "models", "deployer", "scorer", "datasets", "audit")}
-    summary = reconcile_runs(limits=ReconcileLimits(min_age_s=60), policy=POLICY, **common)
+    summary = reconcile_runs(completion(parts), ReconcileLimits(min_age_s=60))
     assert [r["outcome"] for r in summary.data["runs"]] == ["deployed"]
 
 
@@ -277,8 +292,7 @@ def test_reconcile_finishes_runs_whose_events_were_lost(parts, httpserver):
     serve_run(httpserver, "lost-failed", status="Failed")
     serve_run(httpserver, "stuck", status="Running")
     serve_run(httpserver, "crashed", auc=0.92, champion=None)
-    common = {k: parts[k] for k in ("runs", "pipeline", "models", "deployer", "scorer", "datasets", "audit")}
-    summary = reconcile_runs(limits=limits, policy=POLICY, **common)
+    summary = reconcile_runs(completion(parts), limits)
     outcomes = {r["run_id"]: r["outcome"] for r in summary.data["runs"]}
     assert outcomes["lost-ok"] == "deployed" and outcomes["lost-failed"] == "failed"
     assert outcomes["stuck"] == "failed" and "young" not in outcomes
@@ -287,7 +301,7 @@ def test_reconcile_finishes_runs_whose_events_were_lost(parts, httpserver):
     assert "training step exited with code 1" in parts["runs"].get("lost-failed").detail
     assert "no completion within 3600 s" in parts["runs"].get("stuck").detail
     assert {r.status for r in parts["runs"].list() if r.run_id != "young"} <= {"Deployed", "Failed", "KeptChampion"}
-    again = reconcile_runs(limits=limits, policy=POLICY, **common)
+    again = reconcile_runs(completion(parts), limits)
     assert again.data["runs"] == [] and again.outcome == "reconciled"  # nothing left: nothing done twice
 
 
@@ -296,22 +310,20 @@ def test_manual_promote_and_rollback_are_audited(parts, httpserver):
         submitted(parts, run_id)
         serve_run(httpserver, run_id, auc=auc)
         event(parts, run_id)
-    common = {k: parts[k] for k in ("models", "deployer", "scorer", "datasets", "audit")}
     assert parts["models"].live().version == 2
-    back = rollback(requested_by="alice", **common)
+    back = rollback(deployment(parts), requested_by="alice")
     assert back.outcome == "rolled_back" and "v1 serving again (instant switch)" in back.detail
     assert parts["models"].live().version == 1 and "alice" in back.source
-    forward = promote(2, requested_by="bob", **common)
+    forward = promote(2, deployment(parts), requested_by="bob")
     assert forward.outcome == "promoted" and parts["models"].live().version == 2
-    missing = promote(9, requested_by="bob", **common)
+    missing = promote(9, deployment(parts), requested_by="bob")
     assert missing.outcome == "failed" and "no registered model version 9" in missing.detail
     functions = [r.function for r in parts["audit"].list()]
     assert functions.count("promote") == 2 and functions.count("rollback") == 1
 
 
 def test_rollback_without_history_says_so(parts):
-    common = {k: parts[k] for k in ("models", "deployer", "scorer", "datasets", "audit")}
-    record = rollback(**common)
+    record = rollback(deployment(parts))
     assert record.outcome == "failed" and "nothing to roll back to" in record.detail
 
 

@@ -25,8 +25,8 @@ from shared.bootstrap import build_stores, inference_reader, report_writer
 from shared.domain import schema
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.validation import canonical_csv, content_hash
-from shared.services.check_drift import DriftPolicy, check_drift, resume_drift_checks
-from shared.services.retrain import PipelineTarget
+from shared.services.check_drift import DriftCheck, DriftPolicy, check_drift, resume_drift_checks
+from shared.services.retrain import PipelineTarget, RetrainDispatch
 from tests.isolation import isolated_settings
 from tests.waiting import wait_for
 
@@ -82,21 +82,20 @@ def env(azurite, httpserver, small_bank_csv, tmp_path):
         pipeline=PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0))
 
 
-def check(env, policy, offload, **overrides):
+def drift_check(env, policy, offload) -> DriftCheck:
     s = env.stores
-    args = dict(past_due=False, policy=policy, target=TARGET, datasets=s.datasets, models=s.models, runs=s.runs,
-                pipeline=env.pipeline, audit=s.audit, reports=report_writer(env.containers["reports"]),
-                inference=inference_reader(env.containers["inference"]), offload=offload, outbox=env.outbox)
-    return check_drift(**{**args, **overrides})
+    retrain = RetrainDispatch(outbox=env.outbox, runs=s.runs, pipeline=env.pipeline, datasets=s.datasets,
+                              audit=s.audit, models=s.models, target=TARGET)
+    return DriftCheck(policy=policy, retrain=retrain, inference=inference_reader(env.containers["inference"]),
+                      reports=report_writer(env.containers["reports"]), offload=offload)
 
 
-def resume(env, policy, offload, **overrides):
-    s = env.stores
-    return resume_drift_checks(**{**dict(policy=policy, target=TARGET, datasets=s.datasets, models=s.models,
-                                         runs=s.runs, pipeline=env.pipeline, audit=s.audit,
-                                         reports=report_writer(env.containers["reports"]), offload=offload,
-                                         outbox=env.outbox),
-                                  **overrides})
+def check(env, policy, offload, now: float):
+    return check_drift(drift_check(env, policy, offload), past_due=False, now=now)
+
+
+def resume(env, policy, offload, now: float):
+    return resume_drift_checks(drift_check(env, policy, offload), now=now)
 
 
 def local_jobs(env, partitions=3) -> LocalDriftJobs:

@@ -17,8 +17,8 @@ from shared.bootstrap import build_stores, report_writer
 from shared.domain import schema
 from shared.domain.profile import REFERENCE_PROFILE, build_profile
 from shared.domain.validation import canonical_csv, content_hash
-from shared.services.check_drift import DriftPolicy, check_drift
-from shared.services.retrain import PipelineTarget
+from shared.services.check_drift import DriftCheck, DriftPolicy, check_drift
+from shared.services.retrain import PipelineTarget, RetrainDispatch
 from tests.isolation import isolated_settings
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
@@ -55,13 +55,15 @@ def register(stores, frame: pd.DataFrame):
                                     source_blob=f"t/{uuid.uuid4().hex}.csv", source_etag="e", dialect="comma")
 
 
-def run(env, **overrides):
+def run(env, models=None, now: float | None = None):
     s = env["stores"]
-    args = {"past_due": False, "policy": POLICY, "target": TARGET, "datasets": s.datasets, "models": s.models,
-            "runs": s.runs, "pipeline": env["pipeline"], "audit": s.audit, "reports": env["reports"],
-            "outbox": env["outbox"],
-            "inference": lambda since, until: pd.concat(env["collected"]) if env["collected"] else pd.DataFrame()}
-    return check_drift(**{**args, **overrides})
+    retrain = RetrainDispatch(outbox=env["outbox"], runs=s.runs, pipeline=env["pipeline"], datasets=s.datasets,
+                              audit=s.audit, models=models or s.models, target=TARGET)
+    def collected(since: float, until: float) -> pd.DataFrame:
+        return pd.concat(env["collected"]) if env["collected"] else pd.DataFrame()
+
+    drift = DriftCheck(policy=POLICY, retrain=retrain, reports=env["reports"], inference=collected)
+    return check_drift(drift, past_due=False, now=now)
 
 
 def shifted(frame: pd.DataFrame) -> pd.DataFrame:

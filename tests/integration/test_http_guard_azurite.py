@@ -16,10 +16,10 @@ from shared.adapters.webhook_state import RateLimiter, RejectionLog, ReplayGuard
 from shared.bootstrap import build_stores
 from shared.domain.records import AuditRecord, new_id
 from shared.domain.webhook_signature import sign
-from shared.services.drift_on_demand import DriftHttpGuard, drift_check_http, timer_check
+from shared.services.drift_on_demand import DriftHttpGuard, DriftOnDemand, drift_check_http, timer_check
 from shared.services.http_guard import MAX_BODY, WebhookRequest, admit
-from shared.services.http_retrain import WebhookGuard, retrain_http
-from shared.services.retrain import PipelineTarget
+from shared.services.http_retrain import WebhookGuard, WebhookIntake, retrain_http
+from shared.services.retrain import PipelineTarget, RetrainDispatch
 from shared.services.run_queries import get_run
 from tests.isolation import isolated_settings
 
@@ -153,15 +153,17 @@ def test_a_signed_request_is_admitted_once_and_its_replay_is_counted(table):
 def test_retrain_http_audits_authenticated_refusals_only(table, stores, outbox):
     guard = WebhookGuard(secrets=(SECRET,), replay=ReplayGuard(table), rate=RateLimiter(table, 1, 60),
                          idempotency=None, rejections=RejectionLog(table, limit=3))
-    answer, record = retrain_http(unsigned(), guard=guard, target=TARGET, datasets=stores.datasets, pipeline=None,
-                                  runs=stores.runs, audit=stores.audit, outbox=outbox, now=NOW)
+    # no pipeline: every request here is refused before anything is submitted
+    intake = WebhookIntake(guard, RetrainDispatch(outbox=outbox, runs=stores.runs, pipeline=None,
+                                                  datasets=stores.datasets, audit=stores.audit, models=stores.models,
+                                                  target=TARGET))
+    answer, record = retrain_http(unsigned(), intake, now=NOW)
     assert answer.status == 401 and record is None and stores.audit.list() == []
     headers = {"Content-Type": "application/json", "X-Forwarded-For": "10.0.0.1"}
     for i in range(2):
         raw = json.dumps({"dataset": "v99", "reason": str(i)}).encode()
-        answer, record = retrain_http(WebhookRequest(raw, {**headers, **sign(SECRET, raw, int(NOW) + i)}),
-                                      guard=guard, target=TARGET, datasets=stores.datasets, pipeline=None,
-                                      runs=stores.runs, audit=stores.audit, outbox=outbox, now=NOW + i)
+        answer, record = retrain_http(WebhookRequest(raw, {**headers, **sign(SECRET, raw, int(NOW) + i)}), intake,
+                                      now=NOW + i)
         assert answer.status == (404, 429)[i], answer
         assert stores.audit.get(record.id).data["status"] == answer.status
     assert len(stores.audit.list()) == 2
@@ -214,8 +216,8 @@ def finished_check(audit):
 
 
 def test_a_signed_empty_body_runs_the_check_and_answers_the_existing_keys(table, stores):
-    answer, record = drift_check_http(signed(b""), guard=drift_guard(table), flight=SingleFlight(table, "d"),
-                                      audit=stores.audit, run_check=finished_check(stores.audit), now=NOW)
+    on_demand = DriftOnDemand(drift_guard(table), SingleFlight(table, "d"), stores.audit)
+    answer, record = drift_check_http(signed(b""), on_demand, finished_check(stores.audit), now=NOW)
     assert answer.status == 200, answer
     assert set(answer.body) == {"audit_id", "outcome", "detail", "run_id", "drift", "report", "job"}
     assert answer.body["audit_id"] == record.id and answer.body["outcome"] == "skipped"
@@ -229,18 +231,17 @@ def test_a_signed_empty_body_runs_the_check_and_answers_the_existing_keys(table,
 ])
 def test_unsigned_badly_signed_or_stale_checks_are_401_and_not_audited(table, stores, request_, detail):
     ran = []
-    answer, record = drift_check_http(request_, guard=drift_guard(table), flight=SingleFlight(table, "d"),
-                                      audit=stores.audit, run_check=ran.append, now=NOW)
+    on_demand = DriftOnDemand(drift_guard(table), SingleFlight(table, "d"), stores.audit)
+    answer, record = drift_check_http(request_, on_demand, ran.append, now=NOW)
     assert answer.status == 401 and detail in answer.body["detail"] and answer.body["instance"] == "/api/drift-check"
     assert record is None and ran == [] and stores.audit.list() == []
 
 
 def test_a_replayed_check_is_401(table, stores):
     guard, request = drift_guard(table), signed(b"")
-    args = dict(guard=guard, flight=SingleFlight(table, "d"), audit=stores.audit,
-                run_check=finished_check(stores.audit))
-    assert drift_check_http(request, now=NOW, **args)[0].status == 200
-    again, _ = drift_check_http(request, now=NOW + 1, **args)
+    args = (DriftOnDemand(guard, SingleFlight(table, "d"), stores.audit), finished_check(stores.audit))
+    assert drift_check_http(request, *args, now=NOW)[0].status == 200
+    again, _ = drift_check_http(request, *args, now=NOW + 1)
     assert again.status == 401 and "replay" in again.body["detail"]
 
 
@@ -249,8 +250,8 @@ def test_a_check_while_another_runs_is_409_with_its_location_and_audited(table, 
     running = new_id("http-")
     assert flight.acquire(running, NOW - 5, location=f"/api/runs/{running}").acquired
     ran = []
-    answer, record = drift_check_http(signed(b""), guard=drift_guard(table), flight=flight, audit=stores.audit,
-                                      run_check=ran.append, now=NOW)
+    answer, record = drift_check_http(signed(b""), DriftOnDemand(drift_guard(table), flight, stores.audit),
+                                      ran.append, now=NOW)
     assert answer.status == 409 and answer.headers["Location"] == f"/api/runs/{running}" and ran == []
     assert running in answer.body["detail"]
     stored = stores.audit.get(record.id)
@@ -259,9 +260,8 @@ def test_a_check_while_another_runs_is_409_with_its_location_and_audited(table, 
 
 def test_the_route_has_its_own_rate_limit(table, stores):
     guard = drift_guard(table, rate_limit=2)
-    args = dict(guard=guard, flight=SingleFlight(table, "d"), audit=stores.audit,
-                run_check=finished_check(stores.audit))
-    answers = [drift_check_http(signed(b"", at=NOW + i), now=NOW + i, **args)[0] for i in range(3)]
+    args = (DriftOnDemand(guard, SingleFlight(table, "d"), stores.audit), finished_check(stores.audit))
+    answers = [drift_check_http(signed(b"", at=NOW + i), *args, now=NOW + i)[0] for i in range(3)]
     assert [a.status for a in answers] == [200, 200, 429] and int(answers[-1].headers["Retry-After"]) >= 1
     webhook_rate = RateLimiter(table, 2, 3600)  # the webhook's counters for the same caller are untouched
     assert webhook_rate.hit("10.0.0.1", NOW + 5).allowed
@@ -269,8 +269,8 @@ def test_the_route_has_its_own_rate_limit(table, stores):
 
 @pytest.mark.parametrize("body", [b'{"window_s": 1}', b"[]", b"nope"])
 def test_the_check_takes_no_parameters(table, stores, body):
-    answer, record = drift_check_http(signed(body), guard=drift_guard(table), flight=SingleFlight(table, "d"),
-                                      audit=stores.audit, run_check=finished_check(stores.audit), now=NOW)
+    on_demand = DriftOnDemand(drift_guard(table), SingleFlight(table, "d"), stores.audit)
+    answer, record = drift_check_http(signed(body), on_demand, finished_check(stores.audit), now=NOW)
     assert answer.status == 400 and "no parameters" in answer.body["detail"]
     assert stores.audit.get(record.id).outcome == "rejected"
 
@@ -278,11 +278,12 @@ def test_the_check_takes_no_parameters(table, stores, body):
 def test_the_timer_skips_while_an_on_demand_check_holds_the_lease(table, stores):
     flight = SingleFlight(table, "d", lease_s=600)
     assert flight.acquire("http-running", NOW).acquired
-    record = timer_check(flight, lambda _id: pytest.fail("must not run"), audit=stores.audit, now=NOW + 1)
+    record = timer_check(DriftOnDemand(None, flight, stores.audit), lambda _id: pytest.fail("must not run"),
+                         now=NOW + 1)
     assert record.outcome == "skipped" and "http-running" in record.detail
     assert stores.audit.get(record.id).trigger == "timer"
     flight.release("http-running")
-    ran = timer_check(flight, finished_check(stores.audit), audit=stores.audit, now=NOW + 2)
+    ran = timer_check(DriftOnDemand(None, flight, stores.audit), finished_check(stores.audit), now=NOW + 2)
     assert ran.outcome == "skipped" and ran.detail == "skipped: no live model yet"
 
 

@@ -16,8 +16,8 @@ from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, ReplayG
 from shared.bootstrap import build_stores
 from shared.domain.records import RunRecord
 from shared.domain.webhook_signature import sign
-from shared.services.http_retrain import MAX_BODY, WebhookGuard, WebhookRequest, retrain_http
-from shared.services.retrain import PipelineTarget
+from shared.services.http_retrain import MAX_BODY, WebhookGuard, WebhookIntake, WebhookRequest, retrain_http
+from shared.services.retrain import PipelineTarget, RetrainDispatch
 from shared.settings import Settings
 from tests.isolation import isolated_settings
 
@@ -47,12 +47,17 @@ def env(azurite, httpserver, small_bank_csv):
         if signed:
             sent.update(sign(SECRET, raw, int(at)))
         sent.update(headers or {})
-        return retrain_http(WebhookRequest(raw, sent, method), guard=guard, target=TARGET, datasets=stores.datasets,
-                            pipeline=pipeline, runs=stores.runs, audit=stores.audit, models=stores.models,
-                            outbox=outbox, now=NOW if now is None else now)
+        return retrain_http(WebhookRequest(raw, sent, method), WebhookIntake(guard, retrain(stores, outbox, pipeline)),
+                            now=NOW if now is None else now)
 
     return type("Env", (), {"call": staticmethod(call), "stores": stores, "dataset": dataset, "guard": guard,
                             "settings": settings, "outbox": outbox})
+
+
+def retrain(stores, outbox, pipeline=None) -> RetrainDispatch:
+    """No pipeline: the request is refused before anything is submitted."""
+    return RetrainDispatch(outbox=outbox, runs=stores.runs, pipeline=pipeline, datasets=stores.datasets,
+                           audit=stores.audit, models=stores.models, target=TARGET)
 
 
 def accept(httpserver, run_id):
@@ -99,9 +104,8 @@ def test_bad_or_missing_signatures_and_timestamps_are_401(env, headers, at, text
             sent.pop(name)
         else:
             sent[name] = value
-    answer, record = retrain_http(WebhookRequest(raw, sent), guard=env.guard, target=TARGET,
-                                  datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
-                                  audit=env.stores.audit, outbox=env.outbox, now=NOW)
+    answer, record = retrain_http(WebhookRequest(raw, sent), WebhookIntake(env.guard, retrain(env.stores, env.outbox)),
+                                  now=NOW)
     assert_problem(answer, env.stores.audit.get(record.id), 401, text)
 
 
@@ -109,14 +113,12 @@ def test_the_same_signed_bytes_twice_are_a_replay(env, httpserver):
     accept(httpserver, "run-r")
     raw = b'{"dataset": "latest"}'
     headers = {"Content-Type": "application/json", **sign(SECRET, raw, int(NOW))}
-    first, _ = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET, datasets=env.stores.datasets,
-                            pipeline=PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"),
-                                                             max_retries=0),
-                            runs=env.stores.runs, audit=env.stores.audit, outbox=env.outbox, now=NOW)
+    pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
+    first, _ = retrain_http(WebhookRequest(raw, headers),
+                            WebhookIntake(env.guard, retrain(env.stores, env.outbox, pipeline)), now=NOW)
     assert first.status == 202
-    again, record = retrain_http(WebhookRequest(raw, headers), guard=env.guard, target=TARGET,
-                                 datasets=env.stores.datasets, pipeline=None, runs=env.stores.runs,
-                                 audit=env.stores.audit, outbox=env.outbox, now=NOW + 5)
+    again, record = retrain_http(WebhookRequest(raw, headers),
+                                 WebhookIntake(env.guard, retrain(env.stores, env.outbox)), now=NOW + 5)
     assert_problem(again, env.stores.audit.get(record.id), 401, "replay")
 
 
@@ -206,8 +208,7 @@ def test_without_a_configured_secret_nothing_is_accepted(env):
     guard = WebhookGuard(secrets=(), replay=env.guard.replay, rate=env.guard.rate, idempotency=env.guard.idempotency)
     raw = b'{"dataset": "latest"}'
     answer, record = retrain_http(WebhookRequest(raw, {"Content-Type": "application/json", **sign("x", raw, int(NOW))}),
-                                  guard=guard, target=TARGET, datasets=env.stores.datasets, pipeline=None,
-                                  runs=env.stores.runs, audit=env.stores.audit, outbox=env.outbox, now=NOW)
+                                  WebhookIntake(guard, retrain(env.stores, env.outbox)), now=NOW)
     assert answer.status == 503 and "WEBHOOK_SECRET" in answer.body["detail"]
     assert env.stores.audit.get(record.id).outcome == "failed"
 
