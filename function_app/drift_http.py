@@ -5,7 +5,6 @@ import azure.functions as func
 
 from function_app import API_METHODS, to_response
 from shared.bootstrap import services
-from shared.domain.records import AuditRecord
 from shared.services.check_drift import check_drift
 from shared.services.drift_on_demand import drift_check_http
 from shared.services.http_guard import WebhookRequest, read_body
@@ -18,7 +17,7 @@ bp = func.Blueprint()
 def drift_http(req: func.HttpRequest) -> func.HttpResponse:
     s = services()  # the service answers a wrong method (405) itself, as a problem document like any refusal
 
-    def run_check(record_id: str) -> AuditRecord:
+    def run_check(record_id: str):
         return check_drift(s.drift, past_due=False, trigger="http", function="drift_http", record_id=record_id)
 
     body = read_body(req.headers, req.get_body)  # a Content-Length over 1 MB is refused (413) without reading

@@ -3,7 +3,6 @@
 import azure.functions as func
 
 from shared.bootstrap import services
-from shared.domain.records import AuditRecord
 from shared.services.check_drift import check_drift
 from shared.services.drift_on_demand import timer_check
 
@@ -15,7 +14,7 @@ bp = func.Blueprint()
 def drift_timer(timer: func.TimerRequest) -> None:
     s = services()
 
-    def run_check(record_id: str) -> AuditRecord:
+    def run_check(record_id: str):
         return check_drift(s.drift, past_due=timer.past_due, record_id=record_id)
 
     # one check at a time: an on-demand check (POST /api/drift-check) holding the lease makes this run skip

@@ -394,16 +394,15 @@ def test_what_the_run_queries_answer_conforms(doc):
     validator(doc, "RunList").validate(json.loads(json.dumps(body)))
 
 
-class _Anything:
-    def __getattr__(self, name):
-        return None
-
-
 def _drift_response(monkeypatch, record: AuditRecord) -> func.HttpResponse:
-    from function_app import drift_http
+    from types import SimpleNamespace
 
-    monkeypatch.setattr(drift_http, "services", _Anything)
-    monkeypatch.setattr(drift_http, "check_drift", lambda **_: record)
+    from function_app import drift_http
+    from shared.services.drift_on_demand import DriftOnDemand
+
+    unguarded = SimpleNamespace(drift=None, drift_on_demand=DriftOnDemand(guard=None, flight=None, audit=None))
+    monkeypatch.setattr(drift_http, "services", lambda: unguarded)
+    monkeypatch.setattr(drift_http, "check_drift", lambda *_, **__: record)
     return drift_http.drift_http(func.HttpRequest(method="POST", url="/api/drift-check", body=b""))
 
 
