@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import ContainerClient
 
 from shared import redaction, telemetry
 from shared.adapters import storage
@@ -45,12 +51,16 @@ from shared.ports import (
 from shared.services.check_drift import DriftCheck, DriftPolicy
 from shared.services.dispatch import DispatchPolicy, RetrainDispatch
 from shared.services.drift_on_demand import DriftHttpGuard, DriftOnDemand
+from shared.services.health import HealthChecker, table_probe
 from shared.services.http_retrain import WebhookGuard, WebhookIntake
 from shared.services.on_run_completed import Deployment, RunCompletion
 from shared.services.on_upload import UploadIntake, UploadLimits
 from shared.services.reconcile import ReconcileLimits
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:  # imported when first used: azure-ai-ml takes a second or two at cold start
+    from shared.adapters.azure_online import AzureOnlineDeployer
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class Stores:
     rejections: RejectionLog
 
 
-def build_stores(settings: Settings, credential=None) -> Stores:
+def build_stores(settings: Settings, credential: TokenCredential | None = None) -> Stores:
     blobs = storage.blob_service(settings, credential)
     tables = storage.table_service(settings, credential)
     return Stores(
@@ -130,7 +140,8 @@ def _secret(name: str) -> str:
     return value
 
 
-def pipeline_client(settings: Settings, credential) -> PublishedPipelineClient | BatchEndpointPipelineClient:
+def pipeline_client(settings: Settings,
+                    credential: TokenCredential) -> PublishedPipelineClient | BatchEndpointPipelineClient:
     """v1 published pipeline / pipeline endpoint, or v2 pipeline component behind a batch endpoint."""
     common = {"timeout_s": settings.pipeline_timeout_s, "max_retries": settings.pipeline_max_retries}
     if settings.pipeline_kind == "batch-endpoint":
@@ -221,7 +232,7 @@ def build(settings: Settings) -> Services:
     )
 
 
-def webhook_guard(settings: Settings, tables) -> WebhookGuard:
+def webhook_guard(settings: Settings, tables: TableServiceClient) -> WebhookGuard:
     """The secret(s) come from app settings (a Key Vault reference in Azure); a missing one is answered 503 by the
     webhook, not a failure of every other trigger."""
     table = storage.ensure_table(tables, settings.webhook_table)
@@ -232,7 +243,7 @@ def webhook_guard(settings: Settings, tables) -> WebhookGuard:
                         rejections=RejectionLog(table, settings.reject_limit))
 
 
-def drift_http_guard(settings: Settings, tables) -> DriftHttpGuard:
+def drift_http_guard(settings: Settings, tables: TableServiceClient) -> DriftHttpGuard:
     """POST /api/drift-check: the webhook's secret(s), replay guard and refusal log; its own rate counters (scope
     `drift`, so the two routes' limits are independent)."""
     table = storage.ensure_table(tables, settings.webhook_table)
@@ -249,33 +260,31 @@ def drift_policy(settings: Settings) -> DriftPolicy:
                        inline_max_bytes=settings.drift_inline_max_bytes, job_timeout_s=settings.drift_job_timeout_s)
 
 
-def inference_reader(container) -> InferenceReader:
+def inference_reader(container: ContainerClient) -> InferenceReader:
     from shared.adapters.inference_data import read_window
 
     return lambda since, until: read_window(container, since=since, until=until)
 
 
-def report_writer(container) -> ReportWriter:
+def report_writer(container: ContainerClient) -> ReportWriter:
     def write(name: str, html: str) -> str:
         container.upload_blob(name, html.encode("utf-8"), overwrite=True)
         return f"{container.container_name}/{name}"
     return write
 
 
-def health_checker(settings: Settings):
+def health_checker(settings: Settings) -> HealthChecker:
     """GET /api/health's checks, built from the settings alone (not from services(): storage being down at cold
     start must be a 503 with reasons, not a 500)."""
     import requests
 
-    from shared.services import health
-
     credential = azure_credential() if (settings.mode == "azure" and settings.storage_account_url) else None
     table = storage.table_service(settings, credential).get_table_client(settings.runs_table)
-    return health.HealthChecker(storage_probe=health.table_probe(table), pipeline_url=settings.pipeline_endpoint_url,
-                                session=requests.Session())
+    return HealthChecker(storage_probe=table_probe(table), pipeline_url=settings.pipeline_endpoint_url,
+                         session=requests.Session())
 
 
-def workspace_client(settings: Settings):
+def workspace_client(settings: Settings) -> Lazy:
     """An MLClient on the app's managed identity, built on first use: importing azure-ai-ml takes a second or
     two, which the blob and timer triggers' cold starts need not pay."""
     def build():
@@ -289,7 +298,7 @@ def workspace_client(settings: Settings):
 class Lazy:
     """Stands in for the object `factory()` returns, building it when an attribute is first asked for."""
 
-    def __init__(self, factory):
+    def __init__(self, factory: Callable[[], Any]):
         self._factory = factory
         self._target = None
 
@@ -301,7 +310,7 @@ class Lazy:
         return getattr(self._target, name)
 
 
-def azure_deployer(settings: Settings, ml_client):
+def azure_deployer(settings: Settings, ml_client: Any) -> AzureOnlineDeployer:
     """Blue/green on the managed online endpoint."""
     from shared.adapters.azure_online import AzureOnlineDeployer
 

@@ -29,6 +29,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+from azure.data.tables import TableClient
 
 from shared.services.http_guard import JSON, HttpAnswer
 
@@ -112,7 +113,7 @@ def check_pipeline(url: str, session: requests.Session, timeout_s: float = TIMEO
     return {"ok": True, "ms": _ms(started)}
 
 
-def table_probe(table, timeout_s: float = TIMEOUT_S) -> Callable[[], None]:
+def table_probe(table: TableClient, timeout_s: float = TIMEOUT_S) -> Callable[[], None]:
     """A storage probe on an azure.data.tables TableClient: a point read of an entity that need not exist (a 404 is
     storage answering), one try, short timeouts (the SDK's default retries would take tens of seconds)."""
     def probe() -> None:
