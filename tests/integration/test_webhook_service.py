@@ -359,3 +359,8 @@ def test_a_registry_folder_that_fails_its_pattern_is_not_sent_and_the_retrain_st
     (request, _), = httpserver.log
     sent = request.get_json()["ParameterAssignments"]
     assert not {"champion_model", "champion_version", "champion_digest"} & set(sent)
+
+
+def test_an_idempotency_key_the_store_cannot_hold_is_a_400_naming_the_header(env):
+    answer, record = env.call({"dataset": "latest"}, headers={"Idempotency-Key": "k" * 300})
+    assert_problem(answer, env.stores.audit.get(record.id), 400, "header Idempotency-Key: Idempotency-Key must be 1-")

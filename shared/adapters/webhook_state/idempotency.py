@@ -12,6 +12,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient
 
 from shared.adapters.webhook_state.tables import delete_if_unchanged, delete_where, replace_if_unchanged, row_key
+from shared.ports import IdempotencyKeyError  # raised here; POST /api/retrain answers it 400 (shared.services)
 
 _IDEM_PK = "idem"
 
@@ -29,10 +30,6 @@ class IdempotencyResult:
     body: dict | None = None
     location: str | None = None
     owner: str | None = None
-
-
-class IdempotencyKeyError(ValueError):
-    """The Idempotency-Key header is unusable (400)."""
 
 
 class IdempotencyStore:
