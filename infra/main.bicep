@@ -88,7 +88,7 @@ param functionAppMaximumInstanceCount int = 40
 @allowed([2048, 4096])
 param functionAppInstanceMemoryMB int = 2048
 
-@description('Refuse instrumentation-key ingestion in Application Insights (Entra ID only): the Functions host sends with APPLICATIONINSIGHTS_AUTHENTICATION_STRING and shared/telemetry.py with the app\'s identity, both as Monitoring Metrics Publisher.')
+@description('Refuse instrumentation-key ingestion in Application Insights (Entra ID only): the Functions host sends with APPLICATIONINSIGHTS_AUTHENTICATION_STRING and shared/telemetry/ with the app\'s identity, both as Monitoring Metrics Publisher.')
 param appInsightsDisableLocalAuth bool = true
 
 // ---- Names ----------------------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ var webhookSecretReference = '@Microsoft.KeyVault(VaultName=${keyVault.outputs.n
 var webhookSecretPreviousUri = '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=${keyVault.outputs.webhookSecretPreviousName})'
 var webhookSecretPreviousReference = empty(webhookSecretPrevious) ? '' : webhookSecretPreviousUri
 
-// Every app setting the code reads (shared/settings.py, shared/bootstrap.py, shared/telemetry.py,
+// Every app setting the code reads (shared/settings.py, shared/bootstrap.py, shared/telemetry/,
 // function_app/blob_upload.py); tests/unit/test_infra.py checks none is missing. Tuning values are the code's
 // defaults, written out so they can be changed in one place.
 var appSettings = {

@@ -362,7 +362,7 @@ SECRETS = (
     AppSetting("SCORING_KEY", "local stack only: key of the local scoring server (in Azure the endpoint key is "
                "read through the workspace)"),
     AppSetting("SCORING_ADMIN_KEY", "local stack only: key of the local scoring server's deploy route"),
-    # shared/telemetry.py configure_from_env
+    # shared/telemetry/setup.py configure_from_env
     AppSetting("APPLICATIONINSIGHTS_CONNECTION_STRING", "send traces, logs and metrics to Application Insights "
                "(unset: telemetry stays in the process)"),
 )
@@ -371,7 +371,7 @@ OTHER_SETTINGS = (
     # function_app/blob_upload.py, at indexing
     AppSetting("BLOB_TRIGGER_SOURCE", "the blob trigger's source, read when the worker indexes the app; the local "
                "host always polls", "`EventGrid` in Azure, `LogsAndContainerScan` locally"),
-    # shared/telemetry.py configure_from_env
+    # shared/telemetry/setup.py configure_from_env
     AppSetting("OTEL_SERVICE_NAME", "service name on every span, log and metric", "`bankmarketing-retrain`"),
     # shared/bootstrap.py build; local/ too
     AppSetting("RETRAIN_LOCAL_DIR", "local stack: its state folder (secrets, keys, drift jobs)", "`.local`"),
