@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from shared import redaction
 from shared.adapters.azure_online.payloads import clip, label, mlflow_request, parse_predictions
 from shared.adapters.scoring import DeploymentError
 
@@ -28,7 +29,9 @@ class AzureEndpointScorer:
         self._version_of = version_of
         self._session = session or requests.Session()
         self._timeout = timeout_s
-        self._redact = redact or (lambda text: text)
+        # the endpoint client's redaction (every key it read) when the deployer builds this; else the shared rules
+        # with this key added
+        self._redact = redact or (lambda text: redaction.redact(text, "***", extra=(key,)))
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -39,7 +42,6 @@ class AzureEndpointScorer:
             raise DeploymentError(f"scoring endpoint {self.scoring_uri} unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
             body = self._redact(clip(response.text, 300))
-            body = body.replace(self._key, "***") if self._key else body
             raise DeploymentError(f"scoring request answered {response.status_code}: {body}")
         try:
             predictions = parse_predictions(response.text, len(records))
