@@ -90,12 +90,8 @@ def drift_check_http(request: WebhookRequest, on_demand: DriftOnDemand, run_chec
     guard = on_demand.guard
     with telemetry.span("drift_check_http", kind="server", size=len(request.body)) as span:
         if guard is not None:
-            refused = http_guard.admit(request, instance=INSTANCE, secrets=guard.secrets, replay=guard.replay,
-                                       rejections=guard.rejections, tolerance_s=guard.tolerance_s, now=now,
-                                       media=None)
+            refused = http_guard.admit_with(guard, request, instance=INSTANCE, now=now, span=span, media=None)
             if refused is not None:
-                span.fail(f"refused ({refused.status}) before authentication")
-                span.set(status=refused.status, outcome=Outcome.REJECTED)
                 return refused, None
         record_id = new_id("http-")
         span.set(trigger_id=record_id)

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from shared.domain.outcomes import Outcome
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, replay_key, verify
 from shared.ports import RateLimit, Refusals, Replays
+from shared.telemetry import Span
 
 MAX_BODY = 1024 * 1024  # what the API routes accept (413 above, from Content-Length before the body is read)
 # The Functions host's own cap on every request body (app setting FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, default 100 MB:
@@ -189,3 +192,28 @@ def admit(request: WebhookRequest, *, instance: str, secrets: tuple[str, ...], r
             rejections.record(client, route=instance, status=refused.status, reason=refused.detail, now=now)
         return refused.answer(instance)
     return None
+
+
+class SignedRouteGuard(Protocol):
+    """What a signed route's guard carries (http_retrain.WebhookGuard, drift_on_demand.DriftHttpGuard)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+    @property
+    def replay(self) -> Replays: ...
+    @property
+    def rejections(self) -> Refusals | None: ...
+    @property
+    def tolerance_s(self) -> int: ...
+
+
+def admit_with(guard: SignedRouteGuard, request: WebhookRequest, *, instance: str, now: float, span: Span,
+               **options: str | None) -> HttpAnswer | None:
+    """`admit` with a route's guard; a refusal is marked on the route's span (failed, status, outcome rejected)
+    before it is answered, as both signed routes record it."""
+    refused = admit(request, instance=instance, secrets=guard.secrets, replay=guard.replay,
+                    rejections=guard.rejections, tolerance_s=guard.tolerance_s, now=now, **options)
+    if refused is not None:
+        span.fail(f"refused ({refused.status}) before authentication")
+        span.set(status=refused.status, outcome=Outcome.REJECTED)
+    return refused

@@ -77,12 +77,9 @@ def retrain_http(request: WebhookRequest | bytes, intake: WebhookIntake, now: fl
     guard = intake.guard
     if guard is not None and guard.rejections is not None:
         with telemetry.span("retrain_http", kind="server", size=len(request.body)) as span:
-            refused = http_guard.admit(request, instance=INSTANCE, secrets=guard.secrets, replay=guard.replay,
-                                       rejections=guard.rejections, tolerance_s=guard.tolerance_s, now=now,
-                                       replay_hint=REPLAY_HINT)
+            refused = http_guard.admit_with(guard, request, instance=INSTANCE, now=now, span=span,
+                                            replay_hint=REPLAY_HINT)
             if refused is not None:
-                span.fail(f"refused ({refused.status}) before authentication")
-                span.set(status=refused.status, outcome=Outcome.REJECTED)
                 return refused, None
     record = AuditRecord(id=new_id("http-"), trigger="http", function=function, started_at=time.time(),
                          source=f"{request.method} /api/retrain")
