@@ -6,9 +6,14 @@ The pipeline is one command component that runs the same training code as the lo
 and deployed as a `PipelineComponentBatchDeployment`, so it can be invoked over REST at the endpoint's invocation
 URL (`PIPELINE_KIND=batch-endpoint`). Building the objects needs no subscription; only `publish` talks to Azure,
 through the `MLClient` it is given.
+
+Every publish names a version for both components: a pipeline component without one is resolved by the deployment
+to the version already registered under its name, so a re-publish would keep serving the old training step
+(see `content_version`).
 """
 
-
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,34 @@ class PublishPlan:
     endpoint_name: str
     deployment_name: str
     compute: str
-    version: str
+    version: str | None = None  # None: `content_version` of the staged code (what `retrain azure publish` does)
+
+
+def content_version(code: Path) -> str:
+    """The components' version when none is given: the first 16 hex digits of a SHA-256 over the staged code (each
+    file's relative path and bytes) and the component's definition (command, inputs, outputs, environment image and
+    pinned requirements), so changed code or pins get a new version and an unchanged re-publish the same one.
+
+    Why a version on every publish: a `PipelineComponentBatchDeployment` whose pipeline component has no version is
+    resolved to the version already registered under that name — azure-ai-ml's
+    `BatchDeploymentOperations._validate_component` first calls `components.get(name, version=None)`, which reads
+    the `default` label (`ComponentOperations._get`: DEFAULT_LABEL_NAME -> DEFAULT_COMPONENT_VERSION), and creates
+    the component only when that get fails
+    (github.com/Azure/azure-sdk-for-python, sdk/ml/azure-ai-ml/azure/ai/ml/operations/_batch_deployment_operations.py
+    and _component_operations.py). A fixed version (`--version`) is the caller's promise that the code is the same."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in code.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(code).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    definition = build_component(code, "0")._to_dict()
+    for varying in ("code", "version"):  # the staging folder's path changes every time; the version is the result
+        definition.pop(varying, None)
+    digest.update(json.dumps(definition, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def component_version(plan: PublishPlan, code: Path) -> str:
+    """The version the plan names, else the content's (`content_version`)."""
+    return plan.version or content_version(code)
 
 
 def _component_inputs():
@@ -94,9 +126,12 @@ def build_component(code: Path, version: str):
 
 
 def build_pipeline_component(component, compute: str):
+    """The pipeline around the training component, with the training component's version (see `content_version`:
+    without one, the deployment would resolve the version registered before)."""
     from azure.ai.ml import Input, dsl
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Retrain the bank-marketing classifier", default_compute=compute)
+    @dsl.pipeline(name=PIPELINE_NAME, version=component.version, default_compute=compute,
+                  description="Retrain the bank-marketing classifier")
     def retrain_pipeline(training_data: Input(type="uri_file"),
                          time_budget_s: Input(type="integer", min=1) = 60,
                          primary_metric: Input(type="string") = "AUC_weighted",
@@ -137,11 +172,12 @@ def build_deployment(pipeline_component, plan: PublishPlan):
 def publish(ml_client, plan: PublishPlan, *, code: Path | None = None, echo=print) -> str:
     """Create/update the component, the batch endpoint and its deployment; return the invocation URL."""
     code = code or stage_code()
-    component = build_component(code, plan.version)
+    component = build_component(code, component_version(plan, code))
     component = ml_client.components.create_or_update(component)
     echo(f"component {component.name}:{component.version} registered")
     pipeline_component = build_pipeline_component(component, plan.compute)
     endpoint, deployment = build_deployment(pipeline_component, plan)
+    echo(f"pipeline component {pipeline_component.name}:{pipeline_component.version}")
     ml_client.batch_endpoints.begin_create_or_update(endpoint).result()
     echo(f"batch endpoint {plan.endpoint_name} ready")
     ml_client.batch_deployments.begin_create_or_update(deployment).result()

@@ -107,16 +107,38 @@ class _Poller:
 
 
 class RecordingMLClient:
-    """MLClient's operations replaced by doubles that record each call in order."""
+    """MLClient's operations replaced by doubles that record each call in order. The batch deployment resolves its
+    pipeline component as azure-ai-ml's `BatchDeploymentOperations._validate_component` does: `components.get(name,
+    version)` (no version: the one registered first under the name, the `default` label), registering it only when
+    that get fails (sdk/ml/azure-ai-ml/azure/ai/ml/operations/_batch_deployment_operations.py)."""
 
     def __init__(self):
         self.calls = []
+        self.registered: dict[tuple[str, str], object] = {}  # (name, version) -> component, in registration order
+        self.deployed: list[object] = []  # the pipeline component each deployment resolved to
         calls = self.calls
         stored = {}
 
+        def register(component):
+            self.registered.setdefault((component.name, component.version), component)
+            return self.registered[(component.name, component.version)]
+
+        def get_component(name, version=None):
+            if version is None:
+                version = next((v for n, v in self.registered if n == name), None)
+            if (name, version) not in self.registered:
+                raise LookupError(f"component {name}:{version} not found")
+            return self.registered[(name, version)]
+
+        def resolve(component):
+            try:
+                return get_component(component.name, component.version)
+            except LookupError:
+                return register(component)
+
         def create_component(component):
             calls.append(("components.create_or_update", component))
-            return component
+            return register(component)
 
         def endpoint_update(endpoint):
             calls.append(("batch_endpoints.begin_create_or_update", endpoint))
@@ -125,6 +147,7 @@ class RecordingMLClient:
 
         def deployment_update(deployment):
             calls.append(("batch_deployments.begin_create_or_update", deployment))
+            self.deployed.append(resolve(deployment.component))
             return _Poller(deployment)
 
         def endpoint_get(name):
@@ -132,7 +155,7 @@ class RecordingMLClient:
             return SimpleNamespace(name=name, defaults=SimpleNamespace(deployment_name=None),
                                    scoring_uri=f"https://{name}.westeurope.inference.ml.azure.com/jobs")
 
-        self.components = SimpleNamespace(create_or_update=create_component)
+        self.components = SimpleNamespace(create_or_update=create_component, get=get_component)
         self.batch_endpoints = SimpleNamespace(begin_create_or_update=endpoint_update, get=endpoint_get)
         self.batch_deployments = SimpleNamespace(begin_create_or_update=deployment_update)
 
@@ -152,3 +175,55 @@ def test_publish_creates_component_endpoint_deployment_then_sets_the_default():
     assert client.calls[4][1].defaults.deployment_name == "train-v1"
     assert url == "https://bank-retrain.westeurope.inference.ml.azure.com/jobs"
     assert lines[-1].startswith(f"invocation URL: {url}")
+
+
+def changed_code():
+    """The staged code with the training job changed (a new release of it)."""
+    code = azure_publish.stage_code()
+    job = code / "shared" / "jobs" / "training" / "job.py"
+    job.write_text(job.read_text() + "\n# a change in the training code\n")
+    return code
+
+
+def training_step_version(pipeline_component) -> str:
+    (step,) = pipeline_component.jobs.values()
+    return step.component.version
+
+
+def test_a_republish_of_changed_code_deploys_the_new_pipeline_and_training_versions():
+    """No --version: each publish versions both components by the content (content_version), so the batch
+    deployment resolves the new pipeline, whose step is the new training component — never the version registered
+    by the first publish."""
+    plan = azure_publish.PublishPlan(endpoint_name="bank-retrain", deployment_name="train", compute="cpu-cluster")
+    client = RecordingMLClient()
+    first, second = azure_publish.stage_code(), changed_code()
+    azure_publish.publish(client, plan, code=first, echo=lambda _line: None)
+    azure_publish.publish(client, plan, code=second, echo=lambda _line: None)
+    old, new = azure_publish.content_version(first), azure_publish.content_version(second)
+    assert old != new
+    assert [(c.name, c.version) for c in client.deployed] == [(azure_publish.PIPELINE_NAME, old),
+                                                              (azure_publish.PIPELINE_NAME, new)]
+    assert [training_step_version(c) for c in client.deployed] == [old, new]
+    assert (azure_publish.COMPONENT_NAME, new) in client.registered
+
+
+def test_an_unchanged_republish_reuses_its_versions():
+    plan = azure_publish.PublishPlan(endpoint_name="bank-retrain", deployment_name="train", compute="cpu-cluster")
+    client = RecordingMLClient()
+    for _ in range(2):
+        azure_publish.publish(client, plan, code=azure_publish.stage_code(), echo=lambda _line: None)
+    assert client.deployed[0] is client.deployed[1]
+    assert len({v for n, v in client.registered if n == azure_publish.COMPONENT_NAME}) == 1
+
+
+def test_an_unversioned_pipeline_component_would_deploy_the_old_pipeline():
+    """Why the version matters: the same fake resolves a pipeline component without a version to the one registered
+    before, as Azure ML does."""
+    client = RecordingMLClient()
+    old = azure_publish.build_pipeline_component(azure_publish.build_component(azure_publish.stage_code(), "1"), "c")
+    client.registered[(old.name, old.version)] = old
+    fresh = azure_publish.build_pipeline_component(azure_publish.build_component(changed_code(), "2"), "c")
+    fresh.version = None
+    _, deployment = azure_publish.build_deployment(fresh, PLAN)
+    client.batch_deployments.begin_create_or_update(deployment)
+    assert client.deployed == [old] and training_step_version(client.deployed[0]) == "1"

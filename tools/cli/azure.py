@@ -11,7 +11,7 @@ from tools.cli.command import CommandError, Exit, add_command
 def _dry_run(publish, plan) -> int:
     """Build and validate the component, pipeline, endpoint and deployment offline; call nothing."""
     code = publish.stage_code()
-    component = publish.build_component(code, plan.version)
+    component = publish.build_component(code, publish.component_version(plan, code))
     pipeline = publish.build_pipeline_component(component, plan.compute)
     endpoint, deployment = publish.build_deployment(pipeline, plan)
     for name, entity in (("component", component), ("pipeline", pipeline), ("endpoint", endpoint),
@@ -65,7 +65,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     publish.add_argument("--compute", default="cpu-cluster", help="compute cluster for the pipeline")
     publish.add_argument("--endpoint-name", default="bankmarketing-retrain")
     publish.add_argument("--deployment-name", default="train")
-    publish.add_argument("--version", default="1", help="component version")
+    publish.add_argument("--version", help="version of the training and pipeline components (default: a hash of the "
+                                          "code and environment, so a re-publish of changed code deploys it)")
     publish.add_argument("--dry-run", action="store_true", help="build and validate offline; call nothing")
     doctor = add_command(
         azure_sub, "doctor", cmd_doctor,
