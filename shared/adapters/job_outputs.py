@@ -5,6 +5,12 @@ step writes `model/` (the MLflow model) and `metrics.json` (out-of-fold and held
 output; the completion handler needs both. `JobOutputs` asks the workspace through `azure-ai-ml` (`jobs.get` for
 the output's URI, `jobs.download(output_name=…)` for metrics.json); `WithJobOutputs` wraps a pipeline client so
 `get_run()` of a completed run carries them as `Outputs` — the shape the local pipeline endpoint already answers.
+
+The model's URI is the documented job-output form `azureml://jobs/<job>/outputs/<output>/paths/<path>` ("Supported
+paths" for registering a model: https://learn.microsoft.com/azure/machine-learning/how-to-manage-models; azure-ai-ml
+parses it with JOB_URI_FORMAT / JOB_URI_REGEX_FORMAT in azure/ai/ml/constants/_common.py), not the datastore path the
+output happens to be written to: the registered model then records the job it came from, and the URI stays right
+wherever the workspace puts job outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ from shared.adapters.pipeline_client import PipelineRun
 from shared.domain.outcomes import PipelineStatus
 
 OUTPUT_NAME = "model_dir"
+MODEL_PATH = "model"  # the MLflow model's folder inside the output (shared.jobs.training.job writes it there)
+
+
+def job_output_uri(job_name: str, output_name: str = OUTPUT_NAME, path: str = MODEL_PATH) -> str:
+    """`azureml://jobs/<job>/outputs/<output>/paths/<path>`, the documented URI of a file or folder in a job's named
+    output (see the module docstring)."""
+    return f"azureml://jobs/{job_name}/outputs/{output_name}/paths/{path.strip('/')}"
 
 
 class JobOutputError(RuntimeError):
@@ -32,17 +45,16 @@ class JobOutputs:
     def read(self, run_id: str) -> dict[str, Any]:
         """{"model": {"Uri": <model folder URI>}, "metrics": {...}} of a finished job."""
         job = self._client.jobs.get(run_id)
-        output = (getattr(job, "outputs", None) or {}).get(self.output_name)
-        base = str(getattr(output, "path", "") or "").rstrip("/")
-        if not base:
-            raise JobOutputError(f"job {run_id} has no `{self.output_name}` output path")
+        if (getattr(job, "outputs", None) or {}).get(self.output_name) is None:
+            raise JobOutputError(f"job {run_id} has no `{self.output_name}` output")
         with tempfile.TemporaryDirectory(prefix="job-outputs-") as tmp:
             self._client.jobs.download(name=run_id, download_path=tmp, output_name=self.output_name)
             found = sorted(Path(tmp).rglob("metrics.json"), key=lambda p: len(p.parts))
             if not found:
                 raise JobOutputError(f"job {run_id}: no metrics.json in its `{self.output_name}` output")
             metrics = json.loads(found[0].read_text())
-        return {"model": {"Uri": f"{base}/model"}, "metrics": metrics}
+        return {"model": {"Uri": job_output_uri(getattr(job, "name", None) or run_id, self.output_name)},
+                "metrics": metrics}
 
 
 class WithJobOutputs:

@@ -215,11 +215,18 @@ def parse_job(body: dict[str, Any]) -> PipelineRun:
 class BatchEndpointPipelineClient(_AzureMLRest):
     """v2: the training pipeline component deployed behind a batch endpoint.
 
-    Invocation (documented batch-endpoint REST contract): POST {invocation URL} with a token for
-    https://ml.azure.com/.default and `{"properties": {"InputData": {name: {"JobInputType": "Literal", "Value": v}
-    | {"JobInputType": "UriFile", "Uri": "azureml://datastores/{ds}/paths/{path}"}}}}`; the answer is the batch
-    job (`name`, `properties.status`). Status: the workspace's jobs API on ARM
-    (`{workspace id}/jobs/{name}?api-version=…`, ARM-scoped token).
+    Invocation (documented batch-endpoint REST contract,
+    https://learn.microsoft.com/azure/machine-learning/how-to-access-data-batch-endpoints-jobs): POST {invocation
+    URL} with a token for https://ml.azure.com/.default and `{"properties": {"InputData": {name: {"JobInputType":
+    "Literal", "Value": v} | {"JobInputType": "UriFile", "Uri": "azureml://datastores/{ds}/paths/{path}"}},
+    "properties": {"experimentName": …}}}`; the answer is the batch job (`name`, `properties.status`). Status: the
+    workspace's jobs API on ARM (`{workspace id}/jobs/{name}?api-version=…`, ARM-scoped token).
+
+    The experiment the job runs under goes where azure-ai-ml's `BatchEndpointOperations.invoke(experiment_name=…)`
+    puts it: the batch job's own `properties` dict, `properties.properties.experimentName`
+    (github.com/Azure/azure-sdk-for-python, sdk/ml/azure-ai-ml/azure/ai/ml/operations/_batch_endpoint_operations.py:
+    `properties["experimentName"] = experiment_name`, loaded under EndpointYamlFields.BATCH_JOB_PROPERTIES). It is
+    also the `experiment_name` input, which the training step logs its MLflow run under.
     """
 
     def __init__(self, invocation_url: str, credential: Any, *, workspace_id: str, deployment: str | None = None,
@@ -246,7 +253,7 @@ class BatchEndpointPipelineClient(_AzureMLRest):
         for name, ref in (data_paths or {}).items():
             inputs[name] = {"JobInputType": "UriFile",
                             "Uri": f"azureml://datastores/{ref['DataStoreName']}/paths/{ref['RelativePath']}"}
-        return {"properties": {"InputData": inputs}}
+        return {"properties": {"InputData": inputs, "properties": {"experimentName": experiment}}}
 
     def submit(self, *, experiment: str, parameters: dict[str, Any],
                data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:

@@ -167,7 +167,7 @@ def test_v2_batch_endpoint_invocation_body_scope_and_job_status(httpserver):
         "time_budget_s": {"JobInputType": "Literal", "Value": 60},
         "training_data": {"JobInputType": "UriFile",
                           "Uri": "azureml://datastores/workspaceblobstore/paths/bankmarketing/v4/data.csv"},
-    }}}
+    }, "properties": {"experimentName": "bankmarketing-retrain"}}}
     httpserver.expect_oneshot_request("/jobs", method="POST", json=expected, headers={
         "Authorization": "Bearer token", "azureml-model-deployment": "train-v3"}).respond_with_json(
         {"id": f"{WORKSPACE}/jobs/batchjob-1", "name": "batchjob-1", "properties": {"status": "Preparing"}})

@@ -49,7 +49,9 @@ def test_a_completed_job_gets_its_model_uri_and_metrics():
     jobs = Jobs(metrics)
     client = WithJobOutputs(Pipeline(), JobOutputs(SimpleNamespace(jobs=jobs)))
     run = client.get_run("j1")
-    assert run.outputs["model"] == {"Uri": URI + "/model"} and run.outputs["metrics"] == metrics
+    # the documented job-output form, not the datastore path the output was written to
+    assert run.outputs["model"] == {"Uri": "azureml://jobs/j1/outputs/model_dir/paths/model"}
+    assert run.outputs["metrics"] == metrics
     assert jobs.calls == [("get", "j1"), ("download", "j1", "model_dir")]
     assert client.submit(experiment="e", parameters={}).run_id == "new"
 
@@ -65,3 +67,10 @@ def test_runs_not_completed_or_already_carrying_outputs_are_left_alone():
 def test_a_job_without_metrics_is_a_clear_error():
     with pytest.raises(JobOutputError, match="no metrics.json in its `model_dir` output"):
         JobOutputs(SimpleNamespace(jobs=Jobs(None))).read("j2")
+
+
+def test_a_job_without_the_output_is_a_clear_error():
+    jobs = Jobs({})
+    jobs.get = lambda name: SimpleNamespace(name=name, outputs={})
+    with pytest.raises(JobOutputError, match="job j3 has no `model_dir` output"):
+        JobOutputs(SimpleNamespace(jobs=jobs)).read("j3")
