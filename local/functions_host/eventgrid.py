@@ -1,5 +1,10 @@
 """The Event Grid extension's webhook (`POST /runtime/webhooks/eventgrid?functionName=NAME`): subscription
-validation, notifications (one invocation per event), subscription deletion."""
+validation, notifications (one invocation per event), `Unsubscribe`.
+
+As the extension answers (azure-sdk-for-net sdk/eventgrid/Microsoft.Azure.WebJobs.Extensions.EventGrid/src/
+TriggerBinding/HttpRequestProcessor.cs): the `aeg-event-type` header is compared case-insensitively;
+`SubscriptionValidation` answers the code, `Notification` invokes, `Unsubscribe` answers 202 and any other value
+(or none) answers 400."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ log = logging.getLogger("functions_host")
 
 VALIDATION = "SubscriptionValidation"
 NOTIFICATION = "Notification"
-DELETION = "SubscriptionDeletion"
+UNSUBSCRIBE = "Unsubscribe"
 
 
 @dataclass
@@ -46,7 +51,7 @@ def to_binding(event: dict):
 
 async def handle(fn: IndexedFunction, event_type: str | None, body: bytes, invoker: Invoker) -> WebhookAnswer:
     kind = (event_type or "").strip()
-    if kind.lower() == DELETION.lower():
+    if kind.lower() == UNSUBSCRIBE.lower():
         return WebhookAnswer(202)
     if kind.lower() not in (VALIDATION.lower(), NOTIFICATION.lower()):
         return WebhookAnswer(400, f"missing or unknown aeg-event-type header: {kind or '(none)'}")

@@ -21,18 +21,20 @@ import uvicorn
 
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
+from local.functions_host.host_json import QueueOptions, function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
 from local.functions_host.keys import HostKeys, load_or_create_keys, local_dir_for
 from local.functions_host.loader import IndexedFunction, index_app, script_file_name
 from local.functions_host.log import add_secrets, configure_logging
 from local.functions_host.ncrontab import ScheduleError, resolve_schedule, shortest_interval
+from local.functions_host.queue_trigger import POISON_SUFFIX, QueueNameError, QueueTriggerListener, queue_name
 from local.functions_host.routes import RouteError, compile_route
 from local.functions_host.timers import ScheduleMonitor, TimerListener, utcnow
 
 log = logging.getLogger("functions_host")
 
-SUPPORTED_TRIGGERS = ("httpTrigger", "timerTrigger", "blobTrigger", "eventGridTrigger")
+SUPPORTED_TRIGGERS = ("httpTrigger", "timerTrigger", "blobTrigger", "eventGridTrigger", "queueTrigger")
 TIMER_LOCK_LEASE_S = 15
 
 
@@ -62,6 +64,7 @@ class FunctionsHost:
     http: list[HttpFunction] = field(default_factory=list)
     timers: dict[str, TimerListener] = field(default_factory=dict)
     blobs: list[BlobTriggerListener] = field(default_factory=list)
+    queues: list[QueueTriggerListener] = field(default_factory=list)
     eventgrid: dict[str, IndexedFunction] = field(default_factory=dict)
     keys: HostKeys | None = None
     exit_code: int = 0
@@ -88,7 +91,10 @@ class FunctionsHost:
         host_json = appsettings.read_host_json(self.script_root)
         self.prefix = appsettings.route_prefix(host_json)
         self.host_id = appsettings.host_id()
-        self.invoker = Invoker(self.script_root)
+        self.queue_options = queue_options(host_json)  # a value Azure refuses stops the host, as in Azure
+        timeout = function_timeout_s(host_json)
+        self.invoker = Invoker(self.script_root, timeout_s=timeout)
+        log.info("functionTimeout: %s", f"{timeout:.0f}s" if timeout is not None else "unbounded")
         script = script_file_name(self.config.script_file)
         log.info("Indexing %s in %s (PYTHON_SCRIPT_FILE_NAME)", script, self.script_root)
         for fn in index_app(self.script_root, script):
@@ -125,6 +131,8 @@ class FunctionsHost:
             self.timers[fn.name] = self._timer(fn, trigger)
         elif fn.trigger_type == "blobTrigger":
             self.blobs.append(self._blob(fn, trigger, host_json))
+        elif fn.trigger_type == "queueTrigger":
+            self.queues.append(self._queue(fn, trigger))
         else:
             self.eventgrid[fn.name] = fn
 
@@ -160,12 +168,29 @@ class FunctionsHost:
             raise ValueError("blob triggers need AzureWebJobsStorage for their blob receipts")
         if conn not in self._sources:
             self._sources[conn] = storage.blob_service(conn)
+        # Tries come from host.json `extensions.queues.maxDequeueCount` (default 5), the setting Azure uses for
+        # poison blobs too; the poison queue lives in the triggering blob's account (SharedBlobQueueListenerFactory.cs
+        # in azure-sdk-for-net, GetPoisonQueue). There is no `extensions.blobs.maxDequeueCount` (BlobsOptions.cs).
         return BlobTriggerListener(
             fn, pattern, source=self._sources[conn], hosts=self._hosts,
-            poison=storage.poison_queue(self._hosts_conn), invoker=self.invoker, host_id=self.host_id,
+            poison=storage.poison_queue(conn), invoker=self.invoker, host_id=self.host_id,
             poll_s=appsettings.float_setting("BLOB_TRIGGER_POLL_S", 1.0),
-            max_tries=appsettings.int_setting("BLOB_TRIGGER_MAX_DEQUEUE_COUNT", 5),
+            max_tries=self.queue_options.max_dequeue_count,
             parallelism=appsettings.blob_parallelism(host_json))
+
+    def _queue(self, fn: IndexedFunction, trigger: dict) -> QueueTriggerListener:
+        try:
+            name = queue_name(appsettings.resolve(str(trigger.get("queueName") or "")))
+        except (QueueNameError, appsettings.MissingSettingError) as exc:
+            raise ValueError(f"bad queue name '{trigger.get('queueName')}': {exc}") from None
+        connection = trigger.get("connection") or "AzureWebJobsStorage"
+        conn = appsettings.connection_string(connection)
+        if not conn:
+            raise ValueError(f"the connection setting '{connection}' is not set")
+        options: QueueOptions = self.queue_options
+        return QueueTriggerListener(fn, queue=storage.plain_queue(conn, name),
+                                    poison=storage.plain_queue(conn, name + POISON_SUFFIX), invoker=self.invoker,
+                                    options=options)
 
     # admin ---------------------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -173,6 +198,7 @@ class FunctionsHost:
         return {"id": self.host_id, "state": self._state, "functions": sorted(enabled), "errors": dict(self.errors)}
 
     async def fire(self, name: str, _input: Any) -> tuple[int, str]:
+        # case-insensitive, as the Azure host's GetFunctionOrNull (src/WebJobs.Script/Host/ScriptJobHostExtensions.cs)
         actual = next((n for n in self.functions if n.lower() == name.lower()), None)
         if actual is None:
             return 404, ""
@@ -234,7 +260,7 @@ class FunctionsHost:
                                         # pass on, not the peer address (uvicorn trusts it from 127.0.0.1)
                                         proxy_headers=False, timeout_graceful_shutdown=max(1, int(timeout))))
         self._state = "Running"
-        for listener in (*self.timers.values(), *self.blobs):
+        for listener in (*self.timers.values(), *self.blobs, *self.queues):
             listener.start()
         server_task = asyncio.create_task(server.serve())
         while not server.started and not server_task.done():
@@ -249,13 +275,13 @@ class FunctionsHost:
             await asyncio.wait([server_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
         self._state = "Stopping"
-        log.info("Stopping the host: no new timer or blob invocations; waiting up to %.0fs for running ones",
+        log.info("Stopping the host: no new timer, blob or queue invocations; waiting up to %.0fs for running ones",
                  timeout)
         # One deadline for the whole stop (listeners, HTTP server, running invocations), so a supervisor's
         # kill timeout that is a little longer than FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S is never reached.
         deadline = loop.time() + timeout
         server.should_exit = True
-        listeners = [listener.stop(timeout) for listener in (*self.timers.values(), *self.blobs)]
+        listeners = [listener.stop(timeout) for listener in (*self.timers.values(), *self.blobs, *self.queues)]
 
         async def server_done() -> None:
             with contextlib.suppress(BaseException):

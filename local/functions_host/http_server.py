@@ -133,7 +133,7 @@ class HostApp:
                  keys: HostKeys, invoker: Invoker, route_prefix: str, status: Callable[[], dict],
                  fire: Callable[[str, Any], Awaitable[tuple[int, str]]], body_limit: int = BODY_LIMIT):
         self.http_functions = sorted(http_functions, key=lambda h: h.route.rank)
-        self.eventgrid_functions = {name.lower(): fn for name, fn in eventgrid_functions.items()}
+        self.eventgrid_functions = dict(eventgrid_functions)
         self.keys = keys
         self.invoker = invoker
         self.prefix = route_prefix.strip("/")
@@ -226,10 +226,13 @@ class HostApp:
     async def _eventgrid(self, request: Request) -> Response:
         if not self.keys.is_system_key(SYSTEM_KEY_EVENTGRID, _key(request)):
             return _unauthorized()
+        # The extension keeps its listeners in a plain Dictionary keyed by the function's name, so `functionName`
+        # must match exactly, case included (EventGridExtensionConfigProvider.cs, `_listeners.TryGetValue`); the
+        # host's own lookups (admin API, HTTP routes) stay case-insensitive as in Azure.
         name = request.query_params.get("functionName") or ""
-        fn = self.eventgrid_functions.get(name.lower())
+        fn = self.eventgrid_functions.get(name)
         if fn is None:
-            return PlainTextResponse(f"no Event Grid function named '{name}'", 404)
+            return PlainTextResponse(f"cannot find function: '{name}'", 404)
         if request.method == "OPTIONS":  # CloudEvents abuse-protection handshake
             origin = request.headers.get("webhook-request-origin", "*")
             return Response(status_code=200, headers={"webhook-allowed-origin": origin})

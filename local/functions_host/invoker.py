@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
+import ctypes
 import inspect
 import logging
 import os
@@ -79,6 +79,41 @@ class DiscardedOut:
         return self._value
 
 
+class FunctionTimeoutError(Exception):
+    """Raised into (or reported for) an invocation that ran past `functionTimeout`."""
+
+
+class _Running:
+    """The thread a sync invocation runs on, so a timeout can interrupt it (and only while it still runs it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread_id: int | None = None
+        self.done = False
+
+    def run(self, call, *args, **kwargs):
+        self.thread_id = threading.get_ident()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.done = True
+
+    def interrupt(self) -> None:
+        """Raise FunctionTimeoutError in the invocation's thread at its next Python instruction (a blocking call
+        in C, e.g. a socket read, finishes first): the nearest this in-process host gets to the Azure host
+        restarting the worker process."""
+        with self.lock:
+            if not self.done and self.thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id),
+                                                           ctypes.py_object(FunctionTimeoutError))
+
+
+def timespan_text(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 @dataclass
 class InvocationResult:
     invocation_id: str
@@ -96,8 +131,16 @@ def default_thread_count() -> int:
 
 
 class Invoker:
-    def __init__(self, function_directory: Path, max_workers: int | None = None):
+    """Runs invocations; `timeout_s` is host.json `functionTimeout` (None: unbounded), enforced on every one.
+
+    In Azure a timed-out invocation fails with FunctionTimeoutException and, for an out-of-process worker such as
+    Python's, the host restarts the worker process (azure-functions-host src/WebJobs.Script.WebHost/
+    WebScriptHostExceptionHandler.cs, OnTimeoutExceptionAsync). Here the invocation fails at the deadline the same
+    way and its thread is interrupted (see _Running.interrupt); other invocations are left running."""
+
+    def __init__(self, function_directory: Path, max_workers: int | None = None, timeout_s: float | None = None):
         self.function_directory = str(function_directory)
+        self.timeout_s = timeout_s
         self._pool = ThreadPoolExecutor(max_workers=max_workers or default_thread_count(),
                                         thread_name_prefix="function")
         self._running: set[str] = set()
@@ -151,11 +194,7 @@ class Invoker:
         value = None
         try:
             kwargs = self._arguments(fn, trigger_value, context)
-            if fn.is_async:
-                value = await fn.func(**kwargs)
-            else:
-                call = functools.partial(contextvars.copy_context().run, fn.func, **kwargs)
-                value = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            value = await self._call(fn, kwargs, invocation_id)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a function must never take the host down
@@ -172,6 +211,29 @@ class Invoker:
             return InvocationResult(invocation_id, False, error=error, duration_ms=ms)
         log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%dms)", fn.name, invocation_id, ms)
         return InvocationResult(invocation_id, True, value=value, duration_ms=ms)
+
+    async def _call(self, fn: IndexedFunction, kwargs: dict[str, Any], invocation_id: str) -> Any:
+        if fn.is_async:
+            try:
+                return await asyncio.wait_for(fn.func(**kwargs), self.timeout_s)
+            except TimeoutError:
+                raise self._timed_out(fn, invocation_id) from None
+        running = _Running()
+        context = contextvars.copy_context()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: running.run(context.run, fn.func, **kwargs))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+        except TimeoutError:
+            running.interrupt()
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # its end is nobody's business now
+            raise self._timed_out(fn, invocation_id) from None
+
+    def _timed_out(self, fn: IndexedFunction, invocation_id: str) -> FunctionTimeoutError:
+        limit = timespan_text(self.timeout_s or 0)
+        log.error("Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). Initiating cancellation.",
+                  limit, fn.name, invocation_id)
+        return FunctionTimeoutError(f"Timeout value of {limit} was exceeded by function: Functions.{fn.name}")
 
     async def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no invocation is running; True when idle."""

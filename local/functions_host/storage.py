@@ -38,6 +38,12 @@ def poison_queue(connection_string: str) -> QueueClient:
                                               retry_policy=_retry(QueueLinearRetry), **_TIMEOUTS)
 
 
+def plain_queue(connection_string: str, name: str) -> QueueClient:
+    """A queue client that sends and receives message text as it is (the queue trigger decodes bodies itself)."""
+    return QueueClient.from_connection_string(connection_string, name, retry_policy=_retry(QueueLinearRetry),
+                                              **_TIMEOUTS)
+
+
 def ensure_container(container: ContainerClient) -> ContainerClient:
     try:
         container.create_container()
