@@ -383,8 +383,6 @@ OTHER_SETTINGS = (
     AppSetting("WEBSITE_TIME_ZONE", "time zone of the timer schedules (an IANA name)", "UTC", Reader.PLATFORM),
     # local/functions_host/host.py
     AppSetting("BLOB_TRIGGER_POLL_S", "blob container polling interval (seconds)", "`1.0`", Reader.LOCAL_HOST),
-    AppSetting("BLOB_TRIGGER_MAX_DEQUEUE_COUNT", "tries before a blob goes to `webjobs-blobtrigger-poison`", "`5`",
-               Reader.LOCAL_HOST),
 )
 
 
