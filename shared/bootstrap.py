@@ -168,7 +168,11 @@ def build(settings: Settings) -> Services:
                       settings.inference_container, settings.reports_container):
         storage.ensure_container(blobs, container)
 
-    window_storage = WindowStorage(inference=blobs.get_container_client(settings.inference_container),
+    from shared.adapters.inference_data import collector_container  # pandas: only when services are built
+
+    collected = collector_container(blobs, settings.inference_container, account_url=settings.inference_account_url,
+                                    credential=storage_credential)
+    window_storage = WindowStorage(inference=collected, endpoint=settings.online_endpoint,
                                    datasets=blobs.get_container_client(settings.datasets_container),
                                    reports=blobs.get_container_client(settings.reports_container))
     drift_jobs: DriftJobs | None
@@ -221,7 +225,7 @@ def build(settings: Settings) -> Services:
                                  workspace_id=settings.azureml_workspace_id),
         reconcile=ReconcileLimits(min_age_s=settings.reconcile_min_age_s, run_timeout_s=settings.run_timeout_s),
         drift=DriftCheck(policy=drift_policy(settings), retrain=retrain,
-                         inference=inference_reader(blobs.get_container_client(settings.inference_container)),
+                         inference=inference_reader(collected, settings.online_endpoint),
                          reports=report_writer(blobs.get_container_client(settings.reports_container)),
                          offload=drift_jobs),
         drift_on_demand=DriftOnDemand(
@@ -260,10 +264,11 @@ def drift_policy(settings: Settings) -> DriftPolicy:
                        inline_max_bytes=settings.drift_inline_max_bytes, job_timeout_s=settings.drift_job_timeout_s)
 
 
-def inference_reader(container: ContainerClient) -> InferenceReader:
+def inference_reader(container: ContainerClient, endpoint: str) -> InferenceReader:
+    """The `model_inputs` rows Azure ML's data collector logged for `endpoint` (shared.adapters.inference_data)."""
     from shared.adapters.inference_data import read_window
 
-    return lambda since, until: read_window(container, since=since, until=until)
+    return lambda since, until: read_window(container, endpoint=endpoint, since=since, until=until)
 
 
 def report_writer(container: ContainerClient) -> ReportWriter:

@@ -130,8 +130,14 @@ class Settings:
         "DATASETS_CONTAINER", "datasets", "immutable dataset versions: `bankmarketing/v{N}/data.csv`")
     quarantine_container: str = setting(
         "QUARANTINE_CONTAINER", "quarantine", "rejected uploads, each with `<name>.reason.json`")
+    # Azure ML's data collector writes `modelDataCollector/{endpoint}/{deployment}/model_inputs/...` to the
+    # workspace blob store (https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data).
     inference_container: str = setting(
-        "INFERENCE_CONTAINER", "inference-data", "where the scoring endpoint's inputs are collected for drift")
+        "INFERENCE_CONTAINER", "inference-data", "the container the data collector writes the scoring endpoint's "
+        "`modelDataCollector/` to, read for drift (Azure: the workspace blob store's `azureml-blobstore-<id>`)")
+    inference_account_url: str = setting(
+        "INFERENCE_ACCOUNT_URL", "", "Azure: blob endpoint of the storage account holding INFERENCE_CONTAINER "
+        "(the workspace's); empty: the app's own account, as locally")
     audit_table: str = setting("AUDIT_TABLE", "audit", "Table storage table of the audit trail")
     runs_table: str = setting("RUNS_TABLE", "runs", "Table storage table of the pipeline runs")
     datasets_table: str = setting("DATASETS_TABLE", "datasets", "Table storage table of the dataset versions")

@@ -14,11 +14,14 @@ from local.scoring_server.bluegreen import ROLLBACK_ERROR_RATE, ROLLBACK_MIN_FAI
 from shared import redaction
 from shared.scoring.runtime import ModelLoadError, ScoringInputError
 from shared.scoring.trusted_model import UntrustedModel
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.adapters.inference_data import InferenceCollector
 
 log = logging.getLogger("scoring")
+
+ENDPOINT_NAME = Settings.__dataclass_fields__["online_endpoint"].default  # the app reads the same name
 
 
 def _package_summary() -> str:
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollback-min-failures", type=int, default=ROLLBACK_MIN_FAILURES,
                         help=f"fewest 5xx that can trigger it (default {ROLLBACK_MIN_FAILURES})")
     parser.add_argument("--collect-container", default="",
-                        help="collect scoring inputs to this blob container (connection string in "
-                             "INFERENCE_STORAGE), like Azure ML's data collector; off when empty")
+                        help="collect model_inputs and model_outputs to this blob container (connection string in "
+                             "INFERENCE_STORAGE) in Azure ML's data collector layout; off when empty")
+    parser.add_argument("--endpoint-name", default=os.environ.get("AZUREML_ONLINE_ENDPOINT") or ENDPOINT_NAME,
+                        help="the endpoint name in the collector's paths, modelDataCollector/<endpoint>/<deployment>/ "
+                             f"(default: AZUREML_ONLINE_ENDPOINT, else {ENDPOINT_NAME})")
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (off by default: it costs about a fifth of a scoring request)")
     args = parser.parse_args(argv)
@@ -55,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if not scoring_key or not admin_key:
         print("error: set SCORING_KEY and SCORING_ADMIN_KEY in the environment", file=sys.stderr)
         return 2
-    collector = inference_collector(args.collect_container, os.environ.get("INFERENCE_STORAGE", ""))
+    collector = inference_collector(args.collect_container, os.environ.get("INFERENCE_STORAGE", ""),
+                                    args.endpoint_name)
     try:
         app = create_app(scoring_key, admin_key, args.model_dir, initial_version=args.model_version,
                          rollback_window=args.rollback_window, rollback_error_rate=args.rollback_error_rate,
@@ -77,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def inference_collector(container: str, connection: str) -> InferenceCollector | None:
-    """Azure ML's data collector, locally: the records of every answered request go to a blob container."""
+def inference_collector(container: str, connection: str, endpoint: str) -> InferenceCollector | None:
+    """Azure ML's data collector, locally: the inputs and outputs of every answered request go to a blob container,
+    where the drift check reads them as it does the workspace blob store in Azure."""
     if not container:
         return None
     if not connection:
@@ -92,4 +100,4 @@ def inference_collector(container: str, connection: str) -> InferenceCollector |
         client.create_container()
     except Exception as exc:  # already there, or storage not reachable yet: writes retry later
         log.info("inference data container %s: %s", container, type(exc).__name__)
-    return InferenceCollector(blob_writer(client)).start()
+    return InferenceCollector(blob_writer(client), endpoint=endpoint).start()

@@ -60,13 +60,13 @@ class ScoreRoute:
         generation = self.state.live  # one read: the whole request uses this model even if a switch happens
         if generation is None:
             return 503, _dump({"error": "no model deployed yet"}), []
-        status, answer = await self._score(generation.model, receive)
+        status, answer = await self._score(generation.model, receive, slot=generation.slot)
         self.state.record(generation, status)
         if status != 200:  # uvicorn's access log is off by default (it costs a fifth of a request): say it here
             log.info("POST /score -> %d (model v%s, slot %s)", status, generation.model.version, generation.slot)
         return status, _dump(answer), generation.headers
 
-    async def _score(self, model: ScoringModel, receive: Receive) -> tuple[int, dict[str, Any]]:
+    async def _score(self, model: ScoringModel, receive: Receive, *, slot: str) -> tuple[int, dict[str, Any]]:
         try:
             request = parse_scoring_request(parse_json(await _read_body(receive)))
             if len(request.records) <= INLINE_ROWS:
@@ -81,7 +81,7 @@ class ScoreRoute:
             log.exception("scoring with model v%s failed", model.version)
             return 500, {"error": f"scoring failed: {type(exc).__name__}"}
         if self.collector is not None:
-            self.collector.add(request.records, model.version)  # an append; written to storage in batches
+            self.collector.add(request.records, answer["result"], deployment=slot)  # written in batches
         return 200, render(request, answer, model.version)
 
 

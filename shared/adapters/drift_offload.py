@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from shared.private_files import open_private_binary, private_dir
 
 JOBS_PREFIX = "drift-jobs/"
 MANIFEST = "manifest.json"
-COLLECTOR_PREFIX = "model_inputs/"
 FAILED_STATES = ("Failed", "Canceled", "Cancelled", "NotResponding")
 DRIFT_JOB = "shared.jobs.drift_job"  # the job steps' process entry, as the Azure ML pipeline runs them
 
@@ -70,12 +68,6 @@ class JobState:
     detail: str = ""
 
 
-def collector_hours(since: float, until: float) -> list[str]:
-    start = int(since // 3600) * 3600
-    return [datetime.fromtimestamp(t, UTC).strftime(f"{COLLECTOR_PREFIX}%Y/%m/%d/%H/")
-            for t in range(start, int(until) + 1, 3600)]
-
-
 @dataclass
 class WindowStorage:
     """Where the window's files live and where job inputs are staged (three blob containers)."""
@@ -83,11 +75,13 @@ class WindowStorage:
     inference: Any  # ContainerClient of the collector's blobs
     datasets: Any  # ContainerClient of the dataset versions
     reports: Any  # ContainerClient the reports (and staged job inputs) go to
+    endpoint: str = ""  # the online endpoint whose deployments' collected model_inputs make the window
 
     def plan(self, since: float, until: float, dataset_paths: list[str]) -> WindowPlan:
+        from shared.adapters.inference_data import window_blobs
+
         files = [WindowFile("window", b.name, int(b.size or 0))
-                 for hour in collector_hours(since, until)
-                 for b in self.inference.list_blobs(name_starts_with=hour)]
+                 for b in window_blobs(self.inference, self.endpoint, since, until)]
         for path in dataset_paths:
             size = self.datasets.get_blob_client(path).get_blob_properties().size
             files.append(WindowFile("datasets", path, int(size)))

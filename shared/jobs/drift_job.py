@@ -11,7 +11,7 @@ of the Azure ML job runs (`shared.jobs.drift_pipeline`), and the same code runs 
         [--threshold 0.1 --share 0.5 --min-rows 100 --critical a,b]
 
 Inputs are the `*.csv` (any dialect `profile.read_frame` reads) and `*.jsonl` files under DIR (recursively; the
-`.jsonl` files are the scoring-input collector's blobs, one `{"time", "model_version", "data": [records]}` object
+`.jsonl` files are Azure ML data collector blobs, one envelope `{"specversion", ..., "time", "data": [records]}`
 per line). Files are sorted by their path relative to DIR and file k belongs to partition k % N.
 
 With `--manifest` (what the drift check writes when it hands a large window over), the files are exactly those the
@@ -40,12 +40,12 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from shared.domain import schema
+from shared.domain.collected_data import EnvelopeError, rows_in_window
 from shared.domain.drift import DriftResult, compare_profiles
 from shared.domain.label_rule import as_compared
 from shared.domain.profile import ColumnProfile, Profile, ProfileError, build_profile, read_frame
@@ -81,40 +81,19 @@ def partition_files(files: Sequence[Path], partitions: int, index: int) -> list[
 
 
 def read_collector_jsonl(path: str | Path, since: float | None = None, until: float | None = None) -> pd.DataFrame:
-    """The records of a collector blob (one `{"time", "model_version", "data": [records]}` object per line),
-    only the lines whose time is in [since, until) when those are given."""
+    """The rows of a data collector blob (Azure ML's envelope, `shared.domain.collected_data`), only the lines
+    whose time is in [since, until) when those are given."""
     path = Path(path)
-    rows: list[dict] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
-        data = entry.get("data") if isinstance(entry, dict) else None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise InputError(f"{path}:{lineno}: expected a collector line "
-                             '{"time", "model_version", "data": [records]}')
-        if since is not None or until is not None:
-            at = _line_time(entry, path, lineno)
-            if (since is not None and at < since) or (until is not None and at >= until):
-                continue
-        rows.extend(data)
-    return pd.DataFrame.from_records(rows)
-
-
-def _line_time(entry: dict, path: Path, lineno: int) -> float:
     try:
-        return datetime.fromisoformat(str(entry["time"])).timestamp()
-    except (KeyError, ValueError):
-        raise InputError(f"{path}:{lineno}: collector line without a valid ISO 8601 \"time\"") from None
+        return pd.DataFrame.from_records(rows_in_window(text, since, until))
+    except EnvelopeError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def read_input(path: str | Path, since: float | None = None, until: float | None = None) -> pd.DataFrame:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +20,8 @@ from shared.adapters.drift_offload import AzureMLDriftJobs, JobState, LocalDrift
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.bootstrap import build_stores, inference_reader, report_writer
-from shared.domain import schema
+from shared.domain import collected_data, schema
+from shared.domain.collected_data import Collection
 from shared.domain.profile import REFERENCE_PROFILE, Profile, build_profile
 from shared.domain.validation import canonical_csv, content_hash
 from shared.services.check_drift import DriftCheck, DriftPolicy, check_drift, resume_drift_checks
@@ -32,6 +31,7 @@ from tests.waiting import wait_for
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
+ENDPOINT = "bankmarketing-scoring"
 TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
 INLINE = DriftPolicy(min_rows=200, cooldown_s=3600, critical=("euribor3m",))
 HANDED_OVER = DriftPolicy(min_rows=200, cooldown_s=3600, critical=("euribor3m",), inline_max_bytes=1,
@@ -47,11 +47,12 @@ def shifted(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def collector_blob(container, at: float, records: list[dict]) -> None:
-    """One request per line, in the scoring server's layout (model_inputs/yyyy/MM/dd/HH/*.jsonl)."""
-    folder = datetime.fromtimestamp(at, UTC).strftime("model_inputs/%Y/%m/%d/%H/")
-    lines = [json.dumps({"time": datetime.fromtimestamp(at + i * 0.001, UTC).isoformat(), "model_version": "1",
-                         "data": records[i:i + 50]}) for i in range(0, len(records), 50)]
-    container.upload_blob(folder + f"{uuid.uuid4().hex}.jsonl", ("\n".join(lines) + "\n").encode())
+    """Batches of 50 rows a line, in Azure ML's data collector layout and envelope (shared.domain.collected_data)."""
+    lines = [json.dumps(collected_data.envelope(Collection.MODEL_INPUTS, source="s", at=at, rows=records[i:i + 50],
+                                                correlation_id=str(i), agent="test"))
+             for i in range(0, len(records), 50)]
+    container.upload_blob(collected_data.blob_name(ENDPOINT, "blue", Collection.MODEL_INPUTS, at),
+                          ("\n".join(lines) + "\n").encode())
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def env(azurite, httpserver, small_bank_csv, tmp_path):
                                    metrics={})
     stores.models.set_live(model.version)
     window = WindowStorage(inference=containers["inference"], datasets=containers["datasets"],
-                           reports=containers["reports"])
+                           reports=containers["reports"], endpoint=ENDPOINT)
     return SimpleNamespace(
         stores=stores, frame=frame, containers=containers, window=window, azurite=azurite, tmp=tmp_path,
         outbox=Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table)),
@@ -86,7 +87,7 @@ def drift_check(env, policy, offload) -> DriftCheck:
     s = env.stores
     retrain = RetrainDispatch(outbox=env.outbox, runs=s.runs, pipeline=env.pipeline, datasets=s.datasets,
                               audit=s.audit, models=s.models, target=TARGET)
-    return DriftCheck(policy=policy, retrain=retrain, inference=inference_reader(env.containers["inference"]),
+    return DriftCheck(policy=policy, retrain=retrain, inference=inference_reader(env.containers["inference"], ENDPOINT),
                       reports=report_writer(env.containers["reports"]), offload=offload)
 
 

@@ -307,6 +307,12 @@ def test_first_deploy_creates_the_endpoint_and_goes_blue(client, clock):
     assert (deployment.instance_type, deployment.instance_count) == ("Standard_DS3_v2", 1)
     assert deployment.tags == {"model_version": "1", "model_name": MODEL}
     assert deployment.environment is None and deployment.code_configuration is None  # no-code MLflow deployment
+    # Azure ML's data collector on for the collections the drift check reads, rolled hourly
+    # (https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data)
+    collector = deployment.data_collector
+    assert {name: c.enabled for name, c in collector.collections.items()} == {"model_inputs": "true",
+                                                                             "model_outputs": "true"}
+    assert collector.rolling_rate == "Hour"  # the wire form: test_entities_serialize_as_azure_ai_ml_sends_them
     [smoke] = client.entities("online_endpoints.invoke")
     assert smoke["deployment"] == "blue" and smoke["endpoint"] == ENDPOINT
     assert shifted.traffic == {"blue": 100} and shifted.mirror_traffic == {}
@@ -637,7 +643,10 @@ def test_entities_serialize_as_azure_ai_ml_sends_them(client, clock):
         "location": LOCATION,
         "properties": {"model": model_id(2), "properties": {}, "environmentVariables": {},
                        "appInsightsEnabled": False, "instanceType": "Standard_F4s_v2",
-                       "endpointComputeType": "Managed", "description": f"{MODEL} v2"},
+                       "endpointComputeType": "Managed", "description": f"{MODEL} v2",
+                       "dataCollector": {"collections": {"model_inputs": {"dataCollectionMode": "enabled"},
+                                                         "model_outputs": {"dataCollectionMode": "enabled"}},
+                                         "rollingRate": "Hour"}},
         "tags": {"model_version": "2", "model_name": MODEL},
         "sku": {"name": "Default", "capacity": 2},
     }

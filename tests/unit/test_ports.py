@@ -146,7 +146,7 @@ def test_the_reader_and_writer_bootstrap_builds_take_what_the_ports_say():
     class Container:
         container_name = "c"
 
-    reader, writer = bootstrap.inference_reader(Container()), bootstrap.report_writer(Container())
+    reader, writer = bootstrap.inference_reader(Container(), "endpoint"), bootstrap.report_writer(Container())
     assert list(inspect.signature(reader).parameters) == ["since", "until"]
     assert list(inspect.signature(writer).parameters) == ["name", "html"]
 

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from shared import redaction
 from shared.adapters.azure_online.endpoint_client import EndpointClient
@@ -35,11 +35,31 @@ from shared.adapters.azure_online.payloads import (
 from shared.adapters.azure_online.scorer import AzureEndpointScorer
 from shared.adapters.azure_online.service_errors import not_found, transient
 from shared.adapters.scoring import DeploymentError
+from shared.domain.collected_data import Collection
+
+if TYPE_CHECKING:
+    from azure.ai.ml.entities import DataCollector
 
 log = logging.getLogger("shared.adapters.azure_online")
 
 SLOTS = ("blue", "green")
 MAX_MIRROR_PERCENT = 50  # the service's ceiling for mirrored traffic
+ROLLING_RATE = "Hour"  # the collector's folders per hour (REST RollingRateType: Year, Month, Day, Hour, Minute)
+
+
+def data_collector() -> DataCollector:
+    """Azure ML's data collector on for the two collections its MLflow scoring script logs (a no-code MLflow
+    deployment is auto-instrumented when collection is on), rolled hourly: the drift check reads
+    `modelDataCollector/{endpoint}/{deployment}/model_inputs/{yyyy}/{MM}/{dd}/{HH}/` of the workspace blob store
+    (shared.adapters.inference_data).
+    https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data ("Collect data for MLflow
+    models", "Update your deployment YAML", "Store collected data in Blob Storage"); the entities:
+    Azure/azure-sdk-for-python sdk/ml/azure-ai-ml/azure/ai/ml/entities/_deployment/data_collector.py and
+    deployment_collection.py (`enabled` "true" -> REST data_collection_mode "enabled")."""
+    from azure.ai.ml.entities import DataCollector, DeploymentCollection
+
+    return DataCollector(collections={str(c): DeploymentCollection(enabled="true") for c in Collection},
+                         rolling_rate=ROLLING_RATE)
 
 
 class AzureOnlineDeployer:
@@ -271,7 +291,7 @@ class AzureOnlineDeployer:
         deployment = ManagedOnlineDeployment(
             name=slot, endpoint_name=self.endpoint_name, model=model_ref, instance_type=self.instance_type,
             instance_count=self.instance_count, tags={VERSION_TAG: version, MODEL_TAG: model_name},
-            description=f"{model_name} v{version}")
+            description=f"{model_name} v{version}", data_collector=data_collector())
         try:
             created = self._ops.wait(self._client.online_deployments.begin_create_or_update(deployment),
                                      f"deployment {slot}")
