@@ -21,7 +21,7 @@ import uvicorn
 
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
-from local.functions_host.host_json import QueueOptions, function_timeout_s, queue_options
+from local.functions_host.host_json import function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
 from local.functions_host.keys import HostKeys, load_or_create_keys, local_dir_for
@@ -155,15 +155,20 @@ class FunctionsHost:
         return TimerListener(fn, schedule, invoker=self.invoker, run_on_startup=bool(trigger.get("runOnStartup")),
                              monitor=monitor, lock=lock)
 
+    @staticmethod
+    def _connection(trigger: dict) -> str:
+        connection = trigger.get("connection") or "AzureWebJobsStorage"
+        conn = appsettings.connection_string(connection)
+        if not conn:
+            raise ValueError(f"the connection setting '{connection}' is not set")
+        return conn
+
     def _blob(self, fn: IndexedFunction, trigger: dict, host_json: dict) -> BlobTriggerListener:
         try:
             pattern = BlobPathPattern.parse(appsettings.resolve(str(trigger.get("path") or "")))
         except (BlobPathError, appsettings.MissingSettingError) as exc:
             raise ValueError(f"bad blob path '{trigger.get('path')}': {exc}") from None
-        connection = trigger.get("connection") or "AzureWebJobsStorage"
-        conn = appsettings.connection_string(connection)
-        if not conn:
-            raise ValueError(f"the connection setting '{connection}' is not set")
+        conn = self._connection(trigger)
         if self._hosts_conn is None:
             raise ValueError("blob triggers need AzureWebJobsStorage for their blob receipts")
         if conn not in self._sources:
@@ -183,14 +188,10 @@ class FunctionsHost:
             name = queue_name(appsettings.resolve(str(trigger.get("queueName") or "")))
         except (QueueNameError, appsettings.MissingSettingError) as exc:
             raise ValueError(f"bad queue name '{trigger.get('queueName')}': {exc}") from None
-        connection = trigger.get("connection") or "AzureWebJobsStorage"
-        conn = appsettings.connection_string(connection)
-        if not conn:
-            raise ValueError(f"the connection setting '{connection}' is not set")
-        options: QueueOptions = self.queue_options
+        conn = self._connection(trigger)
         return QueueTriggerListener(fn, queue=storage.plain_queue(conn, name),
                                     poison=storage.plain_queue(conn, name + POISON_SUFFIX), invoker=self.invoker,
-                                    options=options)
+                                    options=self.queue_options)
 
     # admin ---------------------------------------------------------------------------------------------------
     def status(self) -> dict:
