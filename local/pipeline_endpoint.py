@@ -234,7 +234,10 @@ class RunWorker:
                 "runTags": {k: v for k, v in run.parameters.items() if k in ("trigger_id", "reason")},
                 "runProperties": properties}
         if not completed:
-            data["runStatus"] = run.status
+            # spelled as the documented RunStatusChanged sample spells it ("runStatus": "failed"), while the run GET
+            # says "Failed": consumers must compare it case-insensitively
+            # (https://learn.microsoft.com/azure/event-grid/event-schema-machine-learning)
+            data["runStatus"] = run.status.lower()
         return {"id": str(uuid.uuid4()), "topic": run.topic,
                 "subject": f"experiments/{data['experimentId']}/runs/{run.run_id}",
                 "eventType": "Microsoft.MachineLearningServices." + ("RunCompleted" if completed

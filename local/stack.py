@@ -77,6 +77,17 @@ class StackConfig:
         return f"http://127.0.0.1:{self.scoring_port}"
 
 
+RUN_EVENTS_FUNCTION = "run_completed"  # function_app/run_completed.py: the Event Grid trigger for run events
+
+
+def eventgrid_webhook_url(host_url: str, system_key: str, function_name: str = RUN_EVENTS_FUNCTION) -> str:
+    """The Event Grid subscription's endpoint for an Event Grid-triggered function, key included:
+    `{host}/runtime/webhooks/eventgrid?functionName={function}&code={eventgrid_extension system key}`
+    (https://learn.microsoft.com/azure/azure-functions/event-grid-how-tos, "Webhook endpoint URL"). A secret: never
+    logged (shared.redaction masks `code=`)."""
+    return f"{host_url.rstrip('/')}/runtime/webhooks/eventgrid?functionName={function_name}&code={system_key}"
+
+
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config
@@ -117,8 +128,7 @@ class Stack:
         }
 
     def eventgrid_webhook(self) -> str:
-        key = self.host_keys.system_keys["eventgrid_extension"]
-        return f"{self.config.host_url}/runtime/webhooks/eventgrid?functionName=run_completed&code={key}"
+        return eventgrid_webhook_url(self.config.host_url, self.host_keys.system_keys["eventgrid_extension"])
 
     def start(self, on_step=None) -> None:
         c = self.config

@@ -100,11 +100,14 @@ def test_keys_json_prints_exactly_the_values_from_the_environment(tmp_path):
     proc = retrain("keys", "--json", env=remote_env(tmp_path, "https://my-app.azurewebsites.net/"))
     assert proc.returncode == 0, proc.stderr
     # a remote app's storage is not known here (AzureWebJobsStorage unset): null, never the local stack's
+    # nor its scoring endpoint or Event Grid system key (SCORING_URL / SCORING_KEY unset): null
     assert json.loads(proc.stdout) == {"function_key": KEY, "webhook_secret": SECRET,
                                        "base_url": "https://my-app.azurewebsites.net",
-                                       "storage_connection_string": None}
+                                       "storage_connection_string": None, "scoring_url": None, "scoring_key": None,
+                                       "eventgrid_webhook_url": None}
     assert list(json.loads(proc.stdout)) == ["function_key", "webhook_secret", "base_url",
-                                             "storage_connection_string"]
+                                             "storage_connection_string", "scoring_url", "scoring_key",
+                                             "eventgrid_webhook_url"]
     assert proc.stderr == ""
 
 
@@ -130,13 +133,17 @@ def test_keys_json_reads_the_running_local_stack(local_stack_dir):
     proc = retrain("keys", "--json", env=base_env(local_stack_dir))
     assert proc.returncode == 0, proc.stderr
     state = json.loads((local_stack_dir / "stack.json").read_text())
+    host_keys, secrets_ = load_or_create_keys(local_stack_dir), stack_secrets.load_or_create(local_stack_dir)
     assert json.loads(proc.stdout) == {
-        "function_key": load_or_create_keys(local_stack_dir).function_keys["default"],
-        "webhook_secret": stack_secrets.load_or_create(local_stack_dir)["webhook_secret"],
+        "function_key": host_keys.function_keys["default"],
+        "webhook_secret": secrets_["webhook_secret"],
         "base_url": state["host_url"],
         "storage_connection_string": stack_secrets.storage_connection_string(
-            stack_secrets.load_or_create(local_stack_dir)[stack_secrets.STORAGE_KEY],
-            blob=state["ports"]["blob_port"], queue=state["ports"]["queue_port"], table=state["ports"]["table_port"])}
+            secrets_[stack_secrets.STORAGE_KEY],
+            blob=state["ports"]["blob_port"], queue=state["ports"]["queue_port"], table=state["ports"]["table_port"]),
+        "scoring_url": state["scoring_url"] + "/score", "scoring_key": secrets_["scoring_key"],
+        "eventgrid_webhook_url": f"{state['host_url']}/runtime/webhooks/eventgrid?functionName=run_completed"
+                                 f"&code={host_keys.system_keys['eventgrid_extension']}"}
     assert state["host_url"].startswith("http://127.0.0.1:")
 
 

@@ -64,16 +64,23 @@ def _read_json(path: Path, what: str) -> dict:
     return doc
 
 
+def _local_host_key(local: Path, section: str, name: str) -> str | None:
+    """One key of the local host's keys file (local/functions_host/keys.py): `functionKeys` or `systemKeys`."""
+    from local.functions_host.keys import keys_path
+
+    keys = _read_json(keys_path(local), "host keys").get(section)
+    key = keys.get(name) if isinstance(keys, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
 def _local_function_key(local: Path) -> str:
     """The host's `default` function key: what every FUNCTION-level route accepts (local/functions_host/keys.py)."""
     from local.functions_host.keys import keys_path
 
-    path = keys_path(local)
-    functions = _read_json(path, "host keys").get("functionKeys")
-    key = functions.get("default") if isinstance(functions, dict) else None
-    if not isinstance(key, str) or not key:
-        raise WebhookConfigError(f"{path} has no default function key: restart the local stack (`.venv/bin/retrain "
-                                 f"up`) to add one, or set {ENV_FUNCTION_KEY}")
+    key = _local_host_key(local, "functionKeys", "default")
+    if key is None:
+        raise WebhookConfigError(f"{keys_path(local)} has no default function key: restart the local stack "
+                                 f"(`.venv/bin/retrain up`) to add one, or set {ENV_FUNCTION_KEY}")
     return key
 
 
@@ -147,12 +154,57 @@ def _storage_connection_string(base_url: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class StackEndpoints:
+    """What else a user drives the stack with: the scoring URI (`<scoring base URL>/score`, what a managed online
+    endpoint calls its scoring_uri) and its key, and the Event Grid subscription URL run events go to
+    (`eventgrid_webhook_url`, the eventgrid_extension system key included). None where unknown."""
+
+    scoring_url: str | None
+    scoring_key: str | None
+    eventgrid_webhook_url: str | None
+
+
+def _stack_endpoints(base_url: str) -> StackEndpoints:
+    """SCORING_URL and SCORING_KEY when set; else, for a local base URL, the running local stack's scoring server,
+    its key and the host's Event Grid webhook (local.stack.eventgrid_webhook_url: the URL the local pipeline endpoint
+    delivers run events to). A remote app's keys are never guessed from the local stack: its Event Grid URL carries
+    its own system key (`az functionapp keys list`)."""
+    from local import stack_secrets
+    from local.connection import StackNotRunning, find_stack, local_dir
+    from local.functions_host.keys import SYSTEM_KEY_EVENTGRID
+    from local.stack import eventgrid_webhook_url
+
+    def scoring_uri(base: str | None) -> str | None:
+        return f"{base.rstrip('/')}/score" if base else None
+
+    scoring_base = os.environ.get("SCORING_URL", "").strip() or None
+    scoring_key = os.environ.get("SCORING_KEY", "").strip() or None
+    if not is_loopback(base_url):
+        return StackEndpoints(scoring_uri(scoring_base), scoring_key, None)
+    local = local_dir()
+    try:
+        scoring_base = scoring_base or find_stack().scoring_url
+    except StackNotRunning:
+        pass
+    scoring_key = scoring_key or stack_secrets.read(local).get("scoring_key") or None
+    try:
+        system_key = _local_host_key(local, "systemKeys", SYSTEM_KEY_EVENTGRID)
+    except WebhookConfigError:  # no local host keys (the RETRAIN_* keys point at another local host): unknown
+        system_key = None
+    return StackEndpoints(scoring_uri(scoring_base), scoring_key,
+                          eventgrid_webhook_url(base_url, system_key) if system_key else None)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     credentials = webhook_credentials()
     storage = _storage_connection_string(credentials.base_url)
-    if args.json:
+    endpoints = _stack_endpoints(credentials.base_url)
+    if args.json:  # secrets on stdout on purpose: this command's job (they never go to a log)
         print(json.dumps({"function_key": credentials.function_key, "webhook_secret": credentials.webhook_secret,
-                          "base_url": credentials.base_url, "storage_connection_string": storage}))
+                          "base_url": credentials.base_url, "storage_connection_string": storage,
+                          "scoring_url": endpoints.scoring_url, "scoring_key": endpoints.scoring_key,
+                          "eventgrid_webhook_url": endpoints.eventgrid_webhook_url}))
         return Exit.OK
 
     def source(env: str) -> str:
@@ -165,6 +217,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
           f"{source(ENV_WEBHOOK_SECRET)})\n"
           + (f"  storage_connection_string  {storage}  (storage tables, queues and blobs; "
              f"{source('AzureWebJobsStorage')})\n" if storage else "")
+          + (f"  scoring_url     {endpoints.scoring_url}  ({source('SCORING_URL')})\n" if endpoints.scoring_url else "")
+          + (f"  scoring_key     {endpoints.scoring_key}  (Authorization: Bearer; {source('SCORING_KEY')})\n"
+             if endpoints.scoring_key else "")
+          + (f"  eventgrid_webhook_url  {endpoints.eventgrid_webhook_url}  (Event Grid subscription endpoint for run "
+             "events; key included)\n" if endpoints.eventgrid_webhook_url else "")
           + "Ask for a retrain with `.venv/bin/retrain trigger --dataset latest`, which signs and sends for you.")
     return Exit.OK
 
@@ -174,9 +231,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="show the function key, webhook secret and base URL for POST /api/retrain (SECRETS: "
                             "for your eyes only)",
                        description="Show the running local stack's function key (x-functions-key), webhook secret "
-                                   "(signs X-Retrain-Signature), base URL and storage connection string (Azurite's "
-                                   "generated account key). RETRAIN_BASE_URL, RETRAIN_FUNCTION_KEY, "
-                                   "RETRAIN_WEBHOOK_SECRET and AzureWebJobsStorage win over the local stack.")
+                                   "(signs X-Retrain-Signature), base URL, storage connection string (Azurite's "
+                                   "generated account key), scoring URL and key, and the Event Grid subscription URL "
+                                   "for run events (system key included). RETRAIN_BASE_URL, RETRAIN_FUNCTION_KEY, "
+                                   "RETRAIN_WEBHOOK_SECRET, AzureWebJobsStorage, SCORING_URL and SCORING_KEY win over "
+                                   "the local stack.")
     keys.add_argument("--json", action="store_true",
                       help='print {"function_key": ..., "webhook_secret": ..., "base_url": ..., '
-                           '"storage_connection_string": ...}')
+                           '"storage_connection_string": ..., "scoring_url": ..., "scoring_key": ..., '
+                           '"eventgrid_webhook_url": ...} (null where unknown)')
