@@ -45,8 +45,10 @@ class RunEnd(StrEnum):
 
 
 def status_outcome(status: str) -> RunEnd:
-    """What a run status means for a run record, compared case-insensitively (event payloads and the run GET
-    spell statuses as they like): `completed`, `failed` (Failed, Canceled) or `ignore`."""
+    """What a run status means for a run record, compared case-insensitively: `completed`, `failed` (Failed,
+    Canceled) or `ignore`. The documented RunStatusChanged sample says `"runStatus": "failed"`
+    (https://learn.microsoft.com/azure/event-grid/event-schema-machine-learning) while the run GET says `Failed`
+    (tests/parity/test_azureml_contracts.py posts the documented samples)."""
     value = (status or "").strip().lower()
     if value == "completed":
         return RunEnd.COMPLETED
