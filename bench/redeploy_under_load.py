@@ -6,9 +6,10 @@ Starts our scoring server on loopback with the first model, keeps --clients thre
 over keep-alive connections (the raw-socket load generator of bench/scoring.py) for --seconds (at most
 --max-requests requests), and meanwhile, through `LocalScoringDeployer`, performs three redeploys
 (alternating the model directories) and one forced rollback (POST /admin/rollback), a step every
---step-s seconds. Every request is counted: failed = not 200, an answer without one prediction, or a
+--step-s seconds. Every request is counted: failed = not 200, an answer that is not a list of one prediction, or a
 connection error. Without --model, two small models are trained (different seeds) on the first --rows rows of
-the bank-marketing file. Prints p50/p99 and the switch events, and ends with one JSON line.
+the bank-marketing file. Prints p50/p99, the switch events and the answers per deployment (the
+`azureml-model-deployment` header), and ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import scoring as bench  # noqa: E402  (its load generator and server helpers)
 from shared.adapters.scoring import LocalScoringDeployer  # noqa: E402
+from shared.scoring.contract import DEPLOYMENT_HEADER  # noqa: E402
 from shared.scoring.model_digest import folder_digest  # noqa: E402
 
 
@@ -54,18 +56,22 @@ def switch_plan(models: list[Path], step_s: float, deployer: LocalScoringDeploye
         print(f"  {entry}", flush=True)
 
 
-def checker(versions: dict[str, int]):
-    """A good answer is a 200 with one prediction; counts the answers per model version."""
+def checker(deployments: dict[str, int]):
+    """A good answer is a 200 with a bare list of one prediction (the managed endpoint's answer); counts the
+    answers per deployment (slot) named in the `azureml-model-deployment` header, the one place Azure names
+    who answered."""
     lock = threading.Lock()
+    header = DEPLOYMENT_HEADER.encode() + b":"
 
-    def check(status: int, body: bytes) -> str | None:
+    def check(status: int, body: bytes, head: list[bytes]) -> str | None:
         if status != 200:
             return str(status)
         answer = json.loads(body)
-        if len(answer.get("result", ())) != 1:
+        if not isinstance(answer, list) or len(answer) != 1:
             return "bad answer"
+        slot = next((line[len(header):].strip().decode() for line in head if line.lower().startswith(header)), "?")
         with lock:
-            versions[answer["model_version"]] = versions.get(answer["model_version"], 0) + 1
+            deployments[slot] = deployments.get(slot, 0) + 1
         return None
     return check
 
@@ -101,13 +107,13 @@ def main() -> int:
 def run(args, port: int, key: str, admin_key: str, models: list[Path], records: list[dict]) -> dict:
     deployer = LocalScoringDeployer(f"http://127.0.0.1:{port}", admin_key)
     requests_ = bench.ours_requests(port, key, records)
-    versions: dict[str, int] = {}
+    deployments: dict[str, int] = {}
     log: list[dict] = []
     switches = threading.Thread(target=switch_plan, args=(models, args.step_s, deployer, records, log))
     deadline = time.perf_counter() + args.seconds
     switches.start()
     result = bench.run_load(port, requests_, total=args.max_requests, concurrency=args.clients, deadline=deadline,
-                            check=checker(versions))
+                            check=checker(deployments))
     switches.join()
     events = deployer.status()["events"]
     for event in events:
@@ -115,12 +121,12 @@ def run(args, port: int, key: str, admin_key: str, models: list[Path], records: 
         print(f"  event {event['event']:<13} v{event['version']} on {event['slot']} ({came_from})")
     print(f"sent {result.sent} failed {result.failed} {result.statuses or ''} in {result.seconds:.1f}s "
           f"({result.rps:.0f} req/s)  p50 {result.percentile_ms(0.5)} ms  p99 {result.percentile_ms(0.99)} ms")
-    print(f"answers per model version: {dict(sorted(versions.items()))}")
+    print(f"answers per deployment: {dict(sorted(deployments.items()))}")
     return {"sent": result.sent, "failed": result.failed, "p50_ms": result.percentile_ms(0.5),
             "p99_ms": result.percentile_ms(0.99), "rps": round(result.rps, 1),
             "redeploys": sum(1 for e in log if e["op"] == "deploy" and e["ok"]),
             "rollbacks": sum(1 for e in log if e["op"] == "rollback" and e["ok"]),
-            "switch_seconds": [e["seconds"] for e in log], "versions": dict(sorted(versions.items())),
+            "switch_seconds": [e["seconds"] for e in log], "deployments": dict(sorted(deployments.items())),
             "clients": args.clients, "seconds": args.seconds}
 
 

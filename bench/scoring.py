@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/scoring.py [--requests 2000] [--model DIR] [--rows 4000] [--budget-s 20]
 
-Both servers run on loopback in one run, each as one process. Ours gets `{"data": [record]}` on POST /score
-(Bearer key); MLflow gets `{"dataframe_split": {...}}` on POST /invocations, started with
+Both servers run on loopback in one run, each as one process. Ours gets what an Azure ML no-code MLflow
+deployment reads, `{"input_data": {"columns", "index", "data"}}` (one row), on POST /score (Bearer key) and
+answers a bare list; MLflow gets `{"dataframe_split": {...}}` on POST /invocations, started with
 `mlflow models serve --env-manager local` from a separate venv, `.local/bench-venv`, made here from the pins
 in requirements-bench.txt (the main venv only has mlflow-skinny, which cannot serve; MLflow 3.17 needs
 pyarrow < 26, so the main constraints.txt is used without its pyarrow line). Without --model, a model is
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from local.processes import Child, python_argv, start_on_free_ports  # noqa: E402
 from shared.scoring.model_digest import folder_digest  # noqa: E402
+from shared.scoring.payloads import mlflow_request  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
 BENCH_VENV = ROOT / ".local" / "bench-venv"
@@ -85,7 +87,8 @@ class Connection:
             self.sock.close()
         self.sock, self.buffer = None, b""
 
-    def roundtrip(self, raw: bytes) -> tuple[int, bytes]:
+    def roundtrip(self, raw: bytes) -> tuple[int, bytes, list[bytes]]:
+        """(status, body, header lines) of one request."""
         if self.sock is None:
             self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,7 +108,7 @@ class Connection:
         body, self.buffer = self.buffer[:length], self.buffer[length:]
         if any(line.lower() == b"connection: close" for line in lines[1:]):
             self.close()
-        return status, body
+        return status, body, lines[1:]
 
     def _fill(self) -> None:
         assert self.sock is not None
@@ -118,7 +121,7 @@ class Connection:
 def run_load(port: int, requests: list[bytes], *, total: int, concurrency: int, deadline: float | None = None,
              check=None) -> LoadResult:
     """Send `total` requests (or until `deadline`, a perf_counter time) from `concurrency` threads.
-    `check(status, body)` -> None when the answer is good, else a failure label."""
+    `check(status, body, header_lines)` -> None when the answer is good, else a failure label."""
     result, lock = LoadResult(), threading.Lock()
     shares = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
 
@@ -130,8 +133,8 @@ def run_load(port: int, requests: list[bytes], *, total: int, concurrency: int, 
             raw = requests[(offset + i) % len(requests)]
             started = time.perf_counter()
             try:
-                status, body = conn.roundtrip(raw)
-                label = check(status, body) if check else (None if status == 200 else str(status))
+                status, body, head = conn.roundtrip(raw)
+                label = check(status, body, head) if check else (None if status == 200 else str(status))
             except (OSError, ValueError) as exc:
                 conn.close()
                 label = type(exc).__name__
@@ -265,8 +268,8 @@ def start_mlflow(model_dir: Path, logs: Path, work: Path) -> tuple[Child, int]:
 
 
 def ours_requests(port: int, key: str, records: list[dict]) -> list[bytes]:
-    return [build_request(port, "/score", json.dumps({"data": [r]}).encode(), {"Authorization": f"Bearer {key}"})
-            for r in records]
+    return [build_request(port, "/score", json.dumps(mlflow_request([r])).encode(),
+                          {"Authorization": f"Bearer {key}"}) for r in records]
 
 
 def mlflow_requests(port: int, records: list[dict]) -> list[bytes]:
@@ -291,14 +294,14 @@ def measure(name: str, port: int, requests: list[bytes], total: int, concurrenci
 
 
 def same_answers(ours_port: int, mlflow_port: int, key: str, records: list[dict]) -> bool:
-    """Both servers label the records alike (ours says yes/no, MLflow the model's raw 1/0)."""
+    """Both servers predict the records alike (the model's raw 1/0: ours as a bare list, as Azure answers)."""
     import requests
 
-    ours = requests.post(f"http://127.0.0.1:{ours_port}/score", json={"data": records},
-                         headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["result"]
+    ours = requests.post(f"http://127.0.0.1:{ours_port}/score", json=mlflow_request(records),
+                         headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
     theirs = requests.post(f"http://127.0.0.1:{mlflow_port}/invocations", timeout=30, json={
         "dataframe_split": {"columns": list(records[0]), "data": [list(r.values()) for r in records]}}).json()
-    return ours == ["yes" if int(p) == 1 else "no" for p in theirs["predictions"]]
+    return ours == [int(p) for p in theirs["predictions"]]
 
 
 def main() -> int:

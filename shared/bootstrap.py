@@ -188,8 +188,10 @@ def build(settings: Settings) -> Services:
         pipeline: PipelineClient = WithJobOutputs(pipeline_client(settings, pipeline_credential), JobOutputs(ml_client))
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
-        deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
-        scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY")) if settings.scoring_url else None
+        local_deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
+        deployer = local_deployer  # the answering slot's version, as Azure's deployer maps it:
+        scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY"),
+                               version_of=local_deployer.slot_version) if settings.scoring_url else None
         drift_jobs = LocalDriftJobs(window_storage, Path(local_dir or ".local") / "drift-jobs",
                                     partitions=settings.drift_partitions or 4,
                                     env={"AzureWebJobsStorage": settings.storage_connection})

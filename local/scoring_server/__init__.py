@@ -1,13 +1,12 @@
 """The local scoring endpoint: the Azure ML scoring contract of the deployed bank-marketing model, blue/green.
 
-    POST /score            Authorization: Bearer <SCORING_KEY>; one of three request formats:
-        {"data": [{column: value, ...}, ...]}
-            -> {"result": ["yes"|"no", ...], "probabilities": [P(yes), ...], "model_version": "N"}
-        {"Inputs": {"data": [records]}, "GlobalParameters": {"method": "predict" | "predict_proba"}}
-            -> {"Results": ["yes"|"no", ...]} or {"Results": [[P(no), P(yes)], ...]}   (AutoML v2 scoring script)
-        {"input_data": {"columns": [...], "index": [...]?, "data": [[...], ...]}}
-            -> {"predictions": ["yes"|"no", ...]}          (Azure ML MLflow no-code deployment / mlflow serve)
-        every answer carries the headers `azureml-model-deployment: blue|green` and `x-model-version: N`
+    POST /score            Authorization: Bearer <SCORING_KEY>, Content-Type: application/json; the contract of an
+                           Azure ML no-code MLflow deployment behind a managed online endpoint (formats.py):
+        {"input_data": {"columns": [...], "index": [...]?, "data": [[...], ...]}, "params": {...}?}
+            -> [0|1, ...]  (the model's prediction per row: 1 = "yes"), header `azureml-model-deployment: blue|green`
+        a request the deployment refuses -> 424 {"message": ...} with `ms-azureml-model-error-statuscode`
+            (400 / 405 / 415 / 500, the inference server's own status and message) and
+            `ms-azureml-model-error-reason: model_error`; no deployment yet -> 404; no key -> 401
     GET  /swagger.json     the OpenAPI (Swagger 2.0) document of /score, like Azure ML generates (no auth)
     GET  / , /health       {"status": "ok", "model_version": "N" | null}
     POST /admin/deploy     Authorization: Bearer <SCORING_ADMIN_KEY>,
@@ -40,8 +39,8 @@ or echoed.
         [--model-dir DIR --model-digest sha256:...]
         [--rollback-window 50] [--rollback-error-rate 0.1] [--rollback-min-failures 3] [--access-log]
 
-The package, one job per module: `bluegreen` (slots, switches, auto-rollback), `formats` (the three request
-formats), `auth` (the bearer-key check), `score_route` (POST /score), `admin_requests` / `deploy` /
+The package, one job per module: `bluegreen` (slots, switches, auto-rollback), `formats` (the request
+contract), `auth` (the bearer-key check), `score_route` (POST /score), `admin_requests` / `deploy` /
 `admin_routes` (the admin routes), `swagger` (the OpenAPI document), `app` (create_app), `cli` (main).
 """
 
@@ -61,21 +60,20 @@ from local.scoring_server.bluegreen import (
 from local.scoring_server.cli import main
 from local.scoring_server.deploy import trusted_folder
 from local.scoring_server.formats import (
-    AUTOML_METHODS,
     FORMATS_HINT,
     MAX_RECORDS,
+    ContainerStatus,
     RequestError,
-    ScoringRequest,
-    parse_json,
-    parse_scoring_request,
-    render,
+    input_records,
+    parse_body,
+    predictions,
 )
 from local.scoring_server.score_route import INLINE_ROWS, MAX_BODY_BYTES, ClientGone, ScoreRoute
 from local.scoring_server.swagger import EXAMPLE_RECORD, swagger_document
 
 __all__ = [
-    "AUTOML_METHODS", "EVENTS_KEPT", "EXAMPLE_RECORD", "FORMATS_HINT", "INLINE_ROWS", "MAX_BODY_BYTES", "MAX_RECORDS",
+    "EVENTS_KEPT", "EXAMPLE_RECORD", "FORMATS_HINT", "INLINE_ROWS", "MAX_BODY_BYTES", "MAX_RECORDS",
     "ROLLBACK_ERROR_RATE", "ROLLBACK_MIN_FAILURES", "ROLLBACK_WINDOW", "SLOTS", "BlueGreen", "ClientGone",
-    "DeployRequest", "Generation", "Loaded", "NothingToRollBack", "RequestError", "ScoreRoute", "ScoringRequest",
-    "create_app", "main", "parse_json", "parse_scoring_request", "render", "swagger_document", "trusted_folder",
+    "DeployRequest", "Generation", "Loaded", "NothingToRollBack", "RequestError", "ScoreRoute", "ContainerStatus",
+    "create_app", "input_records", "main", "parse_body", "predictions", "swagger_document", "trusted_folder",
 ]

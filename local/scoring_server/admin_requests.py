@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from local.scoring_server.formats import RequestError, json_type_name, parse_json
+from local.scoring_server.formats import json_type_name
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -20,10 +21,17 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 async def json_body(request: Request) -> tuple[Any, JSONResponse | None]:
+    """The admin body as JSON, or the 400 answer saying why it is not (the admin routes are local only)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None, error(400, "request body is empty; expected a JSON object")
     try:
-        return parse_json(await request.body()), None
-    except RequestError as exc:
-        return None, error(exc.status, str(exc))
+        return json.loads(raw), None
+    except UnicodeDecodeError:
+        return None, error(400, "request body is not valid JSON: not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        return None, error(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                                f"{exc.colno} (char {exc.pos})")
 
 
 def _model_path(value: Any) -> Path | None:

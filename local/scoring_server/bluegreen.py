@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.scoring.contract import DEPLOYMENT_HEADER
 from shared.scoring.runtime import ScoringModel
 
 log = logging.getLogger("scoring")
@@ -54,8 +55,8 @@ class Generation:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.headers = [(b"azureml-model-deployment", self.slot.encode()),
-                        (b"x-model-version", self.model.version.encode("ascii", "replace"))]
+        # only the header a managed endpoint sends: a client learns the version from the deployment's name
+        self.headers = [(DEPLOYMENT_HEADER.encode(), self.slot.encode())]
 
 
 class BlueGreen:

@@ -1,122 +1,130 @@
-"""The three /score request formats (the seeds' `data`, AutoML v2 `Inputs`, MLflow `input_data`): recognize
-one, turn it into records, and render the answer in the shape that format promises."""
+"""POST /score's request contract: the one of an Azure ML managed online deployment of this MLflow model without
+a scoring script (a "no-code" deployment, shared/adapters/azure_online/deployer.py), so a request the Azure
+deployment refuses is refused here too, with the same status and message.
+
+That deployment runs Azure ML's inference server (`azureml-inference-server-http`) with Azure ML's generated
+MLflow scoring script (`mlflow_score_script.py`, github.com/Azure/azureml-assets,
+assets/inference/environments/mlflow-ubuntu20.04-py39-cpu-inference/context/mlflow_score_script.py). Its
+`run(input_data, params=None)` is decorated with inference-schema's `@input_schema`, so the server
+(azureml_inference_server_http/server/input_parsers.py `ObjectInput`, server/routes.py `handle_score`):
+- wants `Content-Type: application/json` (else 415 "Expects Content-Type to be application/json");
+- wants a JSON object body (else 400 with one of three messages, below);
+- passes only its `input_data` (required: else 400 "A value is not provided for the 'input_data' parameter.")
+  and `params` (optional) keys to run(); other top-level keys, such as the seeds' `data`, are ignored;
+- answers 500 "An unexpected error occurred in scoring script. ..." when run() raises: for a model whose input
+  example is a DataFrame (ours) the decorator reads `input_data` with pandas' split orientation
+  (inference_schema PandasParameterType(orient="split")), so any other shape, a missing column or a value of
+  the wrong type fails there or in MLflow's schema check, all alike;
+- answers run()'s result as JSON: `_get_jsonable_obj(model.predict(df))`, our classifier's 0/1 per row.
+Learn: https://learn.microsoft.com/azure/machine-learning/how-to-deploy-mlflow-models-online-endpoints
+("Invoke the endpoint": `{"input_data": {"columns", "index", "data"}}`).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from enum import IntEnum
 from typing import Any
 
-MAX_RECORDS = 10_000
-FORMATS_HINT = ('{"data": [{column: value, ...}]}, {"Inputs": {"data": [...]}, "GlobalParameters": {...}} '
-                'or {"input_data": {"columns": [...], "data": [[...]]}}')
-AUTOML_METHODS = ("predict", "predict_proba")
+from shared.domain import schema
+
+MAX_RECORDS = 10_000  # local only (stricter): Azure bounds the body size instead
+SPLIT_KEYS = frozenset({"columns", "index", "data"})  # pandas read_json(orient="split") refuses any other key
+RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
+NO_INPUT_DATA = "A value is not provided for the 'input_data' parameter."
+NOT_JSON_TYPE = "Expects Content-Type to be application/json"
+FORMATS_HINT = ('{"input_data": {"columns": [...], "index": [...], "data": [[...], ...]}, "params": {...}?} '
+                "(pandas split orientation, as an Azure ML no-code MLflow deployment reads it)")
+
+
+class ContainerStatus(IntEnum):
+    """What the inference server inside the deployment answers when it does not answer 200; the managed
+    endpoint turns each into a 424 naming it (shared/adapters/scoring.py MODEL_ERROR_STATUS)."""
+
+    BAD_REQUEST = 400
+    METHOD_NOT_ALLOWED = 405  # werkzeug's answer to a method the /score route does not list
+    UNSUPPORTED_MEDIA_TYPE = 415
+    RUN_FAILED = 500
+
+
+class RequestError(ValueError):
+    """A request the deployment refuses. `message` is what Azure's inference server answers; `detail` (for
+    the log, like the container log in Azure) says what exactly is wrong; `fault` marks a failure of the
+    model rather than of the request (it counts towards the local automatic rollback)."""
+
+    def __init__(self, message: str, status: ContainerStatus = ContainerStatus.BAD_REQUEST, *, detail: str = "",
+                 fault: bool = False):
+        super().__init__(message)
+        self.status, self.detail, self.fault = status, detail or message, fault
+
+
+def run_failed(detail: str) -> RequestError:
+    """run() raised: Azure answers the generic message and logs the reason."""
+    return RequestError(RUN_FAILED, ContainerStatus.RUN_FAILED, detail=detail)
 
 
 def json_type_name(value: Any) -> str:
-    """How an error message names the JSON type a caller sent."""
+    """How a log line names the JSON type a caller sent."""
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number")
 
 
-class RequestError(ValueError):
-    """A malformed scoring request; the message is returned to the caller with `status`."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class ScoringRequest:
-    kind: str  # "data" (the seeds' contract) | "automl" (AutoML v2) | "mlflow" (input_data, split)
-    records: list
-    method: str = "predict"
+def is_json_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Flask's `request.is_json`, which the inference server checks: application/json or application/*+json."""
+    for name, value in headers:
+        if name == b"content-type":
+            mimetype = value.split(b";", 1)[0].strip().lower()
+            return mimetype == b"application/json" or (mimetype.startswith(b"application/")
+                                                         and mimetype.endswith(b"+json"))
+    return False
 
 
-def parse_json(raw: bytes) -> Any:
-    if not raw.strip():
-        raise RequestError("request body is empty; expected a JSON object")
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The body as the inference server reads it (ObjectInput._parse_post_input)."""
     try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise RequestError("request body is not valid JSON: not UTF-8 text") from None
+        body = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise RequestError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
-                           f"(char {exc.pos})") from None
+        if raw:
+            raise RequestError(f"POST body could not be decoded as JSON: {exc}") from None
+        raise RequestError("POST body is empty. Expecting a JSON dictionary.") from None
+    except UnicodeDecodeError:  # not caught by the server's parser: its catch-all answers 500
+        raise RequestError(INTERNAL_ERROR, ContainerStatus.RUN_FAILED, detail="body is not UTF-8 text") from None
+    if not isinstance(body, dict):
+        raise RequestError("POST body should be a JSON dictionary.")
+    return body
 
 
-def parse_scoring_request(payload: Any) -> ScoringRequest:
-    """Recognize the request format; the records themselves are validated by the runtime, the same for all."""
-    if not isinstance(payload, dict):
-        raise RequestError(f"request body must be a JSON object ({FORMATS_HINT}), got {json_type_name(payload)}")
-    present = [key for key in ("data", "Inputs", "input_data") if key in payload]
-    if not present:
-        raise RequestError(f"request body has no `data`, `Inputs` or `input_data` field; expected {FORMATS_HINT}")
-    if len(present) > 1:
-        raise RequestError(f"request body has {' and '.join(f'`{k}`' for k in present)}; send exactly one format")
-    if present[0] == "data":
-        request = ScoringRequest("data", _records(payload["data"], "`data`"))
-    elif present[0] == "Inputs":
-        request = _automl_request(payload)
-    else:
-        request = ScoringRequest("mlflow", _split_records(payload["input_data"]))
-    if len(request.records) > MAX_RECORDS:
-        raise RequestError(f"the request has {len(request.records)} records; at most {MAX_RECORDS} per request")
-    return request
-
-
-def _records(value: Any, name: str) -> list:
-    if not isinstance(value, list):
-        raise RequestError(f"{name} must be a list of records, got {json_type_name(value)}")
-    return value
-
-
-def _automl_request(payload: dict) -> ScoringRequest:
-    inputs, params = payload["Inputs"], payload.get("GlobalParameters", {})
-    if not isinstance(inputs, dict):
-        raise RequestError(f'`Inputs` must be an object {{"data": [records]}}, got {json_type_name(inputs)}')
-    if "data" not in inputs:
-        raise RequestError('`Inputs` has no `data` field; expected {"Inputs": {"data": [{column: value, ...}]}}')
-    if not isinstance(params, dict):
-        raise RequestError(f"`GlobalParameters` must be an object, got {json_type_name(params)}")
-    method = params.get("method", "predict")
-    if method not in AUTOML_METHODS:
-        raise RequestError(f'`GlobalParameters.method` must be "predict" or "predict_proba", got '
-                           f"{json.dumps(method)[:40]}")
-    return ScoringRequest("automl", _records(inputs["data"], "`Inputs.data`"), method)
-
-
-def _split_records(value: Any) -> list[dict[str, Any]]:
-    """MLflow's split orientation ({"columns", "data", "index"?}) as records, so validation is shared."""
+def input_records(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """`input_data` (pandas split orientation) as records, so the runtime validates them once for all."""
+    if "input_data" not in body:
+        raise RequestError(NO_INPUT_DATA)
+    value = body["input_data"]
     if not isinstance(value, dict):
-        raise RequestError('`input_data` must be an object {"columns": [...], "data": [[...]]} (split '
-                           f"orientation), got {json_type_name(value)}")
+        raise run_failed(f"input_data is {json_type_name(value)}, not a split-oriented frame")
+    extra = sorted(set(value) - SPLIT_KEYS)
+    if extra:
+        raise run_failed(f"input_data has key(s) {extra} besides columns/index/data")
     columns, rows = value.get("columns"), value.get("data")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise RequestError("`input_data.columns` must be a list of column names")
+        raise run_failed("input_data.columns must be a list of column names")
     if not isinstance(rows, list):
-        raise RequestError(f"`input_data.data` must be a list of rows, got {json_type_name(rows)}")
+        raise run_failed(f"input_data.data is {json_type_name(rows)}, not a list of rows")
     index = value.get("index")
     if index is not None and (not isinstance(index, list) or len(index) != len(rows)):
-        raise RequestError(f"`input_data.index` must be a list with one entry per row ({len(rows)})")
+        raise run_failed(f"input_data.index must be a list with one entry per row ({len(rows)})")
+    if len(rows) > MAX_RECORDS:
+        raise RequestError(f"the request has {len(rows)} rows; at most {MAX_RECORDS} per request (local limit)")
     records = []
     for i, row in enumerate(rows):
-        if not isinstance(row, list):
-            raise RequestError(f"record {i} must be an array of values in `input_data.columns` order, got "
-                               f"{json_type_name(row)}")
-        if len(row) != len(columns):
-            raise RequestError(f"record {i} has {len(row)} values but `input_data.columns` names {len(columns)}")
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise run_failed(f"row {i} is not an array of {len(columns)} values in input_data.columns order")
         records.append(dict(zip(columns, row, strict=True)))
     return records
 
 
-def render(request: ScoringRequest, answer: dict[str, list], version: str) -> dict[str, Any]:
-    """The answer in the shape the request's format promises."""
-    if request.kind == "data":
-        return {"result": answer["result"], "probabilities": answer["probabilities"], "model_version": version}
-    if request.kind == "mlflow":
-        return {"predictions": answer["result"]}
-    if request.method == "predict_proba":
-        return {"Results": [[1.0 - p, p] for p in answer["probabilities"]]}
-    return {"Results": answer["result"]}
+def predictions(labels: list[str]) -> list[int]:
+    """What MLflow's pyfunc predict returns for our classifier (label encoding no=0, yes=1), as JSON."""
+    positive = schema.POSITIVE
+    return [1 if label == positive else 0 for label in labels]

@@ -15,7 +15,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local.scoring_server.auth import bearer_matches
 from local.scoring_server.bluegreen import BlueGreen
-from local.scoring_server.formats import RequestError, parse_json, parse_scoring_request, render
+from local.scoring_server.formats import (
+    NO_INPUT_DATA,
+    NOT_JSON_TYPE,
+    RUN_FAILED,
+    ContainerStatus,
+    RequestError,
+    input_records,
+    is_json_content_type,
+    parse_body,
+    predictions,
+    run_failed,
+)
+from shared.scoring import contract
 from shared.scoring.runtime import ScoringInputError, ScoringModel
 
 if TYPE_CHECKING:
@@ -52,37 +64,53 @@ class ScoreRoute:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        if scope["method"] != "POST":
-            return 405, _dump({"error": "use POST /score"}), [(b"allow", b"POST")]
+        """The managed endpoint's part (key, a deployment to send to, 424 around a non-200 answer of the
+        deployment: shared/scoring/contract.py), then the deployment's (formats.py)."""
         if not bearer_matches(scope["headers"], self.key):
             return 401, _dump({"error": "missing or invalid key: send the header `Authorization: Bearer <key>`"}), \
                 [(b"www-authenticate", b"Bearer")]
         generation = self.state.live  # one read: the whole request uses this model even if a switch happens
         if generation is None:
-            return 503, _dump({"error": "no model deployed yet"}), []
-        status, answer = await self._score(generation.model, receive, slot=generation.slot)
-        self.state.record(generation, status)
-        if status != 200:  # uvicorn's access log is off by default (it costs a fifth of a request): say it here
-            log.info("POST /score -> %d (model v%s, slot %s)", status, generation.model.version, generation.slot)
-        return status, _dump(answer), generation.headers
-
-    async def _score(self, model: ScoringModel, receive: Receive, *, slot: str) -> tuple[int, dict[str, Any]]:
+            return contract.NO_DEPLOYMENT_STATUS, _dump({"error": "no model deployed yet: the endpoint has no "
+                                                                  "deployment with positive weight"}), []
         try:
-            request = parse_scoring_request(parse_json(await _read_body(receive)))
-            if len(request.records) <= INLINE_ROWS:
-                answer = model.predict_records(request.records)
+            answer = await self._score(generation.model, scope, receive, slot=generation.slot)
+        except RequestError as exc:
+            self.state.record(generation, 500 if exc.fault else 400)
+            log.info("POST /score -> %d (deployment answered %d: %s; model v%s, slot %s)",
+                     contract.MODEL_ERROR_STATUS, exc.status, exc.detail, generation.model.version, generation.slot)
+            return contract.MODEL_ERROR_STATUS, _dump({"message": str(exc)}), [
+                *generation.headers, (contract.MODEL_ERROR_STATUS_HEADER.encode(), str(int(exc.status)).encode()),
+                (contract.MODEL_ERROR_REASON_HEADER.encode(), contract.MODEL_ERROR_REASON.encode())]
+        self.state.record(generation, 200)
+        return 200, _dump(answer), generation.headers
+
+    async def _score(self, model: ScoringModel, scope: Scope, receive: Receive, *, slot: str) -> list[int]:
+        """The deployment's answer: the inference server's checks, then run() (formats.py says whose)."""
+        if scope["method"] == "GET":  # the server reads a GET's query string as the body: it has no input_data
+            raise RequestError(NO_INPUT_DATA)
+        if scope["method"] != "POST":
+            raise RequestError("The method is not allowed for the requested URL.", ContainerStatus.METHOD_NOT_ALLOWED)
+        if not is_json_content_type(scope["headers"]):
+            raise RequestError(NOT_JSON_TYPE, ContainerStatus.UNSUPPORTED_MEDIA_TYPE)
+        try:
+            records = input_records(parse_body(await _read_body(receive)))
+            if len(records) <= INLINE_ROWS:
+                answer = model.predict_records(records)
             else:
-                answer = await run_in_threadpool(model.predict_records, request.records)
-        except (RequestError, ScoringInputError) as exc:
-            return getattr(exc, "status", 400), {"error": str(exc)}
-        except ClientGone:
+                answer = await run_in_threadpool(model.predict_records, records)
+        except ScoringInputError as exc:
+            raise run_failed(str(exc)) from None
+        except (RequestError, ClientGone):
             raise
         except Exception as exc:
             log.exception("scoring with model v%s failed", model.version)
-            return 500, {"error": f"scoring failed: {type(exc).__name__}"}
-        if self.collector is not None:
-            self.collector.add(request.records, answer["result"], deployment=slot)  # written in batches
-        return 200, render(request, answer, model.version)
+            raise RequestError(RUN_FAILED, ContainerStatus.RUN_FAILED, detail=type(exc).__name__, fault=True) \
+                from None
+        result = predictions(answer["result"])
+        if self.collector is not None:  # Azure ML's data collector: model_inputs and model_outputs of `slot`
+            self.collector.add(records, result, deployment=slot)  # an append; written to storage in batches
+        return result
 
 
 def _dump(payload: Any) -> bytes:
@@ -99,7 +127,7 @@ async def _read_body(receive: Receive) -> bytes:
         if chunk:
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise RequestError(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB", status=413)
+                raise RequestError(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB (local limit)")
             chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

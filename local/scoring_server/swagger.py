@@ -1,10 +1,12 @@
-"""The OpenAPI (Swagger 2.0) document of /score, in the shape Azure ML generates for a deployed model."""
+"""The OpenAPI (Swagger 2.0) document of /score, in the shape Azure ML's inference server generates for a no-code
+MLflow deployment (azureml_inference_server_http/server/swagger2_template.json, with inference-schema's
+ServiceInput / ServiceOutput): it describes exactly what formats.py accepts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from local.scoring_server.formats import AUTOML_METHODS, FORMATS_HINT
+from local.scoring_server.formats import FORMATS_HINT
 from shared.domain import schema
 from shared.scoring.runtime import ScoringModel
 
@@ -22,59 +24,38 @@ def _property(column: str, kind: str) -> dict[str, Any]:
     return spec
 
 
-def _labels() -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string", "enum": [schema.POSITIVE, schema.NEGATIVE]}}
-
-
-def _definitions(record: dict[str, Any], example: dict[str, Any], version: str) -> dict[str, Any]:
-    """Swagger 2.0 has no oneOf: ServiceInput / ServiceOutput list every format's fields (exactly one format
-    per request), and each format also has its own definition."""
+def _service_input(record: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    """`input_data` in pandas split orientation and an optional `params`, as inference-schema describes the
+    no-code deployment's run(input_data, params=None) (PandasParameterType(orient="split"): format
+    "pandas.DataFrame:split"); other top-level keys are ignored by the server."""
     columns = list(record["properties"])
-    automl = {"Inputs": {"data": [example]}, "GlobalParameters": {"method": "predict"}}
-    mlflow = {"input_data": {"columns": columns, "index": [0], "data": [[example[c] for c in columns]]}}
-    inputs = {
-        "DataInput": {"type": "object", "required": ["data"],
-                      "properties": {"data": {"type": "array", "items": record}}, "example": {"data": [example]}},
-        "AutoMLInput": {"type": "object", "required": ["Inputs"], "properties": {
-            "Inputs": {"type": "object", "required": ["data"],
-                       "properties": {"data": {"type": "array", "items": record}}},
-            "GlobalParameters": {"type": "object", "properties": {
-                "method": {"type": "string", "enum": list(AUTOML_METHODS), "default": "predict"}}}},
-            "example": automl},
-        "MLflowInput": {"type": "object", "required": ["input_data"], "properties": {"input_data": {
-            "type": "object", "required": ["columns", "data"],
-            "description": "pandas split orientation: a row per record, values in `columns` order",
-            "properties": {"columns": {"type": "array", "items": {"type": "string", "enum": columns}},
-                           "index": {"type": "array", "items": {}},
-                           "data": {"type": "array", "items": {"type": "array", "items": {}}}}}},
-            "example": mlflow},
-    }
-    probabilities = {"type": "array", "items": {"type": "number", "format": "double"},
-                     "description": "probability of `yes` per record"}
-    outputs = {
-        "DataOutput": {"type": "object", "properties": {"result": _labels(), "probabilities": probabilities,
-                                                        "model_version": {"type": "string"}},
-                       "example": {"result": ["no"], "probabilities": [0.0731], "model_version": version}},
-        "AutoMLOutput": {"type": "object", "properties": {"Results": {
-            "type": "array", "items": {},
-            "description": 'method "predict": a label ("yes" | "no") per record; "predict_proba": '
-                           "[P(no), P(yes)] per record"}}, "example": {"Results": ["no"]}},
-        "MLflowOutput": {"type": "object", "properties": {"predictions": _labels()},
-                         "example": {"predictions": ["no"]}},
-    }
-    union_in = {k: v for d in inputs.values() for k, v in d["properties"].items()}
-    union_out = {k: v for d in outputs.values() for k, v in d["properties"].items()}
+    cells = [record["properties"][c] for c in columns]
     return {
-        "ServiceInput": {"type": "object", "properties": union_in, "example": {"data": [example]},
-                         "description": "exactly one of: `data` (DataInput), `Inputs` + optional "
-                                        "`GlobalParameters` (AutoMLInput, Azure AutoML v2), `input_data` "
-                                        "(MLflowInput, Azure ML MLflow deployment)",
-                         "x-examples": {"data": {"data": [example]}, "automl": automl, "mlflow": mlflow}},
-        "ServiceOutput": {"type": "object", "properties": union_out,
-                          "description": "DataOutput for `data`, AutoMLOutput for `Inputs`, MLflowOutput for "
-                                         "`input_data`", "example": outputs["DataOutput"]["example"]},
-        **inputs, **outputs,
+        "type": "object", "required": ["input_data"],
+        "properties": {
+            "input_data": {
+                "type": "object", "required": ["columns", "data"], "format": "pandas.DataFrame:split",
+                "description": "one row per record, its values in `columns` order; `index` optional",
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string", "enum": columns}},
+                    "index": {"type": "array", "items": {"type": "integer", "format": "int64"}},
+                    "data": {"type": "array", "items": {"type": "array", "items": {}, "minItems": len(columns),
+                                                        "maxItems": len(columns),
+                                                        "x-column-types": cells}},
+                },
+            },
+            "params": {"type": "object", "description": "optional; this model takes no parameters"},
+        },
+        "example": {"input_data": {"columns": columns, "index": [0], "data": [[example[c] for c in columns]]}},
     }
+
+
+SERVICE_OUTPUT: dict[str, Any] = {
+    "type": "array", "format": "numpy.ndarray",
+    "items": {"type": "integer", "format": "int64", "enum": [0, 1]},
+    "description": f'the model\'s prediction per row, in order: 1 = "{schema.POSITIVE}", 0 = "{schema.NEGATIVE}"',
+    "example": [0],
+}
 
 
 def swagger_document(model: ScoringModel | None) -> dict[str, Any]:
@@ -85,7 +66,6 @@ def swagger_document(model: ScoringModel | None) -> dict[str, Any]:
     example = {c: EXAMPLE_RECORD.get(c) for c in kinds}
     record_schema = {"type": "object", "required": list(kinds),
                      "properties": {c: _property(c, k) for c, k in kinds.items()}}
-    error = {"schema": {"$ref": "#/definitions/ErrorResponse"}}
     return {
         "swagger": "2.0",
         "info": {
@@ -113,34 +93,38 @@ def swagger_document(model: ScoringModel | None) -> dict[str, Any]:
             "/score": {
                 "post": {
                     "operationId": "RunMLService",
-                    "description": "Run the deployed model on the records and return a prediction for each. "
-                                   "Three request formats: " + FORMATS_HINT + ". The headers "
-                                   "`azureml-model-deployment` and `x-model-version` name the slot and model.",
+                    "description": "Run the deployed model on the rows and return a prediction for each: "
+                                   + FORMATS_HINT + ". The header `azureml-model-deployment` names the "
+                                   "deployment (slot) that answered.",
                     "security": [{"Bearer": []}],
+                    "consumes": ["application/json"],
                     "parameters": [{
                         "name": "serviceInputPayload", "in": "body", "required": True,
-                        "description": "The input payload for the real-time machine learning service.",
+                        "description": "The input payload for executing the real-time machine learning service.",
                         "schema": {"$ref": "#/definitions/ServiceInput"},
                     }],
                     "responses": {
-                        "200": {"description": "A prediction per input record, in order, in the request "
-                                               "format's answer shape.",
+                        "200": {"description": "A prediction per input row, in order.",
                                 "schema": {"$ref": "#/definitions/ServiceOutput"}},
-                        "400": {"description": "The body is not JSON, matches no format, or a record is invalid "
-                                               "(the message names the record index and the column).", **error},
-                        "401": {"description": "Missing or invalid key.", **error},
-                        "503": {"description": "No model is deployed yet.", **error},
-                        "default": {"description": "The service failed to execute due to an error.", **error},
+                        "401": {"description": "Missing or invalid key."},
+                        "404": {"description": "The endpoint has no deployment with traffic yet."},
+                        "424": {"description": "The deployment refused the request or failed: the header "
+                                               "`ms-azureml-model-error-statuscode` gives its status (400: not a JSON "
+                                               "object or no `input_data`; 405: not POST; 415: Content-Type is not "
+                                               "application/json; 500: `input_data` is not a valid split-oriented "
+                                               "frame of the model's columns and types, or the model failed).",
+                                "schema": {"$ref": "#/definitions/ErrorResponse"}},
                     },
                 },
             },
         },
         "definitions": {
-            **_definitions(record_schema, example, model.version if model is not None else "1"),
+            "ServiceInput": _service_input(record_schema, example),
+            "ServiceOutput": SERVICE_OUTPUT,
             "Health": {
                 "type": "object",
                 "properties": {"status": {"type": "string"}, "model_version": {"type": "string", "x-nullable": True}},
             },
-            "ErrorResponse": {"type": "object", "properties": {"error": {"type": "string"}}},
+            "ErrorResponse": {"type": "object", "properties": {"message": {"type": "string"}}},
         },
     }

@@ -1,5 +1,7 @@
 """The scoring endpoint, seen from the completion handler: deploy a model to it, and score with it.
 
+Scoring has one client for Azure and the local stack alike, `EndpointScorer`: the managed online endpoint's
+contract for a no-code MLflow deployment (shared/scoring/payloads.py), which the local endpoint serves exactly.
 Local: our scoring server's admin route loads the model into its idle slot, smoke-tests it and switches
 traffic without a restart. Azure: `shared.adapters.azure_online.AzureOnlineDeployer` (managed online endpoint,
 blue/green deployments) has the same deploy / rollback / status interface (shared.ports.Deployer).
@@ -7,28 +9,67 @@ blue/green deployments) has the same deploy / rollback / status interface (share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
+from shared import redaction
 from shared.ports import DeploymentError  # the error a manual promote/rollback tells apart; raised here
+from shared.scoring.contract import DEPLOYMENT_HEADER, MODEL_ERROR_STATUS, MODEL_ERROR_STATUS_HEADER
+from shared.scoring.payloads import clip, label, mlflow_request, parse_predictions
 
 
-class ScoringClient:
-    """Azure ML scoring contract: POST /score, `Authorization: Bearer KEY`, body {"data": [records]}."""
+class EndpointScorer:
+    """Score through the endpoint's traffic rules, as a client would: POST the scoring URI with
+    `Authorization: Bearer KEY` and `{"input_data": <split frame>}`, read the bare list of predictions.
 
-    def __init__(self, base_url: str, key: str, *, session: requests.Session | None = None, timeout_s: float = 30):
-        self.base_url = base_url.rstrip("/")
+    Answers {"result": ["yes"|"no", ...], "model_version", "deployment"}: the endpoint names the deployment that
+    answered in the `azureml-model-deployment` response header, and `version_of` maps it to the model version,
+    so the completion handler's check that the new version answers works the same in Azure and locally.
+    """
+
+    def __init__(self, scoring_uri: str, key: str, *, version_of: Callable[[str], str | None] | None = None,
+                 session: requests.Session | None = None, timeout_s: float = 30,
+                 redact: Callable[[str], str] | None = None):
+        self.scoring_uri = scoring_uri
         self._key = key
+        self._version_of = version_of
         self._session = session or requests.Session()
         self._timeout = timeout_s
+        # the endpoint client's redaction (every key it read) when the deployer builds this; else the shared rules
+        # with this key added
+        self._redact = redact or (lambda text: redaction.redact(text, "***", extra=(key,)))
 
     def score(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        response = self._session.post(f"{self.base_url}/score", json={"data": records},
-                                      headers={"Authorization": f"Bearer {self._key}"}, timeout=self._timeout)
+        try:
+            response = self._session.post(self.scoring_uri, json=mlflow_request(records), timeout=self._timeout,
+                                          headers={"Authorization": f"Bearer {self._key}",
+                                                   "Content-Type": "application/json"})
+        except Exception as exc:
+            raise DeploymentError(f"scoring endpoint {self.scoring_uri} unreachable: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise DeploymentError(f"scoring request answered {response.status_code}: {response.text[:300]}")
-        return response.json()
+            body = self._redact(clip(response.text, 300))
+            inner = response.headers.get(MODEL_ERROR_STATUS_HEADER) if response.status_code == MODEL_ERROR_STATUS \
+                else None
+            said = f" (the deployment answered {inner})" if inner else ""
+            raise DeploymentError(f"scoring request answered {response.status_code}{said}: {body}")
+        try:
+            predictions = parse_predictions(response.text, len(records))
+        except ValueError as exc:
+            raise DeploymentError(f"scoring answer malformed: {exc}") from None
+        deployment = (response.headers.get(DEPLOYMENT_HEADER) or "").lower() or None
+        version = self._version_of(deployment) if (deployment and self._version_of) else None
+        return {"result": [label(p) for p in predictions], "model_version": version, "deployment": deployment}
+
+
+class ScoringClient(EndpointScorer):
+    """The local endpoint's scoring route (`<base_url>/score`), read exactly like the managed endpoint's."""
+
+    def __init__(self, base_url: str, key: str, *, version_of: Callable[[str], str | None] | None = None,
+                 session: requests.Session | None = None, timeout_s: float = 30):
+        self.base_url = base_url.rstrip("/")
+        super().__init__(f"{self.base_url}/score", key, version_of=version_of, session=session, timeout_s=timeout_s)
 
 
 class LocalScoringDeployer:
@@ -66,6 +107,12 @@ class LocalScoringDeployer:
         """Slots, the live slot, its counters since the switch and recent switch events."""
         return self._call("GET", "/admin/status", "status request")
 
+    def slot_version(self, slot: str) -> str | None:
+        """The model version a slot (deployment) serves now, as the Azure deployer's `slot_version` does."""
+        view = (self.status().get("slots") or {}).get(slot.lower()) or {}
+        version = view.get("version")
+        return None if version is None else str(version)
+
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> dict:
         """One admin request; failures become DeploymentError naming the answer, never the key."""
         try:
@@ -76,4 +123,3 @@ class LocalScoringDeployer:
         if response.status_code != 200:
             raise DeploymentError(f"{what} refused ({response.status_code}): {response.text[:300]}")
         return response.json()
-

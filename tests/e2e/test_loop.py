@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient
 
 from local.session import upload_file
 from local.stack import start_on_free_ports
-from shared.adapters.scoring import ScoringClient
+from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.validation import canonical_csv, content_hash
@@ -37,7 +37,9 @@ def stack(tmp_path_factory):
     config = s.config
     stores = build_stores(Settings(storage_connection=config.connection_string))
     s.audit, s.runs, s.models, s.datasets = stores.audit, stores.runs, stores.models, stores.datasets
-    s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"])
+    # as the completion handler reads it: the answering deployment's version, from the endpoint's deployments
+    slots = LocalScoringDeployer(config.scoring_url, s.secrets["scoring_admin_key"])
+    s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"], version_of=slots.slot_version)
     yield s
     s.stop()
 

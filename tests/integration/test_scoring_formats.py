@@ -1,17 +1,17 @@
-"""The three request formats of POST /score against a real server process: the seeds' {"data"}, Azure AutoML
-v2's {"Inputs", "GlobalParameters"} and Azure ML / MLflow's {"input_data"} (split orientation), each answered
-in its own exact shape, validated by the same runtime code (errors name the record and the column), and
-described in /swagger.json.
+"""POST /score's one request format against a real server process: what an Azure ML no-code MLflow deployment
+reads, `{"input_data": <pandas split frame>, "params"?}`, answered with a bare list of the model's 0/1; every
+request that deployment refuses is refused alike (424 around the inference server's status and message:
+local/scoring_server/formats.py cites the sources), and /swagger.json describes exactly that.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pandas as pd
 import pytest
 import requests
 
-from local.scoring_server import FORMATS_HINT
 from shared.domain import schema
 from shared.scoring.runtime import ScoringModel
 from tests.integration.test_scoring_bluegreen import save_pipeline_model, scoring_server, serve_from_start
@@ -52,8 +52,19 @@ def post(server, body, key=SCORING_KEY) -> requests.Response:
     return requests.post(server.url + "/score", json=body, headers=headers, timeout=30)
 
 
-def automl(records, **params) -> dict:
-    return {"Inputs": {"data": records}, **({"GlobalParameters": params} if params else {})}
+def labels01(local: ScoringModel, records) -> list[int]:
+    return [int(label == "yes") for label in local.predict_records(records)["result"]]
+
+
+RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+NO_INPUT_DATA = "A value is not provided for the 'input_data' parameter."
+
+
+def refused(answer: requests.Response, status: int, message: str) -> bool:
+    """The endpoint's 424 around the deployment's own answer (Learn: troubleshoot online endpoints, 424)."""
+    return (answer.status_code, answer.headers.get("ms-azureml-model-error-statuscode"),
+            answer.headers.get("ms-azureml-model-error-reason"), answer.json()) == (
+        424, str(status), "model_error", {"message": message})
 
 
 def mlflow(records, columns=FEATURES, index=True) -> dict:
@@ -66,129 +77,97 @@ def mlflow(records, columns=FEATURES, index=True) -> dict:
 # -------------------------------------------------------------------------------------------- answers
 
 
-def test_data_format_answers_result_probabilities_and_version(server, local, records):
-    answer = post(server, {"data": records})
-    assert answer.status_code == 200
-    body = answer.json()
-    expected = local.predict_records(records)
-    assert list(body) == ["result", "probabilities", "model_version"]
-    assert body["result"] == expected["result"] and body["model_version"] == "7"
-    np.testing.assert_allclose(body["probabilities"], expected["probabilities"], rtol=1e-12)
-    assert answer.headers["azureml-model-deployment"] == "blue" and answer.headers["x-model-version"] == "7"
-
-
-@pytest.mark.parametrize("params", [{}, {"method": "predict"}])
-def test_automl_predict_answers_results_labels(server, local, records, params):
-    answer = post(server, automl(records, **params))
-    assert answer.status_code == 200
-    assert answer.json() == {"Results": local.predict_records(records)["result"]}
-    assert answer.headers["x-model-version"] == "7"
-
-
-def test_automl_predict_proba_answers_a_probability_pair_per_record(server, local, records):
-    answer = post(server, automl(records, method="predict_proba"))
-    assert answer.status_code == 200
-    body = answer.json()
-    assert list(body) == ["Results"] and all(len(pair) == 2 for pair in body["Results"])
-    p_yes = np.array(local.predict_records(records)["probabilities"])
-    np.testing.assert_allclose(np.array(body["Results"]), np.column_stack([1 - p_yes, p_yes]), rtol=1e-12)
-
-
 @pytest.mark.parametrize("columns, index", [(FEATURES, True), (FEATURES[::-1], False)])
-def test_mlflow_input_data_answers_predictions(server, local, records, columns, index):
+def test_input_data_answers_a_bare_list_of_predictions(server, local, records, columns, index):
+    """Columns in any order, `index` optional (pandas split orientation)."""
     answer = post(server, mlflow(records, columns, index))
-    assert answer.status_code == 200
-    assert answer.json() == {"predictions": local.predict_records(records)["result"]}
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == labels01(local, records)
+    assert answer.headers["azureml-model-deployment"] == "blue" and "x-model-version" not in answer.headers
 
 
-def test_empty_batches_answer_empty_lists_in_every_shape(server):
-    assert post(server, {"data": []}).json() == {"result": [], "probabilities": [], "model_version": "7"}
-    assert post(server, automl([])).json() == {"Results": []}
-    assert post(server, mlflow([])).json() == {"predictions": []}
+def test_params_and_other_top_level_keys_are_passed_over(server, local, records):
+    """The server hands run() only `input_data` and `params`; this model takes no params."""
+    body = {**mlflow(records), "params": {"threshold": 0.9}, "data": "ignored", "Inputs": {}}
+    answer = post(server, body)
+    assert answer.status_code == 200 and answer.json() == labels01(local, records)
+
+
+def test_an_empty_frame_answers_an_empty_list(server):
+    assert post(server, mlflow([])).json() == []
 
 
 # --------------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"age": "old"}, "record 1: column 'age' must be a number, got \"old\""),
-    ({"job": 7}, "record 1: column 'job' must be a string, got a number"),
-    ({"euribor3m": None}, "record 1: column 'euribor3m' must be a number, got null"),
+@pytest.mark.parametrize("body", [
+    {"data": [{"age": 1}]},  # the seeds' format: Azure's no-code deployment has no `data` parameter
+    {"Inputs": {"data": [{"age": 1}]}, "GlobalParameters": {"method": "predict"}},  # AutoML's scoring script
+    {"dataframe_split": {"columns": ["age"], "data": [[1]]}},  # `mlflow models serve`, not Azure
+    {"params": {}},
 ])
-def test_every_format_validates_records_the_same_way(server, records, change, message):
+def test_requests_without_input_data_are_refused_as_azure_does(server, body):
+    assert refused(post(server, body), 400, NO_INPUT_DATA)
+
+
+@pytest.mark.parametrize("change", [{"age": "old"}, {"job": 7}, {"euribor3m": None}])
+def test_a_record_of_the_wrong_type_fails_the_scoring_script(server, records, change):
     bad = [records[0], {**records[1], **change}]
-    for body in ({"data": bad}, automl(bad), automl(bad, method="predict_proba"), mlflow(bad)):
-        answer = post(server, body)
-        assert answer.status_code == 400 and answer.json() == {"error": message}
+    assert refused(post(server, mlflow(bad)), 500, RUN_FAILED)
 
 
-def test_a_missing_column_is_named_in_every_format(server, records):
+def test_a_missing_column_fails_the_scoring_script(server, records):
     columns = [c for c in FEATURES if c != "pdays"]
-    short = [{c: r[c] for c in columns} for r in records[:2]]
-    for body in ({"data": short}, automl(short), mlflow(short, columns)):
-        assert post(server, body).json() == {"error": "record 0: column 'pdays' is missing"}
+    assert refused(post(server, mlflow(records[:2], columns)), 500, RUN_FAILED)
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"Inputs": [1]}, '`Inputs` must be an object {"data": [records]}, got an array'),
-    ({"Inputs": {"records": []}}, '`Inputs` has no `data` field; expected {"Inputs": {"data": [{column: value, '
-                                  '...}]}}'),
-    ({"Inputs": {"data": {}}}, "`Inputs.data` must be a list of records, got an object"),
-    ({"Inputs": {"data": []}, "GlobalParameters": {"method": "classify"}},
-     '`GlobalParameters.method` must be "predict" or "predict_proba", got "classify"'),
-    ({"Inputs": {"data": []}, "GlobalParameters": "predict"}, "`GlobalParameters` must be an object, got a string"),
-    ({"input_data": [[1, 2]]}, '`input_data` must be an object {"columns": [...], "data": [[...]]} (split '
-                               "orientation), got an array"),
-    ({"input_data": {"data": [[1]]}}, "`input_data.columns` must be a list of column names"),
-    ({"input_data": {"columns": ["age"], "data": {"age": 1}}}, "`input_data.data` must be a list of rows, got an "
-                                                               "object"),
-    ({"input_data": {"columns": ["age"], "data": [[1], [2]], "index": [0]}},
-     "`input_data.index` must be a list with one entry per row (2)"),
-    ({"input_data": {"columns": ["age", "job"], "data": [[1, "x"], [2]]}},
-     "record 1 has 1 values but `input_data.columns` names 2"),
-    ({"input_data": {"columns": ["age"], "data": [{"age": 1}]}},
-     "record 0 must be an array of values in `input_data.columns` order, got an object"),
-    ({"data": [], "input_data": {}}, "request body has `data` and `input_data`; send exactly one format"),
-    ({"GlobalParameters": {"method": "predict"}},
-     f"request body has no `data`, `Inputs` or `input_data` field; expected {FORMATS_HINT}"),
+@pytest.mark.parametrize("input_data", [
+    [[1, 2]],  # a tensor: the deployment reads a DataFrame (the model's input example is one)
+    {"age": [1, 2]},  # named tensors: likewise
+    {"data": [[1]]},  # no columns
+    {"columns": ["age"], "data": {"age": 1}},
+    {"columns": ["age"], "data": [[1], [2]], "index": [0]},
+    {"columns": ["age", "job"], "data": [[1, "x"], [2]]},
+    {"columns": ["age"], "data": [{"age": 1}]},
+    {"columns": FEATURES, "data": [], "orient": "split"},  # read_json(orient="split") refuses unknown keys
 ])
-def test_malformed_requests_are_400_with_a_precise_message(server, body, message):
-    answer = post(server, body)
-    assert answer.status_code == 400 and answer.json() == {"error": message}
+def test_input_data_that_is_not_a_split_frame_fails_the_scoring_script(server, input_data):
+    assert refused(post(server, {"input_data": input_data}), 500, RUN_FAILED)
 
 
-def test_every_format_needs_the_scoring_key(server, records):
-    for body in ({"data": records[:1]}, automl(records[:1]), mlflow(records[:1])):
-        for key in (None, ADMIN_KEY, "nope"):
-            answer = post(server, body, key=key)
-            assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
-            assert SCORING_KEY not in answer.text and ADMIN_KEY not in answer.text
+def test_every_request_needs_the_scoring_key(server, records):
+    for key in (None, ADMIN_KEY, "nope"):
+        answer = post(server, mlflow(records[:1]), key=key)
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+        assert SCORING_KEY not in answer.text and ADMIN_KEY not in answer.text
 
 
-def test_only_post_is_allowed_on_score(server):
-    answer = requests.get(server.url + "/score", timeout=10)
-    assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
+def test_only_a_json_post_is_scored(server, records):
+    auth = {"Authorization": f"Bearer {SCORING_KEY}"}
+    answer = requests.get(server.url + "/score", headers=auth, timeout=10)
+    assert refused(answer, 400, NO_INPUT_DATA)  # a GET's query string is the input: it has none
+    answer = requests.put(server.url + "/score", headers=auth, json=mlflow(records[:1]), timeout=10)
+    assert refused(answer, 405, "The method is not allowed for the requested URL.")
+    answer = requests.post(server.url + "/score", data=b'{"input_data": {}}', timeout=10,
+                           headers={**auth, "Content-Type": "text/plain"})
+    assert refused(answer, 415, "Expects Content-Type to be application/json")
+    answer = requests.post(server.url + "/score", data=json.dumps(mlflow(records[:1])), timeout=10,
+                           headers={**auth, "Content-Type": "application/json; charset=utf-8"})
+    assert answer.status_code == 200
 
 
 # -------------------------------------------------------------------------------------------- swagger
 
 
-def test_swagger_describes_the_three_formats_and_their_answers(server, records):
+def test_swagger_describes_exactly_what_is_accepted(server, local):
     doc = requests.get(server.url + "/swagger.json", timeout=10).json()
     defs = doc["definitions"]
     service_input = defs["ServiceInput"]
-    assert set(service_input["properties"]) == {"data", "Inputs", "GlobalParameters", "input_data"}
-    assert defs["AutoMLInput"]["properties"]["GlobalParameters"]["properties"]["method"]["enum"] == [
-        "predict", "predict_proba"]
-    assert defs["MLflowInput"]["required"] == ["input_data"]
-    assert set(defs["MLflowInput"]["properties"]["input_data"]["properties"]) == {"columns", "index", "data"}
-    assert set(defs["ServiceOutput"]["properties"]) == {"result", "probabilities", "model_version", "Results",
-                                                        "predictions"}
-    assert list(defs["AutoMLOutput"]["properties"]) == ["Results"]
-    assert list(defs["MLflowOutput"]["properties"]) == ["predictions"]
-    # every example in the document is a request the server accepts, answered in the documented shape
-    examples = service_input["x-examples"]
-    for name, output in (("data", "DataOutput"), ("automl", "AutoMLOutput"), ("mlflow", "MLflowOutput")):
-        answer = post(server, examples[name])
-        assert answer.status_code == 200, answer.text
-        assert set(answer.json()) == set(defs[output]["properties"])
+    assert service_input["required"] == ["input_data"] and set(service_input["properties"]) == {"input_data", "params"}
+    frame = service_input["properties"]["input_data"]
+    assert set(frame["properties"]) == {"columns", "index", "data"} and frame["required"] == ["columns", "data"]
+    assert defs["ServiceOutput"]["type"] == "array" and defs["ServiceOutput"]["items"]["enum"] == [0, 1]
+    # the document's example is a request the server accepts, answered in the documented shape
+    answer = post(server, service_input["example"])
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()) == 1 and answer.json()[0] in defs["ServiceOutput"]["items"]["enum"]

@@ -16,11 +16,12 @@ import pytest
 import requests
 
 from local.processes import python_argv, start_on_free_ports
-from local.scoring_server import FORMATS_HINT, create_app
+from local.scoring_server import create_app
 from shared.domain import schema
 from shared.jobs.training.mlflow_model import save_model
 from shared.jobs.training.train import train
 from shared.scoring.model_digest import folder_digest
+from shared.scoring.payloads import mlflow_request
 from shared.scoring.runtime import DIRECT_PATH_MAX_ROWS, ModelLoadError, ScoringInputError, ScoringModel
 from tests.waiting import wait_for
 
@@ -96,9 +97,19 @@ def v2_serving(fresh, models, records):
 
 def score(server, body, key=SCORING_KEY, **kwargs):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if isinstance(body, bytes | str):
+    if isinstance(body, bytes | str):  # raw bytes, still declared as JSON (the deployment wants the header)
+        headers["Content-Type"] = "application/json"
         return requests.post(server["url"] + "/score", data=body, headers=headers, timeout=30, **kwargs)
     return requests.post(server["url"] + "/score", json=body, headers=headers, timeout=30, **kwargs)
+
+
+def split(records) -> dict:
+    """The body an Azure ML no-code MLflow deployment reads (the one scoring format)."""
+    return mlflow_request(records)
+
+
+def predictions(labels) -> list[int]:
+    return [int(label == "yes") for label in labels]
 
 
 def deploy(server, model_dir, version, key=ADMIN_KEY, **extra):
@@ -177,17 +188,19 @@ def test_create_app_needs_both_keys():
 # ---------------------------------------------------------------------------------------------- server
 
 
-def test_before_any_deploy_health_is_ok_and_score_is_503(server, records):
+def test_before_any_deploy_health_is_ok_and_score_is_404(server, records):
+    """Learn, troubleshoot online endpoints: 404 when "the endpoint doesn't have any valid deployment with
+    positive weight"."""
     for path in ("/", "/health"):
         answer = requests.get(server["url"] + path, timeout=10)
         assert answer.status_code == 200 and answer.json() == {"status": "ok", "model_version": None}
-    answer = score(server, {"data": records[:1]})
-    assert answer.status_code == 503 and answer.json() == {"error": "no model deployed yet"}
+    answer = score(server, split(records[:1]))
+    assert answer.status_code == 404 and "no model deployed yet" in answer.json()["error"]
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key", ADMIN_KEY, f"{SCORING_KEY}x", ""])
 def test_score_without_the_scoring_key_is_401(server, records, key):
-    answer = score(server, {"data": records[:1]}, key=key)
+    answer = score(server, split(records[:1]), key=key)
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"] == "Bearer"
     assert SCORING_KEY not in answer.text and ADMIN_KEY not in answer.text
@@ -195,7 +208,7 @@ def test_score_without_the_scoring_key_is_401(server, records, key):
 
 def test_basic_scheme_or_raw_key_is_401(server, records):
     for header in (f"Basic {SCORING_KEY}", SCORING_KEY, f"Bearer{SCORING_KEY}"):
-        answer = requests.post(server["url"] + "/score", json={"data": records[:1]},
+        answer = requests.post(server["url"] + "/score", json=split(records[:1]),
                                headers={"Authorization": header}, timeout=10)
         assert answer.status_code == 401
 
@@ -214,13 +227,18 @@ def test_swagger_describes_the_score_input(server):
     assert post["parameters"][0]["schema"] == {"$ref": "#/definitions/ServiceInput"}
     assert doc["securityDefinitions"]["Bearer"]["name"] == "Authorization"
     service_input = doc["definitions"]["ServiceInput"]
-    record = service_input["properties"]["data"]["items"]
-    assert list(record["properties"]) == list(schema.FEATURES) == record["required"]
-    assert record["properties"]["age"] == {"type": "integer", "format": "int64"}
-    assert record["properties"]["euribor3m"] == {"type": "number", "format": "double"}
-    assert record["properties"]["job"]["type"] == "string"
-    (example,) = service_input["example"]["data"]
-    assert list(example) == list(schema.FEATURES)
+    assert service_input["required"] == ["input_data"] and set(service_input["properties"]) == {"input_data", "params"}
+    frame = service_input["properties"]["input_data"]
+    assert frame["format"] == "pandas.DataFrame:split" and frame["required"] == ["columns", "data"]
+    assert frame["properties"]["columns"]["items"]["enum"] == list(schema.FEATURES)
+    cells = frame["properties"]["data"]["items"]["x-column-types"]
+    assert cells[list(schema.FEATURES).index("age")] == {"type": "integer", "format": "int64"}
+    assert cells[list(schema.FEATURES).index("euribor3m")] == {"type": "number", "format": "double"}
+    example = service_input["example"]["input_data"]
+    assert example["columns"] == list(schema.FEATURES) and len(example["data"][0]) == len(schema.FEATURES)
+    assert doc["definitions"]["ServiceOutput"]["items"]["enum"] == [0, 1]
+    assert "424" in post["responses"] and doc["definitions"]["ErrorResponse"]["properties"] == {
+        "message": {"type": "string"}}
 
 
 def test_deploy_then_score(fresh, models, records):
@@ -232,55 +250,62 @@ def test_deploy_then_score(fresh, models, records):
     assert body["slot"] == "blue" and body["previous_slot"] is None
     assert requests.get(server["url"] + "/health", timeout=10).json() == {"status": "ok", "model_version": "1"}
 
-    scored = score(server, {"data": records[:3]})
+    scored = score(server, split(records[:3]))
     assert scored.status_code == 200, scored.text
-    result = scored.json()
-    assert result["model_version"] == "1"
-    assert len(result["result"]) == 3 and set(result["result"]) <= {"yes", "no"}
+    assert scored.headers["azureml-model-deployment"] == "blue"
     local = ScoringModel.load(models["a"], "1").predict_records(records[:3])
-    np.testing.assert_allclose(result["probabilities"], local["probabilities"], rtol=1e-12)
-    assert result["result"] == local["result"]
+    assert scored.json() == predictions(local["result"])
 
-    empty = score(server, {"data": []})
-    assert empty.status_code == 200 and empty.json() == {"result": [], "probabilities": [], "model_version": "1"}
+    empty = score(server, split([]))
+    assert empty.status_code == 200 and empty.json() == []
     swagger = requests.get(server["url"] + "/swagger.json", timeout=10).json()
-    assert swagger["definitions"]["ServiceInput"]["example"]["data"][0] == local_example(models["a"])
+    example = swagger["definitions"]["ServiceInput"]["example"]["input_data"]
+    assert dict(zip(example["columns"], example["data"][0], strict=True)) == local_example(models["a"])
 
 
 def local_example(model_dir):
     return ScoringModel.load(model_dir, "x").input_example[0]
 
 
+RUN_FAILED = "An unexpected error occurred in scoring script. Check the logs for more info."
+
+
 @pytest.mark.parametrize("body, status, message", [
-    (b"{not json", 400, "request body is not valid JSON: Expecting property name enclosed in double quotes "
-                        "at line 1 column 2 (char 1)"),
-    (b"", 400, "request body is empty; expected a JSON object"),
-    (b"[1, 2]", 400, f"request body must be a JSON object ({FORMATS_HINT}), got an array"),
-    ({"inputs": []}, 400, f"request body has no `data`, `Inputs` or `input_data` field; expected {FORMATS_HINT}"),
-    ({"data": {"age": 1}}, 400, "`data` must be a list of records, got an object"),
-    ({"data": ["x"]}, 400, "record 0 must be a JSON object with the feature columns, got a string"),
+    (b"{not json", 400, "POST body could not be decoded as JSON: Expecting property name enclosed in double quotes: "
+                        "line 1 column 2 (char 1)"),
+    (b"", 400, "POST body is empty. Expecting a JSON dictionary."),
+    (b"[1, 2]", 400, "POST body should be a JSON dictionary."),
+    ({"inputs": []}, 400, "A value is not provided for the 'input_data' parameter."),
+    ({"data": [{"age": 1}]}, 400, "A value is not provided for the 'input_data' parameter."),
+    ({"input_data": [[1, 2]]}, 500, RUN_FAILED),
+    ({"input_data": {"columns": ["age"], "data": [1]}}, 500, RUN_FAILED),
 ])
-def test_bad_requests_are_400_with_a_precise_message(serving, body, status, message):
+def test_bad_requests_are_424_naming_the_deployments_answer(serving, body, status, message):
+    """The inference server's own status and message (formats.py cites them), wrapped by the endpoint in 424."""
     answer = score(serving, body)
-    assert answer.status_code == status
-    assert answer.json() == {"error": message}
+    assert answer.status_code == 424
+    assert answer.headers["ms-azureml-model-error-statuscode"] == str(status)
+    assert answer.headers["ms-azureml-model-error-reason"] == "model_error"
+    assert answer.json() == {"message": message}
 
 
-def test_bad_records_are_400_naming_record_and_column(serving, records):
+def test_bad_records_fail_in_the_scoring_script(serving, records):
+    """A value of the wrong type or a missing column fails run() (500 inside, 424 outside), and the
+    local log says which record and column, as Azure's container log does."""
     server = serving
     bad = [records[0], {**records[1], "duration": "long"}]
-    answer = score(server, {"data": bad})
-    assert answer.status_code == 400
-    assert answer.json() == {"error": "record 1: column 'duration' must be a number, got \"long\""}
+    answer = score(server, split(bad))
+    assert (answer.status_code, answer.headers["ms-azureml-model-error-statuscode"]) == (424, "500")
+    assert answer.json() == {"message": RUN_FAILED}
     missing = {k: v for k, v in records[0].items() if k != "nr.employed"}
-    answer = score(server, {"data": [missing]})
-    assert answer.json() == {"error": "record 0: column 'nr.employed' is missing"}
+    answer = score(server, split([missing]))
+    assert (answer.status_code, answer.json()) == (424, {"message": RUN_FAILED})
 
 
 def test_large_batches_are_scored_too(serving, records):
     server = serving
-    answer = score(server, {"data": records})
-    assert answer.status_code == 200 and len(answer.json()["probabilities"]) == len(records)
+    answer = score(server, split(records))
+    assert answer.status_code == 200 and len(answer.json()) == len(records)
 
 
 def test_redeploy_while_scoring_never_fails_a_request(fresh, models, records):
@@ -297,12 +322,12 @@ def test_redeploy_while_scoring_never_fails_a_request(fresh, models, records):
             batch = records[i % 50: i % 50 + 1 + i % 3]
             i += 1
             try:
-                answer = session.post(server["url"] + "/score", json={"data": batch},
+                answer = session.post(server["url"] + "/score", json=split(batch),
                                       headers={"Authorization": f"Bearer {SCORING_KEY}"}, timeout=30)
-                if answer.status_code != 200 or len(answer.json()["result"]) != len(batch):
+                if answer.status_code != 200 or len(answer.json()) != len(batch):
                     failures.append(f"{answer.status_code}: {answer.text[:200]}")
                 else:
-                    versions.append(answer.json()["model_version"])
+                    versions.append(answer.headers["azureml-model-deployment"])
             except requests.RequestException as exc:
                 failures.append(repr(exc))
 
@@ -310,9 +335,9 @@ def test_redeploy_while_scoring_never_fails_a_request(fresh, models, records):
     for client in clients:
         client.start()
     try:
-        wait_for(lambda: len(versions) >= 20, timeout=30, what="twenty answers from v1")
+        wait_for(lambda: len(versions) >= 20, timeout=30, what="twenty answers from v1 (blue)")
         answer = deploy(server, models["b"], "2", smoke_records=records[:10])
-        wait_for(lambda: versions.count("2") >= 10, timeout=30, what="ten answers from v2")
+        wait_for(lambda: versions.count("green") >= 10, timeout=30, what="ten answers from v2 (green)")
     finally:
         stop.set()
         for client in clients:
@@ -322,10 +347,10 @@ def test_redeploy_while_scoring_never_fails_a_request(fresh, models, records):
     assert answer.json()["smoke"] == {"rows": 10, "ok": True}
     assert answer.json()["slot"] == "green" and answer.json()["previous_slot"] == "blue"
     assert failures == []
-    assert set(versions) == {"1", "2"}
-    first_two = versions.index("2")
-    assert len(versions) > 20 and "1" in versions[:first_two]
-    assert score(server, {"data": records[:1]}).json()["model_version"] == "2"
+    assert set(versions) == {"blue", "green"}
+    first_two = versions.index("green")
+    assert len(versions) > 20 and "blue" in versions[:first_two]
+    assert score(server, split(records[:1])).headers["azureml-model-deployment"] == "green"
 
 
 def test_broken_model_is_refused_and_the_old_one_keeps_serving(v2_serving, models, records):
@@ -344,8 +369,8 @@ def test_broken_model_is_refused_and_the_old_one_keeps_serving(v2_serving, model
     assert answer.status_code == 422
     assert answer.json()["error"] == "model v5 not deployed: record 0: column 'age' is missing"
 
-    answer = score(server, {"data": records[:2]})
-    assert answer.status_code == 200 and answer.json()["model_version"] == "2"
+    answer = score(server, split(records[:2]))
+    assert answer.status_code == 200 and answer.headers["azureml-model-deployment"] == "green"
     assert requests.get(server["url"] + "/health", timeout=10).json()["model_version"] == "2"
 
 

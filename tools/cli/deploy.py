@@ -37,9 +37,9 @@ def deployment() -> Deployment:
         raise CommandError("the running stack has no scoring endpoint URL (set SCORING_URL)")
     secrets = stack_secrets.load_or_create(local_dir())
     stores = open_stores()
-    return Deployment(models=stores.models, datasets=stores.datasets, audit=stores.audit,
-                      deployer=LocalScoringDeployer(stack.scoring_url, secrets["scoring_admin_key"]),
-                      scorer=ScoringClient(stack.scoring_url, secrets["scoring_key"]))
+    deployer = LocalScoringDeployer(stack.scoring_url, secrets["scoring_admin_key"])
+    return Deployment(models=stores.models, datasets=stores.datasets, audit=stores.audit, deployer=deployer,
+                      scorer=ScoringClient(stack.scoring_url, secrets["scoring_key"], version_of=deployer.slot_version))
 
 
 def _report(record: AuditRecord) -> int:
