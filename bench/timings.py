@@ -43,6 +43,7 @@ def rollback_figures(rows: int, rollbacks: int) -> dict:
     from bench import scoring as bench
     from local.scoring_server import create_app
     from shared.scoring.model_digest import folder_digest
+    from shared.scoring.payloads import mlflow_request
     from shared.scoring.runtime import ScoringModel
 
     work = Path(tempfile.mkdtemp(prefix="bench-timings-"))
@@ -92,7 +93,7 @@ def rollback_figures(rows: int, rollbacks: int) -> dict:
             entered.wait(60)
             during, _ = timed(lambda: (
                 session.get(url + "/admin/status", headers=admin, timeout=30),
-                session.post(url + "/score", json={"data": records[:1]}, timeout=30,
+                session.post(url + "/score", json=mlflow_request(records[:1]), timeout=30,
                              headers={"Authorization": f"Bearer {key}"}),
                 session.post(url + "/admin/rollback", headers=admin, timeout=30)))
         finally:
