@@ -26,9 +26,10 @@ A request reads that reference once, so requests in flight during a switch finis
 with. A model that fails to load or to score answers 422 and traffic stays where it was. Deploys run one at
 a time; scoring and rollbacks never wait for them.
 
-Automatic rollback: the first `rollback_window` requests after a deploy are watched; when server-side
-failures (5xx, not 400s) reach `rollback_min_failures` and exceed `rollback_error_rate` of the requests seen
-so far, traffic goes back to the previous slot and an `auto_rollback` event is recorded.
+Automatic rollback: the first `rollback_window` requests after a deploy are watched; when model failures (the
+model raising while scoring, not a request it refuses) reach `rollback_min_failures` and exceed
+`rollback_error_rate` of the requests seen so far, traffic goes back to the previous slot and an `auto_rollback`
+event is recorded.
 
 POST /score is a plain ASGI handler in front of FastAPI (no routing, request object or response class on the
 hot path), and uvicorn's access log is off unless --access-log (it cost a fifth of a one-record request); a

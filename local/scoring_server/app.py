@@ -28,7 +28,7 @@ def create_app(scoring_key: str, admin_key: str, initial_model: Path | None = No
                rollback_error_rate: float = ROLLBACK_ERROR_RATE,
                rollback_min_failures: int = ROLLBACK_MIN_FAILURES, collector: InferenceCollector | None = None,
                models_root: Path | None = None, initial_digest: str = "") -> FastAPI:
-    """The scoring app. `rollback_window` requests after each deploy are watched for a 5xx rate over
+    """The scoring app. `rollback_window` requests after each deploy are watched for a model-failure rate over
     `rollback_error_rate` (with at least `rollback_min_failures` failures); 0 turns auto-rollback off.
     `collector` (an InferenceCollector) receives the records of every answered request, for the drift check.
     Model folders are loaded only from under `models_root` and only with the content hash they were registered

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollback-window", type=int, default=ROLLBACK_WINDOW,
                         help=f"requests watched after a deploy for auto-rollback; 0 = off (default {ROLLBACK_WINDOW})")
     parser.add_argument("--rollback-error-rate", type=float, default=ROLLBACK_ERROR_RATE,
-                        help=f"5xx share that rolls a new model back (default {ROLLBACK_ERROR_RATE})")
+                        help=f"model-failure share that rolls a new model back (default {ROLLBACK_ERROR_RATE})")
     parser.add_argument("--rollback-min-failures", type=int, default=ROLLBACK_MIN_FAILURES,
-                        help=f"fewest 5xx that can trigger it (default {ROLLBACK_MIN_FAILURES})")
+                        help=f"fewest model failures that can trigger it (default {ROLLBACK_MIN_FAILURES})")
     parser.add_argument("--collect-container", default="",
                         help="collect model_inputs and model_outputs to this blob container (connection string in "
                              "INFERENCE_STORAGE) in Azure ML's data collector layout; off when empty")
