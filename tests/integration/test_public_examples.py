@@ -70,10 +70,8 @@ def test_the_swagger_example_is_synthetic_even_for_a_model_saved_with_training_r
     for directory in (model_dir, leaky):
         document = swagger_document(ScoringModel.load(directory, "1"))
         text = json.dumps(document)
-        examples = [document["definitions"][d]["example"]["data"][0] for d in ("ServiceInput", "DataInput")]
-        examples.append(document["definitions"]["AutoMLInput"]["example"]["Inputs"]["data"][0])
-        mlflow = document["definitions"]["MLflowInput"]["example"]["input_data"]
-        examples.append(dict(zip(mlflow["columns"], mlflow["data"][0], strict=True)))
+        frame = document["definitions"]["ServiceInput"]["example"]["input_data"]  # the one request format
+        examples = [dict(zip(frame["columns"], row, strict=True)) for row in frame["data"]]
         for record in examples:
             assert as_tuple(record) not in training_rows
             assert record == {c: schema.EXAMPLE_RECORD[c] for c in record}
