@@ -170,7 +170,7 @@ class Stack:
     def _live_model_args(self, step=None) -> list[str]:
         """After a restart the scoring endpoint serves the model the registry says is live, when its folder is
         under the run outputs and its content still matches the digest registered for it (the scoring server
-        checks again before it loads). Otherwise it starts empty (503 until a deploy) and says why."""
+        checks again before it loads). Otherwise it starts empty (404 until a deploy) and says why."""
         live = build_stores(Settings(storage_connection=self.config.connection_string)).models.live()
         if live is None or not Path(live.model_dir).exists():
             return []

@@ -32,7 +32,7 @@ def _package_summary() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.scoring_server", description=_package_summary())
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model-dir", type=Path, help="a model to serve from the start (else 503 until deploy)")
+    parser.add_argument("--model-dir", type=Path, help="a model to serve from the start (else 404 until a deploy)")
     parser.add_argument("--model-version", default="1", help="version label of --model-dir (default 1)")
     parser.add_argument("--model-digest", default="", help="the registered content hash of --model-dir "
                         "(sha256:...); the folder is not loaded unless it matches")
