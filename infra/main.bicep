@@ -295,6 +295,9 @@ var appSettings = {
   DATASETS_CONTAINER: containerNames.datasets
   QUARANTINE_CONTAINER: containerNames.quarantine
   INFERENCE_CONTAINER: containerNames.inference
+  // Azure ML's data collector writes to the workspace blob store (docs/drift.md#current-window): pointing these two
+  // at it (its account, its azureml-blobstore-<id> container, Storage Blob Data Reader for the app) is not wired yet.
+  INFERENCE_ACCOUNT_URL: ''
   REPORTS_CONTAINER: containerNames.reports
   AUDIT_TABLE: tableNames.audit
   RUNS_TABLE: tableNames.runs
