@@ -20,11 +20,12 @@ from function_app import (  # noqa: E402 - after the log redaction, so an import
     outbox_timer,
     reconcile_timer,
     retrain_http,
+    rollout_queue,
     run_completed,
     runs_http,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, outbox_timer.bp, retrain_http.bp,
-                  run_completed.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp):
+                  run_completed.bp, rollout_queue.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp):
     app.register_functions(blueprint)

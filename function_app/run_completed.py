@@ -1,4 +1,8 @@
-"""Event Grid trigger: Azure ML run events (RunCompleted / RunStatusChanged) -> register and redeploy.
+"""Event Grid trigger: Azure ML run events (RunCompleted / RunStatusChanged) -> the run's rollout, queued.
+
+Event Grid waits 30 s for an answer and then redelivers (https://learn.microsoft.com/azure/event-grid/
+delivery-and-retry): a succeeded run is validated, confirmed, claimed and recorded here, and its registration and
+rollout go to ROLLOUT_QUEUE (function_app/rollout_queue.py), so the delivery is answered in seconds.
 
 The event's topic is checked against AZUREML_WORKSPACE_ID and a terminal status against the pipeline's run GET
 (shared.services.on_run_completed); when the pipeline cannot be asked the invocation fails, so Event Grid

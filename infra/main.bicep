@@ -305,6 +305,8 @@ var appSettings = {
   MODELS_TABLE: tableNames.models
   WEBHOOK_TABLE: tableNames.webhook
   OUTBOX_TABLE: tableNames.outbox
+  // Created by the app on its first rollout (shared/adapters/rollout_queue.py); the identity's queue role is the trigger's.
+  ROLLOUT_QUEUE: 'rollouts'
   DATASET_NAME: 'bankmarketing'
   MIN_ROWS: '500'
   MAX_UPLOAD_BYTES: '209715200'

@@ -117,6 +117,7 @@ class Stack:
             "RECONCILE_SCHEDULE": c.reconcile_schedule,
             "OUTBOX_SCHEDULE": "*/2 * * * * *",  # the local loop stays snappy; Azure's default is every 10 s
             "INCOMING_CONTAINER": "incoming",
+            "ROLLOUT_QUEUE": "rollouts",
             "BLOB_TRIGGER_POLL_S": str(c.blob_poll_s),
             "LOCAL_PIPELINE_TOKEN": self.secrets["pipeline_token"],
             "SCORING_KEY": self.secrets["scoring_key"],

@@ -32,6 +32,7 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.adapters.rollout_queue import rollout_queue
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, RejectionLog, ReplayGuard, SingleFlight
 from shared.domain.promotion import PromotionPolicy
@@ -224,7 +225,8 @@ def build(settings: Settings) -> Services:
         completion=RunCompletion(runs=stores.runs, pipeline=pipeline, deployment=deployment,
                                  policy=PromotionPolicy(margin=settings.promotion_margin,
                                                         floor=settings.promotion_floor),
-                                 workspace_id=settings.azureml_workspace_id),
+                                 workspace_id=settings.azureml_workspace_id,
+                                 rollouts=rollout_queue(settings, storage_credential)),
         reconcile=ReconcileLimits(min_age_s=settings.reconcile_min_age_s, run_timeout_s=settings.run_timeout_s),
         drift=DriftCheck(policy=drift_policy(settings), retrain=retrain,
                          inference=inference_reader(collected, settings.online_endpoint),

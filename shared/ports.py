@@ -209,6 +209,13 @@ class Deployer(Protocol):
     def rollback(self, *, from_version: int | str | None = None) -> dict: ...
 
 
+class RolloutQueue(Protocol):
+    """Hands a finished run's deployment work to the queue-triggered rollout (function_app/rollout_queue.py), so
+    the Event Grid delivery is answered in seconds (Storage queue in Azure, Azurite locally)."""
+
+    def put(self, message: dict[str, Any]) -> None: ...
+
+
 class Scorer(Protocol):
     """The live endpoint's scoring route: {"model_version", "result", ...}."""
 

@@ -271,6 +271,10 @@ class Settings:
     submit_deadline_s: float = setting(
         "SUBMIT_DEADLINE_S", 3600.0, "how long (seconds) one request's submission is retried before it ends "
         "`failed`")
+    # The rollout queue: run_completed answers Event Grid at once; function_app/rollout_queue.py deploys.
+    rollout_queue: str = setting(
+        "ROLLOUT_QUEUE", "rollouts", "the Storage queue (on AzureWebJobsStorage) of finished runs waiting for their "
+        "registration and rollout; exhausted messages land in `<name>-poison`")
     # Not a setting: the whole environment from_env read, for the few readers of other names (see OTHER_SETTINGS).
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -26,7 +26,7 @@ from shared.domain.run_events import (
     status_outcome,
     topic_problem,
 )
-from shared.ports import AuditLog, DatasetLog, Deployer, ModelLog, PipelineClient, RunLog, Scorer
+from shared.ports import AuditLog, DatasetLog, Deployer, ModelLog, PipelineClient, RolloutQueue, RunLog, Scorer
 from shared.scoring.model_digest import same_digest
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,15 @@ class Deployment:
 @dataclass(frozen=True)
 class RunCompletion:
     """What finishing a pipeline run needs: the runs we submitted, the pipeline to confirm and read them, the
-    promotion policy, the deployment, and the workspace whose events are believed (AZUREML_WORKSPACE_ID)."""
+    promotion policy, the deployment, the workspace whose events are believed (AZUREML_WORKSPACE_ID), and the
+    queue a succeeded run's rollout goes to (None: the rollout runs inline, as the CLI and tests may want)."""
 
     runs: RunLog
     pipeline: PipelineClient
     deployment: Deployment
     policy: PromotionPolicy = field(default_factory=PromotionPolicy)
     workspace_id: str = ""
+    rollouts: RolloutQueue | None = None
 
 
 @dataclass(frozen=True)
@@ -179,10 +181,33 @@ def finish_run(event: RunEvent, record: AuditRecord, completion: RunCompletion) 
         return audit.finish(record, Outcome.DUPLICATE, f"duplicate event: run already {known.status.lower()}")
     record.stage("run_completed")
     audit.save(record)
+    if event.outcome != RunEnd.FAILED and completion.rollouts is not None:
+        return hand_over(event, run, record, completion.rollouts, audit)
+    return complete_claimed(event, run, record, completion)
+
+
+def hand_over(event: RunEvent, run: RunRecord, record: AuditRecord, rollouts: RolloutQueue,
+              audit: AuditLog) -> AuditRecord:
+    """Registering and rolling out take minutes in Azure, and Event Grid waits 30 s for an answer before it
+    redelivers (https://learn.microsoft.com/azure/event-grid/delivery-and-retry): the claimed run's rollout goes
+    to the queue (function_app/rollout_queue.py) and the delivery is answered now. The run stays Handling and the
+    record open (stage `rollout_queued`) until the rollout finishes them."""
+    record.stage("rollout_queued")
+    audit.save(record)
+    rollouts.put({"run_id": run.run_id, "audit_id": record.id, "status": event.status, "via": event.event_type})
+    return record
+
+
+def complete_claimed(event: RunEvent, run: RunRecord, record: AuditRecord, completion: RunCompletion, *,
+                     retried: bool = False) -> AuditRecord:
+    """The claimed run's completion: registration, evaluation and rollout as resumable steps (each one recorded on
+    `record`, so a retry with the same record resumes after the last step done). `retried`: a failing step raises
+    (the queue delivers the message again, and its poison handler records the end) instead of ending the run
+    `failed` at once."""
     with telemetry.span("run_completed", kind="consumer", parent={"traceparent": run.traceparent},
                         run_id=run.run_id, dataset_version=run.dataset_version, status=event.status,
                         via=event.event_type) as span:
-        done = _complete(event, run, record, completion)
+        done = _complete(event, run, record, completion, retried=retried)
         span.set(outcome=done.outcome, model_version=done.model_version)
         if done.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK):
             span.fail(done.detail)
@@ -192,27 +217,34 @@ def finish_run(event: RunEvent, record: AuditRecord, completion: RunCompletion) 
     return done
 
 
-def _complete(event: RunEvent, run: RunRecord, record: AuditRecord, completion: RunCompletion) -> AuditRecord:
+def _complete(event: RunEvent, run: RunRecord, record: AuditRecord, completion: RunCompletion, *,
+              retried: bool) -> AuditRecord:
     runs, deployment = completion.runs, completion.deployment
     models, audit = deployment.models, deployment.audit
     try:
         if event.outcome == RunEnd.FAILED:
             detail = str(event.properties.get("error") or event.status)
-            _set_run(runs, run, RunStatus.FAILED, detail)
+            set_run(runs, run, RunStatus.FAILED, detail)
             return audit.finish(record, Outcome.FAILED, f"run {event.status.lower()}: {detail}; nothing deployed")
 
-        with telemetry.span("register_model"):
-            finished = completion.pipeline.get_run(event.run_id)
-            model_dir = model_location(finished.outputs)
-            metrics = dict(finished.outputs.get("metrics") or {})
-            model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
-                                    metrics=metrics, digest=str(metrics.get("model_digest") or ""))
+        model = registered(run, models)  # a retried rollout: registered before, never twice
+        resuming = model is not None
+        if model is None:
+            with telemetry.span("register_model"):
+                finished = completion.pipeline.get_run(event.run_id)
+                model_dir = model_location(finished.outputs)
+                metrics = dict(finished.outputs.get("metrics") or {})
+                model = models.register(run_id=run.run_id, dataset_version=run.dataset_version, model_dir=model_dir,
+                                        metrics=metrics, digest=str(metrics.get("model_digest") or ""))
+        metrics = dict(model.metrics or {})
         record.model_version = model.version
         record.stage("registered")
         audit.save(record)
 
         with telemetry.span("evaluate", model_version=model.version) as span:
             live = models.live()
+            if live is not None and live.version == model.version:  # a retry after set_live: judged before
+                live = models.previous_live()
             decision = compare(completion.policy, metrics, live)
             span.set(decision=decision.outcome, live_version=live.version if live else None,
                      challenger_auc=(decision.challenger or {}).get("auc"),
@@ -221,24 +253,34 @@ def _complete(event: RunEvent, run: RunRecord, record: AuditRecord, completion: 
         record.data["decision"] = decision.to_dict()
         record.data["metrics"] = {k: metrics[k] for k in ("auc", "accuracy", "f1") if k in metrics}
         if not decision.promote:
-            _set_run(runs, run, RunStatus.KEPT_CHAMPION, decision.reason, model_version=model.version)
+            set_run(runs, run, RunStatus.KEPT_CHAMPION, decision.reason, model_version=model.version)
             return audit.finish(record, Outcome.KEPT_CHAMPION,
                         f"kept v{live.version if live else '-'} live; new model v{model.version} not deployed: "
                         f"{decision.reason}")
 
+        audit.save(record)
         result = deploy_version(model, deployment, samples=smoke_records(deployment.datasets, run.dataset_version),
-                                record=record)
+                                record=record, resuming=resuming)
         if result["outcome"] != Outcome.DEPLOYED:
-            _set_run(runs, run, RunStatus.ROLLED_BACK, result["detail"], model_version=model.version)
+            set_run(runs, run, RunStatus.ROLLED_BACK, result["detail"], model_version=model.version)
             return audit.finish(record, result["outcome"], result["detail"])
-        _set_run(runs, run, RunStatus.DEPLOYED, "", model_version=model.version)
+        set_run(runs, run, RunStatus.DEPLOYED, "", model_version=model.version)
         if run.uploaded_at:
             record.data["upload_to_serving_s"] = round(record.stages["serving"] - run.uploaded_at, 3)
         return audit.finish(record, Outcome.DEPLOYED, f"model v{model.version} serving: {decision.reason}")
     except Exception as exc:
         log.exception("completion of run %s failed", event.run_id)
-        _set_run(runs, run, RunStatus.FAILED, f"completion failed: {exc}")
+        if retried:
+            record.data["last_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            audit.save(record)
+            raise
+        set_run(runs, run, RunStatus.FAILED, f"completion failed: {exc}")
         return audit.finish(record, Outcome.FAILED, f"completion failed: {exc}")
+
+
+def registered(run: RunRecord, models: ModelLog) -> ModelVersion | None:
+    """The model a previous try of this run's completion registered, if any (a registration is one step)."""
+    return next((m for m in models.list() if m.run_id == run.run_id), None)
 
 
 def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion | None) -> Decision:
@@ -275,17 +317,28 @@ def _with_basis(decision: Decision, basis: str) -> Decision:
 
 
 def deploy_version(model: ModelVersion, deployment: Deployment, *, samples: list[dict],
-                   record: AuditRecord) -> dict[str, Any]:
+                   record: AuditRecord, resuming: bool = False) -> dict[str, Any]:
     """Blue/green deploy (the deployer smoke-tests the idle slot and switches), then check that the endpoint
-    answers with the new version; if it does not, switch back. Returns {"outcome", "detail"}."""
+    answers with the new version; if it does not, switch back. Returns {"outcome", "detail"}.
+
+    Resumable: the switch is recorded before (`deploying`) and after (`deployed`) it happens; a retry of the same
+    record that finds `deployed`, or finds `deploying` and an endpoint already answering with this version (the
+    try was killed after the switch), does not switch again. `resuming` (an earlier completion of the same run
+    registered the model, e.g. before the reconcile timer released the run) asks the endpoint even without a
+    `deploying` stage on this record."""
     deployer, scorer = deployment.deployer, deployment.scorer
-    with telemetry.span("deploy", model_version=model.version) as span:
-        answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples,
-                                 digest=model.digest)  # a local endpoint loads the folder only with this content
-        span.set(slot=answer.get("slot"), previous_version=answer.get("previous"))
-    record.stage("deployed")
-    record.data["deployment"] = {k: answer.get(k) for k in ("slot", "previous_slot", "previous", "seconds")
-                                 if k in answer}
+    if not _switched(model, record, scorer, resuming=resuming):
+        record.stage("deploying")
+        record.data["deploying_version"] = model.version
+        deployment.audit.save(record)
+        with telemetry.span("deploy", model_version=model.version) as span:
+            answer = deployer.deploy(model_dir=model.model_dir, version=model.version, smoke_records=samples,
+                                     digest=model.digest)  # a local endpoint loads the folder only with this content
+            span.set(slot=answer.get("slot"), previous_version=answer.get("previous"))
+        record.stage("deployed")
+        record.data["deployment"] = {k: answer.get(k) for k in ("slot", "previous_slot", "previous", "seconds")
+                                     if k in answer}
+        deployment.audit.save(record)
     if scorer is not None:
         try:
             reply = scorer.score(samples[:1] if samples else [])
@@ -306,7 +359,27 @@ def deploy_version(model: ModelVersion, deployment: Deployment, *, samples: list
     return {"outcome": Outcome.DEPLOYED, "detail": ""}
 
 
-def _set_run(runs: RunLog, run: RunRecord, status: RunStatus, detail: str, *, model_version: int | None = None) -> None:
+def _switched(model: ModelVersion, record: AuditRecord, scorer: Scorer | None, *, resuming: bool) -> bool:
+    """Whether an earlier try already switched traffic to `model` (see deploy_version)."""
+    began = record.data.get("deploying_version") == model.version
+    if began and "deployed" in record.stages:
+        return True
+    if not (began or resuming):
+        return False
+    if scorer is None:
+        return False  # nothing to ask: deploy again (the deployer's switch is to the same version)
+    try:
+        served = str(scorer.score([]).get("model_version"))
+    except Exception:  # an endpoint that cannot answer: the check after the switch decides
+        return False
+    if served == str(model.version):
+        record.stage("deployed")
+        record.data["deployment"] = {"resumed": True}
+        return True
+    return False
+
+
+def set_run(runs: RunLog, run: RunRecord, status: RunStatus, detail: str, *, model_version: int | None = None) -> None:
     run.status, run.detail, run.finished_at = status, detail, time.time()
     if model_version is not None:
         run.model_version = model_version

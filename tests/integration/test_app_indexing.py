@@ -47,8 +47,8 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
     assert sorted(functions) == ["api_docs", "blob_upload", "drift_http", "drift_timer", "health", "models_list",
-                                 "openapi_json", "outbox_timer", "reconcile_timer", "retrain_http", "run_completed",
-                                 "runs_get", "runs_list"]
+                                 "openapi_json", "outbox_timer", "reconcile_timer", "retrain_http", "rollout_poison",
+                                 "rollout_queue", "run_completed", "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
          "connection": "AzureWebJobsStorage", "source": "LogsAndContainerScan"}]}  # local: the host polls
@@ -70,6 +70,10 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert http_out == {"direction": "OUT", "type": "http", "name": "$return"}
     assert functions["run_completed"] == {"trigger": "eventGridTrigger", "bindings": [
         {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]}
+    for name, queue in (("rollout_queue", "%ROLLOUT_QUEUE%"), ("rollout_poison", "%ROLLOUT_QUEUE%-poison")):
+        assert functions[name] == {"trigger": "queueTrigger", "bindings": [
+            {"direction": "IN", "type": "queueTrigger", "name": "msg", "queueName": queue,
+             "connection": "AzureWebJobsStorage"}]}, name
     for name, route, auth in (("runs_get", "runs/{id}", "FUNCTION"), ("runs_list", "runs", "FUNCTION"),
                               ("models_list", "models", "FUNCTION"), ("health", "health", "ANONYMOUS"),
                               ("openapi_json", "openapi.json", "ANONYMOUS"), ("api_docs", "docs", "ANONYMOUS")):
