@@ -1,8 +1,9 @@
 """Blob trigger: a new dataset file in the incoming container.
 
-Its source is Event Grid in Azure (uploads trigger in seconds, no container scanning) and polling on the local
-host: `BLOB_TRIGGER_SOURCE` (`EventGrid` | `LogsAndContainerScan`) decides, by default from `RETRAIN_MODE`. The
-binding is read when the worker indexes the app, so the setting is an app setting like any other."""
+Its source is Event Grid (uploads trigger in seconds, no container scanning; the only source the Flex Consumption
+plan supports), in Azure and on the local stack alike, where local/storage_events.py stands in for the storage
+account's system topic. `BLOB_TRIGGER_SOURCE=LogsAndContainerScan` selects polling instead. The binding is read
+when the worker indexes the app, so the setting is an app setting like any other."""
 
 import os
 from datetime import datetime
@@ -16,8 +17,7 @@ bp = func.Blueprint()
 
 
 def blob_source(env=os.environ) -> func.BlobSource:
-    default = "EventGrid" if env.get("RETRAIN_MODE", "local").strip().lower() == "azure" else "LogsAndContainerScan"
-    return func.BlobSource(env.get("BLOB_TRIGGER_SOURCE") or default)
+    return func.BlobSource(env.get("BLOB_TRIGGER_SOURCE") or "EventGrid")
 
 
 @bp.function_name("blob_upload")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from local import stack_secrets
-from local.functions_host.keys import load_or_create_keys
+from local.functions_host.keys import SYSTEM_KEY_BLOBS, load_or_create_keys
 from local.pipeline_endpoint import local_workspace_id, submit_url
 from local.processes import (
     PROJECT_ROOT,
@@ -131,6 +131,18 @@ class Stack:
     def eventgrid_webhook(self) -> str:
         return eventgrid_webhook_url(self.config.host_url, self.host_keys.system_keys["eventgrid_extension"])
 
+    def blobs_webhook(self, function_name: str = "blob_upload") -> str:
+        """The blob trigger's Event Grid webhook, as infra/scripts/postdeploy.sh subscribes it."""
+        key = self.host_keys.system_keys[SYSTEM_KEY_BLOBS]
+        return f"{self.config.host_url}/runtime/webhooks/blobs?functionName=Host.Functions.{function_name}&code={key}"
+
+    def _storage_events_argv(self) -> list[str]:
+        """The subscription's filter, as postdeploy.sh sets it: BlobCreated under the incoming container."""
+        container = self.app_settings()["INCOMING_CONTAINER"]
+        return python_argv("local.storage_events", "--subject-begins-with",
+                           f"/blobServices/default/containers/{container}/blobs/",
+                           "--state", str(self.config.local_dir / "storage-events.json"))
+
     def start(self, on_step=None) -> None:
         c = self.config
         step = on_step or (lambda _msg: None)
@@ -158,6 +170,11 @@ class Stack:
             self._start("functions", python_argv("local.functions_host", "--script-root", str(PROJECT_ROOT),
                                                  "--port", str(c.host_port)),
                         (c.host_port,), self.app_settings())
+            if self.app_settings().get("BLOB_TRIGGER_SOURCE", "EventGrid") == "EventGrid":
+                step("starting the storage events (the Event Grid system topic's stand-in)")
+                self._start("storage-events", self._storage_events_argv(), (),
+                            {"AzureWebJobsStorage": c.connection_string,
+                             "STORAGE_EVENTS_WEBHOOK_URL": self.blobs_webhook()})
         except BaseException:
             self.stop()
             raise

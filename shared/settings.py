@@ -379,8 +379,8 @@ SECRETS = (
 
 OTHER_SETTINGS = (
     # function_app/blob_upload.py, at indexing
-    AppSetting("BLOB_TRIGGER_SOURCE", "the blob trigger's source, read when the worker indexes the app; the local "
-               "host always polls", "`EventGrid` in Azure, `LogsAndContainerScan` locally"),
+    AppSetting("BLOB_TRIGGER_SOURCE", "the blob trigger's source, read when the worker indexes the app "
+               "(`LogsAndContainerScan`: polling; Flex Consumption supports only `EventGrid`)", "`EventGrid`"),
     # shared/telemetry/setup.py configure_from_env
     AppSetting("OTEL_SERVICE_NAME", "service name on every span, log and metric", "`bankmarketing-retrain`"),
     # shared/bootstrap.py build; local/ too

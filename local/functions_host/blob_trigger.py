@@ -316,10 +316,7 @@ class BlobTriggerListener:
         claim.receipt.set_blob_metadata({TRIES: str(claim.tries), "Outcome": outcome}, lease=claim.lease)
 
     def _send_to_poison(self, blob: SeenBlob, claim: Claim) -> None:
-        message = {"Type": "BlobTrigger", "FunctionId": self.fn.full_name, "BlobType": "BlockBlob",
-                   "ContainerName": self.pattern.container, "BlobName": blob.name, "ETag": blob.etag}
-        ensure_queue(self.poison)
-        self.poison.send_message(json.dumps(message))
+        send_to_poison(self.poison, self.fn, self.pattern.container, blob)
         self._complete(claim, "Poisoned")
         log.error("Blob trigger 'Functions.%s' gave up on %s/%s after %d tries; a message is on queue '%s'",
                   self.fn.name, self.pattern.container, blob.name, claim.tries, POISON_QUEUE)
@@ -331,6 +328,14 @@ class BlobTriggerListener:
                 await asyncio.to_thread(claim.lease.renew)
             except Exception as exc:
                 log.debug("could not renew the receipt lease: %s", short_error(exc))
+
+
+def send_to_poison(poison: QueueClient, fn: IndexedFunction, container: str, blob: SeenBlob) -> None:
+    """The message the extension writes to `webjobs-blobtrigger-poison` once a blob's tries are used up."""
+    message = {"Type": "BlobTrigger", "FunctionId": fn.full_name, "BlobType": "BlockBlob",
+               "ContainerName": container, "BlobName": blob.name, "ETag": blob.etag}
+    ensure_queue(poison)
+    poison.send_message(json.dumps(message))
 
 
 def _release(lease: BlobLeaseClient) -> None:

@@ -21,6 +21,7 @@ import uvicorn
 
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
+from local.functions_host.blob_webhook import BlobEventTrigger
 from local.functions_host.host_json import function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
@@ -63,7 +64,8 @@ class FunctionsHost:
     errors: dict[str, str] = field(default_factory=dict)
     http: list[HttpFunction] = field(default_factory=list)
     timers: dict[str, TimerListener] = field(default_factory=dict)
-    blobs: list[BlobTriggerListener] = field(default_factory=list)
+    blobs: list[BlobTriggerListener | BlobEventTrigger] = field(default_factory=list)
+    blob_events: dict[str, BlobEventTrigger] = field(default_factory=dict)  # by Host.Functions.NAME
     queues: list[QueueTriggerListener] = field(default_factory=list)
     eventgrid: dict[str, IndexedFunction] = field(default_factory=dict)
     keys: HostKeys | None = None
@@ -163,7 +165,7 @@ class FunctionsHost:
             raise ValueError(f"the connection setting '{connection}' is not set")
         return conn
 
-    def _blob(self, fn: IndexedFunction, trigger: dict, host_json: dict) -> BlobTriggerListener:
+    def _blob(self, fn: IndexedFunction, trigger: dict, host_json: dict) -> BlobTriggerListener | BlobEventTrigger:
         try:
             pattern = BlobPathPattern.parse(appsettings.resolve(str(trigger.get("path") or "")))
         except (BlobPathError, appsettings.MissingSettingError) as exc:
@@ -176,6 +178,14 @@ class FunctionsHost:
         # Tries come from host.json `extensions.queues.maxDequeueCount` (default 5), the setting Azure uses for
         # poison blobs too; the poison queue lives in the triggering blob's account (SharedBlobQueueListenerFactory.cs
         # in azure-sdk-for-net, GetPoisonQueue). There is no `extensions.blobs.maxDequeueCount` (BlobsOptions.cs).
+        if str(trigger.get("source") or "").lower() == "eventgrid":  # BlobTriggerSource.EventGrid: the webhook
+            events = BlobEventTrigger(
+                fn, pattern, source=self._sources[conn], poison=storage.poison_queue(conn), invoker=self.invoker,
+                max_tries=self.queue_options.max_dequeue_count,
+                retry_delay_s=self.queue_options.visibility_timeout_s,
+                parallelism=appsettings.blob_parallelism(host_json))
+            self.blob_events[fn.full_name] = events
+            return events
         return BlobTriggerListener(
             fn, pattern, source=self._sources[conn], hosts=self._hosts,
             poison=storage.poison_queue(conn), invoker=self.invoker, host_id=self.host_id,
@@ -252,7 +262,8 @@ class FunctionsHost:
         timeout = self.config.shutdown_timeout_s
         if timeout is None:
             timeout = appsettings.float_setting("FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S", 8.0)
-        app = HostApp(http_functions=self.http, eventgrid_functions=self.eventgrid, keys=self.keys,
+        app = HostApp(http_functions=self.http, eventgrid_functions=self.eventgrid, blob_events=self.blob_events,
+                      keys=self.keys,
                       invoker=self.invoker, route_prefix=self.prefix, status=self.status, fire=self.fire,
                       body_limit=appsettings.int_setting("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", BODY_LIMIT))
         server = _Server(uvicorn.Config(app, host=self.config.host, port=self.config.port, log_config=None,

@@ -15,9 +15,10 @@ from azure.functions.http import HttpRequestConverter, HttpResponseConverter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from local.functions_host import eventgrid
+from local.functions_host import blob_webhook, eventgrid
+from local.functions_host.blob_webhook import BlobEventTrigger
 from local.functions_host.invoker import Invoker
-from local.functions_host.keys import SYSTEM_KEY_EVENTGRID, HostKeys
+from local.functions_host.keys import SYSTEM_KEY_BLOBS, SYSTEM_KEY_EVENTGRID, HostKeys
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import redact_query
 from local.functions_host.routes import RouteTemplate
@@ -130,10 +131,12 @@ def _unauthorized() -> Response:
 
 class HostApp:
     def __init__(self, *, http_functions: list[HttpFunction], eventgrid_functions: dict[str, IndexedFunction],
-                 keys: HostKeys, invoker: Invoker, route_prefix: str, status: Callable[[], dict],
+                 keys: HostKeys, blob_events: dict[str, BlobEventTrigger] | None = None, invoker: Invoker,
+                 route_prefix: str, status: Callable[[], dict],
                  fire: Callable[[str, Any], Awaitable[tuple[int, str]]], body_limit: int = BODY_LIMIT):
         self.http_functions = sorted(http_functions, key=lambda h: h.route.rank)
         self.eventgrid_functions = dict(eventgrid_functions)
+        self.blob_events = blob_events if blob_events is not None else {}
         self.keys = keys
         self.invoker = invoker
         self.prefix = route_prefix.strip("/")
@@ -169,6 +172,8 @@ class HostApp:
             return await self._admin(request, lowered)
         if lowered == "/runtime/webhooks/eventgrid":
             return await self._eventgrid(request)
+        if lowered == "/runtime/webhooks/blobs":
+            return await self._blobs(request)
         return await self._http_trigger(request, path)
 
     async def _http_trigger(self, request: Request, path: str) -> Response:
@@ -244,4 +249,16 @@ class HostApp:
             return Response(status_code=answer.status)
         if isinstance(answer.body, str):
             return PlainTextResponse(answer.body, answer.status)
+        return JSONResponse(answer.body, answer.status)
+
+    async def _blobs(self, request: Request) -> Response:
+        if not self.keys.is_system_key(SYSTEM_KEY_BLOBS, _key(request)):
+            return _unauthorized()
+        if request.method != "POST":
+            return Response(status_code=405, headers={"allow": "POST"})
+        body = await read_body(request, self.body_limit)
+        answer = await blob_webhook.handle(self.blob_events, request.query_params.get("functionName") or "",
+                                           request.headers.get("aeg-event-type"), body)
+        if answer.body is None:
+            return Response(status_code=answer.status)
         return JSONResponse(answer.body, answer.status)

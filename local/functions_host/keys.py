@@ -1,7 +1,7 @@
 """Host keys: master, function and system keys in `{local_dir}/secrets/host.json` (mode 0600), created once.
 
 The same three kinds the real host keeps: the master key opens everything, function keys open FUNCTION-level
-HTTP functions, system keys (`eventgrid_extension`) open extension webhooks. Values never go to logs.
+HTTP functions, system keys (`eventgrid_extension`, `blobs_extension`) open extension webhooks. Values never go to logs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SYSTEM_KEY_EVENTGRID = "eventgrid_extension"
+SYSTEM_KEY_BLOBS = "blobs_extension"  # the blob trigger's Event Grid webhook (/runtime/webhooks/blobs)
+SYSTEM_KEYS = (SYSTEM_KEY_EVENTGRID, SYSTEM_KEY_BLOBS)
 
 
 def local_dir_for(script_root: Path) -> Path:
@@ -114,14 +116,14 @@ def load_or_create_keys(local_dir: Path) -> HostKeys:
             if (path.stat().st_mode & 0o077) != 0:
                 os.chmod(path, 0o600)
         if existing is not None:
-            if "default" in existing.function_keys and SYSTEM_KEY_EVENTGRID in existing.system_keys:
+            if "default" in existing.function_keys and all(k in existing.system_keys for k in SYSTEM_KEYS):
                 return existing
             completed = HostKeys(existing.master_key,
                                  {"default": _new_key(), **existing.function_keys},
-                                 {SYSTEM_KEY_EVENTGRID: _new_key(), **existing.system_keys})
+                                 {**{k: _new_key() for k in SYSTEM_KEYS}, **existing.system_keys})
             _write_private(path, completed, replace=True)
             return completed
-        created = HostKeys(_new_key(), {"default": _new_key()}, {SYSTEM_KEY_EVENTGRID: _new_key()})
+        created = HostKeys(_new_key(), {"default": _new_key()}, {k: _new_key() for k in SYSTEM_KEYS})
         if _write_private(path, created, replace=False):
             return created
     raise RuntimeError(f"could not create {path}")

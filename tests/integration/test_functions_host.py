@@ -36,7 +36,7 @@ SAMPLE = PROJECT_ROOT / "tests" / "fixtures" / "sample_app"
 SETTINGS = SAMPLE / "sample.settings.json"
 SAMPLE_FUNCTIONS = {"hello", "items_latest", "items_get", "admin_only", "boom", "echo", "nothing", "tick",
                     "slow_tick", "on_startup", "on_upload", "always_fails", "on_event", "queue_worker", "enqueue",
-                    "mismatched", "slow"}
+                    "mismatched", "slow", "on_blob_event"}
 MAX_DEQUEUE = 4  # the sample's host.json extensions.queues.maxDequeueCount: blob and queue tries alike
 
 
@@ -90,7 +90,7 @@ def start_host(log_dir: Path, conn: str, name: str, **env: str) -> Host:
     environ = {"AzureWebJobsStorage": conn, "PYTHON_SCRIPT_FILE_NAME": "entry_app.py",
                "RETRAIN_LOCAL_DIR": str(local_dir), "AzureFunctionsJobHost__id": f"test-{tag}",
                "MARKER_CONTAINER": f"mk{tag}", "UPLOAD_CONTAINER": f"up{tag}", "FAIL_CONTAINER": f"fl{tag}",
-               "WORK_QUEUE": f"wq{tag}",
+               "WORK_QUEUE": f"wq{tag}", "EVENT_CONTAINER": f"ev{tag}",
                "BLOB_TRIGGER_POLL_S": "0.2", "FUNCTIONS_HOST_SHUTDOWN_TIMEOUT_S": "5", **env}
     child, (port,) = start_on_free_ports(name, 1, host_argv, log_dir=log_dir, env=environ, timeout=30)
     return Host(child, f"http://127.0.0.1:{port}", keys, conn, environ)

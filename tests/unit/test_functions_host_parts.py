@@ -91,7 +91,8 @@ def test_keys_are_created_private_and_reused(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     doc = json.loads(path.read_text())
     assert doc["masterKey"] == keys.master_key and len(keys.master_key) >= 40
-    assert set(doc["functionKeys"]) == {"default"} and set(doc["systemKeys"]) == {"eventgrid_extension"}
+    assert set(doc["functionKeys"]) == {"default"}
+    assert set(doc["systemKeys"]) == {"eventgrid_extension", "blobs_extension"}
     assert load_or_create_keys(tmp_path) == keys
     assert keys.master_key not in repr(keys)
 
