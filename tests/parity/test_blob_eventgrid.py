@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -193,3 +194,32 @@ def test_the_topic_retries_on_event_grids_schedule_and_drops_what_it_does_not_re
     refused.publish([event], 0.0)
     refused.deliver_due(1.0)
     assert not refused.pending  # 401: Event Grid does not retry it
+
+
+# the default -------------------------------------------------------------------------------------------------------
+def test_event_grid_is_the_default_source_in_both_modes_and_polling_stays_selectable():
+    """Flex Consumption runs blob triggers only from Event Grid ("Azure Blob storage trigger for Azure Functions"),
+    so the local stack runs that source too."""
+    from function_app.blob_upload import blob_source
+
+    assert blob_source({}).value == "EventGrid"
+    assert blob_source({"RETRAIN_MODE": "local"}).value == "EventGrid"
+    assert blob_source({"RETRAIN_MODE": "azure"}).value == "EventGrid"
+    assert blob_source({"BLOB_TRIGGER_SOURCE": "LogsAndContainerScan"}).value == "LogsAndContainerScan"
+
+
+def test_the_stack_subscribes_the_webhook_as_postdeploy_does(tmp_path):
+    """infra/scripts/postdeploy.sh: the endpoint
+    `.../runtime/webhooks/blobs?functionName=Host.Functions.blob_upload&code={blobs_extension}`, the filter BlobCreated
+    with subjectBeginsWith `/blobServices/default/containers/{incoming}/blobs/`."""
+    from local.stack import Stack, StackConfig
+
+    stack = Stack(StackConfig(local_dir=tmp_path, host_port=free_port()))
+    key = stack.host_keys.system_keys[SYSTEM_KEY_BLOBS]
+    assert stack.blobs_webhook() == (f"{stack.config.host_url}/runtime/webhooks/blobs"
+                                     f"?functionName=Host.Functions.blob_upload&code={key}")
+    argv = stack._storage_events_argv()
+    assert argv[argv.index("--subject-begins-with") + 1] == "/blobServices/default/containers/incoming/blobs/"
+    postdeploy = (Path(__file__).parents[2] / "infra" / "scripts" / "postdeploy.sh").read_text()
+    assert "runtime/webhooks/blobs?functionName=Host.Functions.blob_upload&code=${blobs_key}" in postdeploy
+    assert '\\"subjectBeginsWith\\":\\"/blobServices/default/containers/${INCOMING_CONTAINER}/blobs/\\"' in postdeploy
