@@ -19,7 +19,7 @@ from local.stack import STACK_PORTS, Stack, StackConfig, start_on_free_ports
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import PublishedPipelineClient
-from shared.adapters.scoring import ScoringClient
+from shared.adapters.scoring import LocalScoringDeployer
 from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.outcomes import Outcome
@@ -137,7 +137,8 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
                     f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
         audit = build_stores(Settings(storage_connection=config.connection_string)).audit
         pipeline = PublishedPipelineClient(config.pipeline_url, StaticTokenCredential(stack.secrets["pipeline_token"]))
-        scorer = ScoringClient(config.scoring_url, stack.secrets["scoring_key"])
+        scorer = LocalScoringDeployer(config.scoring_url, stack.secrets["scoring_admin_key"]).scorer(
+            stack.secrets["scoring_key"])  # names the version that answered, as the completion handler reads it
         if upload:
             path = data or default_data(config.local_dir)
             sample = _sample_records(path)

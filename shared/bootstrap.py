@@ -33,7 +33,7 @@ from shared.adapters.pipeline_client import BatchEndpointPipelineClient, Publish
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
 from shared.adapters.rollout_queue import rollout_queue
-from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+from shared.adapters.scoring import LocalScoringDeployer
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, RejectionLog, ReplayGuard, SingleFlight
 from shared.domain.promotion import PromotionPolicy
 from shared.ports import (
@@ -190,9 +190,8 @@ def build(settings: Settings) -> Services:
     else:
         pipeline_credential = StaticTokenCredential(_secret("LOCAL_PIPELINE_TOKEN"))
         local_deployer = LocalScoringDeployer(settings.scoring_url, _secret("SCORING_ADMIN_KEY"))
-        deployer = local_deployer  # the answering slot's version, as Azure's deployer maps it:
-        scorer = ScoringClient(settings.scoring_url, _secret("SCORING_KEY"),
-                               version_of=local_deployer.slot_version) if settings.scoring_url else None
+        deployer = local_deployer
+        scorer = local_deployer.scorer(_secret("SCORING_KEY")) if settings.scoring_url else None
         drift_jobs = LocalDriftJobs(window_storage, Path(local_dir or ".local") / "drift-jobs",
                                     partitions=settings.drift_partitions or 4,
                                     env={"AzureWebJobsStorage": settings.storage_connection})

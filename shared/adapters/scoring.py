@@ -107,6 +107,12 @@ class LocalScoringDeployer:
         """Slots, the live slot, its counters since the switch and recent switch events."""
         return self._call("GET", "/admin/status", "status request")
 
+    def scorer(self, key: str, *, timeout_s: float = 30) -> ScoringClient:
+        """A client of this endpoint's `/score` that reports which model version answered (the answering slot,
+        mapped by `slot_version`), as the Azure deployer's `scorer()` does: without the mapping a caller cannot
+        tell the new model's answers from the old one's."""
+        return ScoringClient(self.base_url, key, version_of=self.slot_version, timeout_s=timeout_s)
+
     def slot_version(self, slot: str) -> str | None:
         """The model version a slot (deployment) serves now, as the Azure deployer's `slot_version` does."""
         view = (self.status().get("slots") or {}).get(slot.lower()) or {}

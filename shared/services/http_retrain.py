@@ -93,9 +93,13 @@ def retrain_http(request: WebhookRequest | bytes, intake: WebhookIntake, now: fl
             outcome = Outcome.FAILED if answer.status >= 500 else Outcome.REJECTED
             record.finish(outcome, f"{outcome} ({answer.status}): {answer.body.get('detail')}")
             span.fail(record.detail)
+        # A 202 from the submit path: the record is the dispatcher's now (this one's or the outbox timer's, which
+        # may claim the request first) and already says 202; a save here could undo the outcome it writes.
+        dispatcher_owns = answer.status == 202 and record.data.get("status") == 202
         record.data["status"] = answer.status
         span.set(status=answer.status, outcome=record.outcome)
-    intake.retrain.audit.save(record)
+    if not dispatcher_owns:
+        intake.retrain.audit.save(record)
     return answer, record
 
 
@@ -229,6 +233,7 @@ def _submit(fields: dict, record: AuditRecord, retrain: RetrainDispatch) -> tupl
     if waiting:
         raise Refused(409, f"a retrain of dataset v{dataset.version} is already queued (request {waiting[-1].id})",
                       {"Location": f"/api/runs/{waiting[-1].id}"})
+    record.data["status"] = 202  # accepted into the outbox: in the record before the dispatcher can read it
     stored, record = request_and_dispatch(record, dataset, retrain, reason=pipeline_params.Reason.HTTP.value,
                                           parameters=fields["parameters"])
     if stored.status == RequestStatus.SUBMITTED:

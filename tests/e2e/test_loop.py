@@ -18,7 +18,7 @@ from azure.storage.blob import BlobServiceClient
 
 from local.session import upload_file
 from local.stack import start_on_free_ports
-from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+from shared.adapters.scoring import LocalScoringDeployer
 from shared.bootstrap import build_stores
 from shared.domain import schema
 from shared.domain.validation import canonical_csv, content_hash
@@ -39,7 +39,7 @@ def stack(tmp_path_factory):
     s.audit, s.runs, s.models, s.datasets = stores.audit, stores.runs, stores.models, stores.datasets
     # as the completion handler reads it: the answering deployment's version, from the endpoint's deployments
     slots = LocalScoringDeployer(config.scoring_url, s.secrets["scoring_admin_key"])
-    s.scorer = ScoringClient(config.scoring_url, s.secrets["scoring_key"], version_of=slots.slot_version)
+    s.scorer = slots.scorer(s.secrets["scoring_key"])
     yield s
     s.stop()
 

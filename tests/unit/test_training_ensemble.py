@@ -217,8 +217,9 @@ def test_excluded_columns_are_not_used(frame):
 
 
 def test_same_seed_and_bounded_search_give_the_same_model(frame):
-    first = train(frame, budget_s=20, seed=11, max_iter=4)
-    second = train(frame, budget_s=20, seed=11, max_iter=4)
+    """max_iter decides (reached well inside a budget no loaded 2-core machine exhausts), so a seed fixes the model."""
+    first = train(frame, budget_s=180, seed=11, max_iter=4)
+    second = train(frame, budget_s=180, seed=11, max_iter=4)
     assert first.metrics["ensemble"] == second.metrics["ensemble"]
     assert first.metrics["threshold"] == second.metrics["threshold"]
     probe = frame.head(200)

@@ -30,7 +30,7 @@ def deployment() -> Deployment:
         return build(get_settings()).deployment
     from local import stack_secrets
     from local.connection import local_dir
-    from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
+    from shared.adapters.scoring import LocalScoringDeployer
 
     stack = running_stack()
     if not stack.scoring_url:
@@ -39,7 +39,7 @@ def deployment() -> Deployment:
     stores = open_stores()
     deployer = LocalScoringDeployer(stack.scoring_url, secrets["scoring_admin_key"])
     return Deployment(models=stores.models, datasets=stores.datasets, audit=stores.audit, deployer=deployer,
-                      scorer=ScoringClient(stack.scoring_url, secrets["scoring_key"], version_of=deployer.slot_version))
+                      scorer=deployer.scorer(secrets["scoring_key"]))
 
 
 def _report(record: AuditRecord) -> int:
