@@ -51,7 +51,7 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
                                  "rollout_queue", "run_completed", "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
         {"direction": "IN", "type": "blobTrigger", "name": "blob", "path": "%INCOMING_CONTAINER%/{name}",
-         "connection": "AzureWebJobsStorage", "source": "LogsAndContainerScan"}]}  # local: the host polls
+         "connection": "AzureWebJobsStorage", "source": "EventGrid"}]}  # local too (webhooks/blobs)
     assert functions["outbox_timer"] == {"trigger": "timerTrigger", "bindings": [
         {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%OUTBOX_SCHEDULE%",
          "runOnStartup": True, "useMonitor": False}]}

@@ -22,6 +22,7 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PipelineRun, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.adapters.rollout_queue import StorageRolloutQueue
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.adapters.webhook_state import (
     Claim,
@@ -51,6 +52,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, ...]] = {
     ports.Lease: (SingleFlight,),
     ports.WindowStore: (WindowStorage,),
     ports.DriftJobs: (AzureMLDriftJobs, LocalDriftJobs),
+    ports.RolloutQueue: (StorageRolloutQueue,),
     # the values the services read back
     ports.PipelineRunState: (PipelineRun,),
     ports.IdempotencyStart: (IdempotencyResult,),
