@@ -68,8 +68,8 @@ class Host:
     def markers(self, kind: str) -> list[dict]:
         return read_markers(self.conn, self.env["MARKER_CONTAINER"], kind)
 
-    def stop(self) -> int:
-        self.child.stop()
+    def stop(self, timeout: float = 15.0) -> int:
+        self.child.stop(timeout)
         return self.child.proc.returncode
 
 
@@ -528,7 +528,9 @@ def test_blob_polling_rides_out_a_storage_outage(tmp_path):
         assert "storage is reachable again" in h.log()
     finally:
         try:
-            assert h.stop() == 0
+            # graceful, but not always within 15 s: after the outage a listener's storage call may still be in
+            # the SDK's retry back-off when the stop comes (seen at 15+ s on a loaded CI machine)
+            assert h.stop(timeout=60) == 0
         finally:
             storage.stop()
 
