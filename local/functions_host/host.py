@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from local.functions_host.host_json import function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
 from local.functions_host.keys import HostKeys, load_or_create_keys, local_dir_for
+from local.functions_host.lifecycle import cancel_remaining, threads_finished
 from local.functions_host.loader import IndexedFunction, index_app, script_file_name
 from local.functions_host.log import add_secrets, configure_logging
 from local.functions_host.ncrontab import ScheduleError, resolve_schedule, shortest_interval
@@ -37,6 +39,7 @@ log = logging.getLogger("functions_host")
 
 SUPPORTED_TRIGGERS = ("httpTrigger", "timerTrigger", "blobTrigger", "eventGridTrigger", "queueTrigger")
 TIMER_LOCK_LEASE_S = 15
+EXECUTOR_GRACE_S = 3.0  # after the shutdown timeout, for storage calls still running in threads
 
 
 @dataclass
@@ -323,16 +326,17 @@ def run_host(script_root: Path | str, *, host: str = "127.0.0.1", port: int = 70
                   exc_info=not isinstance(exc, FileNotFoundError | ValueError | appsettings.SettingsFileError))
         return 1
     loop = asyncio.new_event_loop()
-    stuck = False
+    storage_threads = ThreadPoolExecutor(thread_name_prefix="storage")  # the listeners' asyncio.to_thread calls
+    loop.set_default_executor(storage_threads)
     try:
         loop.run_until_complete(functions_host.serve())
     finally:
-        try:  # storage calls still in worker threads get a short grace, not an unbounded join
-            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 3))
-        except TimeoutError:
-            stuck = True
+        loop.run_until_complete(cancel_remaining(1.0))
+        # storage calls still in worker threads get a short grace, not an unbounded join
+        stuck = not threads_finished(storage_threads, EXECUTOR_GRACE_S)
         loop.close()
-    if stuck or (functions_host.invoker is not None and functions_host.invoker.running):
+    invoker = functions_host.invoker
+    if stuck or (invoker is not None and (invoker.running or invoker.busy_threads)):
         log.warning("Exiting without waiting for threads that are still busy")
         logging.shutdown()
         sys.stdout.flush()

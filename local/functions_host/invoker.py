@@ -99,6 +99,11 @@ class _Running:
             with self.lock:
                 self.done = True
 
+    @property
+    def busy(self) -> bool:
+        """A thread runs it now (a call cancelled before it started never had one)."""
+        return self.thread_id is not None and not self.done
+
     def interrupt(self) -> None:
         """Raise FunctionTimeoutError in the invocation's thread at its next Python instruction (a blocking call
         in C, e.g. a socket read, finishes first): the nearest this in-process host gets to the Azure host
@@ -144,12 +149,23 @@ class Invoker:
         self._pool = ThreadPoolExecutor(max_workers=max_workers or default_thread_count(),
                                         thread_name_prefix="function")
         self._running: set[str] = set()
+        self._threads: set[_Running] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def busy_threads(self) -> int:
+        """Threads still inside a sync invocation, timed-out ones included. A timed-out invocation no longer counts
+        as running, but its thread may still sit in a blocking call (an Azure SDK retry back-off: the storage SDK's
+        default ExponentialRetry waits 15 s, then 18 s, 24 s; learn.microsoft.com/azure/storage/blobs/
+        storage-retry-policy-python), and the interpreter joins pool threads at exit: the host must not wait
+        for them beyond its shutdown timeout (Azure kills the worker process)."""
+        self._threads = {t for t in self._threads if not t.done}
+        return sum(t.busy for t in self._threads)
 
     @staticmethod
     def check_signature(fn: IndexedFunction) -> None:
@@ -219,6 +235,7 @@ class Invoker:
             except TimeoutError:
                 raise self._timed_out(fn, invocation_id) from None
         running = _Running()
+        self._threads.add(running)
         context = contextvars.copy_context()
         future = asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: running.run(context.run, fn.func, **kwargs))

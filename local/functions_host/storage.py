@@ -16,12 +16,17 @@ log = logging.getLogger("functions_host")
 
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
+# Per socket operation, not per call (azure/core/pipeline/transport/_requests_basic.py hands requests the pair
+# `(connection_timeout, read_timeout)`); the storage SDK's own defaults are 20 s and 60 s (azure/storage/blob/
+# _shared/constants.py, CONNECTION_TIMEOUT and READ_TIMEOUT). A call still in flight at shutdown is not waited for
+# past the host's grace (lifecycle.threads_finished).
 _TIMEOUTS = {"connection_timeout": 5, "read_timeout": 20}
 
 
 def _retry(policy_type):
-    """One quick retry: the SDK default (15 s backoff, 3 retries) would stall a poll for a minute when storage is
-    down; the listeners poll again anyway."""
+    """One quick retry: the SDK default (ExponentialRetry, 15 s first back-off, then 18 s and 24 s, 3 retries:
+    https://learn.microsoft.com/azure/storage/blobs/storage-retry-policy-python) would stall a poll for a minute
+    when storage is down; the listeners poll again anyway."""
     return policy_type(backoff=0.3, retry_total=1, random_jitter_range=0.1)
 
 
