@@ -194,11 +194,14 @@ class RetrainOutbox(Protocol):
 
 
 class PipelineClient(Protocol):
-    """Submits the training pipeline and reports a run (v1 published pipeline, v2 batch endpoint, local)."""
+    """Submits the training pipeline, reports a run, and finds the run a request started (v2 batch endpoint, v1
+    published pipeline; the same clients against the local endpoint). Neither service deduplicates a submission, so
+    the dispatcher calls `find_run` before submitting a request again: None means no run was started for it."""
 
     def submit(self, *, experiment: str, parameters: dict[str, Any],
                data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRunState: ...
     def get_run(self, run_id: str) -> PipelineRunState: ...
+    def find_run(self, trigger_id: str) -> PipelineRunState | None: ...
 
 
 class Deployer(Protocol):

@@ -1,6 +1,15 @@
-"""Client for an Azure ML published pipeline (v1 REST): submit a run, read its status.
+"""Clients for the training pipeline: submit a run, read its status, find the run a request already started.
 
-Contract (Azure ML "Run a published pipeline using REST"):
+Two kinds: `BatchEndpointPipelineClient` (v2, the default: the pipeline component behind a batch endpoint) and
+`PublishedPipelineClient` (v1 published pipelines; Azure ML SDK v1 reached end of support on 30 June 2026, kept for
+users who still have one: PIPELINE_KIND=published).
+
+Neither service deduplicates a submission: the same body sent twice starts two runs (Azure offers no idempotency key
+on either call). Exactly one run per request is the caller's job: `find_run(trigger_id)` looks up the run a request
+started before anything is submitted again (shared.services.dispatch), and the v2 client names each job after its
+trigger (`job_name`), so a repeated invoke is refused with 409 and answered with the existing job.
+
+v1 contract (Azure ML "Run a published pipeline using REST"):
   POST {region}.api.azureml.ms/pipelines/v1.0/subscriptions/{sub}/resourceGroups/{rg}/providers/
        Microsoft.MachineLearningServices/workspaces/{ws}/PipelineRuns/PipelineSubmit/{pipelineId}
   Authorization: Bearer <Azure AD token for https://management.azure.com/.default>
@@ -13,6 +22,8 @@ local token credential on the embedded stack); the client never reads secrets it
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,11 +91,6 @@ def parse_run(body: dict[str, Any]) -> PipelineRun:
     return PipelineRun(run_id=str(run_id), status=str(status or PipelineStatus.NOT_STARTED), raw=body)
 
 
-def redact_url(url: str) -> str:
-    """Query strings can carry keys (`code=`); never print them (shared.redaction.redact_url)."""
-    return redaction.redact_url(url)
-
-
 ARM_SCOPE = "https://management.azure.com/.default"
 ML_SCOPE = "https://ml.azure.com/.default"
 
@@ -104,8 +110,10 @@ class _AzureMLRest:
         self._sleep = sleep
 
     def _call(self, method: str, url: str, body: dict[str, Any] | None, *, scope: str | None = None,
-              headers: dict[str, str] | None = None) -> dict[str, Any]:
-        shown = redact_url(url)
+              headers: dict[str, str] | None = None, repeatable: bool = True) -> Any:
+        """`repeatable=False`: a 5xx is not tried again here (the service may have acted on the request before it
+        failed; a POST that can start a run is only sent again after the caller has looked the run up)."""
+        shown = redaction.redact_url(url)
         for attempt in range(self._max_retries + 1):
             token = self._credential.get_token(scope or self._scope).token
             headers = {**(headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -119,9 +127,9 @@ class _AzureMLRest:
                 raise PipelineUnavailableError(f"{method} {shown}: cannot connect to the pipeline service "
                                                f"({type(exc).__name__}) after {attempt + 1} tries") from None
             except requests.Timeout:
-                raise PipelineUnavailableError(f"{method} {shown}: no answer within {self._timeout:.0f}s "
-                                               "(not retried: the run may have been submitted)",
-                                               maybe_started=True) from None
+                maybe = " (not retried: the run may have been submitted)" if method == "POST" else ""
+                raise PipelineUnavailableError(f"{method} {shown}: no answer within {self._timeout:.0f}s{maybe}",
+                                               maybe_started=method == "POST") from None
             status = response.status_code
             if status < 300:
                 try:
@@ -133,7 +141,7 @@ class _AzureMLRest:
                     f"{method} {shown}: {status} {'Unauthorized' if status == 401 else 'Forbidden'}: the identity "
                     "needs a valid token for the scope and the AzureML Data Scientist role on the workspace",
                     status)
-            if status in _RETRY_STATUS and attempt < self._max_retries:
+            if status in _RETRY_STATUS and attempt < self._max_retries and (repeatable or status == 429):
                 self._sleep(self._retry_after(response, attempt))
                 continue
             # a service error may echo the request (its bearer token, a SAS): masked before it reaches a message
@@ -145,7 +153,7 @@ class _AzureMLRest:
             if status >= 500:
                 raise PipelineUnavailableError(
                     f"{method} {shown}: pipeline service error {status} after {attempt + 1} tries{detail}", status,
-                    _seconds(response.headers.get("Retry-After")), maybe_started=True)
+                    _seconds(response.headers.get("Retry-After")), maybe_started=method == "POST")
             raise PipelineError(f"{method} {shown}: rejected with {status}{detail}", status)
         raise AssertionError("unreachable")
 
@@ -160,8 +168,12 @@ class _AzureMLRest:
 
 
 class PublishedPipelineClient(_AzureMLRest):
-    """v1: a published pipeline (`…/PipelineRuns/PipelineSubmit/{id}`) or a pipeline endpoint
-    (`…/PipelineRuns/PipelineEndpointSubmit/Id/{id}`); both take the same body and ARM-scoped token."""
+    """v1 (retired: Azure ML SDK v1 reached end of support on 30 June 2026; PIPELINE_KIND=published keeps it for
+    workspaces that still have published pipelines): a published pipeline (`…/PipelineRuns/PipelineSubmit/{id}`) or a
+    pipeline endpoint (`…/PipelineRuns/PipelineEndpointSubmit/Id/{id}`); both take the same body and ARM-scoped token.
+
+    PipelineSubmit has no idempotency key and no caller-chosen run id, so a POST that failed with a 5xx is not sent
+    again here: it may have started a run, which `find_run` looks up first (shared.services.dispatch)."""
 
     def __init__(self, submit_url: str, credential: Any, *, scope: str = ARM_SCOPE, **kwargs: Any):
         if "/PipelineRuns/" not in submit_url:
@@ -170,7 +182,10 @@ class PublishedPipelineClient(_AzureMLRest):
                              "/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint id}")
         super().__init__(credential, scope=scope, **kwargs)
         self.submit_url = submit_url.rstrip("/")
-        self._runs_base = self.submit_url.split("/PipelineRuns/")[0] + "/PipelineRuns"
+        self._runs_base, _, route = self.submit_url.partition("/PipelineRuns/")
+        self._runs_base += "/PipelineRuns"
+        kind, _, pipeline_id = route.partition("/")
+        self._pipeline_id = pipeline_id if kind == "PipelineSubmit" else None
 
     def submit(self, *, experiment: str, parameters: dict[str, Any],
                data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
@@ -178,10 +193,30 @@ class PublishedPipelineClient(_AzureMLRest):
                                 "ParameterAssignments": {k: str(v) for k, v in parameters.items()}}
         if data_paths:
             body["DataPathAssignments"] = data_paths
-        return parse_run(self._call("POST", self.submit_url, body))
+        return parse_run(self._call("POST", self.submit_url, body, repeatable=False))
 
     def get_run(self, run_id: str) -> PipelineRun:
         return parse_run(self._call("GET", f"{self._runs_base}/{run_id}", None))
+
+    def find_run(self, trigger_id: str) -> PipelineRun | None:
+        """The run of this published pipeline whose `trigger_id` parameter is `trigger_id` (the newest if several),
+        else None. Lists the pipeline's runs: GET …/PipelineRuns/Pipeline/{pipelineId}, the route the local endpoint
+        serves. NOT confirmed: Microsoft's public REST docs describe PipelineSubmit and the run GET only, and no SDK
+        source at hand shows this list route or whether the service pages a long list (a lookup could then miss a
+        run beyond the first page)."""
+        if self._pipeline_id is None:
+            raise PipelineError("PIPELINE_ENDPOINT_URL is a v1 pipeline endpoint (PipelineEndpointSubmit): its runs "
+                                "cannot be listed by trigger id, so a submission that may have started a run cannot "
+                                "be confirmed; use the published pipeline's PipelineSubmit URL or the v2 batch "
+                                "endpoint")
+        answer = self._call("GET", f"{self._runs_base}/Pipeline/{self._pipeline_id}", None)
+        runs = (answer.get("value") or []) if isinstance(answer, dict) else answer
+        mine = [run for run in runs if isinstance(run, dict)
+                and str((run.get("ParameterAssignments") or {}).get("trigger_id", "")) == trigger_id]
+        if not mine:
+            return None
+        return parse_run(max(mine, key=lambda run: str((run.get("Status") or {}).get("CreationTime") or "")))
+
 
 def _error_detail(response: requests.Response) -> str:
     try:
@@ -204,6 +239,26 @@ _V2_STATUS = {"NotStarted": PipelineStatus.NOT_STARTED, "Starting": PipelineStat
               "Paused": PipelineStatus.RUNNING}
 
 
+# The name rule of Microsoft.MachineLearningServices resources (name pattern ^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$ in
+# github.com/Azure/bicep-types-az generated/machinelearningservices/.../types.md); that the batch endpoint checks a
+# given job name against exactly this rule is not confirmed (the installed azure-ai-ml does not check it client-side).
+_JOB_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}")
+_JOB_NAME_PREFIX = "retrain-"
+
+
+def job_name(trigger_id: str) -> str:
+    """The v2 job name of a request: `retrain-<trigger id>`, so one request maps to exactly one job. Job names are
+    unique in a workspace, so a second invoke with the same name is refused (409) instead of starting a second job.
+    An id the ARM rule ^[a-zA-Z0-9][a-zA-Z0-9\\-_]{0,254}$ does not allow as is gets its other characters
+    replaced and a digest of the whole id appended, so two different ids never share a name."""
+    name = _JOB_NAME_PREFIX + trigger_id
+    if _JOB_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(trigger_id.encode()).hexdigest()[:16]
+    cleaned = re.sub(r"[^a-zA-Z0-9\-_]", "-", trigger_id)[:255 - len(_JOB_NAME_PREFIX) - len(digest) - 1]
+    return f"{_JOB_NAME_PREFIX}{cleaned}-{digest}"
+
+
 def parse_job(body: dict[str, Any]) -> PipelineRun:
     name = body.get("name") or str(body.get("id", "")).rsplit("/", 1)[-1]
     if not name:
@@ -220,7 +275,16 @@ class BatchEndpointPipelineClient(_AzureMLRest):
     URL} with a token for https://ml.azure.com/.default and `{"properties": {"InputData": {name: {"JobInputType":
     "Literal", "Value": v} | {"JobInputType": "UriFile", "Uri": "azureml://datastores/{ds}/paths/{path}"}},
     "properties": {"experimentName": …}}}`; the answer is the batch job (`name`, `properties.status`). Status: the
-    workspace's jobs API on ARM (`{workspace id}/jobs/{name}?api-version=…`, ARM-scoped token).
+    workspace's jobs API on ARM (`{workspace id}/jobs/{name}?api-version=…`, ARM-scoped token; Jobs - Get,
+    https://learn.microsoft.com/rest/api/azureml/jobs/get, operation Jobs_Get, default api-version 2024-04-01).
+
+    Exactly one job per request: the job is named `job_name(trigger id)` and the name travels as the batch job's
+    `name` (azure-ai-ml: `BatchEndpointOperations.invoke(job_name=…)` puts it under EndpointYamlFields.BATCH_JOB_NAME,
+    azure/ai/ml/operations/_batch_endpoint_operations.py, and BatchJobSchema.make writes it as wire `name` inside
+    `properties`, azure/ai/ml/_schema/_deployment/batch/batch_job.py). `find_run` GETs that name (404: no job); a 409
+    on invoke (the name is taken: this request's job exists) is answered with that job. That the invocation host
+    answers a taken name with 409 is what ARM does for job names (unique per workspace) but is not stated in the
+    batch-endpoint docs: not confirmed on Azure.
 
     The experiment the job runs under goes where azure-ai-ml's `BatchEndpointOperations.invoke(experiment_name=…)`
     puts it: the batch job's own `properties` dict, `properties.properties.experimentName`
@@ -257,10 +321,35 @@ class BatchEndpointPipelineClient(_AzureMLRest):
 
     def submit(self, *, experiment: str, parameters: dict[str, Any],
                data_paths: dict[str, dict[str, str]] | None = None) -> PipelineRun:
+        """Invokes the batch endpoint with the job named after `parameters["trigger_id"]` (without one, the service
+        names the job and a repeat would start a second one: such a POST is not sent again on a 5xx)."""
         headers = {"azureml-model-deployment": self._deployment} if self._deployment else None
         body = self.body(experiment=experiment, parameters=parameters, data_paths=data_paths)
-        return parse_job(self._call("POST", self.submit_url, body, headers=headers))
+        trigger_id = str(parameters.get("trigger_id") or "")
+        if trigger_id:
+            body["properties"]["name"] = job_name(trigger_id)
+        try:
+            return parse_job(self._call("POST", self.submit_url, body, headers=headers, repeatable=bool(trigger_id)))
+        except PipelineError as exc:
+            if exc.status != 409 or not trigger_id:
+                raise
+            taken = exc
+        found = self.find_run(trigger_id)  # the name is taken: the job this request started earlier
+        if found is None:
+            raise PipelineError(f"job name {job_name(trigger_id)} is taken (409) but GET jobs/{job_name(trigger_id)} "
+                                f"found no such job: {taken}", 409)
+        return found
 
     def get_run(self, run_id: str) -> PipelineRun:
         return parse_job(self._call("GET", f"{self._jobs}/{run_id}?api-version={self._api_version}", None,
                                     scope=ARM_SCOPE))
+
+    def find_run(self, trigger_id: str) -> PipelineRun | None:
+        """The job this request started (GET jobs/<job_name(trigger_id)>), or None when the workspace has none
+        (404); any other failure raises as every call does."""
+        try:
+            return self.get_run(job_name(trigger_id))
+        except PipelineError as exc:
+            if exc.status == 404:
+                return None
+            raise

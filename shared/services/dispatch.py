@@ -8,8 +8,12 @@
 - Retries: a pipeline endpoint that answers 429/5xx, times out or cannot be reached is tried again with
   exponential backoff and jitter (at least its `Retry-After`) until the request's deadline; then the request
   and its trigger's audit record end `failed` with the reason, and `retrain retry ID` puts it back.
-Each submission carries the request's id as its trigger id, which the pipeline endpoint uses to answer a
-resubmission with the run it already started.
+- Exactly one run per request: neither pipeline service deduplicates a submission (the same body sent twice starts
+  two runs), so before a request is submitted again — after no answer, a 5xx, a dead instance's stale claim, or
+  any earlier failed attempt — the dispatcher looks up the run an earlier attempt may have started
+  (`PipelineClient.find_run(request id)`: the v2 job named after the request, or the v1 run carrying its
+  `trigger_id`). Found: that run is recorded as the submission's, nothing is posted. Not found: it is submitted.
+  A lookup that fails leaves the request `unconfirmed` (looked up again later), never submitted blind.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from shared.domain.outcomes import Outcome, RequestStatus
 from shared.domain.records import AuditRecord, DatasetVersion
 from shared.domain.retrain_request import RetrainRequest
 from shared.ports import AuditLog, PipelineError, RetrainOutbox
-from shared.services.retrain import DispatchPolicy, RetrainDispatch, request_retrain
+from shared.services.retrain import DispatchPolicy, RetrainDispatch, find_started_run, record_run, request_retrain
 
 __all__ = ["DispatchPolicy", "RetrainDispatch", "backoff", "dispatch", "new_request", "request_and_dispatch", "retry"]
 
@@ -78,23 +82,28 @@ def dispatch(retrain: RetrainDispatch, now: float | None = None) -> str:
     now = time.time() if now is None else now
     outbox, audit = retrain.outbox, retrain.audit
     for stale in outbox.stale(now, retrain.policy.lease_s):
-        released = outbox.release(stale.id, error="the instance submitting it stopped; resubmitting with the same "
-                                                  "trigger id", next_attempt_at=now, maybe_started=True)
+        released = outbox.release(stale.id, error="the instance submitting it stopped; looking up its run first",
+                                  next_attempt_at=now, maybe_started=True)
         if released is not None:
             _note(audit, released.id, f"the instance submitting dataset v{released.dataset_version} stopped; "
-                                      "resubmitting with the same trigger id")
+                                      "looking up the run it may have started before submitting again")
     if outbox.list(RequestStatus.SUBMITTING):
         return "busy: another instance is submitting"
+    unconfirmed = {r.id for r in outbox.list(RequestStatus.UNCONFIRMED)}
     # an unconfirmed attempt is confirmed first
-    if retrain.runs.in_flight() and not outbox.list(RequestStatus.UNCONFIRMED):
+    if retrain.runs.in_flight() and not unconfirmed:
         return "busy: a run is in flight"
     request = outbox.claim(now)
     if request is None:
         return "nothing due"
-    return _submit(request, retrain, now)
+    return _submit(request, retrain, now, unconfirmed=request.id in unconfirmed)
 
 
-def _submit(request: RetrainRequest, retrain: RetrainDispatch, now: float) -> str:
+def _submit(request: RetrainRequest, retrain: RetrainDispatch, now: float, *, unconfirmed: bool = False) -> str:
+    """Every resubmission (`attempts` > 1) looks its run up first, not only the ones known `unconfirmed`: the
+    claim does not say which status it came from, and another instance can release a request as unconfirmed between
+    this one's listing and its claim. A lookup that fails for a request known unconfirmed keeps it unconfirmed;
+    for one that was pending it is a failed attempt like any other (nothing says a run was started)."""
     outbox, audit = retrain.outbox, retrain.audit
     record = audit.get(request.id) or AuditRecord(id=request.id, trigger=request.trigger, function="outbox",
                                                   started_at=request.requested_at)
@@ -106,18 +115,50 @@ def _submit(request: RetrainRequest, retrain: RetrainDispatch, now: float) -> st
     with telemetry.span("dispatch", parent={"traceparent": request.traceparent} if request.traceparent else None,
                         trigger_id=request.id, attempt=request.attempts,
                         dataset_version=request.dataset_version) as span:
+        found, traceparent = None, ""
+        if request.attempts > 1:  # a resubmission: an earlier attempt may have started the run
+            try:
+                found, traceparent = find_started_run(record, retrain)
+            except Exception as exc:
+                span.fail(str(exc))
+                if unconfirmed:
+                    return _lookup_failed(request, record, exc, retrain, now)
+                return _failed_attempt(request, record, exc, retrain, now)
         try:
-            run = request_retrain(dataset, reason=request.reason, record=record, retrain=retrain,
-                                  parameters=request.parameters or None, uploaded_at=request.uploaded_at)
+            if found is not None:
+                run = record_run(found, dataset, reason=request.reason, record=record, retrain=retrain,
+                                 uploaded_at=request.uploaded_at, traceparent=traceparent)
+            else:
+                run = request_retrain(dataset, reason=request.reason, record=record, retrain=retrain,
+                                      parameters=request.parameters or None, uploaded_at=request.uploaded_at)
         except Exception as exc:
             span.fail(str(exc))
             return _failed_attempt(request, record, exc, retrain, now)
         outbox.finish(request.id, RequestStatus.SUBMITTED, run_id=run.run_id)
         record.data["attempts"] = request.attempts
         tries = f" after {request.attempts} attempts" if request.attempts > 1 else ""
+        how = (f"; run {run.run_id} started by an earlier attempt was found, not submitted again"
+               if found is not None else "")
         audit.finish(record, Outcome.SUBMITTED, f"{request.summary or f'dataset v{dataset.version}'} submitted "
-                                          f"({request.reason}){tries}")
-        return f"submitted {run.run_id}"
+                                          f"({request.reason}){tries}{how}")
+        return f"submitted {run.run_id}" + (" (found: started by an earlier attempt)" if found is not None else "")
+
+
+def _lookup_failed(request: RetrainRequest, record: AuditRecord, exc: Exception, retrain: RetrainDispatch,
+                   now: float) -> str:
+    """The lookup before a resubmission failed: whether a run exists is unknown, so the request is not submitted
+    and stays `unconfirmed` (never superseded, never failed at its deadline: failing it could leave a run nobody
+    records) until a later lookup answers."""
+    reason = f"{type(exc).__name__}: {exc}"
+    delay = backoff(request.attempts, getattr(exc, "retry_after", None), retrain.policy)
+    retrain.outbox.release(request.id, error=f"looking up its run failed ({reason})", next_attempt_at=now + delay,
+                           maybe_started=True)
+    record.outcome = Outcome.QUEUED
+    record.detail = (f"attempt {request.attempts}: looking up the run an earlier attempt may have started failed "
+                     f"({reason}); not submitted again until a lookup answers; next lookup in {delay:.0f} s")
+    retrain.audit.save(record)
+    log.warning("retrain request %s: %s", request.id, record.detail)
+    return f"lookup failed; retry in {delay:.0f} s"
 
 
 def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception, retrain: RetrainDispatch,
@@ -138,7 +179,7 @@ def _failed_attempt(request: RetrainRequest, record: AuditRecord, exc: Exception
             return "superseded"
         record.outcome = Outcome.QUEUED
         record.detail = f"submit attempt {request.attempts} failed ({reason}); retrying in {delay:.0f} s" + \
-            (" with the same trigger id (the run may exist)" if maybe_started else "")
+            (", looking up the run it may have started first" if maybe_started else "")
         audit.save(record)
         log.warning("retrain request %s: %s", request.id, record.detail)
         return f"retry in {delay:.0f} s"

@@ -1,5 +1,6 @@
-"""Submit a retrain of one dataset version to the published pipeline, whoever asked for it; and `RetrainDispatch`,
-the bundle of what asking for a retrain needs (every trigger that asks gets it from bootstrap as one argument)."""
+"""Submit a retrain of one dataset version to the training pipeline, whoever asked for it, or record the run an
+earlier attempt of the same request started; and `RetrainDispatch`, the bundle of what asking for a retrain needs
+(every trigger that asks gets it from bootstrap as one argument)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from shared import telemetry
 from shared.domain import pipeline_params
 from shared.domain.records import AuditRecord, DatasetVersion, RunRecord
-from shared.ports import AuditLog, DatasetLog, ModelLog, PipelineClient, RetrainOutbox, RunLog
+from shared.ports import AuditLog, DatasetLog, ModelLog, PipelineClient, PipelineRunState, RetrainOutbox, RunLog
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,33 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
         run = retrain.pipeline.submit(experiment=target.experiment, parameters=params, data_paths=data_paths)
         span.set(run_id=run.run_id)
         traceparent = telemetry.inject().get("traceparent", "")
+    return record_run(run, dataset, reason=reason, record=record, retrain=retrain, uploaded_at=uploaded_at,
+                      traceparent=traceparent)
+
+
+def find_started_run(record: AuditRecord, retrain: RetrainDispatch) -> tuple[PipelineRunState | None, str]:
+    """The run an earlier attempt of this request started (looked up by its trigger id, the request's id), or None,
+    and the lookup's traceparent. Neither pipeline service deduplicates a submission, so this runs before a request
+    is submitted again; its errors propagate (the caller must not resubmit when it could not look)."""
+    with telemetry.span("find_pipeline_run", kind="client", trigger_id=record.id) as span:
+        run = retrain.pipeline.find_run(record.id)
+        span.set(run_id=run.run_id if run is not None else "")
+        return run, telemetry.inject().get("traceparent", "")
+
+
+def record_run(run: PipelineRunState, dataset: DatasetVersion, *, reason: str, record: AuditRecord,
+               retrain: RetrainDispatch, uploaded_at: float | None = None, traceparent: str = "") -> RunRecord:
+    """The run recorded as this request's (a new submission, or one an earlier attempt started and `find_started_run`
+    found): the audit record points at it and the run log holds it once — an attempt that died after recording it
+    left it there already."""
     record.stage("accepted")
     record.run_id = run.run_id
     record.dataset_version = dataset.version
+    existing = retrain.runs.get(run.run_id)
+    if existing is not None:
+        return existing
     run_record = RunRecord(run_id=run.run_id, trigger_id=record.id, trigger=record.trigger, reason=reason,
-                           dataset_version=dataset.version, experiment=target.experiment,
+                           dataset_version=dataset.version, experiment=retrain.target.experiment,
                            submitted_at=time.time(), uploaded_at=uploaded_at, traceparent=traceparent)
     retrain.runs.create(run_record)
     return run_record

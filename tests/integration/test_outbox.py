@@ -1,12 +1,15 @@
 """The outbox and its dispatcher on real Azurite (entity group transactions, ETags) with a pipeline endpoint on
-loopback that fails the way real ones do: latest wins, single flight, retries with backoff, crash recovery."""
+loopback that fails the way real ones do and does not deduplicate: latest wins, single flight, retries with backoff,
+crash recovery, and a lookup of the request's run before every resubmission."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
 import pytest
+from werkzeug import Response
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
@@ -19,8 +22,10 @@ from shared.services.dispatch import DispatchPolicy, RetrainDispatch, backoff, d
 from shared.services.retrain import PipelineTarget
 from tests.isolation import isolated_settings
 
-SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
-         "workspaces/w/PipelineRuns/PipelineSubmit/p1"
+RUNS = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
+       "workspaces/w/PipelineRuns"
+SUBMIT = f"{RUNS}/PipelineSubmit/p1"
+LIST = f"{RUNS}/Pipeline/p1"  # the v1 lookup: the pipeline's runs
 TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
 POLICY = DispatchPolicy(coalesce_s=10, deadline_s=600, backoff_s=5, max_backoff_s=60, lease_s=120)
 T0 = 1_800_000_000.0
@@ -37,7 +42,20 @@ def env(azurite, httpserver, small_bank_csv):
                 for i in range(3)]
     outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
     pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
+    httpserver.expect_request(LIST, method="GET").respond_with_handler(lambda request: _runs_started(httpserver))
     return type("Env", (), {"stores": stores, "outbox": outbox, "pipeline": pipeline, "versions": versions})
+
+
+def _runs_started(httpserver) -> Response:
+    """The runs this server started: every POST it answered with a run (it never deduplicates)."""
+    runs = [{"Id": answer.get_json()["Id"], "ParameterAssignments": sent.get_json()["ParameterAssignments"],
+             "Status": {"StatusCode": "NotStarted"}}
+            for sent, answer in httpserver.log if sent.method == "POST" and answer.status_code == 200]
+    return Response(json.dumps(runs), 200, content_type="application/json")
+
+
+def posts(httpserver) -> list:
+    return [sent for sent, _ in httpserver.log if sent.method == "POST"]
 
 
 def request(env, version: int, *, coalesce=True, at=T0, trigger="blob") -> RetrainRequest:
@@ -70,7 +88,7 @@ def test_a_burst_coalesces_into_one_submission_of_the_newest_version(env, httpse
     assert run_dispatch(env, T0 + 5) == "nothing due"  # within the window after the last upload
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-newest"})
     assert run_dispatch(env, T0 + 12).startswith("submitted run-newest")
-    (sent, _), = httpserver.log
+    (sent,) = posts(httpserver)
     assert sent.get_json()["ParameterAssignments"]["dataset_version"] == str(env.versions[2].version)
     assert sent.get_json()["ParameterAssignments"]["trigger_id"] == third.id
     for old, by in ((first, second), (second, third)):  # each by the next one, within the window
@@ -94,7 +112,7 @@ def test_single_flight_queues_one_pending_request_latest_wins(env, httpserver):
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-3"})
     assert run_dispatch(env, T0 + 61).startswith("submitted run-3")
     assert run_dispatch(env, T0 + 62) == "busy: a run is in flight"
-    assert len(httpserver.log) == 2
+    assert len(posts(httpserver)) == 2
 
 
 def test_429_and_5xx_are_retried_with_backoff_honouring_retry_after_then_submitted(env, httpserver):
@@ -144,7 +162,7 @@ def test_a_4xx_refusal_is_not_retried(env, httpserver):
     assert "not retryable" in env.stores.audit.get(r.id).detail
 
 
-def test_a_claim_abandoned_by_a_dead_instance_is_resubmitted_with_the_same_trigger_id(env, httpserver):
+def test_a_claim_abandoned_by_a_dead_instance_is_looked_up_then_submitted(env, httpserver):
     r = request(env, 1, coalesce=False)
     enqueue(r, outbox=env.outbox, audit=env.stores.audit)
     claimed = env.outbox.claim(T0)  # an instance claimed it, then died before submitting
@@ -152,8 +170,8 @@ def test_a_claim_abandoned_by_a_dead_instance_is_resubmitted_with_the_same_trigg
     assert run_dispatch(env, T0 + 60) == "busy: another instance is submitting"  # within the lease
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-after-crash"})
     assert run_dispatch(env, T0 + 121).startswith("submitted run-after-crash")
-    (sent, _), = httpserver.log
-    assert sent.get_json()["ParameterAssignments"]["trigger_id"] == r.id
+    assert [(sent.method, sent.path) for sent, _ in httpserver.log] == [("GET", LIST), ("POST", SUBMIT)]
+    assert posts(httpserver)[0].get_json()["ParameterAssignments"]["trigger_id"] == r.id
 
 
 def test_concurrent_dispatchers_submit_once(env, httpserver):
@@ -165,7 +183,7 @@ def test_concurrent_dispatchers_submit_once(env, httpserver):
         t.start()
     for t in threads:
         t.join()
-    assert sum(r.startswith("submitted") for r in results) == 1 and len(httpserver.log) == 1
+    assert sum(r.startswith("submitted") for r in results) == 1 and len(posts(httpserver)) == 1
 
 
 def test_concurrent_enqueues_leave_exactly_one_pending(env):
@@ -189,8 +207,8 @@ def test_backoff_grows_is_capped_and_respects_retry_after():
 
 
 def test_an_attempt_that_may_have_started_a_run_is_confirmed_before_a_newer_request_goes(env, httpserver):
-    """No answer (or a 5xx) may still mean a run: that request is never superseded; it is resubmitted first with
-    the same trigger id, and the newer one waits for single flight."""
+    """No answer (or a 5xx) may still mean a run: that request is never superseded; it goes first (looked up, then
+    submitted as no run was found), and the newer one waits for single flight."""
     older = request(env, 1, coalesce=False)
     enqueue(older, outbox=env.outbox, audit=env.stores.audit)
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_data("gateway", status=502)
@@ -200,7 +218,8 @@ def test_an_attempt_that_may_have_started_a_run_is_confirmed_before_a_newer_requ
     assert env.outbox.get(older.id).status == "unconfirmed"  # not superseded by the newer one
     httpserver.expect_oneshot_request(SUBMIT, method="POST").respond_with_json({"Id": "run-older"})
     assert run_dispatch(env, T0 + 60).startswith("submitted run-older")
-    assert [r.get_json()["ParameterAssignments"]["trigger_id"] for r, _ in httpserver.log] == [older.id, older.id]
+    assert [r.get_json()["ParameterAssignments"]["trigger_id"] for r in posts(httpserver)] == [older.id, older.id]
+    assert [sent.method for sent, _ in httpserver.log] == ["POST", "GET", "POST"]
     assert env.outbox.get(newer.id).status == "pending"  # single flight: after the older run
     assert run_dispatch(env, T0 + 61) == "busy: a run is in flight"
 

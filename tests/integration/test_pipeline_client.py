@@ -1,4 +1,6 @@
-"""The published-pipeline client against a real HTTP server on loopback that checks the documented contract."""
+"""The pipeline clients (v1 published pipeline, v2 batch endpoint) against a real HTTP server on loopback that
+checks the documented contract. The local credential hands out one token per audience (scoped_token), so a wrong
+scope fails here as in Azure."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import json
 import pytest
 from werkzeug import Response
 
-from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.pipeline_client import (
+    ARM_SCOPE,
+    ML_SCOPE,
     PipelineAuthError,
     PipelineError,
     PipelineThrottledError,
@@ -19,6 +23,7 @@ from shared.adapters.pipeline_client import (
 PATH = ("/pipelines/v1.0/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/"
         "workspaces/ws-1/PipelineRuns")
 PIPELINE_ID = "0f5a2c1e-9b1d-4a43-8a55-2d7e1f0c9e11"
+ARM_TOKEN = scoped_token("aad-token-123", ARM_SCOPE)
 
 
 class RecordingCredential(StaticTokenCredential):
@@ -51,7 +56,7 @@ def test_submit_sends_the_documented_request(httpserver, client):
     }
     httpserver.expect_oneshot_request(
         f"{PATH}/PipelineSubmit/{PIPELINE_ID}", method="POST", json=expected_body,
-        headers={"Authorization": "Bearer aad-token-123", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {ARM_TOKEN}", "Content-Type": "application/json"},
     ).respond_with_json({"Id": "run-42", "Status": {"StatusCode": "NotStarted", "RunStatus": "NotStarted"}})
     run = client.submit(experiment="bankmarketing-retrain", parameters={"dataset_version": 3, "reason": "upload"},
                         data_paths=expected_body["DataPathAssignments"])
@@ -73,27 +78,28 @@ def test_401_is_a_clear_error_without_the_token(httpserver, client):
     with pytest.raises(PipelineAuthError) as info:
         client.submit(experiment="e", parameters={})
     assert "401 Unauthorized" in str(info.value) and "AzureML Data Scientist" in str(info.value)
-    assert "aad-token-123" not in str(info.value)
+    assert "aad-token-123" not in str(info.value) and ARM_TOKEN not in str(info.value)
     assert client.sleeps == []  # auth errors are not retried
 
 
 def test_a_service_error_that_echoes_the_request_does_not_carry_its_secrets(httpserver, client):
     """The error text reaches the audit and the logs: the token and a SAS the service repeats are masked."""
-    echo = ("UserError: request Authorization: Bearer aad-token-123 failed reading "
+    echo = (f"UserError: request Authorization: Bearer {ARM_TOKEN} failed reading "
             "https://acct.blob.core.windows.net/c/data.csv?sv=2024-01-01&sig=SASSIGNATURE")
     httpserver.expect_request(f"{PATH}/PipelineSubmit/{PIPELINE_ID}").respond_with_json(
         {"error": {"code": "UserError", "message": echo}}, status=400)
     with pytest.raises(PipelineError) as info:
         client.submit(experiment="e", parameters={})
     assert "rejected with 400: UserError" in str(info.value)
-    assert "aad-token-123" not in str(info.value) and "SASSIGNATURE" not in str(info.value)
+    assert ARM_TOKEN not in str(info.value) and "SASSIGNATURE" not in str(info.value)
     assert "sig=[REDACTED]" in str(info.value)
 
 
 def test_429_retries_honouring_retry_after_then_succeeds(httpserver, client):
+    """A 429 is a refusal before the service acts: sent again, after its Retry-After."""
     url = f"{PATH}/PipelineSubmit/{PIPELINE_ID}"
     httpserver.expect_ordered_request(url).respond_with_response(Response("slow down", 429, {"Retry-After": "7"}))
-    httpserver.expect_ordered_request(url).respond_with_response(Response("busy", 503))
+    httpserver.expect_ordered_request(url).respond_with_response(Response("slow down", 429))
     httpserver.expect_ordered_request(url).respond_with_json({"Id": "run-7"})
     assert client.submit(experiment="e", parameters={}).run_id == "run-7"
     assert client.sleeps == [7.0, 1.0]
@@ -107,18 +113,32 @@ def test_429_after_all_retries_is_throttled_error(httpserver, client):
     assert client.sleeps == [0.5, 1.0, 2.0]
 
 
-def test_5xx_after_retries_and_4xx_without(httpserver, client):
+def test_a_v1_submit_that_fails_with_5xx_is_not_sent_again_and_may_have_started(httpserver, client):
+    """PipelineSubmit has no idempotency key: a POST answered 5xx may have started a run, so the client does not
+    repeat it (the dispatcher looks the run up first); a 4xx is a refusal, not retried either."""
     url = f"{PATH}/PipelineSubmit/{PIPELINE_ID}"
     httpserver.expect_request(url, method="POST").respond_with_response(Response("boom", 500))
-    with pytest.raises(PipelineUnavailableError, match="pipeline service error 500 after 4 tries: boom"):
+    with pytest.raises(PipelineUnavailableError, match="pipeline service error 500 after 1 tries: boom") as info:
         client.submit(experiment="e", parameters={})
+    assert info.value.maybe_started and client.sleeps == [] and len(httpserver.log) == 1
     httpserver.clear()
     httpserver.expect_request(url, method="POST").respond_with_json({"error": {"code": "UserError",
                                                                                "message": "bad param"}}, status=400)
-    client.sleeps.clear()
     with pytest.raises(PipelineError, match="rejected with 400: UserError bad param"):
         client.submit(experiment="e", parameters={})
     assert client.sleeps == []
+
+
+def test_a_status_read_is_retried_on_5xx(httpserver, client):
+    """A GET starts nothing: retried like any idempotent call, and its failure never says a run may have started."""
+    httpserver.expect_ordered_request(f"{PATH}/run-9").respond_with_response(Response("busy", 503))
+    httpserver.expect_ordered_request(f"{PATH}/run-9").respond_with_json({"Id": "run-9",
+                                                                          "Status": {"StatusCode": "Running"}})
+    assert client.get_run("run-9").status == "Running" and client.sleeps == [0.5]
+    httpserver.expect_request(f"{PATH}/run-10").respond_with_response(Response("down", 502))
+    with pytest.raises(PipelineUnavailableError, match="502 after 4 tries") as info:
+        client.get_run("run-10")
+    assert not info.value.maybe_started
 
 
 def test_connection_refused_is_retried_then_reported():
@@ -141,7 +161,8 @@ def test_v1_pipeline_endpoint_submit_url_takes_the_same_body(httpserver):
     url = f"{PATH}/PipelineEndpointSubmit/Id/{PIPELINE_ID}"
     credential = RecordingCredential("arm-token")
     client = PublishedPipelineClient(httpserver.url_for(url), credential, max_retries=0)
-    httpserver.expect_oneshot_request(url, method="POST", headers={"Authorization": "Bearer arm-token"}, json={
+    httpserver.expect_oneshot_request(url, method="POST", headers={
+        "Authorization": f"Bearer {scoped_token('arm-token', ARM_SCOPE)}"}, json={
         "ExperimentName": "exp", "RunSource": "SDK", "ParameterAssignments": {"seed": "7"}},
     ).respond_with_json({"Id": "run-e"})
     assert client.submit(experiment="exp", parameters={"seed": 7}).run_id == "run-e"
@@ -169,7 +190,8 @@ def test_v2_batch_endpoint_invocation_body_scope_and_job_status(httpserver):
                           "Uri": "azureml://datastores/workspaceblobstore/paths/bankmarketing/v4/data.csv"},
     }, "properties": {"experimentName": "bankmarketing-retrain"}}}
     httpserver.expect_oneshot_request("/jobs", method="POST", json=expected, headers={
-        "Authorization": "Bearer token", "azureml-model-deployment": "train-v3"}).respond_with_json(
+        "Authorization": f"Bearer {scoped_token('token', ML_SCOPE)}", "azureml-model-deployment": "train-v3"}
+    ).respond_with_json(
         {"id": f"{WORKSPACE}/jobs/batchjob-1", "name": "batchjob-1", "properties": {"status": "Preparing"}})
     run = client.submit(experiment="bankmarketing-retrain", parameters={"dataset_version": 4, "time_budget_s": 60},
                         data_paths={"training_data": {"DataStoreName": "workspaceblobstore",

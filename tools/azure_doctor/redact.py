@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from shared import redaction
-from shared.adapters.pipeline_client import redact_url
 
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 
@@ -14,7 +13,7 @@ def scrub(text: str, secrets: set[str] | None = None) -> str:
     """Messages may quote service errors: no token, key, signature or URL query string gets through
     (shared.redaction's rules, with `***` as the mask, plus the tokens this doctor was handed)."""
     text = redaction.redact(text, "***", extra=secrets or ())
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return _URL.sub(lambda m: redaction.redact_url(m.group(0)), text)
 
 
 def clip(text: str, limit: int = 300) -> str:

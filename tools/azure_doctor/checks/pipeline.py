@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from shared.adapters.pipeline_client import ARM_SCOPE, ML_SCOPE, redact_url
+from shared.adapters.pipeline_client import ARM_SCOPE, ML_SCOPE
+from shared.redaction import redact_url
 from shared.settings import Settings
 from tools.azure_doctor.credential import TokenError
 from tools.azure_doctor.doctor import Doctor, Unreachable, needs_token, unreachable
