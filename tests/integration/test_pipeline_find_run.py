@@ -4,83 +4,28 @@ on ARM; the v1 client lists the published pipeline's runs. A real HTTP server on
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.pipeline_client import (
     ARM_SCOPE,
-    ML_SCOPE,
     BatchEndpointPipelineClient,
     PipelineError,
     PipelineUnavailableError,
     PublishedPipelineClient,
     job_name,
 )
+from tests.fake_azureml import PIPELINE_ID, SECRET, V1_RUNS, WORKSPACE, BatchWorkspace
 
-SECRET = "local-secret"
-WORKSPACE = ("/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/"
-             "workspaces/ws-1")
-V1 = ("/pipelines/v1.0/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/"
-      "workspaces/ws-1/PipelineRuns")
-PIPELINE_ID = "0f5a2c1e-9b1d-4a43-8a55-2d7e1f0c9e11"
-
-
-def _job(name: str, status: str = "NotStarted") -> dict:
-    return {"id": f"{WORKSPACE}/jobs/{name}", "name": name,
-            "type": "Microsoft.MachineLearningServices/workspaces/jobs",
-            "properties": {"jobType": "Pipeline", "status": status}}
-
-
-class Workspace:
-    """The batch endpoint's invocation host and the ARM jobs API as the contract describes them: every invoke
-    creates a job (no deduplication); a name already taken is refused with 409; GET jobs/{name} needs the
-    api-version and an ARM-audience token."""
-
-    def __init__(self):
-        self.jobs: dict[str, dict] = {}
-        self.invokes = 0
-        self.generated = 0
-
-    def invoke(self, request: Request) -> Response:
-        if request.headers.get("Authorization") != f"Bearer {scoped_token(SECRET, ML_SCOPE)}":
-            return _error(401, "AuthenticationFailed", "wrong audience")
-        self.invokes += 1
-        body = request.get_json()
-        name = body["properties"].get("name")
-        if name is None:
-            self.generated += 1
-            name = f"batchjob-{self.generated}"
-        if name in self.jobs:
-            return _error(409, "UserError", f"A job with name '{name}' already exists.")
-        self.jobs[name] = _job(name)
-        return Response(json.dumps(self.jobs[name]), 200, content_type="application/json")
-
-    def get(self, request: Request) -> Response:
-        if request.headers.get("Authorization") != f"Bearer {scoped_token(SECRET, ARM_SCOPE)}":
-            return _error(401, "AuthenticationFailed", "wrong audience")
-        if request.args.get("api-version") != "2024-04-01":
-            return _error(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
-        name = request.path.rsplit("/", 1)[-1]
-        if name not in self.jobs:
-            return _error(404, "UserError", f"Job {name} not found.")
-        return Response(json.dumps(self.jobs[name]), 200, content_type="application/json")
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(json.dumps({"error": {"code": code, "message": message}}), status,
-                    content_type="application/json")
+V1 = V1_RUNS
 
 
 @pytest.fixture
 def workspace(httpserver):
-    ws = Workspace()
-    httpserver.expect_request("/jobs", method="POST").respond_with_handler(ws.invoke)
-    httpserver.expect_request(_re(f"/arm{WORKSPACE}/jobs/"), method="GET").respond_with_handler(ws.get)
-    return ws
+    return BatchWorkspace(httpserver)
 
 
 def _re(prefix: str) -> re.Pattern:
@@ -134,7 +79,6 @@ def test_v2_without_a_trigger_id_the_service_names_it_and_two_submits_make_two_j
 
 def test_v2_a_5xx_on_a_named_invoke_is_sent_again_and_the_409_adopts_the_job(httpserver):
     """The gateway failed after the job was created: the repeat (same name) is refused and answered with it."""
-    ws = Workspace()
     calls = []
 
     def flaky(request):
@@ -142,11 +86,12 @@ def test_v2_a_5xx_on_a_named_invoke_is_sent_again_and_the_409_adopts_the_job(htt
         answer = ws.invoke(request)
         return Response("bad gateway", 502) if len(calls) == 1 else answer
 
-    httpserver.expect_request("/jobs", method="POST").respond_with_handler(flaky)
-    httpserver.expect_request(_re(f"/arm{WORKSPACE}/jobs/"), method="GET").respond_with_handler(ws.get)
+    httpserver.expect_oneshot_request("/jobs", method="POST").respond_with_handler(flaky)
+    httpserver.expect_oneshot_request("/jobs", method="POST").respond_with_handler(flaky)
+    ws = BatchWorkspace(httpserver)
     run = v2(httpserver, max_retries=2, sleep=lambda s: None).submit(experiment="e",
                                                                       parameters={"trigger_id": "t-1"})
-    assert run.run_id == "retrain-t-1" and list(ws.jobs) == ["retrain-t-1"]
+    assert run.run_id == "retrain-t-1" and list(ws.jobs) == ["retrain-t-1"] and ws.invokes == 2
 
 
 def test_v2_find_run_failing_raises_as_every_call_does(httpserver):
