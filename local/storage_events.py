@@ -10,11 +10,9 @@ retry policy 30 attempts / 24 h. This process plays that part against Azurite, w
 - it lists the filtered container every `--poll-s` and, for each blob name and ETag it has not seen, publishes a
   BlobCreated event shaped as the documented sample (https://learn.microsoft.com/azure/event-grid/
   event-schema-blob-storage, "Microsoft.Storage.BlobCreated event");
-- delivery is as unkind as Event Grid allows (https://learn.microsoft.com/azure/event-grid/delivery-and-retry): one
-  event per POST (an array of one), at least once: with `--seed`ed chance an event is delivered twice, and a
-  batch found in one listing goes out shuffled (no order guarantee); a non-2xx answer is retried on Event Grid's
-  schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h) up to 30 attempts or 24 h,
-  except 400, 401, 403 and 413, which Event Grid does not retry (dropped: no dead-letter destination is set).
+- delivery is as unkind as Event Grid allows: at least once (with `--seed`ed chance an event is delivered twice),
+  a batch found in one listing goes out shuffled (no order guarantee), and each attempt, answer timeout, retry and
+  drop follows local/eventgrid_delivery.py (Event Grid's documented schedule and retry policy).
 What it has published is kept in `--state`, so a restart neither repeats nor loses events for blobs written while
 it was down; on a first start every blob already there gets an event (Azure's new subscription would see only later
 writes: the app handles either, one dataset per blob ETag)."""
@@ -39,13 +37,19 @@ import requests
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from local.eventgrid_delivery import (
+    EVENT_TTL_S,
+    MAX_DELIVERY_ATTEMPTS,
+    Outcome,
+    RetryPolicy,
+    decide,
+    post_event,
+)
+
 log = logging.getLogger("storage_events")
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 SUBJECT_PREFIX = "/blobServices/default/containers/"
-RETRY_SCHEDULE_S = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
-RETRY_EVERY_S_AFTER = 43200
-NOT_RETRIED = frozenset({400, 401, 403, 413})  # webhook endpoints, delivery-and-retry "Retry schedule"
 LOCAL_TOPIC = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/"
                "Microsoft.Storage/storageAccounts/{account}")
 
@@ -56,21 +60,14 @@ class Subscription:
 
     endpoint_url: str
     subject_begins_with: str
-    max_delivery_attempts: int = 30
-    event_ttl_s: float = 1440 * 60
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
+    event_ttl_s: float = EVENT_TTL_S
 
     @property
     def container(self) -> str:
         if not self.subject_begins_with.startswith(SUBJECT_PREFIX):
             raise ValueError(f"subjectBeginsWith must start with {SUBJECT_PREFIX}")
         return self.subject_begins_with[len(SUBJECT_PREFIX):].split("/", 1)[0]
-
-
-def retry_delay_s(attempts_made: int) -> float:
-    """Delay before the next attempt once `attempts_made` deliveries failed."""
-    if attempts_made <= len(RETRY_SCHEDULE_S):
-        return RETRY_SCHEDULE_S[attempts_made - 1]
-    return RETRY_EVERY_S_AFTER
 
 
 def blob_created_event(*, account: str, container: str, blob: str, etag: str, url: str, content_type: str | None,
@@ -111,14 +108,12 @@ class Delivery:
 
 class StorageEvents:
     def __init__(self, container: ContainerClient, subscription: Subscription, *, state_path: Path | None,
-                 seed: int = 0, duplicate_p: float = 0.2, retry_scale: float = 1.0,
-                 session: requests.Session | None = None):
+                 seed: int = 0, duplicate_p: float = 0.2, session: requests.Session | None = None):
         self.container = container
         self.subscription = subscription
         self.state_path = state_path
         self.rng = random.Random(seed)
         self.duplicate_p = duplicate_p
-        self.retry_scale = retry_scale
         self.session = session or requests.Session()
         self.pending: list[Delivery] = []
         self._seq = 0
@@ -174,38 +169,22 @@ class StorageEvents:
 
     # delivery ------------------------------------------------------------------------------------------------
     def deliver_due(self, now: float) -> None:
+        policy = RetryPolicy(self.subscription.max_delivery_attempts, self.subscription.event_ttl_s)
         while self.pending and self.pending[0].due <= now:
             item = heapq.heappop(self.pending)
-            status = self._post(item)
+            status = post_event(self.session, self.subscription.endpoint_url, item.event,
+                                delivery_count=item.attempts, data_version="")
             item.attempts += 1
-            if status is not None and 200 <= status < 300:
+            decision = decide(status, attempts_made=item.attempts, first_at=item.first_at, now=now, policy=policy)
+            if decision.outcome is Outcome.DELIVERED:
                 continue
-            if status in NOT_RETRIED:
-                log.error("event %s dropped: the webhook answered %s, which Event Grid does not retry",
-                          item.event["id"], status)
+            if decision.outcome is Outcome.DROPPED:
+                log.error("event %s dropped: %s", item.event["id"], decision.why)
                 continue
-            if item.attempts >= self.subscription.max_delivery_attempts:
-                log.error("event %s dropped after %d attempts", item.event["id"], item.attempts)
-                continue
-            item.due = now + retry_delay_s(item.attempts) * self.retry_scale
-            if item.due - item.first_at > self.subscription.event_ttl_s:
-                log.error("event %s dropped: its time to live ran out", item.event["id"])
-                continue
+            item.due = decision.due
             log.warning("event %s: webhook answered %s; retrying in %.0fs", item.event["id"], status,
                         item.due - now)
             heapq.heappush(self.pending, item)
-
-    def _post(self, item: Delivery) -> int | None:
-        try:
-            answer = self.session.post(
-                self.subscription.endpoint_url, data=json.dumps([item.event]), timeout=30,
-                headers={"content-type": "application/json", "aeg-event-type": "Notification",
-                         "aeg-delivery-count": str(item.attempts), "aeg-data-version": "",
-                         "aeg-metadata-version": "1"})
-            return answer.status_code
-        except requests.RequestException as exc:
-            log.warning("event %s: delivery failed (%s)", item.event["id"], exc.__class__.__name__)
-            return None
 
     def run(self, stop: threading.Event, poll_s: float) -> None:
         while not stop.is_set():

@@ -12,7 +12,7 @@ import pytest
 
 from local.processes import free_port
 from shared.adapters import storage
-from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.scoring import DeploymentError
 from shared.bootstrap import build_stores
@@ -29,6 +29,9 @@ from shared.services.on_run_completed import (
 )
 from shared.services.reconcile import ReconcileLimits, reconcile_runs
 from shared.settings import Settings
+
+# StaticTokenCredential("tok") hands out this token for the v1 (ARM) scope
+ARM_TOKEN = scoped_token("tok", "https://management.azure.com/.default")
 
 RUNS = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
        "workspaces/w/PipelineRuns"
@@ -108,7 +111,7 @@ def serve_run(httpserver, run_id: str, *, status="Completed", auc=0.93, champion
                                     "model_digest": digest_of(run_id)}}}
     if status == "Failed":
         body["Error"] = {"error": {"code": "UserError", "message": "training step exited with code 1"}}
-    httpserver.expect_request(f"{RUNS}/{run_id}", method="GET", headers={"Authorization": "Bearer tok"}) \
+    httpserver.expect_request(f"{RUNS}/{run_id}", method="GET", headers={"Authorization": f"Bearer {ARM_TOKEN}"}) \
         .respond_with_json(body)
 
 

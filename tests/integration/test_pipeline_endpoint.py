@@ -13,11 +13,12 @@ from azure.storage.blob import BlobServiceClient
 from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url
 from local.processes import python_argv, start_on_free_ports
 from shared.adapters import storage
-from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.pipeline_client import PipelineAuthError, PipelineError, PublishedPipelineClient
 from tests.waiting import wait_for
 
 TOKEN = "local-pipeline-token"
+ARM_TOKEN = scoped_token(TOKEN, "https://management.azure.com/.default")  # v1 routes: ARM audience
 # Secrets a process of the stack may hold in its environment; the training process must inherit none of them.
 OTHER_SECRETS = {"SCORING_KEY": "scoring-key-5c1e0a", "SCORING_ADMIN_KEY": "admin-key-9d2b7f",
                  "WEBHOOK_SECRET": "webhook-secret-3a8e", "APPLICATIONINSIGHTS_CONNECTION_STRING":
@@ -73,11 +74,30 @@ def test_submit_requires_a_bearer_token(endpoint):
     bad = PublishedPipelineClient(url, StaticTokenCredential("wrong"), max_retries=0)
     with pytest.raises(PipelineAuthError):
         bad.submit(experiment="e", parameters={})
+    # the raw secret is no token, and a token for another audience (the batch endpoint's) is refused
+    for token in (TOKEN, scoped_token(TOKEN, "https://ml.azure.com/.default")):
+        answer = requests.post(url, json={"ExperimentName": "e"}, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_the_same_body_twice_starts_two_runs(endpoint):
+    """No deduplication by trigger id: PipelineSubmit has no idempotency key, so neither has the stand-in."""
+    client = endpoint["client"]
+    body = {"experiment": "bank-test", "parameters": {"time_budget_s": 2, "trigger_id": "t-twice"},
+            "data_paths": _data_paths(endpoint["container"], "bank/v2/data.csv")}
+    first, second = client.submit(**body), client.submit(**body)
+    assert first.run_id != second.run_id
+    listed = requests.get(client.submit_url.split("/PipelineSubmit/")[0] + f"/Pipeline/{DEFAULT_PIPELINE_ID}",
+                          headers={"Authorization": f"Bearer {ARM_TOKEN}"}, timeout=10).json()
+    assert {first.run_id, second.run_id} <= {r["Id"] for r in listed
+                                             if r["ParameterAssignments"].get("trigger_id") == "t-twice"}
+    for run in (first, second):
+        assert _wait(client, run.run_id).status == "Failed"  # a two-row CSV: both ran, both failed
 
 
 def test_bad_requests_get_azure_style_errors(endpoint):
     url = endpoint["client"].submit_url
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {ARM_TOKEN}"}
     r = requests.post(url, json={}, headers=headers)
     assert r.status_code == 400 and r.json()["error"]["message"] == "ExperimentName is required."
     r = requests.post(url.replace(DEFAULT_PIPELINE_ID, "nope"), json={"ExperimentName": "e"}, headers=headers)
@@ -100,7 +120,7 @@ def test_bad_requests_get_azure_style_errors(endpoint):
     ({"champion_digest": "sha256:x\nid"}, "parameter 'champion_digest': must be sha256:"),
 ])
 def test_unknown_or_ill_typed_parameters_are_a_400_naming_them(endpoint, params, message):
-    r = requests.post(endpoint["client"].submit_url, headers={"Authorization": f"Bearer {TOKEN}"},
+    r = requests.post(endpoint["client"].submit_url, headers={"Authorization": f"Bearer {ARM_TOKEN}"},
                       json={"ExperimentName": "e", "ParameterAssignments": params,
                             "DataPathAssignments": _data_paths(endpoint["container"], "bank/v1/data.csv")})
     assert r.status_code == 400

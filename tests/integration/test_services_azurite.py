@@ -12,7 +12,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from shared.adapters import storage
-from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
@@ -22,6 +22,9 @@ from shared.services.http_retrain import WebhookIntake, retrain_http
 from shared.services.on_upload import UploadedBlob, UploadIntake, UploadLimits, on_upload
 from shared.services.retrain import PipelineTarget
 from shared.settings import Settings, SettingsError
+
+# StaticTokenCredential("tok") hands out this token for the v1 (ARM) scope
+ARM_TOKEN = scoped_token("tok", "https://management.azure.com/.default")
 
 SUBMIT = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
          "workspaces/w/PipelineRuns/PipelineSubmit/p1"
@@ -64,7 +67,7 @@ def upload(stores, name: str, data: bytes) -> UploadedBlob:
 def test_valid_upload_registers_a_version_and_posts_it(stores, pipeline, httpserver, small_bank_csv):
     data = small_bank_csv.read_bytes()
     blob = upload(stores, "good.csv", data)
-    httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": "Bearer tok"}) \
+    httpserver.expect_oneshot_request(SUBMIT, method="POST", headers={"Authorization": f"Bearer {ARM_TOKEN}"}) \
         .respond_with_json({"Id": "run-1", "Status": {"RunStatus": "NotStarted"}})
     record = on_upload(blob, _intake(stores, pipeline))
     httpserver.check_assertions()

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from local.eventgrid_delivery import retry_delay_s
 from local.functions_host.keys import SYSTEM_KEY_BLOBS
 from local.processes import free_port
-from local.storage_events import StorageEvents, Subscription, retry_delay_s
+from local.storage_events import StorageEvents, Subscription
 from tests.integration.test_functions_host import (
     MAX_DEQUEUE,
     container,

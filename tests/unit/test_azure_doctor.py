@@ -15,7 +15,6 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
-from shared.adapters.credentials import StaticTokenCredential
 from shared.settings import Settings
 from tools import azure_doctor as doc
 
@@ -167,6 +166,16 @@ class RaisingCredential:
         raise self.exc
 
 
+class JwtCredential:
+    """Hands out one Entra-style JWT (StaticTokenCredential's tokens are per-audience HMACs, not JWTs)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
 class HangingCredential:
     def __init__(self):
         self.release = threading.Event()
@@ -193,7 +202,7 @@ DAC_TEXT = "\n".join([  # DefaultAzureCredential's message when nothing is confi
 
 def test_a_token_is_ok_names_the_identity_and_is_never_shown():
     token = jwt({"upn": "ana@contoso.com", "oid": "11111111-2222-3333-4444-555555555555"})
-    doctor = doc.Doctor(credential=StaticTokenCredential(token))
+    doctor = doc.Doctor(credential=JwtCredential(token))
     check = doc.check_credential(doctor)
     assert check.status == "ok" and "ana@contoso.com" in check.message and "11111111-2222" in check.message
     assert token not in repr(check) and token in doctor.secrets

@@ -1,0 +1,81 @@
+"""Event Grid's delivery semantics as documented in "Event Grid message delivery and retry"
+(https://learn.microsoft.com/azure/event-grid/delivery-and-retry): the retry schedule, the codes a webhook
+subscription does not retry, the retry policy's limits, the 30 s answer timeout, one event per POST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from local.eventgrid_delivery import (
+    ANSWER_TIMEOUT_S,
+    Outcome,
+    RetryPolicy,
+    decide,
+    post_event,
+    retry_delay_s,
+)
+
+
+def test_the_retry_schedule_is_event_grids():
+    assert [retry_delay_s(n) for n in range(1, 13)] == [10, 30, 60, 300, 600, 1800, 3600, 10800, 21600,
+                                                         43200, 43200, 43200]
+    with pytest.raises(ValueError):
+        retry_delay_s(0)
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_a_2xx_is_delivered(status):
+    assert decide(status, attempts_made=1, first_at=0, now=0).outcome is Outcome.DELIVERED
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+def test_what_a_webhook_refuses_is_not_retried(status):
+    decision = decide(status, attempts_made=1, first_at=0, now=0)
+    assert decision.outcome is Outcome.DROPPED and str(status) in decision.why
+
+
+@pytest.mark.parametrize("status", [None, 404, 408, 429, 500, 503])
+def test_other_answers_and_no_answer_are_retried_on_the_schedule(status):
+    decision = decide(status, attempts_made=2, first_at=0, now=100)
+    assert decision.outcome is Outcome.RETRY and decision.due == 130
+
+
+def test_the_retry_policy_ends_at_max_attempts_or_time_to_live():
+    assert decide(500, attempts_made=30, first_at=0, now=0).outcome is Outcome.DROPPED
+    assert decide(500, attempts_made=29, first_at=0, now=0).outcome is Outcome.RETRY
+    # 24 h after the first attempt nothing more is tried, whatever the count
+    assert decide(500, attempts_made=12, first_at=0, now=86400 - 43200 + 1).outcome is Outcome.DROPPED
+    assert decide(500, attempts_made=3, first_at=0, now=0, policy=RetryPolicy(3, 86400)).outcome is Outcome.DROPPED
+
+
+class Recorder:
+    def __init__(self, answer: int | Exception):
+        self.answer = answer
+        self.calls: list[tuple[str, dict]] = []
+
+    def post(self, url, **kwargs):
+        self.calls.append((url, kwargs))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        response = requests.Response()
+        response.status_code = self.answer
+        return response
+
+
+def test_an_attempt_posts_an_array_of_one_with_the_aeg_headers_and_a_30_s_timeout():
+    session = Recorder(202)
+    event = {"id": "e-1", "eventType": "X"}
+    assert post_event(session, "http://h/hook?code=k", event, delivery_count=3, data_version="2",
+                      subscription="S") == 202
+    ((url, kwargs),) = session.calls
+    assert json.loads(kwargs["data"]) == [event] and kwargs["timeout"] == ANSWER_TIMEOUT_S == 30
+    assert kwargs["headers"]["aeg-event-type"] == "Notification"
+    assert kwargs["headers"]["aeg-delivery-count"] == "3" and kwargs["headers"]["aeg-subscription-name"] == "S"
+
+
+def test_no_answer_in_time_is_a_failed_attempt():
+    assert post_event(Recorder(requests.Timeout()), "http://h/", {"id": "e"}, delivery_count=0,
+                      data_version="") is None
