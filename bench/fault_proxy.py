@@ -1,8 +1,10 @@
 """A fault-injecting HTTP proxy for the pipeline endpoint (loopback only), used by bench/faults.py.
 
-It sits between the Functions host (its PIPELINE_ENDPOINT_URL points here) and the local pipeline endpoint.
-Every POST …/PipelineSubmit/… is answered by the next fault of a seeded schedule (call i always gets the same
-fault for a given seed); GET/HEAD (run status, health) are forwarded untouched unless `fault_gets` is set.
+It sits between the Functions host (its PIPELINE_ENDPOINT_URL, and for v2 its AZUREML_ARM_URL, point here) and
+the local pipeline endpoint. Every submission — which call that is depends on the pipeline kind
+(bench/fault_endpoint.py: v2 `POST /jobs`, the batch endpoint's invoke; v1 `POST …/PipelineSubmit/…`) — is
+answered by the next fault of a seeded schedule (call i always gets the same fault for a given seed); every other
+call (v2 job lookups and status GETs, v1 run GETs, health) is forwarded untouched and recorded.
 
 Faults (`KINDS`):
   forward            forwarded, answer passed back
@@ -26,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from bench.fault_endpoint import SubmitContract
 
 KINDS = ("forward", "http_500", "http_503", "http_429", "timeout_drop", "timeout_forwarded", "lost_502")
 DEFAULT_WEIGHTS = {"forward": 40, "http_500": 9, "http_503": 9, "http_429": 12, "timeout_drop": 8,
@@ -60,7 +64,7 @@ class FaultSchedule:
 @dataclass
 class ProxyEvent:
     at: float
-    index: int  # submit call number (-1 for GET/HEAD)
+    index: int  # submit call number (-1 for any other call)
     method: str
     path: str
     kind: str
@@ -69,6 +73,7 @@ class ProxyEvent:
     run_id: str = ""
     client_gone: bool = False
     retry_after_s: int = 0  # the Retry-After this answer carried (http_429)
+    lookup: bool = False  # a run lookup (bench/fault_endpoint.py: the kind's is_lookup)
 
 
 @dataclass
@@ -76,9 +81,9 @@ class FaultProxy:
     upstream: str  # http://127.0.0.1:PORT of the pipeline endpoint
     schedule: FaultSchedule
     client_timeout_s: float
+    contract: SubmitContract  # which call is a submission, its trigger id, its answer's run
     port: int = 0
     hold_extra_s: float = 1.5  # how far past the client's timeout a held answer is sent
-    fault_gets: bool = False
     events: list[ProxyEvent] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
@@ -148,7 +153,7 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP}
         method, path = h.command, h.path
-        submit = method == "POST" and "/PipelineSubmit/" in path
+        submit = self.contract.is_submit(method, path)
         with self._lock:
             if submit:
                 index = self._submits
@@ -158,12 +163,10 @@ class FaultProxy:
             else:
                 index, fault, kill = -1, Fault("forward"), None
         event = ProxyEvent(at=time.time(), index=index, method=method, path=path, kind=fault.kind,
-                           retry_after_s=fault.retry_after_s if kill is None else 0)
+                           retry_after_s=fault.retry_after_s if kill is None else 0,
+                           lookup=self.contract.is_lookup(method, path))
         if submit:
-            try:
-                event.trigger_id = str(json.loads(body or b"{}").get("ParameterAssignments", {}).get("trigger_id", ""))
-            except ValueError:
-                pass
+            event.trigger_id = self.contract.trigger_id(body)
         try:
             if kill is not None:
                 callback, done = kill
@@ -212,14 +215,10 @@ class FaultProxy:
         self._note_upstream(event, status, data)
         self._send(h, event, status, up_headers, data)
 
-    @staticmethod
-    def _note_upstream(event: ProxyEvent, status: int, data: bytes) -> None:
+    def _note_upstream(self, event: ProxyEvent, status: int, data: bytes) -> None:
         event.upstream_status = status
-        if event.method == "POST" and status < 300:
-            try:
-                event.run_id = str(json.loads(data).get("Id") or "")
-            except ValueError:
-                pass
+        if event.index >= 0 and status < 300:
+            event.run_id = self.contract.run_id(data)
 
     def _reply(self, h, event: ProxyEvent, status: int, payload: dict, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
