@@ -80,6 +80,11 @@ class RunEventDelivery:
             heapq.heappush(self._due, (run.delivery_due or self.clock(), next(self._seq), run))
             self._wake.notify_all()
 
+    def pending(self) -> list[tuple[float, str]]:
+        """(next attempt, run id) of what is queued, soonest first."""
+        with self._wake:
+            return [(due, run.run_id) for due, _, run in sorted(self._due, key=lambda item: item[:2])]
+
     def _next(self) -> LocalRun | None:
         with self._wake:
             while not self._stopping:

@@ -141,3 +141,48 @@ def test_the_deployed_pipeline_component_and_its_step_carry_the_content_version(
     (step,) = deployment.component.jobs.values()
     assert (step.component.name, step.component.version) == (publish.COMPONENT_NAME, version)
     assert publish.component_version(publish.PublishPlan("e", "d", "c", version="7"), code) == "7"
+
+
+# ------------------------------------------------------------------------------------------------- local v2 stand-in
+
+
+def test_the_local_invoke_accepts_the_body_azure_ai_ml_sends():
+    """What `BatchEndpointOperations.invoke(inputs=…, experiment_name=…, job_name=…)` posts (camelCase keys) is read by
+    the local invocation host like the documented PascalCase body."""
+    from azure.ai.ml import Input
+
+    from local.pipeline_endpoint.v2_routes import parse_invoke
+
+    body = sdk_invoke_body({
+        "experiment_name": Input(type="string", default="bank"), "time_budget_s": Input(type="integer", default=3),
+        "training_data": Input(type="uri_file", path="azureml://datastores/workspaceblobstore/paths/bank/v4/data.csv")},
+        "bank")
+    body["properties"]["name"] = "retrain-t-1"  # invoke(job_name=…): BATCH_JOB_NAME
+    config = EndpointConfig(token="t", runs_dir=Path("unused"), storage_connection="", eventgrid_url=None)
+    name, experiment, parameters, data_paths = parse_invoke(body, config)
+    assert (name, experiment) == ("retrain-t-1", "bank")
+    assert parameters == {"experiment_name": "bank", "time_budget_s": "3"}
+    assert data_paths == {"training_data": {"DataStoreName": "workspaceblobstore", "RelativePath": "bank/v4/data.csv"}}
+
+
+def test_the_local_arm_job_is_a_pipeline_job_to_azure_ai_ml():
+    """The local Jobs - Get answer, read by azure-ai-ml's own ARM models (arm_ml_service JobBase -> PipelineJob,
+    UriFileJobInput, UriFolderJobOutput) and its entity loader (`Job._from_rest_object`, what `ml_client.jobs.get`
+    returns)."""
+    from azure.ai.ml._restclient.arm_ml_service.models import JobBase
+    from azure.ai.ml.entities import Job, PipelineJob
+
+    from local.pipeline_endpoint import RunKind
+    from local.pipeline_endpoint.arm_jobs import job_resource
+
+    run = LocalRun(run_id="retrain-t-1", pipeline_id="train", experiment="bank", parameters={"time_budget_s": "3"},
+                   data_paths={"training_data": {"DataStoreName": "workspaceblobstore", "RelativePath": "b/d.csv"}},
+                   topic=WORKSPACE, status="Completed", kind=RunKind.BATCH)
+    rest = JobBase(job_resource(run))
+    assert rest.properties.job_type == "Pipeline" and rest.properties.status == "Completed"
+    assert rest.properties.outputs["model_dir"].uri == \
+        "azureml://datastores/workspaceblobstore/paths/azureml/retrain-t-1/model_dir/"
+    assert rest.properties.inputs["training_data"].uri == "azureml://datastores/workspaceblobstore/paths/b/d.csv"
+    job = Job._from_rest_object(rest)
+    assert isinstance(job, PipelineJob) and (job.name, job.status, job.experiment_name) == (
+        "retrain-t-1", "Completed", "bank")

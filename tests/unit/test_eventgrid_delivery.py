@@ -79,3 +79,59 @@ def test_an_attempt_posts_an_array_of_one_with_the_aeg_headers_and_a_30_s_timeou
 def test_no_answer_in_time_is_a_failed_attempt():
     assert post_event(Recorder(requests.Timeout()), "http://h/", {"id": "e"}, delivery_count=0,
                       data_version="") is None
+
+
+# the pipeline endpoint's run events -------------------------------------------------------------------------------
+def _ended_run(run_id: str):
+    from local.pipeline_endpoint import LocalRun
+
+    return LocalRun(run_id=run_id, pipeline_id="train", experiment="bank", parameters={"trigger_id": "t-1"},
+                    data_paths={}, topic="/subscriptions/s/resourceGroups/r/providers/"
+                    "Microsoft.MachineLearningServices/workspaces/w", status="Completed", ended="2026-01-01T00:00:00Z")
+
+
+def _restarted(tmp_path, answer: int, now: float):
+    """A new endpoint process on the same runs folder: the worker loads the runs and queues what is to deliver."""
+    from local.pipeline_endpoint import EndpointConfig, RunWorker
+    from local.pipeline_endpoint.events import RunEventDelivery
+    from local.pipeline_endpoint.runs import RunStore
+
+    delivery = RunEventDelivery("http://h/hook?code=k", RunStore(tmp_path), session=Recorder(answer),
+                                clock=lambda: now)
+    worker = RunWorker(EndpointConfig(token="t", runs_dir=tmp_path, storage_connection="",
+                                      eventgrid_url="http://h/hook"), delivery=delivery)
+    return delivery, worker
+
+
+def test_a_failed_run_event_keeps_its_schedule_across_a_restart_and_its_id_across_attempts(tmp_path):
+    from local.pipeline_endpoint.events import RunEventDelivery
+    from local.pipeline_endpoint.runs import RunStore
+
+    store = RunStore(tmp_path)
+    run = _ended_run("job-1")
+    store.save(run)
+    down = Recorder(503)
+    assert RunEventDelivery("http://h/hook", store, session=down, clock=lambda: 1000.0).attempt(run) is Outcome.RETRY
+    saved = json.loads((tmp_path / "job-1" / "run.json").read_text())
+    assert (saved["delivery_attempts"], saved["delivery_due"], saved["delivered"]) == (1, 1010.0, False)
+    after, worker = _restarted(tmp_path, 202, 1005.0)
+    assert after.pending() == [(1010.0, "job-1")]  # not before Event Grid's 10 s
+    assert after.attempt(worker.runs["job-1"]) is Outcome.DELIVERED
+    ((_, first),), ((_, second),) = down.calls, after.session.calls
+    assert json.loads(first["data"])[0]["id"] == json.loads(second["data"])[0]["id"]  # one event, redelivered
+    assert second["headers"]["aeg-delivery-count"] == "1"
+    assert json.loads((tmp_path / "job-1" / "run.json").read_text())["delivered"] is True
+    assert _restarted(tmp_path, 202, 2000.0)[0].pending() == []
+
+
+def test_a_refused_run_event_is_dropped_and_not_sent_again_after_a_restart(tmp_path):
+    from local.pipeline_endpoint.events import RunEventDelivery
+    from local.pipeline_endpoint.runs import RunStore
+
+    store = RunStore(tmp_path)
+    run = _ended_run("job-2")
+    store.save(run)
+    assert RunEventDelivery("http://h/hook", store, session=Recorder(401), clock=lambda: 0.0).attempt(run) \
+        is Outcome.DROPPED
+    assert (tmp_path / "job-2" / "deadletter.json").exists()
+    assert _restarted(tmp_path, 202, 10.0)[0].pending() == []
