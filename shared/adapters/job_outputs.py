@@ -87,7 +87,8 @@ class LocalJobOutputs:
     """The local pipeline endpoint's job outputs, read as JobOutputs reads Azure's: the model addressed by the
     documented URI (resolved to `<runs_dir>/<job>/outputs/model`, answered as that folder's file URI, which the local
     deployer loads) and the metrics the training step reported in `<runs_dir>/<job>/outputs/status.json`, the file
-    the endpoint itself reads to decide that the run completed (local/pipeline_endpoint.py, RunWorker._execute)."""
+    the endpoint itself reads to decide that the run completed (local/pipeline_endpoint/worker.py,
+    RunWorker._execute)."""
 
     def __init__(self, runs_dir: Path, *, output_name: str = OUTPUT_NAME):
         self.runs_dir = Path(runs_dir)
