@@ -20,8 +20,8 @@ from local.functions_host.blob_webhook import BlobEventTrigger
 from local.functions_host.invoker import Invoker
 from local.functions_host.keys import SYSTEM_KEY_BLOBS, SYSTEM_KEY_EVENTGRID, HostKeys
 from local.functions_host.loader import IndexedFunction
-from local.functions_host.log import redact_query
 from local.functions_host.routes import RouteTemplate
+from shared.redaction import redact_query
 
 log = logging.getLogger("functions_host")
 

@@ -16,8 +16,6 @@ from shared import redaction
 
 current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_function", default=None)
 
-REDACTED = redaction.REDACTED
-
 
 class _HostFormatter(logging.Formatter):
     converter = time.gmtime
@@ -52,11 +50,6 @@ def configure_logging(level: int = logging.INFO) -> None:
 def add_secrets(values: Iterable[str]) -> None:
     """Values (keys, connection-string account keys) that must never appear in a log line."""
     redaction.register(*values)
-
-
-def redact_query(query: str) -> str:
-    """A query string with the values of `code` (and other secret parameters) replaced, for request log lines."""
-    return redaction.redact_query(query)
 
 
 def short_error(exc: BaseException) -> str:

@@ -14,8 +14,8 @@ from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, ad
 from local.functions_host.eventgrid import parse_events, to_binding
 from local.functions_host.http_server import to_response
 from local.functions_host.keys import load_or_create_keys
-from local.functions_host.log import redact_query
 from local.functions_host.routes import RouteError, compile_route
+from shared.redaction import redact_query
 
 
 # routes -----------------------------------------------------------------------------------------------------------
