@@ -124,8 +124,16 @@ class WithJobOutputs:
         return self._with_outputs(self.inner.get_run(run_id))
 
     def find_run(self, trigger_id: str) -> PipelineRun | None:
+        """The found run, with its outputs when it completed and they can be read. Unreadable outputs do not hide
+        the run: the dispatcher only needs to know it exists to record it (a lookup error would keep the request
+        unconfirmed for good), and the completion handler's `get_run` reports the missing outputs."""
         run = self.inner.find_run(trigger_id)
-        return None if run is None else self._with_outputs(run)
+        if run is None:
+            return None
+        try:
+            return self._with_outputs(run)
+        except JobOutputError:
+            return run
 
     def _with_outputs(self, run: PipelineRun) -> PipelineRun:
         if run.status != PipelineStatus.COMPLETED or run.outputs.get("model"):

@@ -336,8 +336,11 @@ class BatchEndpointPipelineClient(_AzureMLRest):
             taken = exc
         found = self.find_run(trigger_id)  # the name is taken: the job this request started earlier
         if found is None:
-            raise PipelineError(f"job name {job_name(trigger_id)} is taken (409) but GET jobs/{job_name(trigger_id)} "
-                                f"found no such job: {taken}", 409)
+            # the job exists but cannot be read yet (or was just deleted): not a refusal of the request; it stays
+            # unconfirmed and is looked up again later
+            raise PipelineUnavailableError(f"job name {job_name(trigger_id)} is taken (409) but GET "
+                                           f"jobs/{job_name(trigger_id)} found no such job yet: {taken}",
+                                           maybe_started=True)
         return found
 
     def get_run(self, run_id: str) -> PipelineRun:

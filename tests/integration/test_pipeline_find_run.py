@@ -105,13 +105,15 @@ def test_v2_find_run_failing_raises_as_every_call_does(httpserver):
         v2(httpserver).find_run("t-2")
 
 
-def test_v2_a_409_whose_job_cannot_be_found_is_an_error_not_a_new_job(httpserver):
+def test_v2_a_409_whose_job_cannot_be_read_yet_stays_unconfirmed_not_a_new_job(httpserver):
     httpserver.expect_request("/jobs", method="POST").respond_with_json(
         {"error": {"code": "UserError", "message": "A job with name 'retrain-x' already exists."}}, status=409)
     httpserver.expect_request(_re(f"/arm{WORKSPACE}/jobs/")).respond_with_json(
         {"error": {"code": "UserError", "message": "not found"}}, status=404)
-    with pytest.raises(PipelineError, match="is taken \\(409\\) but GET jobs/retrain-x found no such job"):
+    with pytest.raises(PipelineUnavailableError, match="is taken \\(409\\) but GET jobs/retrain-x found no such job") \
+            as info:
         v2(httpserver).submit(experiment="e", parameters={"trigger_id": "x"})
+    assert info.value.maybe_started and info.value.status is None  # retried (looked up again), never failed
 
 
 def _v1_run(run_id: str, trigger_id: str | None, created: str) -> dict:

@@ -88,3 +88,10 @@ def test_with_job_outputs_forwards_find_run_adding_outputs_when_completed(tmp_pa
     running = WithJobOutputs(Pipeline(PipelineRun("retrain-t2", "Running")), LocalJobOutputs(tmp_path))
     assert running.find_run("t2").outputs == {}
     assert WithJobOutputs(Pipeline(None), LocalJobOutputs(tmp_path)).find_run("t3") is None
+
+
+def test_find_run_still_reports_a_completed_run_whose_outputs_cannot_be_read(tmp_path):
+    """The dispatcher records the run; get_run (the completion handler's call) is where the missing outputs fail."""
+    broken = WithJobOutputs(Pipeline(PipelineRun("retrain-t4", "Completed")), LocalJobOutputs(tmp_path))
+    found = broken.find_run("t4")
+    assert found.run_id == "retrain-t4" and found.outputs == {}
