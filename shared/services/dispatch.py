@@ -13,7 +13,8 @@
   any earlier failed attempt — the dispatcher looks up the run an earlier attempt may have started
   (`PipelineClient.find_run(request id)`: the v2 job named after the request, or the v1 run carrying its
   `trigger_id`). Found: that run is recorded as the submission's, nothing is posted. Not found: it is submitted.
-  A lookup that fails leaves the request `unconfirmed` (looked up again later), never submitted blind.
+  A lookup that fails submits nothing: a request that may have started a run stays `unconfirmed` (looked up again
+  later, past its deadline too); any other is a failed attempt like a refused POST.
 """
 
 from __future__ import annotations
