@@ -315,6 +315,8 @@ var appSettings = {
   PIPELINE_ENDPOINT_URL: pipelineUrl
   PIPELINE_BATCH_DEPLOYMENT: pipelineBatchDeployment
   AZUREML_WORKSPACE_ID: mlAccess.outputs.id
+  // the jobs API (job status, the lookup before a resubmission) on this cloud's Resource Manager
+  AZUREML_ARM_URL: environment().resourceManager
   PIPELINE_EXPERIMENT_NAME: 'bankmarketing-retrain'
   PIPELINE_TOKEN_SCOPE: 'https://management.azure.com/.default'
   PIPELINE_DATASTORE: mlAccess.outputs.datastoreName

@@ -17,8 +17,6 @@ from local.follow import STAGES, LoopFailed, follow_upload
 from local.processes import PROJECT_ROOT
 from local.stack import STACK_PORTS, Stack, StackConfig, start_on_free_ports
 from shared.adapters import storage
-from shared.adapters.credentials import StaticTokenCredential
-from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.scoring import LocalScoringDeployer
 from shared.bootstrap import build_stores
 from shared.domain import schema
@@ -136,7 +134,7 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
         console.log(f"[green]local stack up[/] in {time.time() - started:.1f}s — Functions host {config.host_url}, "
                     f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
         audit = build_stores(Settings(storage_connection=config.connection_string)).audit
-        pipeline = PublishedPipelineClient(config.pipeline_url, StaticTokenCredential(stack.secrets["pipeline_token"]))
+        pipeline = stack.pipeline_client()
         scorer = LocalScoringDeployer(config.scoring_url, stack.secrets["scoring_admin_key"]).scorer(
             stack.secrets["scoring_key"])  # names the version that answered, as the completion handler reads it
         if upload:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from local import stack_secrets
 from local.functions_host.keys import SYSTEM_KEY_BLOBS, load_or_create_keys
-from local.pipeline_endpoint import local_workspace_id, submit_url
+from local.pipeline_endpoint import invocation_url, local_workspace_id, submit_url
 from local.processes import (
     PROJECT_ROOT,
     Child,
@@ -25,7 +25,9 @@ from local.processes import (
     python_argv,
     start_child,
 )
-from shared.bootstrap import build_stores
+from shared.adapters.credentials import StaticTokenCredential
+from shared.bootstrap import build_stores, local_pipeline, local_runs_dir
+from shared.ports import PipelineClient
 from shared.private_files import private_dir
 from shared.scoring.trusted_model import UntrustedModel, check_model_folder
 from shared.services.http_guard import HOST_BODY_LIMIT
@@ -47,6 +49,9 @@ class StackConfig:
     blob_poll_s: float = 1.0
     drift_schedule: str = "0 0 * * * *"
     reconcile_schedule: str = "0 */2 * * * *"
+    # PIPELINE_KIND: v2 first, as in Azure (the batch endpoint's invocation + the ARM jobs API, both served by the
+    # local pipeline endpoint); "published" runs the retired v1 PipelineSubmit contract instead.
+    pipeline_kind: str = "batch-endpoint"
     extra_settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -62,15 +67,23 @@ class StackConfig:
     @property
     def runs_dir(self) -> Path:
         """The local pipeline's run outputs: the only place model folders are loaded from (the models root)."""
-        return self.local_dir / "pipeline" / "runs"
+        return local_runs_dir(self.local_dir)
 
     @property
     def host_url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}"
 
     @property
+    def pipeline_base(self) -> str:
+        """The local pipeline endpoint: the batch endpoint's invocation host and the workspace's ARM jobs API."""
+        return f"http://127.0.0.1:{self.pipeline_port}"
+
+    @property
     def pipeline_url(self) -> str:
-        return submit_url(f"http://127.0.0.1:{self.pipeline_port}")
+        """PIPELINE_ENDPOINT_URL: the batch endpoint's invocation URL (`…/jobs`), or v1's PipelineSubmit URL."""
+        if self.pipeline_kind == "published":
+            return submit_url(self.pipeline_base)
+        return invocation_url(self.pipeline_base)
 
     @property
     def scoring_url(self) -> str:
@@ -109,7 +122,9 @@ class Stack:
             "AzureWebJobsStorage": c.connection_string,
             "RETRAIN_MODE": "local",
             "RETRAIN_LOCAL_DIR": str(c.local_dir),
+            "PIPELINE_KIND": c.pipeline_kind,
             "PIPELINE_ENDPOINT_URL": c.pipeline_url,
+            "AZUREML_ARM_URL": c.pipeline_base,  # the jobs API's local stand-in (job status, lookups)
             "AZUREML_WORKSPACE_ID": local_workspace_id(),  # the topic the local pipeline stamps on run events
             "SCORING_URL": c.scoring_url,
             "TRAINING_BUDGET_S": str(c.training_budget_s),
@@ -127,6 +142,19 @@ class Stack:
             "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": str(HOST_BODY_LIMIT),
             **c.extra_settings,
         }
+
+    def _workspace_settings(self) -> dict[str, str]:
+        """What the stand-in workspace must agree on with the app: its id (the run events' topic), the batch
+        deployment, the v1 token audience and the pipeline's data input."""
+        names = ("AZUREML_WORKSPACE_ID", "PIPELINE_BATCH_DEPLOYMENT", "PIPELINE_TOKEN_SCOPE", "PIPELINE_DATA_INPUT")
+        settings = self.app_settings()
+        return {name: settings[name] for name in names if settings.get(name)}
+
+    def pipeline_client(self) -> PipelineClient:
+        """The client the app builds from these settings (same kind, URLs and token audience), for the CLI and
+        tests that follow a run from outside the host."""
+        settings = Settings.from_env(self.app_settings(), check=False)
+        return local_pipeline(settings, StaticTokenCredential(self.secrets["pipeline_token"]), self.config.local_dir)
 
     def eventgrid_webhook(self) -> str:
         return eventgrid_webhook_url(self.config.host_url, self.host_keys.system_keys["eventgrid_extension"])
@@ -165,7 +193,8 @@ class Stack:
                                              "EVENTGRID_WEBHOOK_URL": self.eventgrid_webhook(),
                                              "TRAINING_BUDGET_S": str(c.training_budget_s),
                                              "LOCAL_DATASTORES": "workspaceblobstore=datasets",
-                                             "MLFLOW_TRACKING_URI": (c.local_dir / "mlruns").resolve().as_uri()})
+                                             "MLFLOW_TRACKING_URI": (c.local_dir / "mlruns").resolve().as_uri(),
+                                             **self._workspace_settings()})
             step("starting the Functions host")
             self._start("functions", python_argv("local.functions_host", "--script-root", str(PROJECT_ROOT),
                                                  "--port", str(c.host_port)),

@@ -27,7 +27,7 @@ from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.drift_offload import AzureMLDriftJobs, LocalDriftJobs, WindowStorage
-from shared.adapters.job_outputs import JobOutputs, WithJobOutputs
+from shared.adapters.job_outputs import JobOutputs, LocalJobOutputs, WithJobOutputs
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
@@ -148,9 +148,25 @@ def pipeline_client(settings: Settings,
     if settings.pipeline_kind == "batch-endpoint":
         return BatchEndpointPipelineClient(settings.pipeline_endpoint_url, credential,
                                            workspace_id=settings.azureml_workspace_id,
+                                           arm_url=settings.azureml_arm_url,
                                            deployment=settings.pipeline_batch_deployment or None, **common)
     return PublishedPipelineClient(settings.pipeline_endpoint_url, credential, scope=settings.pipeline_token_scope,
                                    **common)
+
+
+def local_runs_dir(local_dir: str | Path) -> Path:
+    """Where the local pipeline endpoint keeps its runs (the stack starts it with this folder): the only place local
+    model folders come from."""
+    return Path(local_dir) / "pipeline" / "runs"
+
+
+def local_pipeline(settings: Settings, credential: TokenCredential, local_dir: str | Path) -> PipelineClient:
+    """The local stack's pipeline client: the same client as in Azure; a v2 job's outputs are read through the
+    documented job-output URI from the local endpoint's runs folder, as JobOutputs reads them from the workspace."""
+    client = pipeline_client(settings, credential)
+    if settings.pipeline_kind == "batch-endpoint":
+        return WithJobOutputs(client, LocalJobOutputs(local_runs_dir(local_dir)))
+    return client
 
 
 def build(settings: Settings) -> Services:
@@ -195,7 +211,7 @@ def build(settings: Settings) -> Services:
         drift_jobs = LocalDriftJobs(window_storage, Path(local_dir or ".local") / "drift-jobs",
                                     partitions=settings.drift_partitions or 4,
                                     env={"AzureWebJobsStorage": settings.storage_connection})
-        pipeline = pipeline_client(settings, pipeline_credential)
+        pipeline = local_pipeline(settings, pipeline_credential, local_dir or ".local")
 
     retrain = RetrainDispatch(
         outbox=stores.outbox, runs=stores.runs, pipeline=pipeline, datasets=stores.datasets, audit=stores.audit,

@@ -148,12 +148,16 @@ class Settings:
         "PIPELINE_ENDPOINT_URL", "", "required. v1: the `…/PipelineRuns/PipelineSubmit/{id}` (or "
         "`…/PipelineEndpointSubmit/Id/{id}`) URL; v2: the batch endpoint's invocation URL")
     pipeline_kind: str = setting(
-        "PIPELINE_KIND", "published", "`published` (v1 REST: PipelineSubmit / PipelineEndpointSubmit) or "
-        "`batch-endpoint` (v2)", choices=("published", "batch-endpoint"))
+        "PIPELINE_KIND", "batch-endpoint", "`batch-endpoint` (v2: the pipeline component behind a batch endpoint) or "
+        "`published` (v1 REST: PipelineSubmit / PipelineEndpointSubmit; the v1 SDK reached end of support on 30 June "
+        "2026, kept for pipelines already published)", choices=("batch-endpoint", "published"))
     azureml_workspace_id: str = setting(
         "AZUREML_WORKSPACE_ID", "", "the workspace's ARM resource id: v2 job status, and the `topic` every run "
         "event must carry (compared case-insensitively; other topics are ignored and audited as `foreign_topic`; "
         "unset: every run event is refused and only the reconcile timer finishes runs). Infra and `retrain up` set it")
+    azureml_arm_url: str = setting(
+        "AZUREML_ARM_URL", "https://management.azure.com", "v2: the Resource Manager endpoint of the workspace's jobs "
+        "API (job status, the lookup before a resubmission); another cloud's endpoint, or the local stand-in")
     pipeline_batch_deployment: str = setting(
         "PIPELINE_BATCH_DEPLOYMENT", "", "v2 only: the deployment to invoke (empty: the endpoint's default)")
     pipeline_experiment: str = setting(
@@ -315,13 +319,15 @@ RULES = (
     Rule(lambda s: bool(s.storage_connection or s.storage_account_url),
          "set AzureWebJobsStorage (a connection string) or STORAGE_ACCOUNT_URL"),
     Rule(lambda s: s.pipeline_kind != "batch-endpoint" or bool(s.azureml_workspace_id),
-         "PIPELINE_KIND=batch-endpoint needs AZUREML_WORKSPACE_ID (the workspace's ARM id)"),
+         "PIPELINE_KIND=batch-endpoint (the default) needs AZUREML_WORKSPACE_ID (the workspace's ARM id); "
+         "PIPELINE_KIND=published for a v1 published pipeline"),
     Rule(lambda s: s.mode != "azure" or bool(s.azure_subscription_id and s.azure_resource_group
                                              and s.azureml_workspace_name),
          "RETRAIN_MODE=azure needs AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME "
          "(the workspace that hosts the online endpoint)"),
     Rule(lambda s: bool(s.pipeline_endpoint_url),
-         "set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL"),
+         "set PIPELINE_ENDPOINT_URL to the batch endpoint's invocation URL (v2) or the published pipeline's "
+         "PipelineSubmit URL (PIPELINE_KIND=published)"),
 )
 
 

@@ -7,8 +7,9 @@ it displaces `superseded` in the same transaction (latest wins: shared.domain.re
 claims the pending request (`pending` -> `submitting`, slot emptied, atomically, conditional on both ETags: of two
 instances, one wins), submits it, and ends it `submitted` or puts it back (`pending`, with the next attempt's time)
 — unless a newer request took the slot meanwhile, which supersedes it. A claim older than its lease (the instance
-died mid-submit) is put back the same way; the retry carries the same trigger id, so the pipeline endpoint answers
-with the run the first attempt started, if it did."""
+died mid-submit) is put back as `unconfirmed`: before it is submitted again, the dispatcher looks up the run an
+earlier attempt may have started (PipelineClient.find_run by the trigger id; neither Azure ML API deduplicates a
+resubmission), so a request never starts two runs."""
 
 from __future__ import annotations
 
@@ -154,8 +155,9 @@ class Outbox:
                 deadline: float | None = None, maybe_started: bool = False) -> RetrainRequest | None:
         """Put a claimed (or failed, for a retry by hand) request back as pending — or supersede it when a newer
         request holds the slot. An attempt that may have started a run (no answer, a 5xx, a dead instance) is never
-        superseded: it becomes `unconfirmed` and is resubmitted first, with the same trigger id, so the run it may
-        have started is found (or started) and recorded. Returns the stored request (None: not in `expected`)."""
+        superseded: it becomes `unconfirmed` and is claimed first; the dispatcher then looks up the run it may have
+        started (find_run) and records it, or submits when there is none. Returns the stored request (None: not in
+        `expected`)."""
         def build():
             entity = self._table.get_entity(_PK, request_id)
             request = from_entity(RetrainRequest, entity)

@@ -16,7 +16,9 @@ from shared.domain.outcomes import RequestStatus
 
 @dataclass
 class RetrainRequest:
-    id: str  # the audit id of the trigger that asked; also the submission's trigger id (idempotency key)
+    # the audit id of the trigger that asked; also the submission's trigger id, which names its run (the lookup key
+    # before a resubmission)
+    id: str
     trigger: str
     reason: str
     dataset_version: int

@@ -100,8 +100,9 @@ FLEX_UNSUPPORTED = {
 DELIBERATE_DIFFERENCES = {
     "mode",  # RETRAIN_MODE=azure
     "storage_account_url",  # the account's blob endpoint, with the managed identity
-    "pipeline_kind",  # batch-endpoint: what `retrain azure publish` deploys
+    "pipeline_kind",  # a parameter (default batch-endpoint, the default of the setting too)
     "pipeline_endpoint_url", "azureml_workspace_id",
+    "azureml_arm_url",  # environment().resourceManager: the Resource Manager of the cloud deployed to
     "pipeline_datastore",  # the identity-based datastore infra/ registers over DATASETS_CONTAINER
     "azure_subscription_id", "azure_resource_group", "azureml_workspace_name",
     "online_endpoint",  # endpoint names are unique per region: score-<token>
@@ -128,7 +129,9 @@ def recorded_settings_reads(monkeypatch) -> set[str]:
 
     env = Recording(RETRAIN_MODE="azure", STORAGE_ACCOUNT_URL="https://acct.blob.core.windows.net/",
                     PIPELINE_ENDPOINT_URL="https://pipeline.invalid/jobs", AZURE_SUBSCRIPTION_ID="sub",
-                    AZURE_RESOURCE_GROUP="rg", AZUREML_WORKSPACE_NAME="ws")
+                    AZURE_RESOURCE_GROUP="rg", AZUREML_WORKSPACE_NAME="ws",
+                    AZUREML_WORKSPACE_ID="/subscriptions/sub/resourceGroups/rg/providers/"
+                                         "Microsoft.MachineLearningServices/workspaces/ws")
     # from_env copies its mapping with dict(...): make that copy record too.
     monkeypatch.setattr(settings_module, "dict", Recording, raising=False)
     Settings.from_env(env)

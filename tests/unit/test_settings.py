@@ -109,11 +109,17 @@ def test_every_setting_round_trips_at_once():
 
 
 def test_unset_settings_take_the_dataclass_defaults():
-    minimal = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PIPELINE_ENDPOINT_URL": "http://x/submit"}
+    minimal = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PIPELINE_ENDPOINT_URL": "http://x/jobs",
+               "AZUREML_WORKSPACE_ID": VALID["AZUREML_WORKSPACE_ID"]}
     from_env = Settings.from_env(minimal)
     assert from_env == Settings(storage_connection=minimal["AzureWebJobsStorage"],
-                                pipeline_endpoint_url=minimal["PIPELINE_ENDPOINT_URL"])
+                                pipeline_endpoint_url=minimal["PIPELINE_ENDPOINT_URL"],
+                                azureml_workspace_id=minimal["AZUREML_WORKSPACE_ID"])
     assert from_env.mode == "local" and from_env.min_rows == 500 and from_env.drift_column_thresholds == {}
+    # v2 first: the batch endpoint is the default pipeline kind, and it needs the workspace id
+    assert from_env.pipeline_kind == "batch-endpoint"
+    with pytest.raises(SettingsError, match="AZUREML_WORKSPACE_ID"):
+        Settings.from_env({k: v for k, v in minimal.items() if k != "AZUREML_WORKSPACE_ID"})
 
 
 def test_empty_numbers_take_the_default_and_empty_text_stays_empty():
@@ -143,7 +149,7 @@ def test_a_malformed_threshold_names_its_entry():
 @pytest.mark.parametrize(("name", "raw", "message"), [
     ("RETRAIN_MODE", "cloud", "setting RETRAIN_MODE must be 'local' or 'azure', got 'cloud'"),
     ("RETRAIN_MODE", "", "setting RETRAIN_MODE must be 'local' or 'azure', got ''"),
-    ("PIPELINE_KIND", " V3 ", "setting PIPELINE_KIND must be 'published' or 'batch-endpoint', got 'v3'"),
+    ("PIPELINE_KIND", " V3 ", "setting PIPELINE_KIND must be 'batch-endpoint' or 'published', got 'v3'"),
 ])
 def test_a_value_outside_its_choices_is_refused(name, raw, message):
     with pytest.raises(SettingsError) as error:
@@ -182,12 +188,15 @@ def test_each_rule_across_settings_stops_start_up_with_its_message(change, messa
 def test_the_rules_are_the_ones_start_up_always_checked():
     assert [rule.message for rule in RULES] == [
         "set AzureWebJobsStorage (a connection string) or STORAGE_ACCOUNT_URL",
-        "PIPELINE_KIND=batch-endpoint needs AZUREML_WORKSPACE_ID (the workspace's ARM id)",
+        "PIPELINE_KIND=batch-endpoint (the default) needs AZUREML_WORKSPACE_ID (the workspace's ARM id); "
+        "PIPELINE_KIND=published for a v1 published pipeline",
         "RETRAIN_MODE=azure needs AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME "
         "(the workspace that hosts the online endpoint)",
-        "set PIPELINE_ENDPOINT_URL to the published pipeline's PipelineSubmit URL",
+        "set PIPELINE_ENDPOINT_URL to the batch endpoint's invocation URL (v2) or the published pipeline's "
+        "PipelineSubmit URL (PIPELINE_KIND=published)",
     ]
     assert Settings.from_env({"STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net/",
+                              "PIPELINE_KIND": "published",
                               "PIPELINE_ENDPOINT_URL": "http://x/submit"}).storage_connection == ""
 
 
