@@ -91,6 +91,7 @@ def arm_error(code: str, message: str) -> dict:
 @pytest.fixture()
 def env(httpserver):
     return {"RETRAIN_MODE": "azure", "STORAGE_ACCOUNT_URL": "https://retrainsa.blob.core.windows.net",
+            "PIPELINE_KIND": "published",  # v1 here; the batch-endpoint tests say so
             "PIPELINE_ENDPOINT_URL": httpserver.url_for(SUBMIT_PATH), "AZURE_SUBSCRIPTION_ID": SUB,
             "AZURE_RESOURCE_GROUP": RG, "AZUREML_WORKSPACE_NAME": WS, "AZUREML_ONLINE_ENDPOINT": ENDPOINT}
 
@@ -297,7 +298,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 def settings_file(tmp_path: Path, **values: str) -> Path:
     base = {"RETRAIN_MODE": "azure", "STORAGE_ACCOUNT_URL": "https://retrainsa.blob.core.windows.net",
-            "PIPELINE_ENDPOINT_URL": f"https://westeurope.api.azureml.ms{SUBMIT_PATH}",
+            "PIPELINE_KIND": "published", "PIPELINE_ENDPOINT_URL": f"https://westeurope.api.azureml.ms{SUBMIT_PATH}",
             "AZURE_SUBSCRIPTION_ID": SUB, "AZURE_RESOURCE_GROUP": RG, "AZUREML_WORKSPACE_NAME": WS}
     base.update(values)
     path = tmp_path / "local.settings.json"

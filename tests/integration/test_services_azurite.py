@@ -296,7 +296,7 @@ def test_azure_mode_posts_with_a_token_for_the_management_scope(azurite, httpser
 
     monkeypatch.setattr(bootstrap, "azure_credential", lambda: Recorder())
     env = {"RETRAIN_MODE": "azure", "AzureWebJobsStorage": azurite, "PIPELINE_ENDPOINT_URL": httpserver.url_for(SUBMIT),
-           "AUDIT_TABLE": "auditazure", "RUNS_TABLE": "runsazure"}
+           "PIPELINE_KIND": "published", "AUDIT_TABLE": "auditazure", "RUNS_TABLE": "runsazure"}
     with pytest.raises(SettingsError, match="AZURE_SUBSCRIPTION_ID"):
         Settings.from_env(env)
     settings = Settings.from_env({**env, "AZURE_SUBSCRIPTION_ID": "sub", "AZURE_RESOURCE_GROUP": "rg",

@@ -25,8 +25,8 @@ PIPELINE = (f"https://westeurope.api.azureml.ms/pipelines/v1.0/subscriptions/{SU
 
 def azure_env(**over: str) -> dict[str, str]:
     env = {"RETRAIN_MODE": "azure", "STORAGE_ACCOUNT_URL": "https://retrainsa.blob.core.windows.net",
-           "PIPELINE_ENDPOINT_URL": PIPELINE, "AZURE_SUBSCRIPTION_ID": SUB, "AZURE_RESOURCE_GROUP": RG,
-           "AZUREML_WORKSPACE_NAME": WS}
+           "PIPELINE_KIND": "published", "PIPELINE_ENDPOINT_URL": PIPELINE, "AZURE_SUBSCRIPTION_ID": SUB,
+           "AZURE_RESOURCE_GROUP": RG, "AZUREML_WORKSPACE_NAME": WS}  # v1 unless a test says batch-endpoint
     env.update(over)
     return {k: v for k, v in env.items() if v is not None}
 
