@@ -32,6 +32,11 @@ class PipelineError(RuntimeError):
         self.maybe_started = maybe_started  # no answer, or a 5xx from a gateway: the run may exist anyway
 
 
+class RunLookupUnavailable(PipelineError):
+    """This pipeline offers no way to look a run up by its trigger id (a v1 pipeline endpoint URL): the dispatcher
+    cannot confirm what an earlier attempt started."""
+
+
 class DeploymentError(RuntimeError):
     """A deployment or rollback the endpoint did not carry out; the message says why."""
 

@@ -35,7 +35,7 @@ import requests
 from shared import redaction
 from shared.domain.outcomes import ENDED, PipelineStatus
 from shared.domain.pipeline_params import FOLDER_INPUTS
-from shared.ports import PipelineError  # the error the dispatcher tells apart; raised (and subclassed) here
+from shared.ports import PipelineError, RunLookupUnavailable  # errors the dispatcher tells apart; raised here
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -205,10 +205,10 @@ class PublishedPipelineClient(_AzureMLRest):
         source at hand shows this list route or whether the service pages a long list (a lookup could then miss a
         run beyond the first page)."""
         if self._pipeline_id is None:
-            raise PipelineError("PIPELINE_ENDPOINT_URL is a v1 pipeline endpoint (PipelineEndpointSubmit): its runs "
-                                "cannot be listed by trigger id, so a submission that may have started a run cannot "
-                                "be confirmed; use the published pipeline's PipelineSubmit URL or the v2 batch "
-                                "endpoint")
+            raise RunLookupUnavailable(
+                "PIPELINE_ENDPOINT_URL is a v1 pipeline endpoint (PipelineEndpointSubmit): its runs cannot be listed "
+                "by trigger id, so a submission that may have started a run cannot be confirmed; use the published "
+                "pipeline's PipelineSubmit URL or the v2 batch endpoint")
         answer = self._call("GET", f"{self._runs_base}/Pipeline/{self._pipeline_id}", None)
         runs = (answer.get("value") or []) if isinstance(answer, dict) else answer
         mine = [run for run in runs if isinstance(run, dict)

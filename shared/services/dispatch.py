@@ -27,7 +27,7 @@ from shared import telemetry
 from shared.domain.outcomes import Outcome, RequestStatus
 from shared.domain.records import AuditRecord, DatasetVersion
 from shared.domain.retrain_request import RetrainRequest
-from shared.ports import AuditLog, PipelineError, RetrainOutbox
+from shared.ports import AuditLog, PipelineError, RetrainOutbox, RunLookupUnavailable
 from shared.services.retrain import DispatchPolicy, RetrainDispatch, find_started_run, record_run, request_retrain
 
 __all__ = ["DispatchPolicy", "RetrainDispatch", "backoff", "dispatch", "new_request", "request_and_dispatch", "retry"]
@@ -120,6 +120,12 @@ def _submit(request: RetrainRequest, retrain: RetrainDispatch, now: float, *, un
         if request.attempts > 1:  # a resubmission: an earlier attempt may have started the run
             try:
                 found, traceparent = find_started_run(record, retrain)
+            except RunLookupUnavailable as exc:
+                # a v1 pipeline endpoint URL: no lookup exists. A request that only waited (429, refused connection)
+                # is submitted as before; one that may have started a run is submitted too, rather than held forever,
+                # and its record says a second run is possible (docs/reliability.md)
+                if unconfirmed:
+                    record.data["unconfirmed_resubmission"] = str(exc)
             except Exception as exc:
                 span.fail(str(exc))
                 if unconfirmed:

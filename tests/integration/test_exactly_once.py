@@ -4,10 +4,12 @@ instance's stale claim each end with one run, recorded once, and never a second 
 
 from __future__ import annotations
 
+import json
 import uuid
 from types import SimpleNamespace
 
 import pytest
+from werkzeug import Response
 
 from local.processes import free_port
 from shared.adapters import storage
@@ -160,3 +162,31 @@ def test_a_stale_claim_whose_instance_died_before_posting_is_submitted_once(env,
     assert dispatch(retrain(env, service.client), now=T0 + 121).startswith("submitted")
     assert "found" not in env.stores.audit.get(request.id).detail
     assert_recorded_once(env, service, request)
+
+
+def test_a_v1_pipeline_endpoint_without_a_lookup_still_retries_a_throttled_request(env, httpserver):
+    """`…/PipelineEndpointSubmit/Id/{id}` offers no run listing (RunLookupUnavailable): a request that was only
+    throttled (nothing started) is submitted again as before; one whose answer was lost is submitted again too, its
+    audit record saying a second run is possible, rather than held forever."""
+    from tests.fake_azureml import PIPELINE_ID, V1_RUNS
+
+    posts: list[dict] = []
+    answers = [error(429, "TooManyRequests", "slow down")]
+
+    def submit(request):
+        if answers:
+            return answers.pop(0)
+        posts.append(request.get_json())
+        return Response(json.dumps({"Id": f"run-{len(posts)}", "Status": {"StatusCode": "NotStarted"}}),
+                        status=200, content_type="application/json")
+
+    path = f"{V1_RUNS}/PipelineEndpointSubmit/Id/{PIPELINE_ID}"
+    httpserver.expect_request(path, method="POST").respond_with_handler(submit)
+    client = PublishedPipelineClient(httpserver.url_for(path), StaticTokenCredential(SECRET), max_retries=0,
+                                     timeout_s=TIMEOUT_S)
+    request = queued(env, env.versions[0].version)
+    assert dispatch(retrain(env, client), now=T0).startswith("retry in")
+    assert env.outbox.get(request.id).status == "pending" and posts == []
+    assert dispatch(retrain(env, client), now=T0 + 60) == "submitted run-1"
+    assert env.outbox.get(request.id).status == "submitted" and len(posts) == 1
+    assert "unconfirmed_resubmission" not in env.stores.audit.get(request.id).data
