@@ -177,17 +177,23 @@ class Counting:
                              audit_detail=None if rec is None else rec.detail[:200],
                              outbox_last_error=r.last_error[:200], superseded_by=r.superseded_by)
         # newest by upload time (a request without one: by when it was asked), as the product promises: two uploads
-        # of one burst may be numbered in the other order when their triggers run concurrently
-        newest = max(snap.requests, key=lambda r: (r.uploaded_at or r.requested_at, r.dataset_version), default=None)
-        if newest is not None and newest.status != "submitted":
+        # of one burst may be numbered in the other order when their triggers run concurrently. A blob's
+        # Last-Modified has one-second resolution, so uploads of the same second tie and either may win.
+        def upload_time(r) -> float:
+            return r.uploaded_at or r.requested_at
+
+        latest = max((upload_time(r) for r in snap.requests), default=None)
+        tied = sorted((r for r in snap.requests if upload_time(r) == latest), key=lambda r: r.dataset_version)
+        newest = tied[-1] if tied else None
+        if newest is not None and not any(r.status == "submitted" for r in tied):
             by = req_by_id.get(newest.superseded_by or "")
             problems.add(ProblemKind.LATEST_NOT_TRAINED,
                          "the newest dataset version was not the one trained (latest wins)", request=newest.id,
                          version=newest.dataset_version, status=newest.status,
-                         uploaded_at=round((newest.uploaded_at or newest.requested_at) - self.t0, 2),
+                         uploaded_at=round(upload_time(newest) - self.t0, 2), tied=[r.id for r in tied],
                          superseded_by=None if by is None else {
                              "request": by.id, "version": by.dataset_version,
-                             "uploaded_at": round((by.uploaded_at or by.requested_at) - self.t0, 2)},
+                             "uploaded_at": round(upload_time(by) - self.t0, 2)},
                          last_error=newest.last_error[:200])
 
     # -- Retry-After honoured: the next POST of the same trigger id came at least that long after a 429 -------

@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
@@ -21,8 +22,8 @@ from azure.functions.blob import BlobConverter
 from azure.storage.blob import BlobLeaseClient, BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
+from local.functions_host.dispatch import Invocations, Settle, TryLimit
 from local.functions_host.invoker import Invoker
-from local.functions_host.lifecycle import stop_tasks
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
 from local.functions_host.storage import POISON_QUEUE, ensure_blob, ensure_queue, is_conflict
@@ -94,8 +95,11 @@ class Claim:
     exhausted: bool = False
 
 
-_DONE = "done"
-_BUSY = "busy"
+class Unclaimed(Enum):
+    """Why a try does not run: the receipt says the blob is done, or someone holds its lease."""
+
+    DONE = "done"
+    BUSY = "busy"
 
 
 def addressable(name: str) -> bool:
@@ -145,7 +149,7 @@ def input_stream(container: str, blob: SeenBlob, data: bytes):
 class BlobTriggerListener:
     def __init__(self, fn: IndexedFunction, pattern: BlobPathPattern, *, source: BlobServiceClient,
                  hosts: ContainerClient, poison: QueueClient, invoker: Invoker, host_id: str, poll_s: float,
-                 max_tries: int, parallelism: int, lease_s: int = 30):
+                 tries: TryLimit, parallelism: int, lease_s: int = 30):
         self.fn = fn
         self.pattern = pattern
         self.source = source.get_container_client(pattern.container)
@@ -154,13 +158,11 @@ class BlobTriggerListener:
         self.invoker = invoker
         self.host_id = host_id
         self.poll_s = max(0.05, poll_s)
-        self.max_tries = max(1, max_tries)
+        self.tries = tries
         self.lease_s = lease_s
-        self._sem = asyncio.Semaphore(parallelism)
+        self.invocations = Invocations(parallelism)
         self._done: set[tuple[str, str]] = set()
         self._inflight: set[tuple[str, str]] = set()
-        self._tasks: set[asyncio.Task] = set()
-        self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -175,14 +177,13 @@ class BlobTriggerListener:
         self._task = asyncio.create_task(self._run(), name=f"blob:{self.fn.name}")
 
     async def stop(self, timeout: float) -> None:
-        self._stopping = True
         self._wake.set()
-        await stop_tasks((self._task, *self._tasks), timeout)
+        await self.invocations.stop(timeout, self._task)
 
     # polling -------------------------------------------------------------------------------------------------
     async def _run(self) -> None:
         healthy, missing_said = True, False
-        while not self._stopping:
+        while not self.invocations.stopping:
             blobs: list[SeenBlob] = []
             error: Exception | None = None
             missing = False
@@ -206,12 +207,10 @@ class BlobTriggerListener:
                              self.pattern.container)
                 missing_said = missing
             for blob in blobs:
-                if blob.key in self._done or blob.key in self._inflight or self._stopping:
+                if blob.key in self._done or blob.key in self._inflight or self.invocations.stopping:
                     continue
                 self._inflight.add(blob.key)
-                task = asyncio.create_task(self._process(blob))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.invocations.start(self._process(blob))
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             except TimeoutError:
@@ -230,8 +229,8 @@ class BlobTriggerListener:
     # one blob ------------------------------------------------------------------------------------------------
     async def _process(self, blob: SeenBlob) -> None:
         try:
-            async with self._sem:
-                if not self._stopping:
+            async with self.invocations.slot():
+                if not self.invocations.stopping:
                     await self._try_once(blob)
         except Exception as exc:
             log.warning("Blob trigger 'Functions.%s': %s/%s will be retried (%s)", self.fn.name,
@@ -242,12 +241,11 @@ class BlobTriggerListener:
     async def _try_once(self, blob: SeenBlob) -> None:
         invocation_id = str(uuid.uuid4())
         claim = await asyncio.to_thread(self._claim, blob, invocation_id)
-        if claim == _DONE:
+        if claim is Unclaimed.DONE:
             self._done.add(blob.key)
             return
-        if claim == _BUSY:
+        if claim is Unclaimed.BUSY:
             return
-        assert isinstance(claim, Claim)
         renewer = asyncio.create_task(self._renew(claim))
         try:
             if claim.exhausted:
@@ -265,20 +263,21 @@ class BlobTriggerListener:
             stream = input_stream(self.pattern.container, blob, data)
             reason = f"New blob detected(LogsAndContainerScan): {self.pattern.container}/{blob.name}"
             result = await self.invoker.invoke(self.fn, stream, reason=reason, invocation_id=invocation_id)
-            if result.ok:
+            settle = self.tries.settle(result.ok, claim.tries)
+            if settle is Settle.DONE:
                 await asyncio.to_thread(self._complete, claim, "Succeeded")
                 self._done.add(blob.key)
-            elif claim.tries >= self.max_tries:
+            elif settle is Settle.POISON:
                 await asyncio.to_thread(self._send_to_poison, blob, claim)
                 self._done.add(blob.key)
             else:
                 log.warning("Blob trigger 'Functions.%s' failed on %s/%s (try %d of %d); it will be retried",
-                            self.fn.name, self.pattern.container, blob.name, claim.tries, self.max_tries)
+                            self.fn.name, self.pattern.container, blob.name, claim.tries, self.tries.max_tries)
         finally:
             renewer.cancel()
             await asyncio.to_thread(_release, claim.lease)
 
-    def _claim(self, blob: SeenBlob, invocation_id: str) -> Claim | str:
+    def _claim(self, blob: SeenBlob, invocation_id: str) -> Claim | Unclaimed:
         name = self.receipt_name(blob)
         ensure_blob(self.hosts, name, {INCOMPLETE: invocation_id, TRIES: "0"})
         receipt = self.hosts.get_blob_client(name)
@@ -286,15 +285,15 @@ class BlobTriggerListener:
             lease = receipt.acquire_lease(lease_duration=self.lease_s)
         except HttpResponseError as exc:
             if is_conflict(exc):
-                return _BUSY  # another host (or an earlier try still finishing) holds it
+                return Unclaimed.BUSY  # another host (or an earlier try still finishing) holds it
             raise
         try:
             metadata = receipt.get_blob_properties().metadata or {}
             if INCOMPLETE not in metadata:
                 _release(lease)
-                return _DONE
+                return Unclaimed.DONE
             tries = int(metadata.get(TRIES) or 0)
-            if tries >= self.max_tries:
+            if self.tries.spent(tries + 1):
                 return Claim(receipt, lease, tries, exhausted=True)
             tries += 1
             receipt.set_blob_metadata({INCOMPLETE: invocation_id, TRIES: str(tries)}, lease=lease)
@@ -316,10 +315,8 @@ class BlobTriggerListener:
         claim.receipt.set_blob_metadata({TRIES: str(claim.tries), "Outcome": outcome}, lease=claim.lease)
 
     def _send_to_poison(self, blob: SeenBlob, claim: Claim) -> None:
-        send_to_poison(self.poison, self.fn, self.pattern.container, blob)
+        send_to_poison(self.poison, self.fn, self.pattern.container, blob, claim.tries)
         self._complete(claim, "Poisoned")
-        log.error("Blob trigger 'Functions.%s' gave up on %s/%s after %d tries; a message is on queue '%s'",
-                  self.fn.name, self.pattern.container, blob.name, claim.tries, POISON_QUEUE)
 
     async def _renew(self, claim: Claim) -> None:
         while True:
@@ -330,12 +327,14 @@ class BlobTriggerListener:
                 log.debug("could not renew the receipt lease: %s", short_error(exc))
 
 
-def send_to_poison(poison: QueueClient, fn: IndexedFunction, container: str, blob: SeenBlob) -> None:
+def send_to_poison(poison: QueueClient, fn: IndexedFunction, container: str, blob: SeenBlob, tries: int) -> None:
     """The message the extension writes to `webjobs-blobtrigger-poison` once a blob's tries are used up."""
     message = {"Type": "BlobTrigger", "FunctionId": fn.full_name, "BlobType": "BlockBlob",
                "ContainerName": container, "BlobName": blob.name, "ETag": blob.etag}
     ensure_queue(poison)
     poison.send_message(json.dumps(message))
+    log.error("Blob trigger 'Functions.%s' gave up on %s/%s after %d tries; a message is on queue '%s'",
+              fn.name, container, blob.name, tries, POISON_QUEUE)
 
 
 def _release(lease: BlobLeaseClient) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -38,9 +39,9 @@ from local.functions_host.blob_trigger import (
     quoted,
     send_to_poison,
 )
+from local.functions_host.dispatch import Invocations, Settle, TryLimit
 from local.functions_host.eventgrid import WebhookAnswer
 from local.functions_host.invoker import Invoker
-from local.functions_host.lifecycle import stop_tasks
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
 
@@ -90,52 +91,47 @@ class BlobEventTrigger:
     """One `source: EventGrid` blob trigger function: runs the messages its webhook queues."""
 
     def __init__(self, fn: IndexedFunction, pattern: BlobPathPattern, *, source: BlobServiceClient,
-                 poison: QueueClient, invoker: Invoker, max_tries: int, retry_delay_s: float, parallelism: int):
+                 poison: QueueClient, invoker: Invoker, tries: TryLimit, retry_delay_s: float, parallelism: int):
         self.fn = fn
         self.pattern = pattern
         self.source = source
         self.poison = poison
         self.invoker = invoker
-        self.max_tries = max(1, max_tries)
+        self.tries = tries
         self.retry_delay_s = max(0.0, retry_delay_s)
-        self._sem = asyncio.Semaphore(parallelism)
-        self._tasks: set[asyncio.Task] = set()
-        self._stopping = False
+        self.invocations = Invocations(parallelism)
 
     def start(self) -> None:
         """Nothing to poll: events arrive through the webhook."""
 
     async def stop(self, timeout: float) -> None:
-        self._stopping = True
-        await stop_tasks(tuple(self._tasks), timeout)
+        await self.invocations.stop(timeout)
 
     def enqueue(self, message: BlobTriggerMessage) -> None:
-        if self._stopping:
-            return
-        task = asyncio.create_task(self._run(message), name=f"blob-event:{self.fn.name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if not self.invocations.stopping:
+            self.invocations.start(self._run(message), name=f"blob-event:{self.fn.name}")
 
     async def _run(self, message: BlobTriggerMessage) -> None:
-        for attempt in range(1, self.max_tries + 1):
+        for this_try in itertools.count(1):  # the trigger queue message's dequeue count
             try:
-                async with self._sem:
-                    outcome = await self._try_once(message)
+                async with self.invocations.slot():
+                    ok = await self._try_once(message)
             except Exception as exc:  # storage unreachable etc.: counts as a failed try, as a dequeue would
                 log.warning("Blob trigger 'Functions.%s': %s/%s failed to run (%s)", self.fn.name,
                             message.container, message.blob_name, short_error(exc))
-                outcome = None
-            if outcome is not None:
+                ok = False
+            settle = self.tries.settle(ok, this_try)
+            if settle is Settle.DONE:
                 return
-            if attempt < self.max_tries and not self._stopping:
+            if settle is Settle.POISON:
+                blob = SeenBlob(message.blob_name, message.etag, "", {}, {})
+                await asyncio.to_thread(send_to_poison, self.poison, self.fn, message.container, blob, this_try)
+                return
+            if not self.invocations.stopping:
                 await asyncio.sleep(self.retry_delay_s)  # the queue's visibilityTimeout before the next dequeue
-        blob = SeenBlob(message.blob_name, message.etag, "", {}, {})
-        await asyncio.to_thread(send_to_poison, self.poison, self.fn, message.container, blob)
-        log.error("Blob trigger 'Functions.%s' gave up on %s/%s after %d tries; a message is on the poison queue",
-                  self.fn.name, message.container, message.blob_name, self.max_tries)
 
-    async def _try_once(self, message: BlobTriggerMessage) -> bool | None:
-        """True: ran (or dropped as Azure drops it); None: failed, to be tried again."""
+    async def _try_once(self, message: BlobTriggerMessage) -> bool:
+        """True: ran (or dropped as Azure drops it); False: failed, to be tried again."""
         try:
             blob, data = await asyncio.to_thread(self._fetch, message)
         except ResourceNotFoundError:
@@ -145,7 +141,7 @@ class BlobEventTrigger:
         stream = input_stream(message.container, blob, data)
         reason = f"New blob detected(EventGrid): {message.container}/{message.blob_name}"
         result = await self.invoker.invoke(self.fn, stream, reason=reason, invocation_id=str(uuid.uuid4()))
-        return True if result.ok else None
+        return result.ok
 
     def _fetch(self, message: BlobTriggerMessage) -> tuple[SeenBlob, bytes]:
         client = self.source.get_blob_client(message.container, message.blob_name)

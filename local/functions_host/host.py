@@ -23,6 +23,7 @@ import uvicorn
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
 from local.functions_host.blob_webhook import BlobEventTrigger
+from local.functions_host.dispatch import TryLimit
 from local.functions_host.host_json import function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
 from local.functions_host.invoker import Invoker
@@ -184,7 +185,7 @@ class FunctionsHost:
         if str(trigger.get("source") or "").lower() == "eventgrid":  # BlobTriggerSource.EventGrid: the webhook
             events = BlobEventTrigger(
                 fn, pattern, source=self._sources[conn], poison=storage.poison_queue(conn), invoker=self.invoker,
-                max_tries=self.queue_options.max_dequeue_count,
+                tries=TryLimit(self.queue_options.max_dequeue_count),
                 retry_delay_s=self.queue_options.visibility_timeout_s,
                 parallelism=appsettings.blob_parallelism(host_json))
             self.blob_events[fn.full_name] = events
@@ -193,7 +194,7 @@ class FunctionsHost:
             fn, pattern, source=self._sources[conn], hosts=self._hosts,
             poison=storage.poison_queue(conn), invoker=self.invoker, host_id=self.host_id,
             poll_s=appsettings.float_setting("BLOB_TRIGGER_POLL_S", 1.0),
-            max_tries=self.queue_options.max_dequeue_count,
+            tries=TryLimit(self.queue_options.max_dequeue_count),
             parallelism=appsettings.blob_parallelism(host_json))
 
     def _queue(self, fn: IndexedFunction, trigger: dict) -> QueueTriggerListener:

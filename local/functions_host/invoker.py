@@ -254,6 +254,8 @@ class Invoker:
 
     async def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no invocation is running; True when idle."""
+        if self._idle.is_set():  # wait_for with no time left fails even an event that is already set
+            return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True

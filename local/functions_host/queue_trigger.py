@@ -26,9 +26,9 @@ from azure.functions import meta
 from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue import QueueClient, QueueMessage
 
+from local.functions_host.dispatch import Invocations, Settle, TryLimit
 from local.functions_host.host_json import MessageEncoding, QueueOptions
 from local.functions_host.invoker import Invoker
-from local.functions_host.lifecycle import stop_tasks
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
 from local.functions_host.storage import ensure_queue
@@ -92,9 +92,9 @@ class QueueTriggerListener:
         self.poison = poison
         self.invoker = invoker
         self.options = options
-        self._running: set[asyncio.Task] = set()
-        self._stopping = False
+        self.tries = TryLimit(options.max_dequeue_count)
         self._wake = asyncio.Event()
+        self.invocations = Invocations(on_done=self._wake.set)  # a slot is free: fetch again now if the queue had more
         self._task: asyncio.Task | None = None
 
     # lifecycle -----------------------------------------------------------------------------------------------
@@ -102,16 +102,15 @@ class QueueTriggerListener:
         self._task = asyncio.create_task(self._run(), name=f"queue:{self.fn.name}")
 
     async def stop(self, timeout: float) -> None:
-        self._stopping = True
         self._wake.set()
-        await stop_tasks((self._task, *self._running), timeout)
+        await self.invocations.stop(timeout, self._task)
 
     # polling -------------------------------------------------------------------------------------------------
     async def _run(self) -> None:
         delay, healthy = MIN_POLL_S, True
-        while not self._stopping:
+        while not self.invocations.stopping:
             messages: list[QueueMessage] = []
-            if len(self._running) <= self.options.new_batch_threshold:
+            if len(self.invocations) <= self.options.new_batch_threshold:
                 try:
                     messages = await asyncio.to_thread(self._receive)
                     if not healthy:
@@ -126,19 +125,13 @@ class QueueTriggerListener:
                                     self.fn.name, self.queue.queue_name, short_error(exc))
                     healthy = False
             for message in messages:
-                task = asyncio.create_task(self._process(message))
-                self._running.add(task)
-                task.add_done_callback(self._done)
+                self.invocations.start(self._process(message))
             delay = MIN_POLL_S if messages else min(self.options.max_polling_interval_s, delay * 2)
             try:
                 await asyncio.wait_for(self._wake.wait(), 0 if messages else delay)
             except TimeoutError:
                 pass
             self._wake.clear()
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        self._wake.set()  # a slot is free: fetch again now if the queue had more
 
     def _receive(self) -> list[QueueMessage]:
         return list(self.queue.receive_messages(messages_per_page=self.options.batch_size,
@@ -154,8 +147,8 @@ class QueueTriggerListener:
                         short_error(exc))
 
     async def _handle(self, message: QueueMessage) -> None:
-        count, limit = int(message.dequeue_count or 0), self.options.max_dequeue_count
-        if count > limit:
+        count = int(message.dequeue_count or 0)
+        if self.tries.spent(count):
             await asyncio.to_thread(self._to_poison, message)
             return
         try:
@@ -170,9 +163,10 @@ class QueueTriggerListener:
             result = await self.invoker.invoke(self.fn, to_binding(message, body), reason=reason)
         finally:
             renewer.cancel()
-        if result.ok:
+        settle = self.tries.settle(result.ok, count)
+        if settle is Settle.DONE:
             await asyncio.to_thread(self.queue.delete_message, message.id, message.pop_receipt)
-        elif count >= limit:
+        elif settle is Settle.POISON:
             await asyncio.to_thread(self._to_poison, message)
         else:
             await asyncio.to_thread(self.queue.update_message, message.id, message.pop_receipt,

@@ -156,3 +156,32 @@ def test_job_name_fits_the_arm_rule(trigger_id):
 
 def test_ids_that_sanitise_alike_get_different_names():
     assert len({job_name("a.b"), job_name("a:b"), job_name("a-b"), job_name("a/b")}) == 4
+
+
+def _camel(value):
+    """azure-ai-ml writes camelCase keys, the documented REST form PascalCase: compared with first letters lowered."""
+    if isinstance(value, dict):
+        return {(k[:1].lower() + k[1:]): _camel(v) for k, v in value.items()}
+    return value
+
+
+def test_the_named_invoke_is_the_body_azure_ai_ml_sends_for_job_name(httpserver, workspace):
+    """BatchEndpointOperations.invoke(job_name=…, experiment_name=…) builds its body with BatchJobSchema from
+    params_override (BATCH_JOB_INPUT_DATA, BATCH_JOB_NAME, BATCH_JOB_PROPERTIES: operations/
+    _batch_endpoint_operations.py); the schema's `make` writes the name as wire `name` inside `properties`."""
+    from pathlib import Path
+
+    from azure.ai.ml import Input
+    from azure.ai.ml._schema._deployment.batch.batch_job import BatchJobSchema
+    from azure.ai.ml.constants._common import BASE_PATH_CONTEXT_KEY, PARAMS_OVERRIDE_KEY
+    from azure.ai.ml.constants._endpoint import EndpointYamlFields
+
+    v2(httpserver).submit(experiment="exp", parameters={"trigger_id": "blob-5"})
+    (sent, _), = httpserver.log
+    overrides = [{EndpointYamlFields.BATCH_JOB_INPUT_DATA: {
+                     "experiment_name": Input(type="string", default="exp"),
+                     "trigger_id": Input(type="string", default="blob-5")}},
+                 {EndpointYamlFields.BATCH_JOB_NAME: "retrain-blob-5"},
+                 {EndpointYamlFields.BATCH_JOB_PROPERTIES: {"experimentName": "exp"}}]
+    sdk = BatchJobSchema(context={BASE_PATH_CONTEXT_KEY: Path("."), PARAMS_OVERRIDE_KEY: overrides}).load(data={})
+    assert _camel(sent.get_json()) == _camel({"properties": sdk})

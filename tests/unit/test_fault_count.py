@@ -198,6 +198,16 @@ def test_latest_wins_is_judged_by_upload_time_not_by_version_number():
     assert ProblemKind.LATEST_NOT_TRAINED.value in verdict(uploads, snap, proxy)["problem_kinds"]
 
 
+def test_uploads_of_the_same_second_tie_and_either_may_win():
+    """Blob Last-Modified has one-second resolution: seed 1 (v2) saw v10 superseded by v9, both uploaded at
+    1796626494.0."""
+    uploads, snap, proxy = clean()
+    snap.requests[0].uploaded_at = snap.requests[1].uploaded_at = T0 + 1
+    assert verdict(uploads, snap, proxy)["ok"] is True  # r1 (v2) trained; r0 (v1) tied, superseded
+    snap.requests[0].dataset_version, snap.requests[1].dataset_version = 2, 1  # the lower number won the tie
+    assert ProblemKind.LATEST_NOT_TRAINED.value not in verdict(uploads, snap, proxy)["problem_kinds"]
+
+
 def test_single_flight_is_not_measured_without_end_times():
     uploads, snap, proxy = clean()
     snap.endpoint[0] = dataclasses.replace(snap.endpoint[0], ended=None)
