@@ -2,7 +2,10 @@
 
 Versions are numbered 1, 2, 3... by an optimistic-concurrency counter entity, so two uploads landing at
 once never get the same number. Re-registering the same source blob + ETag (a retried trigger) returns
-the version registered the first time instead of a new one.
+the version registered the first time instead of a new one — also when the two run at the same time: Event Grid
+delivers a BlobCreated at least once and the blob trigger's Event Grid source runs every delivery (no receipt), so
+two deliveries of one upload can both own its content claim at once. The version number is therefore written into
+that claim (a conditional update): whoever sets it first decides the number, the other registers the same one.
 """
 
 from __future__ import annotations
@@ -62,20 +65,49 @@ class DatasetStore:
         existing = self.find_by_source(source_blob, source_etag)
         if existing:
             return existing
-        version = self._next_version()
+        version = self._claimed_version(content_hash, source_blob, source_etag)
         path = f"{self._name}/v{version}/data.csv"
         blob = self._blobs.get_blob_client(self._container, path)
         try:
             blob.upload_blob(data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
                              metadata={"content_hash": content_hash, "source_blob": source_blob[:1000]})
         except ResourceExistsError:
-            raise RuntimeError(f"dataset blob {self._container}/{path} already exists; "
-                               "versions are immutable") from None
+            # versions are immutable: only the same upload's other delivery may have written these bytes already
+            written = blob.get_blob_properties().metadata or {}
+            if written.get("content_hash") != content_hash:
+                raise RuntimeError(f"dataset blob {self._container}/{path} already exists; "
+                                   "versions are immutable") from None
         record = DatasetVersion(name=self._name, version=version, container=self._container, path=path,
                                 content_hash=content_hash, rows=rows, columns=columns, source_blob=source_blob,
                                 source_etag=source_etag, dialect=dialect, registered_at=time.time())
-        self._table.create_entity(to_entity(record, self._name, f"{version:010d}"))
+        try:
+            self._table.create_entity(to_entity(record, self._name, f"{version:010d}"))
+        except ResourceExistsError:  # the other delivery recorded it first: its record is the version
+            return self.get(version) or record
         return record
+
+    def _claimed_version(self, content_hash: str, source_blob: str, source_etag: str) -> int:
+        """The version number of these rows: the one already written into their content claim by this upload's
+        other delivery (or an earlier, killed attempt), else a new number written there first-wins. Rows
+        registered without their claim (no `claim_content` by this upload before) get a new number."""
+        key = (f"{self._name}-content", content_hash.replace(":", "-"))
+        for _ in range(50):
+            try:
+                claim = self._table.get_entity(*key)
+            except ResourceNotFoundError:
+                return self._next_version()
+            if (claim.get("source_blob"), claim.get("source_etag")) != (source_blob, source_etag):
+                return self._next_version()  # a caller that did not claim them: numbered as before claims existed
+            if claim.get("version"):
+                return int(claim["version"])
+            claim["version"] = self._next_version()
+            try:
+                self._table.update_entity(claim, mode=UpdateMode.MERGE, etag=claim.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+                return int(claim["version"])
+            except ResourceModifiedError:  # the other delivery numbered them first: its number (ours is skipped)
+                continue
+        raise RuntimeError("could not number the dataset version after 50 attempts (heavy contention)")
 
     def _next_version(self) -> int:
         for _ in range(50):

@@ -1,0 +1,121 @@
+"""Bugs the fault campaign (bench/faults.py) found, each replayed deterministically on Azurite: the interleaving the
+campaign produced by chance is forced here step by step (one call made to run inside another at the point where
+the campaign's timing put it), no sleeps, no threads.
+
+Seed numbers and evidence: docs/reliability.md, "Fault campaign"."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shared.adapters import storage
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.outbox import Outbox
+from shared.adapters.pipeline_client import PublishedPipelineClient
+from shared.adapters.quarantine import Quarantine
+from shared.bootstrap import build_stores
+from shared.domain.outcomes import Outcome
+from shared.domain.validation import canonical_csv, content_hash, validate_csv
+from shared.services.dispatch import DispatchPolicy, RetrainDispatch
+from shared.services.on_upload import UploadedBlob, UploadIntake, UploadLimits, on_upload
+from shared.services.retrain import PipelineTarget
+from tests.isolation import isolated_settings
+
+TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
+# a long coalescing window: nothing is submitted while a test replays its uploads (no pipeline call is made)
+POLICY = DispatchPolicy(coalesce_s=600, deadline_s=900, backoff_s=5, max_backoff_s=60, lease_s=120)
+LIMITS = UploadLimits(min_rows=100, max_bytes=50_000_000)
+
+
+@pytest.fixture
+def env(azurite):
+    settings = isolated_settings(azurite)
+    blobs = storage.blob_service(settings)
+    incoming, quarantine = f"incoming{uuid.uuid4().hex[:8]}", f"quarantine{uuid.uuid4().hex[:8]}"
+    for container in (settings.datasets_container, incoming, quarantine):
+        storage.ensure_container(blobs, container)
+    stores = build_stores(settings)
+    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
+    return type("Env", (), {"stores": stores, "outbox": outbox, "blobs": blobs, "incoming": incoming,
+                            "quarantine": Quarantine(blobs, quarantine)})
+
+
+def uploaded(env, name: str, data: bytes) -> UploadedBlob:
+    props = env.blobs.get_blob_client(env.incoming, name).upload_blob(data, overwrite=True)
+    return UploadedBlob(name=f"{env.incoming}/{name}", data=data, etag=props["etag"].strip('"'),
+                        uploaded_at=props["last_modified"].timestamp())
+
+
+def intake(env) -> UploadIntake:
+    # the pipeline is never called here (see POLICY); a client that could not reach anything
+    pipeline = PublishedPipelineClient("http://127.0.0.1:9/pipelines/v1.0/x/PipelineRuns/PipelineSubmit/p",
+                                       StaticTokenCredential("t"), max_retries=0)
+    retrain = RetrainDispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=pipeline,
+                              datasets=env.stores.datasets, audit=env.stores.audit,
+                              models=env.stores.models, target=TARGET, policy=POLICY)
+    return UploadIntake(limits=LIMITS, quarantine=env.quarantine, retrain=retrain)
+
+
+class TwinInsideLookup:
+    """One delivery of an upload with the other delivery of the same blob run to its end at the moment the first has
+    looked its source up (DatasetStore.find_by_source) and found nothing (seed 2, v2: both deliveries were past
+    that lookup before either had written its version). Patches the store instance while active."""
+
+    def __init__(self, store, twin):
+        self._store, self._twin, self.twin_result = store, twin, None
+
+    def __enter__(self) -> TwinInsideLookup:
+        original = self._store.find_by_source
+
+        def lookup(source_blob: str, source_etag: str):
+            found = original(source_blob, source_etag)
+            if self._twin is not None:  # once: the twin's own lookup is a plain one
+                twin, self._twin = self._twin, None
+                self.twin_result = twin()
+            return found
+
+        self._store.find_by_source = lookup
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self._store.find_by_source  # the class's method again
+        assert self.twin_result is not None, "the interleaving did not happen"
+
+
+# -- seed 2 (v2, Event Grid blob source): two deliveries of one BlobCreated registered it as v8 and v9 ----------
+def test_two_deliveries_of_one_upload_interleaved_in_register_share_one_version(env, small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    blob = uploaded(env, "twice.csv", data)
+    result = validate_csv(data, min_rows=LIMITS.min_rows, max_bytes=LIMITS.max_bytes)
+    canonical = canonical_csv(result.frame)
+    digest = content_hash(canonical)
+    store = env.stores.datasets
+
+    def register():
+        return store.register(canonical, content_hash=digest, rows=result.rows, columns=len(result.frame.columns),
+                              source_blob=blob.name, source_etag=blob.etag, dialect=result.dialect.name)
+
+    # both deliveries own the content claim (same blob, same ETag: it cannot tell a twin from a retry)
+    assert store.claim_content(digest, blob.name, blob.etag) is None
+    assert store.claim_content(digest, blob.name, blob.etag) is None
+    with TwinInsideLookup(store, register) as twin:
+        mine = register()
+    assert mine.version == twin.twin_result.version == 1
+    assert [d.version for d in store.list()] == [1]
+
+
+def test_two_deliveries_of_one_upload_through_on_upload_make_one_version_and_one_request(env, small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    blob = uploaded(env, "twice.csv", data)
+    with TwinInsideLookup(env.stores.datasets, lambda: on_upload(blob, intake(env))) as inside:
+        record = on_upload(blob, intake(env))
+    twin = inside.twin_result
+    assert [d.version for d in env.stores.datasets.list()] == [1]
+    assert {record.outcome, twin.outcome} == {Outcome.QUEUED, Outcome.DUPLICATE}
+    assert record.dataset_version == twin.dataset_version == 1
+    requests = env.outbox.list()
+    assert [(r.dataset_version, r.status) for r in requests] == [(1, "pending")]
+    for r in (record, twin):  # no record left open
+        assert not Outcome(env.stores.audit.get(r.id).outcome).is_open
