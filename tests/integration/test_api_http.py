@@ -25,8 +25,8 @@ from shared.settings import AZURITE_ACCOUNT, Settings, azurite_connection_string
 from tests.unit.test_openapi import validator as doc_validator
 from tests.waiting import wait_for
 
-PIPELINE_PATH = ("/pipelines/v1.0/subscriptions/sub/resourceGroups/rg/providers/"
-                 "Microsoft.MachineLearningServices/workspaces/ws/PipelineRuns/PipelineSubmit/abc")
+PIPELINE_PATH = "/jobs"  # the batch endpoint's invocation URL (PIPELINE_KIND=batch-endpoint, the default)
+WORKSPACE_ID = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
 NEVER = "0 0 0 1 1 *"  # timers: once a year, not during the tests
 GET_ROUTES = ["/api/runs", "/api/runs/some-run", "/api/models", "/api/health", "/api/openapi.json", "/api/docs"]
 SECURED = {"/api/runs", "/api/runs/some-run", "/api/models"}
@@ -56,7 +56,8 @@ def start_app_host(log_dir: Path, name: str, *, storage: str, pipeline_url: str)
     tag = uuid.uuid4().hex[:8]
     env = {"FUNCTIONS_WORKER_RUNTIME": "python", "PYTHON_SCRIPT_FILE_NAME": "main.py", "AzureWebJobsStorage": storage,
            "AzureFunctionsJobHost__id": f"api-{tag}", "RETRAIN_MODE": "local", "RETRAIN_LOCAL_DIR": str(local_dir),
-           "PIPELINE_ENDPOINT_URL": pipeline_url, "DRIFT_SCHEDULE": NEVER, "RECONCILE_SCHEDULE": NEVER,
+           "PIPELINE_ENDPOINT_URL": pipeline_url, "AZUREML_WORKSPACE_ID": WORKSPACE_ID,
+           "DRIFT_SCHEDULE": NEVER, "RECONCILE_SCHEDULE": NEVER,
            "INCOMING_CONTAINER": f"in{tag}", "RUNS_TABLE": f"runs{tag}", "MODELS_TABLE": f"models{tag}",
            "AUDIT_TABLE": f"audit{tag}", "DATASETS_TABLE": f"datasets{tag}", "WEBHOOK_TABLE": f"webhook{tag}",
            "LOCAL_PIPELINE_TOKEN": "test-pipeline-token", "SCORING_KEY": "test-scoring-key",
