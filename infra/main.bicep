@@ -215,6 +215,8 @@ module mlWorkspace 'ml/workspace.bicep' = if (createAzureMlWorkspace) {
     computeName: azureMlComputeName
     computeVmSize: azureMlComputeVmSize
     computeMaxNodes: azureMlComputeMaxNodes
+    collectedDataReaderPrincipalId: identity.outputs.principalId
+    driftOnCluster: !empty(driftCompute)
   }
 }
 
@@ -295,9 +297,12 @@ var appSettings = {
   DATASETS_CONTAINER: containerNames.datasets
   QUARANTINE_CONTAINER: containerNames.quarantine
   INFERENCE_CONTAINER: containerNames.inference
-  // Azure ML's data collector writes to the workspace blob store (docs/drift.md#current-window): pointing these two
-  // at it (its account, its azureml-blobstore-<id> container, Storage Blob Data Reader for the app) is not wired yet.
   INFERENCE_ACCOUNT_URL: ''
+  // Azure ML's data collector writes to the workspace's default blob datastore (docs/drift.md#current-window): the app
+  // looks up its account and container in the workspace and reads them with its identity. A workspace created here
+  // gives the identity Storage Blob Data Reader on its storage account (ml/workspace.bicep); for an existing one,
+  // grant it by hand (docs/azure.md).
+  INFERENCE_DATASTORE: 'workspaceblobstore'
   REPORTS_CONTAINER: containerNames.reports
   AUDIT_TABLE: tableNames.audit
   RUNS_TABLE: tableNames.runs

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared import redaction, telemetry
 from shared.adapters import storage
@@ -187,8 +187,11 @@ def build(settings: Settings) -> Services:
 
     from shared.adapters.inference_data import collector_container  # pandas: only when services are built
 
-    collected = collector_container(blobs, settings.inference_container, account_url=settings.inference_account_url,
-                                    credential=storage_credential)
+    ml_client = workspace_client(settings) if azure else None
+    collected = (datastore_collector(ml_client, settings.inference_datastore, blobs)
+                 if ml_client is not None and settings.inference_datastore
+                 else collector_container(blobs, settings.inference_container,
+                                          account_url=settings.inference_account_url, credential=storage_credential))
     window_storage = WindowStorage(inference=collected, endpoint=settings.online_endpoint,
                                    datasets=blobs.get_container_client(settings.datasets_container),
                                    reports=blobs.get_container_client(settings.reports_container))
@@ -197,7 +200,6 @@ def build(settings: Settings) -> Services:
     scorer: Scorer | None
     if azure:
         pipeline_credential = azure_credential()
-        ml_client = workspace_client(settings)
         drift_jobs = AzureMLDriftJobs(window_storage, ml_client, settings.drift_compute,
                                       partitions=settings.drift_partitions or 8) if settings.drift_compute else None
         azure_online = azure_deployer(settings, ml_client)
@@ -288,6 +290,24 @@ def inference_reader(container: ContainerClient, endpoint: str) -> InferenceRead
     from shared.adapters.inference_data import read_window
 
     return lambda since, until: read_window(container, endpoint=endpoint, since=since, until=until)
+
+
+def datastore_collector(ml_client: Any, datastore: str, blobs: BlobServiceClient) -> ContainerClient:
+    """The container of the workspace datastore the data collector writes to, read with the app's identity.
+
+    Looked up once per worker process, on first use (`Lazy`), not while building: build() serves every trigger, and
+    an upload must neither wait for azure-ai-ml and a Resource Manager call at cold start nor fail when that call
+    does. A missing or non-blob datastore fails the drift check that reads it, naming the datastore (`retrain azure
+    doctor` checks it before that)."""
+    def build() -> ContainerClient:
+        from shared.adapters.inference_data import collector_container
+        from shared.adapters.workspace_datastore import blob_location
+
+        location = blob_location(ml_client.datastores, datastore)
+        logging.getLogger(__name__).info("inference data: datastore %s is %s", datastore, location)
+        return collector_container(blobs, location.container, account_url=location.account_url,
+                                   credential=azure_credential())
+    return Lazy(build)  # type: ignore[return-value]  # stands in for the ContainerClient
 
 
 def report_writer(container: ContainerClient) -> ReportWriter:

@@ -138,6 +138,11 @@ class Settings:
     inference_account_url: str = setting(
         "INFERENCE_ACCOUNT_URL", "", "Azure: blob endpoint of the storage account holding INFERENCE_CONTAINER "
         "(the workspace's); empty: the app's own account, as locally")
+    inference_datastore: str = setting(
+        "INFERENCE_DATASTORE", "", "Azure: the Azure ML datastore the data collector writes to (`workspaceblobstore` "
+        "unless a deployment's `data_collector` names another); the app looks up its account and container in the "
+        "workspace once and reads them with its identity (Storage Blob Data Reader). Wins over INFERENCE_CONTAINER "
+        "and INFERENCE_ACCOUNT_URL; empty: those two, as locally")
     audit_table: str = setting("AUDIT_TABLE", "audit", "Table storage table of the audit trail")
     runs_table: str = setting("RUNS_TABLE", "runs", "Table storage table of the pipeline runs")
     datasets_table: str = setting("DATASETS_TABLE", "datasets", "Table storage table of the dataset versions")

@@ -13,6 +13,16 @@ param computeVmSize string
 @minValue(1)
 param computeMaxNodes int = 2
 
+@description('Principal id of the app\'s user-assigned identity: reads what the data collector writes to this workspace\'s blob store (INFERENCE_DATASTORE).')
+param collectedDataReaderPrincipalId string
+
+@description('true when the parallel drift job runs on this workspace\'s cluster (DRIFT_COMPUTE): its identity reads the collected data too.')
+param driftOnCluster bool = false
+
+var roles = {
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
   location: location
@@ -87,6 +97,36 @@ resource cluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-04-
         nodeIdleTimeBeforeScaleDown: 'PT5M'
       }
     }
+  }
+}
+
+// Azure ML's data collector writes `modelDataCollector/<endpoint>/<deployment>/...` to the default datastore
+// `workspaceblobstore`, the container azureml-blobstore-<workspace id> of this account
+// (https://learn.microsoft.com/azure/machine-learning/how-to-collect-production-data, "Store collected data in a
+// blob storage"; https://learn.microsoft.com/azure/machine-learning/concept-data, "Default datastores"). The app
+// reads it with its identity (shared/adapters/workspace_datastore.py), so it needs Storage Blob Data Reader there:
+// read only, on this account, which holds nothing but the workspace's own data. The account, not that container:
+// Azure ML creates the container and names it after the workspace id, so it is no resource of this template.
+// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage#storage-blob-data-reader
+resource collectedDataReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, collectedDataReaderPrincipalId, roles.storageBlobDataReader)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: collectedDataReaderPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The parallel drift job (DRIFT_COMPUTE) is given the collected window as a blob URL of that container and reads it
+// with the cluster's identity.
+resource driftCollectedDataReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (driftOnCluster) {
+  name: guid(storage.id, cluster.id, roles.storageBlobDataReader)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: cluster.identity.principalId
+    principalType: 'ServicePrincipal'
   }
 }
 

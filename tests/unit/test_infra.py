@@ -104,6 +104,7 @@ DELIBERATE_DIFFERENCES = {
     "pipeline_endpoint_url", "azureml_workspace_id",
     "azureml_arm_url",  # environment().resourceManager: the Resource Manager of the cloud deployed to
     "pipeline_datastore",  # the identity-based datastore infra/ registers over DATASETS_CONTAINER
+    "inference_datastore",  # workspaceblobstore: where Azure ML's data collector writes
     "azure_subscription_id", "azure_resource_group", "azureml_workspace_name",
     "online_endpoint",  # endpoint names are unique per region: score-<token>
     "extra",
@@ -584,7 +585,7 @@ ROLES = {
     "f6c7c914-8db3-469d-8ca1-694a8f32e121": "AzureML Data Scientist",  # app identity, on the workspace
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",  # app identity; the developer (uploads)
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",  # the developer (the webhook secret)
-    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",  # Azure ML: the datastore
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",  # Azure ML: the datastore; app: collected data
 }
 AZD_PROVIDED = {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE"}
 
@@ -952,6 +953,35 @@ def test_ml_identities_read_only_the_containers_they_need():
     (drift,) = list_items(passed["driftReaderPrincipalIds"])
     assert "driftCompute" in {t.text for t in drift}
     assert "blobReaderPrincipalIds" not in passed
+
+
+WORKSPACE = INFRA / "ml" / "workspace.bicep"
+
+
+def test_the_app_reads_the_collector_datastore_with_a_read_only_role_on_the_workspace_storage():
+    """INFERENCE_DATASTORE names the datastore Azure ML's data collector writes to (workspaceblobstore, on the
+    workspace's storage account); a workspace created here gives the app identity Storage Blob Data Reader on that
+    account and nothing more, and the drift cluster the same only when the drift job is on."""
+    values = resolved_infra_settings()
+    assert values["INFERENCE_DATASTORE"] == "workspaceblobstore"
+    assert values["INFERENCE_ACCOUNT_URL"] == ""  # the datastore decides the account
+    workspace = resources(WORKSPACE)
+    assignments = {n: r for n, r in workspace.items() if r["type"] == "Microsoft.Authorization/roleAssignments"}
+    assert {n: role_of(r) for n, r in assignments.items()} == {
+        "collectedDataReader": "storageBlobDataReader", "driftCollectedDataReader": "storageBlobDataReader"}
+    assert all(r["entries"]["scope"] == "storage" for r in assignments.values())
+    assert workspace["storage"]["type"] == "Microsoft.Storage/storageAccounts"
+    reader = assignments["collectedDataReader"]["entries"]["properties"]
+    assert "principalId : collectedDataReaderPrincipalId" in reader
+    assert "principalId : cluster . identity . principalId" in assignments["driftCollectedDataReader"]["entries"][
+        "properties"]
+    header = WORKSPACE.read_text(encoding="utf-8").split("resource driftCollectedDataReader", 1)[1].split("{", 1)[0]
+    assert "if (driftOnCluster)" in header
+    roles = Bicep(WORKSPACE).var_object("roles")
+    assert {k: _literal(v[0]) for k, v in roles.items()} == {"storageBlobDataReader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
+    passed = Bicep(MAIN_BICEP).module_params("mlWorkspace")
+    assert [t.text for t in passed["collectedDataReaderPrincipalId"]] == ["identity", ".", "outputs", ".", "principalId"]
+    assert "driftCompute" in {t.text for t in passed["driftOnCluster"]}
 
 
 def test_key_vault_has_purge_protection():
