@@ -19,6 +19,9 @@ from bench.fault_plan import Upload
 from bench.fault_proxy import ProxyEvent
 
 FINAL_UPLOAD = {"submitted", "superseded", "duplicate", "rejected", "failed"}
+# a delivery of an upload that stopped half-way, closed by the delivery that handled the upload (or by the reconcile
+# timer): closed with its reason, so not dangling; it never speaks for the upload
+CLOSED_EXTRA = FINAL_UPLOAD | {"interrupted"}
 COMPLETION = {"deployed", "kept_champion", "rolled_back", "failed"}
 
 
@@ -124,7 +127,7 @@ class Counting:
                     continue
                 extra_records.append({"upload": u.name, "record": r.id, "outcome": r.outcome,
                                       "detail": r.detail[:160], "final": final.id})
-                if r.outcome not in FINAL_UPLOAD:
+                if r.outcome not in CLOSED_EXTRA:
                     problems.add(ProblemKind.DANGLING, "dangling audit record (left open by a killed invocation; "
                                  "the retried trigger wrote another)", upload=u.name, record=r.id, outcome=r.outcome,
                                  final_record=final.id, final_outcome=final.outcome)

@@ -55,10 +55,32 @@ def on_upload(blob: UploadedBlob, intake: UploadIntake, function: str = "blob_up
             record = _refuse_name(blob, container, name, problem, intake, function)
         else:
             record = _register(blob, intake, function)
+        _close_earlier_deliveries(record, intake)
         span.set(outcome=record.outcome, trigger_id=record.id, dataset_version=record.dataset_version)
         if record.outcome == Outcome.REJECTED:
             span.fail(record.detail)
     return record
+
+
+def _close_earlier_deliveries(record: AuditRecord, intake: UploadIntake) -> None:
+    """This delivery handled the upload: the records earlier deliveries of the same blob left open end
+    `interrupted`, pointing here. The blob trigger runs a delivery again when the one before was killed (the queue
+    message reappears) and Event Grid may deliver a BlobCreated twice; without this, a killed delivery's record
+    stays `in_progress` (or `queued` with no request: killed between the two writes) for the reconcile timer's
+    15-minute sweep. Conditional (`claim`): a delivery still alive that writes afterwards keeps its own outcome."""
+    audit, outbox = intake.retrain.audit, intake.retrain.outbox
+    for outcome in (Outcome.IN_PROGRESS, Outcome.QUEUED):
+        for other in audit.with_outcome(outcome):
+            if other.id == record.id or other.trigger != "blob" or other.source != record.source or \
+                    other.started_at > record.started_at:
+                continue
+            if outcome == Outcome.QUEUED and outbox.get(other.id) is not None:
+                continue  # its request exists: the dispatcher ends it
+            if audit.claim(other.id, outcome, Outcome.INTERRUPTED):
+                stored = audit.get(other.id) or other
+                audit.finish(stored, Outcome.INTERRUPTED,
+                             f"this delivery stopped after {', '.join(stored.stages) or 'start'} (host stopped or "
+                             f"killed); the upload was handled by record {record.id} ({record.outcome})")
 
 
 def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNameProblem, intake: UploadIntake,

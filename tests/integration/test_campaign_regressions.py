@@ -6,6 +6,7 @@ Seed numbers and evidence: docs/reliability.md, "Fault campaign"."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -119,3 +120,54 @@ def test_two_deliveries_of_one_upload_through_on_upload_make_one_version_and_one
     assert [(r.dataset_version, r.status) for r in requests] == [(1, "pending")]
     for r in (record, twin):  # no record left open
         assert not Outcome(env.stores.audit.get(r.id).outcome).is_open
+
+
+class Killed(BaseException):
+    """The host SIGKILLed mid-invocation: nothing after this point runs (not even `except Exception`)."""
+
+
+class KilledAfterFirstSave:
+    """The audit log as a delivery the host kills right after its record's first write (`in_progress`, stage seen)
+    sees it: the record is stored, then the invocation is gone."""
+
+    def __init__(self, audit):
+        self._audit = audit
+
+    def save(self, record) -> None:
+        self._audit.save(record)
+        raise Killed
+
+    def __getattr__(self, name):
+        return getattr(self._audit, name)
+
+
+# -- seeds 1 and 3 of the first campaigns, and the issue's seeds 1, 2, 6: a killed delivery's record left open ----
+def test_a_delivery_killed_after_its_first_write_is_closed_by_the_delivery_that_handles_the_upload(env,
+                                                                                                  small_bank_csv):
+    blob = uploaded(env, "killed.csv", small_bank_csv.read_bytes())
+    killed = intake(env)
+    killed = UploadIntake(limits=killed.limits, quarantine=killed.quarantine,
+                          retrain=dataclasses.replace(killed.retrain, audit=KilledAfterFirstSave(env.stores.audit)))
+    with pytest.raises(Killed):
+        on_upload(blob, killed)
+    (left,) = env.stores.audit.list()
+    assert left.outcome == Outcome.IN_PROGRESS
+    handled = on_upload(blob, intake(env))  # the host runs the delivery again (its queue message reappeared)
+    assert handled.outcome == Outcome.QUEUED and handled.dataset_version == 1
+    closed = env.stores.audit.get(left.id)
+    assert closed.outcome == Outcome.INTERRUPTED and handled.id in closed.detail
+    assert [d.version for d in env.stores.datasets.list()] == [1]
+    assert [(r.id, r.status) for r in env.outbox.list()] == [(handled.id, "pending")]
+
+
+def test_a_later_delivery_still_running_is_not_closed(env, small_bank_csv):
+    """Only records started before the handling delivery's are closed: a newer one is alive by construction."""
+    blob = uploaded(env, "twice.csv", small_bank_csv.read_bytes())
+    handled = on_upload(blob, intake(env))
+    # a delivery that started after the next one below (its start an hour ahead) and is still running
+    later = dataclasses.replace(env.stores.audit.get(handled.id), id="blob-9999999999999-later",
+                                outcome="in_progress", started_at=handled.started_at + 3600, finished_at=None)
+    env.stores.audit.save(later)
+    again = on_upload(blob, intake(env))
+    assert again.outcome == Outcome.DUPLICATE and again.started_at < later.started_at
+    assert env.stores.audit.get(later.id).outcome == Outcome.IN_PROGRESS

@@ -208,6 +208,17 @@ def test_uploads_of_the_same_second_tie_and_either_may_win():
     assert ProblemKind.LATEST_NOT_TRAINED.value not in verdict(uploads, snap, proxy)["problem_kinds"]
 
 
+def test_a_killed_delivery_closed_interrupted_beside_the_handling_one_is_not_dangling():
+    uploads, snap, proxy = clean()
+    _dangling(uploads, snap, proxy)
+    snap.audit[-1].outcome = "interrupted"
+    result = verdict(uploads, snap, proxy)
+    assert result["dangling_records"] == 0 and result["ok"] is True
+    snap.audit[1].outcome = "interrupted"  # but an upload whose only delivery was interrupted is lost
+    snap.requests[1].status = "failed"
+    assert ProblemKind.LOST.value in verdict(uploads, snap, proxy)["problem_kinds"]
+
+
 def test_single_flight_is_not_measured_without_end_times():
     uploads, snap, proxy = clean()
     snap.endpoint[0] = dataclasses.replace(snap.endpoint[0], ended=None)
