@@ -64,5 +64,10 @@ def blob_location(datastores: Datastores, name: str) -> BlobLocation:
                                 "(INFERENCE_DATASTORE: the data collector writes to blob storage)")
     if not (datastore.account_name and datastore.container_name and datastore.endpoint):
         raise DatastoreUnusable(f"datastore {name!r} names no storage account, container or endpoint")
-    protocol = datastore.protocol or "https"
-    return BlobLocation(f"{protocol}://{datastore.account_name}.blob.{datastore.endpoint}", datastore.container_name)
+    return BlobLocation(blob_account_url(datastore.account_name, datastore.endpoint, datastore.protocol),
+                        datastore.container_name)
+
+
+def blob_account_url(account_name: str, endpoint: str, protocol: str | None = "https") -> str:
+    """A blob datastore's account endpoint from its `accountName`, `endpoint` (storage suffix) and `protocol`."""
+    return f"{protocol or 'https'}://{account_name}.blob.{endpoint}"

@@ -331,7 +331,7 @@ def test_cli_offline_says_what_it_could_not_check_and_exits_2(tmp_path):
     table = run_cli("--settings", str(path), env=env)
     assert table.returncode == 2
     assert "no credential" in table.stdout and "not checked" in table.stdout and "–" in table.stdout
-    assert "1 ok, 0 failed, 7 not checked" in table.stdout
+    assert "1 ok, 0 failed, 8 not checked" in table.stdout
 
 
 def test_cli_with_a_missing_setting_fails_naming_it(tmp_path):

@@ -106,7 +106,7 @@ def test_settings_ok_names_what_will_be_checked_and_no_secret():
 def test_a_missing_setting_is_a_failed_settings_check_naming_it_and_nothing_else_runs(drop, named):
     checks = doc.run_checks(azure_env(**{drop: None}), doc.Doctor(credential=ExplodingCredential()))
     assert checks[0].name == "settings" and checks[0].status == "fail" and named in checks[0].message
-    assert [c.status for c in checks[1:]] == ["skipped"] * 7
+    assert [c.status for c in checks[1:]] == ["skipped"] * 8
     assert doc.exit_code(checks) == 1
 
 
@@ -250,7 +250,8 @@ def test_without_a_credential_every_azure_check_says_why_it_was_not_made():
     checks = doc.run_checks(azure_env(), doctor)
     by_name = {c.name: c for c in checks}
     assert by_name["settings"].status == "ok" and by_name["credential"].status == "skipped"
-    for name in ("workspace", "workspace roles", "pipeline endpoint", "scoring endpoint", "storage", "storage roles"):
+    for name in ("workspace", "workspace roles", "pipeline endpoint", "scoring endpoint", "storage", "storage roles",
+                 "collected data"):
         assert by_name[name].status == "skipped" and "no credential" in by_name[name].message, name
     assert doc.exit_code(checks) == 2
 
@@ -297,7 +298,8 @@ def test_main_prints_json_and_returns_the_exit_code():
     body = json.loads(out.getvalue())
     assert code == 2 and body["ok"] is False
     assert [c["name"] for c in body["checks"]] == ["settings", "credential", "workspace", "workspace roles",
-                                                   "pipeline endpoint", "scoring endpoint", "storage", "storage roles"]
+                                                   "pipeline endpoint", "scoring endpoint", "storage", "storage roles",
+                                                   "collected data"]
 
 
 def test_cli_routes_azure_doctor_and_keeps_publish():

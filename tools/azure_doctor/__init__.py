@@ -10,6 +10,8 @@ Checks, in order (each: name, status ok | fail | skipped, message, hint to fix):
   scoring endpoint ARM GET of the managed online endpoint: provisioning state, auth mode key.
   storage          list the containers and tables with the app's credential: reachable and authorized.
   storage roles    ARM permissions on the storage account: the blob and table data actions the app uses.
+  collected data   ARM GET of the INFERENCE_DATASTORE datastore (an AzureBlob one), then list `modelDataCollector/`
+                   in its container: where the drift check reads Azure ML's data collector.
 
 Offline (no login, no network) every check that needs what is missing is `skipped` with the reason; exit codes:
 0 every check ok, 1 any failed, 2 none failed but some could not be made.
@@ -21,6 +23,8 @@ Contracts (Azure REST reference):
       properties.provisioningState, properties.authMode Key | AMLToken | AADToken, properties.scoringUri)
   GET {resource id}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01
       -> {"value": [{"actions", "notActions", "dataActions", "notDataActions"}, ...], "nextLink"}
+  GET {workspace id}/datastores/{name}?api-version=2024-04-01              (Datastores - Get:
+      properties.datastoreType AzureBlob, accountName, containerName, endpoint, protocol)
   every call with `Authorization: Bearer <token>`; the token is never printed, logged or put in a message.
 
 The checks are plain functions over a `Doctor` holding their collaborators (credential with `get_token`, a
@@ -34,6 +38,7 @@ Doctor-only setting: STORAGE_ACCOUNT_RESOURCE_ID, the storage account's ARM id w
 AZURE_RESOURCE_GROUP (default: that group, account name from STORAGE_ACCOUNT_URL).
 """
 
+from tools.azure_doctor.checks.collected_data import check_collected_data
 from tools.azure_doctor.checks.credential import check_credential
 from tools.azure_doctor.checks.pipeline import check_pipeline
 from tools.azure_doctor.checks.roles import check_storage_roles, check_workspace_roles
@@ -55,6 +60,7 @@ from tools.azure_doctor.doctor import (
     PERMISSIONS_API_VERSION,
     Doctor,
     Unreachable,
+    container_client,
     storage_clients,
 )
 from tools.azure_doctor.redact import scrub
@@ -77,8 +83,9 @@ from tools.azure_doctor.run import load_env, main, run_checks
 __all__ = [
     "ARM_URL", "BLOB", "BUILTIN_ROLES", "DEFAULT_TIMEOUT_S", "FAIL", "LOGIN_HINT", "ML", "ML_API_VERSION", "OK",
     "PERMISSIONS_API_VERSION", "SKIPPED", "STORAGE_NEEDS", "SYMBOLS", "TABLE", "Check", "Doctor", "Need", "Status",
-    "TokenError", "Unreachable", "allowed", "check_credential", "check_pipeline", "check_scoring", "check_settings",
-    "check_storage", "check_storage_roles", "check_workspace", "check_workspace_roles", "default_credential",
+    "TokenError", "Unreachable", "allowed", "check_collected_data", "check_credential", "check_pipeline",
+    "check_scoring", "check_settings", "check_storage", "check_storage_roles", "check_workspace",
+    "check_workspace_roles", "container_client", "default_credential",
     "exit_code", "granting", "load_env", "main", "render", "roles_granting", "run_checks", "scrub",
     "storage_account_id", "storage_account_name", "storage_clients", "summarize_chain", "summary", "to_json",
     "token_identity", "workspace_id", "workspace_needs",

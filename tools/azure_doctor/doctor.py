@@ -63,6 +63,14 @@ def storage_clients(settings: Settings, credential: Any, timeout_s: float = DEFA
             TableServiceClient.from_connection_string(settings.storage_connection, **common))
 
 
+def container_client(account_url: str, container: str, credential: Any, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """A blob container on another account (the workspace's datastore), without retries and with short timeouts."""
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient(account_url, container, credential=credential, retry_total=0,
+                           connection_timeout=timeout_s, read_timeout=timeout_s)
+
+
 @dataclass
 class Doctor:
     """What the checks need from outside; every field can be replaced (tests: local HTTP servers)."""
@@ -70,6 +78,7 @@ class Doctor:
     credential: Any = None  # has get_token(scope); None: built lazily (default_credential)
     session: requests.Session = field(default_factory=requests.Session)
     storage_factory: Callable[..., Any] = storage_clients  # (settings, credential, timeout_s) -> (blob, table)
+    container_factory: Callable[..., Any] = container_client  # (account_url, container, credential, timeout_s)
     arm_url: str = ARM_URL
     timeout_s: float = DEFAULT_TIMEOUT_S
     settings: Settings | None = None

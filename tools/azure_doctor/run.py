@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from tools.azure_doctor.checks.collected_data import check_collected_data
 from tools.azure_doctor.checks.credential import check_credential
 from tools.azure_doctor.checks.pipeline import check_pipeline
 from tools.azure_doctor.checks.roles import check_storage_roles, check_workspace_roles
@@ -26,7 +27,7 @@ def run_checks(env: Mapping[str, str], doctor: Doctor | None = None) -> list[Che
     settings_check, settings = check_settings(env)
     checks = [settings_check]
     names = ("credential", "workspace", "workspace roles", "pipeline endpoint", "scoring endpoint", "storage",
-             "storage roles")
+             "storage roles", "collected data")
     if settings_check.status != OK or settings is None:
         checks += [Check(n, SKIPPED, "not checked: the settings are not valid", "fix the settings check first")
                    for n in names]
@@ -34,7 +35,7 @@ def run_checks(env: Mapping[str, str], doctor: Doctor | None = None) -> list[Che
     doctor.settings = settings
     checks.append(check_credential(doctor))
     for check in (check_workspace, check_workspace_roles, check_pipeline, check_scoring, check_storage,
-                  check_storage_roles):
+                  check_storage_roles, check_collected_data):
         try:
             checks.append(check(settings, doctor))
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
