@@ -27,6 +27,7 @@ from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, azure_credential
 from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.drift_offload import AzureMLDriftJobs, LocalDriftJobs, WindowStorage
+from shared.adapters.incoming import IncomingBlobs
 from shared.adapters.job_outputs import JobOutputs, LocalJobOutputs, WithJobOutputs
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
@@ -237,7 +238,8 @@ def build(settings: Settings) -> Services:
         scorer=scorer,
         retrain=retrain,
         upload=UploadIntake(limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
-                            quarantine=Quarantine(blobs, settings.quarantine_container), retrain=retrain),
+                            quarantine=Quarantine(blobs, settings.quarantine_container), retrain=retrain,
+                            source=IncomingBlobs(blobs)),
         webhook=WebhookIntake(guard=webhook_guard(settings, tables), retrain=retrain),
         completion=RunCompletion(runs=stores.runs, pipeline=pipeline, deployment=deployment,
                                  policy=PromotionPolicy(margin=settings.promotion_margin,

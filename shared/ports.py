@@ -17,6 +17,7 @@ import pandas as pd
 from shared.domain.profile import Profile
 from shared.domain.records import AuditRecord, DatasetVersion, ModelVersion, RunRecord
 from shared.domain.retrain_request import RetrainRequest
+from shared.domain.uploads import UploadedBlob
 
 # ----------------------------------------------------------------------------------------------- errors
 
@@ -179,6 +180,13 @@ class QuarantineArea(Protocol):
     def put(self, source: str, data: bytes, reason: dict, *, remove_source: bool = True) -> str: ...
     def put_refused_name(self, name_sha256: str, record_id: str, data: bytes, reason: dict,
                          metadata: dict[str, str]) -> str: ...
+
+
+class UploadSource(Protocol):
+    """The incoming container read back by name (shared.adapters.incoming.IncomingBlobs): an upload whose delivery
+    was killed half-way is handled again from the blob."""
+
+    def read(self, name: str) -> UploadedBlob | None: ...
 
 
 class RetrainOutbox(Protocol):

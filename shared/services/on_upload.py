@@ -13,19 +13,14 @@ from shared import telemetry
 from shared.domain.blob_names import BlobNameProblem, explain, name_digest, name_problem, shown
 from shared.domain.outcomes import Outcome
 from shared.domain.records import AuditRecord, new_id
+from shared.domain.uploads import UploadedBlob
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
-from shared.ports import QuarantineArea
+from shared.ports import QuarantineArea, UploadSource
 from shared.services.dispatch import RetrainDispatch, request_and_dispatch
 
+__all__ = ["UploadIntake", "UploadLimits", "UploadedBlob", "on_upload", "resume_interrupted_uploads"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UploadedBlob:
-    name: str  # container/blob path, as the blob trigger names it
-    data: bytes
-    etag: str
-    uploaded_at: float | None  # blob Last-Modified
 
 
 @dataclass(frozen=True)
@@ -42,6 +37,7 @@ class UploadIntake:
     limits: UploadLimits
     quarantine: QuarantineArea
     retrain: RetrainDispatch
+    source: UploadSource | None = None  # the incoming blobs by name: a killed delivery's upload is handled again
 
 
 def on_upload(blob: UploadedBlob, intake: UploadIntake, function: str = "blob_upload") -> AuditRecord:
@@ -60,6 +56,39 @@ def on_upload(blob: UploadedBlob, intake: UploadIntake, function: str = "blob_up
         if record.outcome == Outcome.REJECTED:
             span.fail(record.detail)
     return record
+
+
+def resume_interrupted_uploads(intake: UploadIntake, *, older_than_s: float, now: float | None = None,
+                               function: str = "reconcile_timer") -> int:
+    """Handle again every upload whose delivery stopped half-way: a blob record still `in_progress` (or `queued`
+    with no request: killed between the two writes) older than `older_than_s` is run again from the blob as it is
+    now, and the new record closes the old one (`_close_earlier_deliveries`). Azure's blob trigger does run a killed
+    delivery again, but only when its queue message becomes visible again (10 minutes); the local host's trigger
+    queue is in memory and never does. Running it again is safe whoever else does: a second delivery of one blob
+    registers the same version and finds its request (`_register`). Returns how many were run again."""
+    if intake.source is None:
+        return 0
+    now = time.time() if now is None else now
+    audit, outbox = intake.retrain.audit, intake.retrain.outbox
+    resumed = 0
+    for outcome in (Outcome.IN_PROGRESS, Outcome.QUEUED):
+        for record in audit.with_outcome(outcome):
+            if record.trigger != "blob" or now - record.started_at <= older_than_s or "seen" not in record.stages:
+                continue
+            if outcome == Outcome.QUEUED and outbox.get(record.id) is not None:
+                continue  # its request exists: the dispatcher ends it
+            blob = intake.source.read(record.source)
+            if blob is None:  # quarantined or deleted meanwhile: nothing left to handle
+                if audit.claim(record.id, outcome, Outcome.INTERRUPTED):
+                    stored = audit.get(record.id) or record
+                    audit.finish(stored, Outcome.INTERRUPTED, f"this delivery stopped after "
+                                 f"{', '.join(stored.stages)} (host stopped or killed); {record.source} is gone")
+                continue
+            log.warning("upload %s: its delivery (record %s) stopped half-way; handling it again", record.source,
+                        record.id)
+            on_upload(blob, intake, function)
+            resumed += 1
+    return resumed
 
 
 def _close_earlier_deliveries(record: AuditRecord, intake: UploadIntake) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.incoming import IncomingBlobs
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
@@ -20,7 +21,13 @@ from shared.bootstrap import build_stores
 from shared.domain.outcomes import Outcome
 from shared.domain.validation import canonical_csv, content_hash, validate_csv
 from shared.services.dispatch import DispatchPolicy, RetrainDispatch
-from shared.services.on_upload import UploadedBlob, UploadIntake, UploadLimits, on_upload
+from shared.services.on_upload import (
+    UploadedBlob,
+    UploadIntake,
+    UploadLimits,
+    on_upload,
+    resume_interrupted_uploads,
+)
 from shared.services.retrain import PipelineTarget
 from tests.isolation import isolated_settings
 
@@ -56,7 +63,7 @@ def intake(env) -> UploadIntake:
     retrain = RetrainDispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=pipeline,
                               datasets=env.stores.datasets, audit=env.stores.audit,
                               models=env.stores.models, target=TARGET, policy=POLICY)
-    return UploadIntake(limits=LIMITS, quarantine=env.quarantine, retrain=retrain)
+    return UploadIntake(limits=LIMITS, quarantine=env.quarantine, retrain=retrain, source=IncomingBlobs(env.blobs))
 
 
 class TwinInsideLookup:
@@ -126,32 +133,39 @@ class Killed(BaseException):
     """The host SIGKILLed mid-invocation: nothing after this point runs (not even `except Exception`)."""
 
 
-class KilledAfterFirstSave:
-    """The audit log as a delivery the host kills right after its record's first write (`in_progress`, stage seen)
-    sees it: the record is stored, then the invocation is gone."""
+class KilledAfterSave:
+    """The audit log as a delivery the host kills right after it stored its record with `outcome` (default: the
+    first write, `in_progress` at stage seen): the record is stored, then the invocation is gone."""
 
-    def __init__(self, audit):
-        self._audit = audit
+    def __init__(self, audit, outcome: str = Outcome.IN_PROGRESS):
+        self._audit, self._outcome = audit, outcome
 
     def save(self, record) -> None:
         self._audit.save(record)
-        raise Killed
+        if record.outcome == self._outcome:
+            raise Killed
 
     def __getattr__(self, name):
         return getattr(self._audit, name)
+
+
+def killed_delivery(env, blob: UploadedBlob, outcome: str = Outcome.IN_PROGRESS):
+    """Run one delivery of `blob` that the host kills after its write with `outcome`; return its stored record."""
+    base = intake(env)
+    doomed = dataclasses.replace(base, retrain=dataclasses.replace(base.retrain,
+                                                                   audit=KilledAfterSave(env.stores.audit, outcome)))
+    with pytest.raises(Killed):
+        on_upload(blob, doomed)
+    (left,) = [r for r in env.stores.audit.list() if r.source == blob.name]
+    assert left.outcome == outcome
+    return left
 
 
 # -- seeds 1 and 3 of the first campaigns, and the issue's seeds 1, 2, 6: a killed delivery's record left open ----
 def test_a_delivery_killed_after_its_first_write_is_closed_by_the_delivery_that_handles_the_upload(env,
                                                                                                   small_bank_csv):
     blob = uploaded(env, "killed.csv", small_bank_csv.read_bytes())
-    killed = intake(env)
-    killed = UploadIntake(limits=killed.limits, quarantine=killed.quarantine,
-                          retrain=dataclasses.replace(killed.retrain, audit=KilledAfterFirstSave(env.stores.audit)))
-    with pytest.raises(Killed):
-        on_upload(blob, killed)
-    (left,) = env.stores.audit.list()
-    assert left.outcome == Outcome.IN_PROGRESS
+    left = killed_delivery(env, blob)
     handled = on_upload(blob, intake(env))  # the host runs the delivery again (its queue message reappeared)
     assert handled.outcome == Outcome.QUEUED and handled.dataset_version == 1
     closed = env.stores.audit.get(left.id)
@@ -171,3 +185,38 @@ def test_a_later_delivery_still_running_is_not_closed(env, small_bank_csv):
     again = on_upload(blob, intake(env))
     assert again.outcome == Outcome.DUPLICATE and again.started_at < later.started_at
     assert env.stores.audit.get(later.id).outcome == Outcome.IN_PROGRESS
+
+
+# -- seeds 1, 2, 3 (v2): deliveries killed with the host were never run again (the local trigger queue is in memory;
+# Azure's reappears after 10 minutes): the reconcile timer runs them again from the blob ---------------------------
+def test_an_upload_whose_delivery_was_killed_is_handled_again_by_the_reconcile_timer(env, small_bank_csv):
+    blob = uploaded(env, "killed.csv", small_bank_csv.read_bytes())
+    left = killed_delivery(env, blob)
+    assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 10) == 0  # too young
+    assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 31) == 1
+    assert env.stores.audit.get(left.id).outcome == Outcome.INTERRUPTED
+    (handled,) = [r for r in env.stores.audit.list() if r.source == blob.name and r.id != left.id]
+    assert handled.outcome == Outcome.QUEUED and handled.dataset_version == 1
+    assert [(r.id, r.dataset_version) for r in env.outbox.list()] == [(handled.id, 1)]
+    assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 3600) == 0  # done
+
+
+def test_an_upload_killed_between_its_queued_record_and_its_request_gets_its_request(env, small_bank_csv):
+    """Seed 3: `queued` records of v3 and v4 with no request in the outbox; the versions were registered."""
+    blob = uploaded(env, "half.csv", small_bank_csv.read_bytes())
+    left = killed_delivery(env, blob, Outcome.QUEUED)
+    assert left.dataset_version == 1 and env.outbox.list() == []
+    assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 31) == 1
+    assert env.stores.audit.get(left.id).outcome == Outcome.INTERRUPTED
+    assert [d.version for d in env.stores.datasets.list()] == [1]  # the same version, not a second one
+    (request,) = env.outbox.list()
+    assert request.dataset_version == 1 and env.stores.audit.get(request.id).outcome == Outcome.QUEUED
+
+
+def test_a_killed_delivery_whose_blob_is_gone_is_closed(env, small_bank_csv):
+    blob = uploaded(env, "gone.csv", small_bank_csv.read_bytes())
+    left = killed_delivery(env, blob)
+    env.blobs.get_blob_client(env.incoming, "gone.csv").delete_blob()
+    assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 31) == 0
+    closed = env.stores.audit.get(left.id)
+    assert closed.outcome == Outcome.INTERRUPTED and "is gone" in closed.detail

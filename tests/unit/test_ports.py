@@ -17,6 +17,7 @@ from shared import bootstrap, ports
 from shared.adapters.azure_online import AzureEndpointScorer, AzureOnlineDeployer
 from shared.adapters.dataset_store import DatasetStore
 from shared.adapters.drift_offload import AzureMLDriftJobs, JobState, LocalDriftJobs, WindowPlan, WindowStorage
+from shared.adapters.incoming import IncomingBlobs
 from shared.adapters.job_outputs import WithJobOutputs
 from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PipelineRun, PublishedPipelineClient
@@ -37,6 +38,7 @@ from shared.adapters.webhook_state import (
 
 IMPLEMENTATIONS: dict[type, tuple[type, ...]] = {
     ports.AuditLog: (AuditStore,),
+    ports.UploadSource: (IncomingBlobs,),
     ports.RunLog: (RunStore,),
     ports.ModelLog: (ModelRegistry,),
     ports.DatasetLog: (DatasetStore,),

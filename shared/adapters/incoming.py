@@ -1,0 +1,28 @@
+"""The incoming container read back by name: an upload whose delivery was killed half-way is handled again from
+the blob itself (shared.services.on_upload.resume_interrupted_uploads)."""
+
+from __future__ import annotations
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from shared.domain.uploads import UploadedBlob
+
+
+class IncomingBlobs:
+    def __init__(self, blobs: BlobServiceClient):
+        self._blobs = blobs
+
+    def read(self, name: str) -> UploadedBlob | None:
+        """`container/blob` as the blob trigger names it; None when it is gone (quarantined, deleted)."""
+        container, _, blob = name.partition("/")
+        if not container or not blob:
+            return None
+        try:
+            download = self._blobs.get_blob_client(container, blob).download_blob()
+            data = download.readall()
+        except ResourceNotFoundError:
+            return None
+        props = download.properties
+        modified = props.last_modified.timestamp() if props.last_modified else None
+        return UploadedBlob(name=name, data=data, etag=str(props.etag or "").strip('"'), uploaded_at=modified)
