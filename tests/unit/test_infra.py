@@ -978,9 +978,10 @@ def test_the_app_reads_the_collector_datastore_with_a_read_only_role_on_the_work
     header = WORKSPACE.read_text(encoding="utf-8").split("resource driftCollectedDataReader", 1)[1].split("{", 1)[0]
     assert "if (driftOnCluster)" in header
     roles = Bicep(WORKSPACE).var_object("roles")
-    assert {k: _literal(v[0]) for k, v in roles.items()} == {"storageBlobDataReader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}
+    assert {k: ROLES[_literal(v[0])] for k, v in roles.items()} == {"storageBlobDataReader": "Storage Blob Data Reader"}
     passed = Bicep(MAIN_BICEP).module_params("mlWorkspace")
-    assert [t.text for t in passed["collectedDataReaderPrincipalId"]] == ["identity", ".", "outputs", ".", "principalId"]
+    principal = [t.text for t in passed["collectedDataReaderPrincipalId"]]
+    assert principal == ["identity", ".", "outputs", ".", "principalId"]
     assert "driftCompute" in {t.text for t in passed["driftOnCluster"]}
 
 
