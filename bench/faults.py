@@ -37,6 +37,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ class Campaign:
         kill_run_at = 1 if a.host_kill and len(bursts) > 1 else None
         azurite_at = 2 if a.azurite_restart and len(bursts) > 2 else None
         kill_submit_at = min(4, len(bursts) - 1) if a.submit_kill and len(bursts) > 3 else None
+        fired = restarted = None
         for b in bursts:
             batch = [u for u in self.uploads if u.burst == b]
             if b == kill_run_at:
@@ -194,18 +196,31 @@ class Campaign:
                 time.sleep(rng.uniform(0.5, 2.0))
                 self.restart_azurite()
             elif b == kill_submit_at:
+                # armed from here on: the next submission, whenever single flight lets one go (the uploads go on)
                 fired = self.proxy.kill_on_next_submit(lambda: self.kill_host("at the moment it POSTs a submission"))
+                restarted = self._restart_when(fired)
                 self.upload(batch)
-                if fired.wait(a.submit_kill_wait_s):
-                    time.sleep(2)
-                    self.restart_host()
-                else:
-                    self.proxy.disarm()
-                    self.notes.append(f"no submission within {a.submit_kill_wait_s:.0f} s: the mid-submit kill "
-                                      "was skipped")
             else:
                 self.upload(batch)
             time.sleep(rng.uniform(0.5, 7.0))
+        if restarted is not None and not restarted.wait(a.submit_kill_wait_s):
+            self.proxy.disarm()
+            if not (fired.is_set() and restarted.wait(60)):
+                self.notes.append(f"no submission within {a.submit_kill_wait_s:.0f} s of the last upload: the "
+                                  "mid-submit kill was skipped")
+
+    def _restart_when(self, fired: threading.Event) -> threading.Event:
+        """Restart the host 2 s after `fired` (the proxy killed it mid-submit); the returned event is set then."""
+        restarted = threading.Event()
+
+        def watch() -> None:
+            if fired.wait(self.args.timeout_s):
+                time.sleep(2)
+                self.restart_host()
+                restarted.set()
+
+        threading.Thread(target=watch, name="restart-after-submit-kill", daemon=True).start()
+        return restarted
 
     # -- quiet ----------------------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -379,7 +394,8 @@ def main() -> int:
     parser.add_argument("--no-azurite-restart", dest="azurite_restart", action="store_false")
     parser.add_argument("--no-submit-kill", dest="submit_kill", action="store_false")
     parser.add_argument("--no-proxy-faults", dest="proxy_faults", action="store_false")
-    parser.add_argument("--submit-kill-wait-s", type=float, default=120)
+    parser.add_argument("--submit-kill-wait-s", type=float, default=120,
+                        help="after the last upload, how long the armed mid-submit kill may wait for a submission")
     parser.add_argument("--settle-s", type=float, default=45,
                         help="stop waiting when only uploads without a final outcome remain this long")
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder (printed) for inspection")
