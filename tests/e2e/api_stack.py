@@ -6,6 +6,8 @@ from __future__ import annotations
 import requests
 
 from local.stack import Stack, start_on_free_ports
+from shared.adapters.credentials import StaticTokenCredential
+from shared.adapters.pipeline_client import ARM_SCOPE
 from shared.bootstrap import build_stores
 from shared.settings import Settings
 
@@ -24,3 +26,18 @@ def start_api_stack(local_dir, *, budget_s: int = 3, **settings: str) -> Stack:
         raise
     s.audit, s.runs, s.datasets = stores.audit, stores.runs, stores.datasets
     return s
+
+
+def pipeline_jobs(stack: Stack) -> list[dict]:
+    """Every job the local pipeline endpoint received, read as a user would in Azure: the workspace's ARM
+    Jobs - List (ARM-audience token). Each is {"name": ..., "inputs": {input: literal value or uri}}."""
+    settings = stack.app_settings()
+    url = f"{settings['AZUREML_ARM_URL'].rstrip('/')}/{settings['AZUREML_WORKSPACE_ID'].strip('/')}/jobs"
+    token = StaticTokenCredential(stack.secrets["pipeline_token"]).get_token(ARM_SCOPE).token
+    answer = requests.get(url, params={"api-version": "2024-04-01"}, headers={"Authorization": f"Bearer {token}"},
+                          timeout=10)
+    answer.raise_for_status()
+    assert answer.json()["nextLink"] is None  # one page: the local list is never paged
+    return [{"name": job["name"],
+             "inputs": {name: spec.get("value", spec.get("uri")) for name, spec in job["properties"]["inputs"].items()}}
+            for job in answer.json()["value"]]

@@ -25,7 +25,7 @@ from shared.adapters.webhook_state import RejectionLog
 from shared.domain.validation import canonical_csv, content_hash
 from shared.domain.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from shared.settings import Settings
-from tests.e2e.api_stack import start_api_stack
+from tests.e2e.api_stack import pipeline_jobs, start_api_stack
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -183,10 +183,7 @@ def refused(stack, status: int, *words: str, **kwargs) -> dict:
 
 def pipeline_submissions(stack, dataset_version: int) -> list[dict]:
     """What the local pipeline endpoint itself received for this dataset version."""
-    url = stack.config.pipeline_url.replace("/PipelineSubmit/", "/Pipeline/")
-    answer = requests.get(url, headers={"Authorization": f"Bearer {stack.secrets['pipeline_token']}"}, timeout=10)
-    answer.raise_for_status()
-    return [r for r in answer.json() if r["ParameterAssignments"].get("dataset_version") == str(dataset_version)]
+    return [r for r in pipeline_jobs(stack) if str(r["inputs"].get("dataset_version")) == str(dataset_version)]
 
 
 # ------------------------------------------------------------------------------ 400
@@ -362,7 +359,7 @@ def test_a_signed_request_submits_a_run(stack, dataset):
         assert answer["status"] == "Queued" and record.outcome in ("queued", "submitted"), (answer, record.outcome)
         assert run["status"] not in ("Superseded", "Failed"), run
         assert run["run_id"] != answer["run_id"]  # the request's id now names the pipeline run
-    assert [r["Id"] for r in pipeline_submissions(stack, dataset.version)] == [run["run_id"]]
+    assert [r["name"] for r in pipeline_submissions(stack, dataset.version)] == [run["run_id"]]
 
 
 def test_a_retry_with_the_same_idempotency_key_returns_the_first_run(stack, dataset):
@@ -380,7 +377,7 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_run(stack, data
     assert record.outcome == "duplicate" and record.data["status"] == 202
     # one run: in the service's records and at the pipeline endpoint itself
     assert [r.run_id for r in stack.runs.list() if r.dataset_version == dataset.version] == [first.json()["run_id"]]
-    assert [r["Id"] for r in pipeline_submissions(stack, dataset.version)] == [first.json()["run_id"]]
+    assert [r["name"] for r in pipeline_submissions(stack, dataset.version)] == [first.json()["run_id"]]
 
 
 def test_the_same_idempotency_key_with_another_body_is_409(stack, dataset):

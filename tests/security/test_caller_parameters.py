@@ -18,7 +18,7 @@ import requests
 
 from shared.domain.validation import canonical_csv, content_hash
 from shared.domain.webhook_signature import sign
-from tests.e2e.api_stack import start_api_stack
+from tests.e2e.api_stack import pipeline_jobs, start_api_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -78,10 +78,7 @@ def refused(stack, body, *words, status=400, idempotency_key=None):
 
 def submissions(stack) -> list[dict]:
     """Every run the local pipeline endpoint itself received."""
-    url = stack.config.pipeline_url.replace("/PipelineSubmit/", "/Pipeline/")
-    answer = requests.get(url, headers={"Authorization": f"Bearer {stack.secrets['pipeline_token']}"}, timeout=10)
-    answer.raise_for_status()
-    return answer.json()
+    return pipeline_jobs(stack)
 
 
 @pytest.mark.parametrize(("parameters", "name"), [
@@ -141,8 +138,8 @@ def test_an_allowlisted_request_is_accepted_and_the_pipeline_gets_only_data(stac
     response, record = audited(stack, lambda: post(stack, body, idempotency_key=key))
     assert response.status_code == 202, response.text
     assert record.data["reason"] == text and record.outcome in ("submitted", "queued")
-    (sent,) = [r["ParameterAssignments"] for r in submissions(stack)
-               if r["ParameterAssignments"].get("dataset_version") == str(dataset.version)]
+    (sent,) = [r["inputs"] for r in submissions(stack)
+               if str(r["inputs"].get("dataset_version")) == str(dataset.version)]
     assert sent["reason"] == "http" and sent["trigger_id"] == record.id
     assert (sent["time_budget_s"], sent["seed"], sent["exclude_columns"]) == ("3", "5", "duration")
     assert text not in json.dumps(sent)
