@@ -6,20 +6,24 @@ ProcessEventsAsync / GetBlobTriggerMessage; the `aeg-event-type` handling is the
 HttpRequestProcessor.cs):
 - `SubscriptionValidation` answers 200 `{"validationResponse": code}`, `Unsubscribe` 202, any other header 400;
 - `Notification`: each event becomes a blob trigger message (container and blob from `data.url`, ETag `"data.eTag"`,
-  FunctionId = the `functionName` query value, not checked here) put on the host's blob trigger queue, and the
-  answer is 202 at once: the function runs later, from the queue. A body that is not events answers 500.
-- The queue side (BlobQueueTriggerExecutor.cs): an unknown FunctionId or a blob that no longer exists is dropped;
-  otherwise the function runs on the blob as it is now. With source EventGrid there is NO blob receipt and no ETag
-  check, so a duplicated event runs the function again (Event Grid delivers at least once: the app is idempotent).
-  A failed run is retried up to host.json `extensions.queues.maxDequeueCount` times, then a message goes to
-  `webjobs-blobtrigger-poison`, as for the polling source.
-Locally the trigger queue is in memory (a host restart loses queued runs; Azure's is a storage queue)."""
+  FunctionId = the `functionName` query value, not checked here) written to the host's blob trigger queue, the
+  storage queue `azure-webjobs-blobtrigger-<host id>` in AzureWebJobsStorage (BlobTriggerQueueWriterFactory.cs:
+  HostQueueNames.GetHostBlobTriggerQueueName on `_queueServiceClientProvider.GetHost()`; created if missing), and
+  the answer is 202 once every message is written: the function runs later, from the queue. A body that is not
+  events, or a queue that cannot be written, answers 500 (Event Grid delivers again).
+- The queue side (SharedBlobQueueListener, BlobQueueTriggerExecutor.cs): the queue is read as queue triggers read
+  theirs (QueuesOptions: batches, 10-minute invisibility renewed while the function runs; so a host killed mid-run
+  runs the blob again once the message is visible again). An unknown FunctionId or a blob that no longer exists is
+  dropped; otherwise the function runs on the blob as it is now. With source EventGrid there is NO blob receipt and
+  no ETag check, so a duplicated event runs the function again (Event Grid delivers at least once: the app is
+  idempotent). A failed run is retried up to host.json `extensions.queues.maxDequeueCount` times, then a message
+  goes to `webjobs-blobtrigger-poison`, as for the polling source."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient
+from azure.storage.queue import QueueClient, QueueMessage
 
 from local.functions_host import eventgrid
 from local.functions_host.blob_trigger import (
@@ -39,15 +43,18 @@ from local.functions_host.blob_trigger import (
     quoted,
     send_to_poison,
 )
-from local.functions_host.dispatch import Invocations, Settle, TryLimit
 from local.functions_host.eventgrid import WebhookAnswer
+from local.functions_host.host_json import QueueOptions
 from local.functions_host.invoker import Invoker
 from local.functions_host.loader import IndexedFunction
 from local.functions_host.log import short_error
+from local.functions_host.queue_trigger import QueuePoller
+from local.functions_host.storage import ensure_queue
 
 log = logging.getLogger("functions_host")
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+BLOB_TRIGGER_QUEUE_PREFIX = "azure-webjobs-blobtrigger-"  # HostQueueNames.HostBlobTriggerQueuePrefix
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,21 @@ class BlobTriggerMessage:
     blob_name: str
     etag: str
     length: int = 0  # the event's data.contentLength: all a blob that cannot be addressed is known by
+
+    def to_json(self) -> str:
+        """BlobTriggerMessage.cs's JSON; `ContentLength` is local (the extension reads the length from the blob)."""
+        return json.dumps({"Type": "BlobTrigger", "FunctionId": self.function_id, "BlobType": "BlockBlob",
+                           "ContainerName": self.container, "BlobName": self.blob_name, "ETag": self.etag,
+                           "ContentLength": self.length})
+
+    @classmethod
+    def from_json(cls, text: str) -> BlobTriggerMessage:
+        try:
+            body = json.loads(text)
+            return cls(str(body["FunctionId"]), str(body["ContainerName"]), str(body["BlobName"]),
+                       str(body.get("ETag") or ""), int(body.get("ContentLength") or 0))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
 
 
 def container_and_blob(url: str) -> tuple[str, str]:
@@ -88,50 +110,38 @@ def trigger_message(event: dict, function_id: str) -> BlobTriggerMessage:
 
 
 class BlobEventTrigger:
-    """One `source: EventGrid` blob trigger function: runs the messages its webhook queues."""
+    """One `source: EventGrid` blob trigger function: what runs when the host's trigger queue hands it a message."""
 
     def __init__(self, fn: IndexedFunction, pattern: BlobPathPattern, *, source: BlobServiceClient,
-                 poison: QueueClient, invoker: Invoker, tries: TryLimit, retry_delay_s: float, parallelism: int):
+                 poison: QueueClient, invoker: Invoker, queue: BlobTriggerQueue, parallelism: int):
         self.fn = fn
         self.pattern = pattern
         self.source = source
         self.poison = poison
         self.invoker = invoker
-        self.tries = tries
-        self.retry_delay_s = max(0.0, retry_delay_s)
-        self.invocations = Invocations(parallelism)
+        self.queue = queue
+        self._slots = asyncio.Semaphore(max(1, parallelism))  # host.json extensions.blobs.maxDegreeOfParallelism
 
     def start(self) -> None:
-        """Nothing to poll: events arrive through the webhook."""
+        """Nothing to poll: events arrive through the webhook, runs through the host's trigger queue."""
 
     async def stop(self, timeout: float) -> None:
-        await self.invocations.stop(timeout)
+        """The trigger queue's poller stops the runs."""
 
-    def enqueue(self, message: BlobTriggerMessage) -> None:
-        if not self.invocations.stopping:
-            self.invocations.start(self._run(message), name=f"blob-event:{self.fn.name}")
+    async def enqueue(self, message: BlobTriggerMessage) -> None:
+        await self.queue.enqueue(message)
 
-    async def _run(self, message: BlobTriggerMessage) -> None:
-        for this_try in itertools.count(1):  # the trigger queue message's dequeue count
+    async def run(self, message: BlobTriggerMessage) -> bool:
+        """One try. True: ran (or dropped as Azure drops it); False: failed, to be tried again."""
+        async with self._slots:
             try:
-                async with self.invocations.slot():
-                    ok = await self._try_once(message)
-            except Exception as exc:  # storage unreachable etc.: counts as a failed try, as a dequeue would
+                return await self._try_once(message)
+            except Exception as exc:  # storage unreachable etc.: counts as a failed try
                 log.warning("Blob trigger 'Functions.%s': %s/%s failed to run (%s)", self.fn.name,
                             message.container, message.blob_name, short_error(exc))
-                ok = False
-            settle = self.tries.settle(ok, this_try)
-            if settle is Settle.DONE:
-                return
-            if settle is Settle.POISON:
-                blob = SeenBlob(message.blob_name, message.etag, "", {}, {})
-                await asyncio.to_thread(send_to_poison, self.poison, self.fn, message.container, blob, this_try)
-                return
-            if not self.invocations.stopping:
-                await asyncio.sleep(self.retry_delay_s)  # the queue's visibilityTimeout before the next dequeue
+                return False
 
     async def _try_once(self, message: BlobTriggerMessage) -> bool:
-        """True: ran (or dropped as Azure drops it); False: failed, to be tried again."""
         try:
             blob, data = await asyncio.to_thread(self._fetch, message)
         except ResourceNotFoundError:
@@ -159,6 +169,54 @@ class BlobEventTrigger:
         return seen, downloader.readall()
 
 
+class BlobTriggerQueue(QueuePoller):
+    """The host's blob trigger queue (one per host, every `source: EventGrid` blob function): the webhook writes,
+    this reads and hands each message to the function its FunctionId names. `queue` and each trigger's `poison`
+    encode message text as base64, as the extension's queue clients do."""
+
+    def __init__(self, queue: QueueClient, *, options: QueueOptions):
+        super().__init__("Blob trigger queue", queue=queue, poison=queue, options=options)
+        self.triggers: dict[str, BlobEventTrigger] = {}  # by FunctionId (Host.Functions.NAME)
+        self._created = False
+
+    async def enqueue(self, message: BlobTriggerMessage) -> None:
+        await asyncio.to_thread(self._send, message.to_json())
+        self.enqueued()
+
+    def _send(self, text: str) -> None:
+        if not self._created:  # AddMessageAndCreateIfNotExistsAsync
+            ensure_queue(self.queue)
+            self._created = True
+        self.queue.send_message(text)
+
+    async def _handle(self, message: QueueMessage) -> None:
+        try:
+            trigger_message = BlobTriggerMessage.from_json(message.content or "")
+        except ValueError as exc:
+            log.warning("%s: message %s is not a blob trigger message (%s); dropped", self.label, message.id, exc)
+            await asyncio.to_thread(self.queue.delete_message, message.id, message.pop_receipt)
+            return
+        trigger = self.triggers.get(trigger_message.function_id)
+        if trigger is None:  # BlobQueueTriggerExecutor: a function this host does not have is not retried
+            log.warning("%s: no blob trigger function '%s'; message %s dropped", self.label,
+                        trigger_message.function_id, message.id)
+            await asyncio.to_thread(self.queue.delete_message, message.id, message.pop_receipt)
+            return
+        if self.tries.spent(int(message.dequeue_count or 0)):  # its host died while running it, every time
+            await asyncio.to_thread(self._poison, trigger, trigger_message, message)
+            return
+        await self._run_invisible(message, trigger.run(trigger_message))
+
+    def _to_poison(self, message: QueueMessage) -> None:
+        trigger_message = BlobTriggerMessage.from_json(message.content or "")
+        self._poison(self.triggers[trigger_message.function_id], trigger_message, message)
+
+    def _poison(self, trigger: BlobEventTrigger, trigger_message: BlobTriggerMessage, message: QueueMessage) -> None:
+        blob = SeenBlob(trigger_message.blob_name, trigger_message.etag, "", {}, {})
+        send_to_poison(trigger.poison, trigger.fn, trigger_message.container, blob, int(message.dequeue_count or 0))
+        self.queue.delete_message(message.id, message.pop_receipt)
+
+
 async def handle(triggers: dict[str, BlobEventTrigger], function_name: str, event_type: str | None,
                  body: bytes) -> WebhookAnswer:
     kind = (event_type or "").strip().lower()
@@ -184,5 +242,9 @@ async def handle(triggers: dict[str, BlobEventTrigger], function_name: str, even
             log.warning("blobs webhook: %s/%s does not match the path of '%s'; dropped", message.container,
                         message.blob_name, function_name)
         else:
-            trigger.enqueue(message)
+            try:
+                await trigger.enqueue(message)
+            except Exception as exc:  # the extension's write throws: 500, and Event Grid delivers again
+                log.warning("blobs webhook: cannot write to the blob trigger queue (%s)", short_error(exc))
+                return WebhookAnswer(500)
     return WebhookAnswer(202)

@@ -22,7 +22,7 @@ import uvicorn
 
 from local.functions_host import appsettings, storage
 from local.functions_host.blob_trigger import BlobPathError, BlobPathPattern, BlobTriggerListener
-from local.functions_host.blob_webhook import BlobEventTrigger
+from local.functions_host.blob_webhook import BLOB_TRIGGER_QUEUE_PREFIX, BlobEventTrigger, BlobTriggerQueue
 from local.functions_host.dispatch import TryLimit
 from local.functions_host.host_json import function_timeout_s, queue_options
 from local.functions_host.http_server import BODY_LIMIT, HostApp, HttpFunction, http_function
@@ -32,7 +32,13 @@ from local.functions_host.lifecycle import cancel_remaining, threads_finished
 from local.functions_host.loader import IndexedFunction, index_app, script_file_name
 from local.functions_host.log import add_secrets, configure_logging
 from local.functions_host.ncrontab import ScheduleError, resolve_schedule, shortest_interval
-from local.functions_host.queue_trigger import POISON_SUFFIX, QueueNameError, QueueTriggerListener, queue_name
+from local.functions_host.queue_trigger import (
+    POISON_SUFFIX,
+    QueueNameError,
+    QueuePoller,
+    QueueTriggerListener,
+    queue_name,
+)
 from local.functions_host.routes import RouteError, compile_route
 from local.functions_host.timers import ScheduleMonitor, TimerListener, utcnow
 
@@ -70,7 +76,7 @@ class FunctionsHost:
     timers: dict[str, TimerListener] = field(default_factory=dict)
     blobs: list[BlobTriggerListener | BlobEventTrigger] = field(default_factory=list)
     blob_events: dict[str, BlobEventTrigger] = field(default_factory=dict)  # by Host.Functions.NAME
-    queues: list[QueueTriggerListener] = field(default_factory=list)
+    queues: list[QueuePoller] = field(default_factory=list)
     eventgrid: dict[str, IndexedFunction] = field(default_factory=dict)
     keys: HostKeys | None = None
     exit_code: int = 0
@@ -110,6 +116,7 @@ class FunctionsHost:
             if hosts_conn else None
         self._hosts_conn = hosts_conn
         self._sources: dict[str, Any] = {}
+        self._trigger_queue: BlobTriggerQueue | None = None
         for fn in self.functions.values():
             try:
                 self._register(fn, host_json)
@@ -185,10 +192,9 @@ class FunctionsHost:
         if str(trigger.get("source") or "").lower() == "eventgrid":  # BlobTriggerSource.EventGrid: the webhook
             events = BlobEventTrigger(
                 fn, pattern, source=self._sources[conn], poison=storage.poison_queue(conn), invoker=self.invoker,
-                tries=TryLimit(self.queue_options.max_dequeue_count),
-                retry_delay_s=self.queue_options.visibility_timeout_s,
-                parallelism=appsettings.blob_parallelism(host_json))
+                queue=self._blob_trigger_queue(), parallelism=appsettings.blob_parallelism(host_json))
             self.blob_events[fn.full_name] = events
+            events.queue.triggers[fn.full_name] = events
             return events
         return BlobTriggerListener(
             fn, pattern, source=self._sources[conn], hosts=self._hosts,
@@ -196,6 +202,14 @@ class FunctionsHost:
             poll_s=appsettings.float_setting("BLOB_TRIGGER_POLL_S", 1.0),
             tries=TryLimit(self.queue_options.max_dequeue_count),
             parallelism=appsettings.blob_parallelism(host_json))
+
+    def _blob_trigger_queue(self) -> BlobTriggerQueue:
+        """The host's one blob trigger queue, in AzureWebJobsStorage, started and stopped with the queue triggers."""
+        if self._trigger_queue is None:
+            queue = storage.encoded_queue(self._hosts_conn, BLOB_TRIGGER_QUEUE_PREFIX + self.host_id)
+            self._trigger_queue = BlobTriggerQueue(queue, options=self.queue_options)
+            self.queues.append(self._trigger_queue)
+        return self._trigger_queue
 
     def _queue(self, fn: IndexedFunction, trigger: dict) -> QueueTriggerListener:
         try:

@@ -20,6 +20,8 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Coroutine
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.functions import meta
@@ -81,16 +83,16 @@ def to_binding(message: QueueMessage, body: bytes):
                                           trigger_metadata={k: v for k, v in metadata.items() if v is not None})
 
 
-class QueueTriggerListener:
-    """`queue` and `poison` are plain-text clients (no encode/decode policy): bodies are decoded here, so a message
-    that is not base64 can be moved to the poison queue as it is, as the extension's decoding-failed handler does."""
+class QueuePoller:
+    """The extension's QueueListener loop, whatever a message is for: receive in batches, invisible for 10 minutes
+    (renewed while it runs), back-off polling, poison past the dequeue limit. `_handle` decides what a message does;
+    the queue trigger runs its function with it, the blob trigger's Event Grid source (blob_webhook) a blob function.
+    `enqueued()` is the in-process IMessageEnqueuedWatcher: a writer on this host wakes the poller at once."""
 
-    def __init__(self, fn: IndexedFunction, *, queue: QueueClient, poison: QueueClient, invoker: Invoker,
-                 options: QueueOptions):
-        self.fn = fn
+    def __init__(self, label: str, *, queue: QueueClient, poison: QueueClient, options: QueueOptions):
+        self.label = label
         self.queue = queue
         self.poison = poison
-        self.invoker = invoker
         self.options = options
         self.tries = TryLimit(options.max_dequeue_count)
         self._wake = asyncio.Event()
@@ -99,11 +101,14 @@ class QueueTriggerListener:
 
     # lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"queue:{self.fn.name}")
+        self._task = asyncio.create_task(self._run(), name=f"queue:{self.label}")
 
     async def stop(self, timeout: float) -> None:
         self._wake.set()
         await self.invocations.stop(timeout, self._task)
+
+    def enqueued(self) -> None:
+        self._wake.set()
 
     # polling -------------------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -114,15 +119,14 @@ class QueueTriggerListener:
                 try:
                     messages = await asyncio.to_thread(self._receive)
                     if not healthy:
-                        log.info("Queue trigger 'Functions.%s': queue '%s' is reachable again", self.fn.name,
-                                 self.queue.queue_name)
+                        log.info("%s: queue '%s' is reachable again", self.label, self.queue.queue_name)
                     healthy = True
                 except ResourceNotFoundError:
                     pass  # the extension waits for the queue to exist; it does not create it
                 except Exception as exc:
                     if healthy:
-                        log.warning("Queue trigger 'Functions.%s': cannot read queue '%s' (%s); retrying",
-                                    self.fn.name, self.queue.queue_name, short_error(exc))
+                        log.warning("%s: cannot read queue '%s' (%s); retrying", self.label, self.queue.queue_name,
+                                    short_error(exc))
                     healthy = False
             for message in messages:
                 self.invocations.start(self._process(message))
@@ -138,32 +142,24 @@ class QueueTriggerListener:
                                                 max_messages=self.options.batch_size,
                                                 visibility_timeout=INVISIBLE_S))
 
-    # one message ---------------------------------------------------------------------------------------------
     async def _process(self, message: QueueMessage) -> None:
         try:
             await self._handle(message)
         except Exception as exc:  # storage trouble: the message reappears after its invisibility and is retried
-            log.warning("Queue trigger 'Functions.%s': message %s will be retried (%s)", self.fn.name, message.id,
-                        short_error(exc))
+            log.warning("%s: message %s will be retried (%s)", self.label, message.id, short_error(exc))
 
     async def _handle(self, message: QueueMessage) -> None:
-        count = int(message.dequeue_count or 0)
-        if self.tries.spent(count):
-            await asyncio.to_thread(self._to_poison, message)
-            return
-        try:
-            body = decode_body(message.content or "", self.options.message_encoding)
-        except ValueError as exc:
-            log.warning("Queue trigger 'Functions.%s': message %s: %s", self.fn.name, message.id, exc)
-            await asyncio.to_thread(self._to_poison, message)
-            return
+        raise NotImplementedError
+
+    async def _run_invisible(self, message: QueueMessage, work: Coroutine[Any, Any, bool]) -> None:
+        """Runs `work` (True: it succeeded) with the message kept invisible, then deletes the message, makes it
+        visible again after `visibilityTimeout`, or poisons it on its last try."""
         renewer = asyncio.create_task(self._keep_invisible(message))
         try:
-            reason = f"New queue message detected on '{self.queue.queue_name}'."
-            result = await self.invoker.invoke(self.fn, to_binding(message, body), reason=reason)
+            ok = await work
         finally:
             renewer.cancel()
-        settle = self.tries.settle(result.ok, count)
+        settle = self.tries.settle(ok, int(message.dequeue_count or 0))
         if settle is Settle.DONE:
             await asyncio.to_thread(self.queue.delete_message, message.id, message.pop_receipt)
         elif settle is Settle.POISON:
@@ -192,3 +188,30 @@ class QueueTriggerListener:
         log.warning("Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
                     self.options.max_dequeue_count, self.poison.queue_name)
 
+
+class QueueTriggerListener(QueuePoller):
+    """`queue` and `poison` are plain-text clients (no encode/decode policy): bodies are decoded here, so a message
+    that is not base64 can be moved to the poison queue as it is, as the extension's decoding-failed handler does."""
+
+    def __init__(self, fn: IndexedFunction, *, queue: QueueClient, poison: QueueClient, invoker: Invoker,
+                 options: QueueOptions):
+        super().__init__(f"Queue trigger 'Functions.{fn.name}'", queue=queue, poison=poison, options=options)
+        self.fn = fn
+        self.invoker = invoker
+
+    # one message ---------------------------------------------------------------------------------------------
+    async def _handle(self, message: QueueMessage) -> None:
+        if self.tries.spent(int(message.dequeue_count or 0)):
+            await asyncio.to_thread(self._to_poison, message)
+            return
+        try:
+            body = decode_body(message.content or "", self.options.message_encoding)
+        except ValueError as exc:
+            log.warning("%s: message %s: %s", self.label, message.id, exc)
+            await asyncio.to_thread(self._to_poison, message)
+            return
+        await self._run_invisible(message, self._invoke(message, body))
+
+    async def _invoke(self, message: QueueMessage, body: bytes) -> bool:
+        reason = f"New queue message detected on '{self.queue.queue_name}'."
+        return (await self.invoker.invoke(self.fn, to_binding(message, body), reason=reason)).ok

@@ -37,7 +37,12 @@ def blob_service(connection_string: str) -> BlobServiceClient:
 
 def poison_queue(connection_string: str) -> QueueClient:
     """The poison queue, with the base64 message encoding Functions queues use by default."""
-    return QueueClient.from_connection_string(connection_string, POISON_QUEUE,
+    return encoded_queue(connection_string, POISON_QUEUE)
+
+
+def encoded_queue(connection_string: str, name: str) -> QueueClient:
+    """A queue whose message text is base64-encoded, as the Storage extensions' queue clients write it."""
+    return QueueClient.from_connection_string(connection_string, name,
                                               message_encode_policy=TextBase64EncodePolicy(),
                                               message_decode_policy=TextBase64DecodePolicy(),
                                               retry_policy=_retry(QueueLinearRetry), **_TIMEOUTS)

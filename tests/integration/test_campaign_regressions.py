@@ -187,8 +187,8 @@ def test_a_later_delivery_still_running_is_not_closed(env, small_bank_csv):
     assert env.stores.audit.get(later.id).outcome == Outcome.IN_PROGRESS
 
 
-# -- seeds 1, 2, 3 (v2): deliveries killed with the host were never run again (the local trigger queue is in memory;
-# Azure's reappears after 10 minutes): the reconcile timer runs them again from the blob ---------------------------
+# -- seeds 1, 2, 3 (v2): deliveries killed with the host were never run again (the local trigger queue was in memory;
+# Azure's message reappears only after 10 minutes): the reconcile timer runs them again from the blob sooner ------
 def test_an_upload_whose_delivery_was_killed_is_handled_again_by_the_reconcile_timer(env, small_bank_csv):
     blob = uploaded(env, "killed.csv", small_bank_csv.read_bytes())
     left = killed_delivery(env, blob)
