@@ -239,7 +239,7 @@ def build(settings: Settings) -> Services:
         retrain=retrain,
         upload=UploadIntake(limits=UploadLimits(min_rows=settings.min_rows, max_bytes=settings.max_upload_bytes),
                             quarantine=Quarantine(blobs, settings.quarantine_container), retrain=retrain,
-                            source=IncomingBlobs(blobs)),
+                            source=IncomingBlobs(blobs, settings.incoming_container)),
         webhook=WebhookIntake(guard=webhook_guard(settings, tables), retrain=retrain),
         completion=RunCompletion(runs=stores.runs, pipeline=pipeline, deployment=deployment,
                                  policy=PromotionPolicy(margin=settings.promotion_margin,

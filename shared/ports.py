@@ -10,6 +10,7 @@ reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import pandas as pd
@@ -17,7 +18,7 @@ import pandas as pd
 from shared.domain.profile import Profile
 from shared.domain.records import AuditRecord, DatasetVersion, ModelVersion, RunRecord
 from shared.domain.retrain_request import RetrainRequest
-from shared.domain.uploads import UploadedBlob
+from shared.domain.uploads import ListedBlob, UploadedBlob
 
 # ----------------------------------------------------------------------------------------------- errors
 
@@ -133,6 +134,7 @@ class AuditLog(Protocol):
     def get(self, record_id: str) -> AuditRecord | None: ...
     def with_outcome(self, outcome: str) -> list[AuditRecord]: ...
     def claim(self, record_id: str, expected: str, outcome: str) -> AuditRecord | None: ...
+    def newest(self, page: int = 100) -> Iterator[AuditRecord]: ...
 
 
 class RunLog(Protocol):
@@ -187,6 +189,8 @@ class UploadSource(Protocol):
     was killed half-way is handled again from the blob."""
 
     def read(self, name: str) -> UploadedBlob | None: ...
+
+    def listed(self, modified_after: float) -> list[ListedBlob]: ...
 
 
 class RetrainOutbox(Protocol):

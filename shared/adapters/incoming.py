@@ -6,12 +6,23 @@ from __future__ import annotations
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from shared.domain.uploads import UploadedBlob
+from shared.domain.uploads import ListedBlob, UploadedBlob
 
 
 class IncomingBlobs:
-    def __init__(self, blobs: BlobServiceClient):
+    def __init__(self, blobs: BlobServiceClient, container: str):
         self._blobs = blobs
+        self._container = container
+
+    def listed(self, modified_after: float) -> list[ListedBlob]:
+        """The incoming container's blobs written after `modified_after` (one listing; names as listed, unchecked:
+        the caller checks a name before any call that uses it)."""
+        found = []
+        for props in self._blobs.get_container_client(self._container).list_blobs():
+            modified = props.last_modified.timestamp() if props.last_modified else 0.0
+            if modified > modified_after:
+                found.append(ListedBlob(f"{self._container}/{props.name}", str(props.etag or "").strip('"'), modified))
+        return found
 
     def read(self, name: str) -> UploadedBlob | None:
         """`container/blob` as the blob trigger names it; None when it is gone (quarantined, deleted)."""

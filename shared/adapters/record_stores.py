@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import re
 import time
+from collections.abc import Iterator
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -80,7 +81,7 @@ class AuditStore:
         entity = self._entity(record_id)
         return None if entity is None else self._load(entity)
 
-    def newest(self, page: int = 100):
+    def newest(self, page: int = 100) -> Iterator[AuditRecord]:
         """Records newest first, read a page at a time as the caller iterates (ordered rows, then legacy ones)."""
         ordered = self._table.query_entities("PartitionKey eq @pk and RowKey lt @end",
                                              parameters={"pk": _AUDIT_PK, "end": self._LEGACY},

@@ -11,3 +11,12 @@ class UploadedBlob:
     data: bytes
     etag: str
     uploaded_at: float | None  # blob Last-Modified
+
+
+@dataclass(frozen=True)
+class ListedBlob:
+    """A blob of the incoming container as a listing shows it: enough to tell whether an upload has a record."""
+
+    name: str  # container/blob path
+    etag: str
+    modified: float  # Last-Modified, epoch seconds

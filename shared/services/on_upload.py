@@ -18,7 +18,8 @@ from shared.domain.validation import canonical_csv, content_hash, validate_csv
 from shared.ports import QuarantineArea, UploadSource
 from shared.services.dispatch import RetrainDispatch, request_and_dispatch
 
-__all__ = ["UploadIntake", "UploadLimits", "UploadedBlob", "on_upload", "resume_interrupted_uploads"]
+__all__ = ["UploadIntake", "UploadLimits", "UploadedBlob", "handle_unrecorded_uploads", "on_upload",
+           "resume_interrupted_uploads"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,57 @@ def resume_interrupted_uploads(intake: UploadIntake, *, older_than_s: float, now
     return resumed
 
 
+UPLOAD_LOOKBACK_S = 24 * 3600.0  # Event Grid retries a delivery for 24 hours by default, then drops it
+CLOCK_SKEW_S = 300.0  # a record may start a little before the blob's Last-Modified by another clock
+
+
+def handle_unrecorded_uploads(intake: UploadIntake, *, older_than_s: float, now: float | None = None,
+                              lookback_s: float = UPLOAD_LOOKBACK_S, function: str = "reconcile_timer") -> int:
+    """Handle every upload that has no record at all: its BlobCreated never reached a delivery that wrote one (the
+    host was killed between taking the event from its trigger queue and the first write: Azure runs it again only
+    when the message is visible again, 10 minutes on; an event Event Grid dropped after its retries; a subscription
+    that was down). A blob of the incoming container written in the last `lookback_s`, more than `older_than_s`
+    ago, whose name and ETag no blob record has, is handled now from the blob. A delivery that comes later is a
+    twin (same version, same request: `_register`). Reads one listing and the audit records since the oldest such
+    blob, newest first. Returns how many were handled."""
+    if intake.source is None:
+        return 0
+    now = time.time() if now is None else now
+    listed = [b for b in intake.source.listed(now - lookback_s) if now - b.modified > older_than_s]
+    if not listed:
+        return 0
+    oldest = min(b.modified for b in listed)
+    recorded: set[tuple[str, str]] = set()
+    named: set[str] = set()  # records written before they kept the ETag: the name alone counts
+    for record in intake.retrain.audit.newest(page=200):
+        if record.started_at < oldest - CLOCK_SKEW_S:
+            break
+        if record.trigger == "blob" and record.source:
+            etag = record.data.get("etag")
+            if etag:
+                recorded.add((record.source, etag))
+            else:
+                named.add(record.source)
+    handled = 0
+    for listing in sorted(listed, key=lambda b: b.modified):
+        container, _, name = listing.name.partition("/")
+        unusable = name_problem(name) is not None
+        source = f"{container}/{shown(name)}" if unusable else listing.name
+        if (source, listing.etag[:100]) in recorded or source in named:
+            continue
+        if unusable:  # never read by a name storage calls must not use: refused and recorded from the listing
+            blob: UploadedBlob | None = UploadedBlob(listing.name, b"", listing.etag, listing.modified)
+        else:
+            blob = intake.source.read(listing.name)
+            if blob is None or blob.etag != listing.etag:
+                continue  # gone, or written again since the listing: that write has an event of its own
+        log.warning("upload %s (ETag %s) has no record: its event never reached a delivery; handling it now", source,
+                    listing.etag)
+        on_upload(blob, intake, function)
+        handled += 1
+    return handled
+
+
 def _close_earlier_deliveries(record: AuditRecord, intake: UploadIntake) -> None:
     """This delivery handled the upload: the records earlier deliveries of the same blob left open end
     `interrupted`, pointing here. The blob trigger runs a delivery again when the one before was killed (the queue
@@ -120,7 +172,7 @@ def _refuse_name(blob: UploadedBlob, container: str, name: str, problem: BlobNam
     label = shown(name)
     digest = name_digest(name)
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
-                         source=f"{container}/{label}")
+                         source=f"{container}/{label}", data={"etag": blob.etag[:100]})
     if blob.uploaded_at:
         record.stage("uploaded", blob.uploaded_at)
     record.stage("seen")
@@ -142,7 +194,7 @@ def _register(blob: UploadedBlob, intake: UploadIntake, function: str) -> AuditR
     """Validate, register the dataset version (or find it is a duplicate), ask for a retrain."""
     audit, datasets = intake.retrain.audit, intake.retrain.datasets
     record = AuditRecord(id=new_id("blob-"), trigger="blob", function=function, started_at=time.time(),
-                         source=blob.name)
+                         source=blob.name, data={"etag": blob.etag[:100]})
     if blob.uploaded_at:
         record.stage("uploaded", blob.uploaded_at)
     record.stage("seen")

@@ -25,11 +25,13 @@ from shared.services.on_upload import (
     UploadedBlob,
     UploadIntake,
     UploadLimits,
+    handle_unrecorded_uploads,
     on_upload,
     resume_interrupted_uploads,
 )
 from shared.services.retrain import PipelineTarget
 from tests.isolation import isolated_settings
+from tests.raw_blob import put_raw
 
 TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
 # a long coalescing window: nothing is submitted while a test replays its uploads (no pipeline call is made)
@@ -63,7 +65,8 @@ def intake(env) -> UploadIntake:
     retrain = RetrainDispatch(outbox=env.outbox, runs=env.stores.runs, pipeline=pipeline,
                               datasets=env.stores.datasets, audit=env.stores.audit,
                               models=env.stores.models, target=TARGET, policy=POLICY)
-    return UploadIntake(limits=LIMITS, quarantine=env.quarantine, retrain=retrain, source=IncomingBlobs(env.blobs))
+    return UploadIntake(limits=LIMITS, quarantine=env.quarantine, retrain=retrain,
+                        source=IncomingBlobs(env.blobs, env.incoming))
 
 
 class TwinInsideLookup:
@@ -220,3 +223,49 @@ def test_a_killed_delivery_whose_blob_is_gone_is_closed(env, small_bank_csv):
     assert resume_interrupted_uploads(intake(env), older_than_s=30, now=left.started_at + 31) == 0
     closed = env.stores.audit.get(left.id)
     assert closed.outcome == Outcome.INTERRUPTED and "is gone" in closed.detail
+
+
+# -- seed 1 (v2, durable trigger queue): an upload answered 202 whose delivery the host kill caught before its first
+# write has no record at all; Azure runs it again only when its queue message is visible again (10 minutes) -------
+def test_an_upload_without_any_record_is_handled_by_the_reconcile_sweep(env, small_bank_csv):
+    blob = uploaded(env, "never-delivered.csv", small_bank_csv.read_bytes())
+    assert handle_unrecorded_uploads(intake(env), older_than_s=30, now=blob.uploaded_at + 10) == 0  # too young
+    assert env.stores.audit.list() == []
+    assert handle_unrecorded_uploads(intake(env), older_than_s=30, now=blob.uploaded_at + 31) == 1
+    (handled,) = env.stores.audit.list()
+    assert (handled.source, handled.function, handled.outcome) == (blob.name, "reconcile_timer", Outcome.QUEUED)
+    assert handled.data["etag"] == blob.etag and [r.id for r in env.outbox.list()] == [handled.id]
+    assert handle_unrecorded_uploads(intake(env), older_than_s=30, now=blob.uploaded_at + 60) == 0  # recorded now
+
+
+def test_the_sweep_leaves_recorded_uploads_and_takes_a_rewrite_without_a_record(env, small_bank_csv):
+    data = small_bank_csv.read_bytes()
+    first = uploaded(env, "rewritten.csv", data)
+    on_upload(first, intake(env))  # delivered and recorded
+    again = uploaded(env, "rewritten.csv", data.replace(b"\n", b"\r\n"))  # a new ETag whose event was lost
+    assert again.etag != first.etag
+    assert handle_unrecorded_uploads(intake(env), older_than_s=30, now=again.uploaded_at + 31) == 1
+    records = sorted(env.stores.audit.list(), key=lambda r: r.started_at)
+    assert [r.data["etag"] for r in records] == [first.etag, again.etag]
+    assert records[1].outcome == Outcome.DUPLICATE  # the same rows: no second version
+    assert [d.version for d in env.stores.datasets.list()] == [1]
+
+
+def test_the_sweep_reads_no_blob_outside_its_window(env, small_bank_csv):
+    blob = uploaded(env, "old.csv", small_bank_csv.read_bytes())
+    assert handle_unrecorded_uploads(intake(env), older_than_s=30, lookback_s=3600,
+                                     now=blob.uploaded_at + 3601) == 0  # older than the lookback: history, not lost
+    assert env.stores.audit.list() == []
+
+
+def test_a_blob_whose_name_storage_calls_must_not_use_is_refused_from_the_listing_without_reading_it(env):
+    name = "a/../b.csv"
+    assert put_raw(env.blobs, env.incoming, name, b"x,y\n1,2\n") == 201
+    (blob,) = IncomingBlobs(env.blobs, env.incoming).listed(0)
+    assert blob.name == f"{env.incoming}/{name}"
+    assert handle_unrecorded_uploads(intake(env), older_than_s=0, now=blob.modified + 1) == 1
+    (refused,) = env.stores.audit.list()
+    assert refused.outcome == Outcome.REJECTED and refused.data["name_problem"] == "dot_segment"
+    container, _, kept = refused.data["quarantined_to"].partition("/")
+    assert env.blobs.get_blob_client(container, kept).download_blob().readall() == b""  # never read by that name
+    assert handle_unrecorded_uploads(intake(env), older_than_s=0, now=blob.modified + 2) == 0
