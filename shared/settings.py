@@ -199,7 +199,8 @@ class Settings:
         "RECONCILE_SCHEDULE", "0 */5 * * * *", "NCRONTAB of the reconcile timer (the local stack uses every 2 "
         "minutes)")
     reconcile_min_age_s: float = setting(
-        "RECONCILE_MIN_AGE_S", 120.0, "runs younger than this (seconds) are left to their completion event")
+        "RECONCILE_MIN_AGE_S", 120.0, "runs younger than this (seconds) are left to their completion event, and "
+        "uploads younger than this to their blob trigger delivery")
     run_timeout_s: float = setting(
         "RUN_TIMEOUT_S", 21600.0, "a run that has not ended after this (seconds) is recorded as failed")
     # Azure managed online endpoint (RETRAIN_MODE=azure).
