@@ -12,17 +12,14 @@ import pytest
 from werkzeug import Response
 
 from local.processes import free_port
-from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
-from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
-from shared.bootstrap import build_stores
 from shared.domain.records import AuditRecord
 from shared.domain.retrain_request import RetrainRequest
 from shared.services.dispatch import DispatchPolicy, RetrainDispatch, dispatch, enqueue, new_request
 from shared.services.retrain import PipelineTarget, request_retrain
 from tests.fake_azureml import SECRET, WORKSPACE, BatchWorkspace, PublishedPipeline, error
-from tests.isolation import isolated_settings
+from tests.isolation import outbox_env
 
 TARGET = PipelineTarget(experiment="exp", datastore="workspaceblobstore", data_input="training_data", budget_s=5)
 POLICY = DispatchPolicy(coalesce_s=10, deadline_s=600, backoff_s=5, max_backoff_s=60, lease_s=120)
@@ -50,15 +47,7 @@ def service(request, httpserver):
 
 @pytest.fixture
 def env(azurite, small_bank_csv):
-    settings = isolated_settings(azurite)
-    storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
-    stores = build_stores(settings)
-    data = small_bank_csv.read_bytes()
-    versions = [stores.datasets.register(data + b"\n" * i, content_hash=f"h{i}", rows=3000, columns=21,
-                                         source_blob=f"incoming/{i}.csv", source_etag=str(i), dialect="comma")
-                for i in range(2)]
-    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
-    return SimpleNamespace(stores=stores, outbox=outbox, versions=versions)
+    return outbox_env(azurite, small_bank_csv.read_bytes(), versions=2)
 
 
 def retrain(env, pipeline) -> RetrainDispatch:

@@ -11,16 +11,13 @@ import uuid
 import pytest
 from werkzeug import Response
 
-from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
-from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import PublishedPipelineClient
-from shared.bootstrap import build_stores
 from shared.domain.records import AuditRecord
 from shared.domain.retrain_request import RetrainRequest
 from shared.services.dispatch import DispatchPolicy, RetrainDispatch, backoff, dispatch, enqueue, new_request, retry
 from shared.services.retrain import PipelineTarget
-from tests.isolation import isolated_settings
+from tests.isolation import outbox_env
 
 RUNS = "/pipelines/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/" \
        "workspaces/w/PipelineRuns"
@@ -33,17 +30,11 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 def env(azurite, httpserver, small_bank_csv):
-    settings = isolated_settings(azurite)
-    storage.ensure_container(storage.blob_service(settings), settings.datasets_container)
-    stores = build_stores(settings)
-    data = small_bank_csv.read_bytes()
-    versions = [stores.datasets.register(data + b"\n" * i, content_hash=f"h{i}", rows=3000, columns=21,
-                                         source_blob=f"incoming/{i}.csv", source_etag=str(i), dialect="comma")
-                for i in range(3)]
-    outbox = Outbox(storage.ensure_table(storage.table_service(settings), settings.outbox_table))
+    env = outbox_env(azurite, small_bank_csv.read_bytes(), versions=3)
     pipeline = PublishedPipelineClient(httpserver.url_for(SUBMIT), StaticTokenCredential("t"), max_retries=0)
     httpserver.expect_request(LIST, method="GET").respond_with_handler(lambda request: _runs_started(httpserver))
-    return type("Env", (), {"stores": stores, "outbox": outbox, "pipeline": pipeline, "versions": versions})
+    env.pipeline = pipeline
+    return env
 
 
 def _runs_started(httpserver) -> Response:

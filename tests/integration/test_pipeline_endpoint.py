@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
-from azure.storage.blob import BlobServiceClient
 
 from local.pipeline_endpoint import DEFAULT_PIPELINE_ID, submit_url
 from local.processes import python_argv, start_on_free_ports
-from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential, scoped_token
 from shared.adapters.pipeline_client import PipelineAuthError, PipelineError, PublishedPipelineClient
+from tests.local_pipeline import pipeline_endpoint
 from tests.waiting import wait_for
 
 TOKEN = "local-pipeline-token"
@@ -27,30 +25,13 @@ OTHER_SECRETS = {"SCORING_KEY": "scoring-key-5c1e0a", "SCORING_ADMIN_KEY": "admi
 
 @pytest.fixture(scope="module")
 def endpoint(azurite, tmp_path_factory, small_bank_csv):
-    from pytest_httpserver import HTTPServer
-
-    events = HTTPServer(host="127.0.0.1", port=0)  # bound now: its port is taken at once
-    events.start()
-    events.expect_request("/runtime/webhooks/eventgrid", method="POST").respond_with_data("", status=202)
     root = tmp_path_factory.mktemp("pipeline")
-    blobs = BlobServiceClient.from_connection_string(azurite)
-    container = f"ds{uuid.uuid4().hex[:8]}"
-    storage.ensure_container(blobs, container)
-    blobs.get_blob_client(container, "bank/v1/data.csv").upload_blob(small_bank_csv.read_bytes())
-    blobs.get_blob_client(container, "bank/v2/data.csv").upload_blob(b"age,job\n1,admin.\n")
-    child, (port,) = start_on_free_ports(
-        "pipeline", 1, lambda ports: python_argv("local.pipeline_endpoint", "--port", str(ports[0]), "--runs-dir",
-                                                 str(root / "runs")),
-        log_dir=root, env={"LOCAL_PIPELINE_TOKEN": TOKEN, "AzureWebJobsStorage": azurite,
-                           "EVENTGRID_WEBHOOK_URL": events.url_for("/runtime/webhooks/eventgrid?code=k"),
-                           "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
-                           "LOCAL_DATASTORES": f"workspaceblobstore={container}", **OTHER_SECRETS})
-    client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{port}"), StaticTokenCredential(TOKEN),
-                                     max_retries=0)
-    yield {"client": client, "events": events, "container": container, "port": port, "root": root,
-           "pid": child.proc.pid}
-    child.stop()
-    events.stop()
+    with pipeline_endpoint(azurite, root, small_bank_csv.read_bytes(), token=TOKEN, bad_path="bank/v2/data.csv",
+                           env=OTHER_SECRETS) as running:
+        client = PublishedPipelineClient(submit_url(f"http://127.0.0.1:{running.port}"), StaticTokenCredential(TOKEN),
+                                         max_retries=0)
+        yield {"client": client, "events": running.events, "container": running.container, "port": running.port,
+               "root": root, "pid": running.child.proc.pid}
 
 
 def _wait(client, run_id, timeout=300):  # a loaded 2-core machine trains the 3 s budget slowly

@@ -17,12 +17,10 @@ import uuid
 
 import pytest
 import requests
-from azure.storage.blob import BlobServiceClient
 
 from local.pipeline_endpoint import invocation_url, local_workspace_id
-from local.processes import python_argv, start_on_free_ports
-from shared.adapters import storage
 from shared.adapters.credentials import StaticTokenCredential
+from tests.local_pipeline import pipeline_endpoint
 from tests.waiting import wait_for
 
 SECRET = "local-pipeline-secret-v2"
@@ -34,31 +32,15 @@ ENDED = {"Completed", "Failed", "Canceled"}
 
 @pytest.fixture(scope="module")
 def endpoint(azurite, tmp_path_factory, small_bank_csv):
-    from pytest_httpserver import HTTPServer
-
-    receiver = HTTPServer(host="127.0.0.1", port=0)
-    receiver.start()
-    receiver.expect_request("/runtime/webhooks/eventgrid", method="POST").respond_with_data("", status=202)
     root = tmp_path_factory.mktemp("pipeline-v2")
-    blobs = BlobServiceClient.from_connection_string(azurite)
-    container = f"ds{uuid.uuid4().hex[:8]}"
-    storage.ensure_container(blobs, container)
-    blobs.get_blob_client(container, "bank/v1/data.csv").upload_blob(small_bank_csv.read_bytes())
-    blobs.get_blob_client(container, "bank/bad/data.csv").upload_blob(b"age,job\n1,admin.\n")
-    child, (port,) = start_on_free_ports(
-        "pipeline-v2", 1, lambda ports: python_argv("local.pipeline_endpoint", "--port", str(ports[0]),
-                                                    "--runs-dir", str(root / "runs")),
-        log_dir=root, env={"LOCAL_PIPELINE_TOKEN": SECRET, "AzureWebJobsStorage": azurite,
-                           "EVENTGRID_WEBHOOK_URL": receiver.url_for("/runtime/webhooks/eventgrid?code=k"),
-                           "MLFLOW_TRACKING_URI": (root / "mlruns").as_uri(),
-                           "LOCAL_DATASTORES": f"workspaceblobstore={container}"})
-    credential = StaticTokenCredential(SECRET)
-    base = f"http://127.0.0.1:{port}"
-    yield {"invoke": invocation_url(base), "jobs": f"{base}{local_workspace_id()}/jobs", "receiver": receiver,
-           "ml": {"Authorization": f"Bearer {credential.get_token(ML_SCOPE).token}"},
-           "arm": {"Authorization": f"Bearer {credential.get_token(ARM_SCOPE).token}"}}
-    child.stop()
-    receiver.stop()
+    with pipeline_endpoint(azurite, root, small_bank_csv.read_bytes(), token=SECRET,
+                           bad_path="bank/bad/data.csv") as running:
+        credential = StaticTokenCredential(SECRET)
+        base = f"http://127.0.0.1:{running.port}"
+        yield {"invoke": invocation_url(base), "jobs": f"{base}{local_workspace_id()}/jobs",
+               "receiver": running.events,
+               "ml": {"Authorization": f"Bearer {credential.get_token(ML_SCOPE).token}"},
+               "arm": {"Authorization": f"Bearer {credential.get_token(ARM_SCOPE).token}"}}
 
 
 def documented_body(data_path: str = "bank/v1/data.csv", *, name: str | None = None, **literals) -> dict:
