@@ -25,7 +25,9 @@ class RunKind(StrEnum):
 
 class RunStatus(StrEnum):
     """The v2 spelling (azure-ai-ml _restclient/arm_ml_service/models/_enums.py JobStatus); v1 shows it as
-    RunStatus with a StatusCode of its own (LocalRun.to_json)."""
+    RunStatus with a StatusCode of its own (LocalRun.to_json). Kept apart from the product's
+    shared.domain.outcomes.PipelineStatus on purpose: the emulator states Azure's values, so a change to the
+    product's enum cannot quietly change what the emulator answers."""
 
     NOT_STARTED = "NotStarted"
     QUEUED = "Queued"
