@@ -64,8 +64,8 @@ def resume_interrupted_uploads(intake: UploadIntake, *, older_than_s: float, now
     """Handle again every upload whose delivery stopped half-way: a blob record still `in_progress` (or `queued`
     with no request: killed between the two writes) older than `older_than_s` is run again from the blob as it is
     now, and the new record closes the old one (`_close_earlier_deliveries`). Azure's blob trigger does run a killed
-    delivery again, but only when its queue message becomes visible again (10 minutes); the local host's trigger
-    queue is in memory and never does. Running it again is safe whoever else does: a second delivery of one blob
+    delivery again, but only when its queue message becomes visible again (10 minutes; the local host's trigger
+    queue too). Running it again is safe whoever else does: a second delivery of one blob
     registers the same version and finds its request (`_register`). Returns how many were run again."""
     if intake.source is None:
         return 0
