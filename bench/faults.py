@@ -394,7 +394,7 @@ def main() -> int:
     parser.add_argument("--no-azurite-restart", dest="azurite_restart", action="store_false")
     parser.add_argument("--no-submit-kill", dest="submit_kill", action="store_false")
     parser.add_argument("--no-proxy-faults", dest="proxy_faults", action="store_false")
-    parser.add_argument("--submit-kill-wait-s", type=float, default=120,
+    parser.add_argument("--submit-kill-wait-s", type=float, default=300,
                         help="after the last upload, how long the armed mid-submit kill may wait for a submission")
     parser.add_argument("--settle-s", type=float, default=45,
                         help="stop waiting when only uploads without a final outcome remain this long")
