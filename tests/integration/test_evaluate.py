@@ -42,6 +42,14 @@ def test_evaluate_prints_one_json_object_with_the_figures(split, capsys):
     assert figures["auc_weighted"] == pytest.approx(figures["auc"], abs=1e-9)  # binary: weighted OvR == AUC
 
 
+def test_the_folder_train_wrote_is_accepted_as_the_model(split, capsys):
+    """`retrain evaluate --model OUT` for `retrain train --out OUT`: the same figures as OUT/model."""
+    _, inner, _ = run_evaluate(capsys, "--model", str(split / "out" / "model"), "--data", str(split / "test.csv"),
+                               "--json")
+    code, outer, _ = run_evaluate(capsys, "--model", str(split / "out"), "--data", str(split / "test.csv"), "--json")
+    assert code == 0 and json.loads(outer) == json.loads(inner)
+
+
 def test_auc_weighted_matches_sklearn_weighted_ovr():
     from shared.jobs.training.evaluate import auc_weighted
 

@@ -18,6 +18,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return job.main(argv)
 
 
+def model_folder(path: Path) -> Path:
+    """The MLflow model folder: `path` itself, or the `model/` folder inside what `retrain train --out` wrote."""
+    if not (path / "MLmodel").is_file() and (path / "model" / "MLmodel").is_file():
+        return path / "model"
+    return path
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from shared.jobs.training.evaluate import EvaluationError, evaluate
 
@@ -25,7 +32,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CommandError(f"{path} is not a file", Exit.USAGE)
     try:
-        figures = evaluate(Path(args.model), path.read_bytes())
+        figures = evaluate(model_folder(Path(args.model)), path.read_bytes())
     except EvaluationError as exc:
         raise CommandError(str(exc), Exit.USAGE) from None
     if args.json:
@@ -45,6 +52,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     evaluate = add_command(sub, "evaluate", cmd_evaluate,
                            help="score a labelled CSV with a saved model: rows, AUC, accuracy, F1")
-    evaluate.add_argument("--model", required=True, help="the MLflow model directory (…/model)")
+    evaluate.add_argument("--model", required=True,
+                          help="the MLflow model directory, or the folder `retrain train --out` wrote")
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
