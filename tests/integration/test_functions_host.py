@@ -307,7 +307,9 @@ def test_bodies_over_100_mb_are_refused(host):
 
 
 def test_unsupported_bindings_are_named_at_startup(host):
-    log = host.log()
+    # the function listing is logged once the HTTP server is up, which is also when the port answers: wait for it
+    log = wait_for(lambda: (lambda text: text if "Host started" in text else None)(host.log()),
+                   what="the host's start-up listing")
     assert "Function 'Functions.queue_worker' is disabled" not in log
     assert "Function 'Functions.enqueue': bindings out (queue) are not supported" in log
     assert "  hello: [GET] " + host.url + "/api/hello/{name?}" in log
