@@ -222,6 +222,7 @@ def build(settings: Settings) -> Services:
         target=PipelineTarget(experiment=settings.pipeline_experiment, datastore=settings.pipeline_datastore,
                               data_input=settings.pipeline_data_input, budget_s=settings.training_budget_s,
                               evaluation_percent=settings.evaluation_percent,
+                              evaluation_rows=settings.evaluation_rows,
                               max_budget_s=settings.max_time_budget_s),
         policy=DispatchPolicy(coalesce_s=settings.coalesce_s, deadline_s=settings.submit_deadline_s))
     deployment = Deployment(models=stores.models, deployer=deployer, scorer=scorer, datasets=stores.datasets,

@@ -195,6 +195,10 @@ class Settings:
     evaluation_percent: int = setting(
         "EVALUATION_PERCENT", 10, "rows held out of training (by row hash) to compare the new model with the "
         "live one (percent)", bounds=(0, 50))
+    evaluation_rows: str = setting(
+        "EVALUATION_ROWS", "auto", "which rows are held out: `hash` (the same rows in every version), `newest` (the "
+        "last rows in file order; the model is then refitted on all rows) or `auto` (newest when the file is in "
+        "time order, see docs/training.md#time-order)", choices=("auto", "hash", "newest"))
     reconcile_schedule: str = setting(
         "RECONCILE_SCHEDULE", "0 */5 * * * *", "NCRONTAB of the reconcile timer (the local stack uses every 2 "
         "minutes)")

@@ -167,7 +167,8 @@ class RunWorker:
             "data": data_file, "out": outputs, "budget-s": given.get("time_budget_s", self.config.default_budget_s),
             "seed": params["seed"], "run-id": run.run_id, "dataset-version": params.get("dataset_version", ""),
             "experiment": experiment, "primary-metric": params["primary_metric"]}
-        for name in ("exclude_columns", "trigger_id", "reason", "evaluation_percent", "champion_model",
+        for name in ("exclude_columns", "trigger_id", "reason", "evaluation_percent", "evaluation_rows",
+                     "champion_model",
                      "champion_version", "champion_digest", "drift_report"):
             if params.get(name) not in (None, ""):
                 values[name.replace("_", "-")] = params[name]

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain import schema
+from shared.domain.evaluation_slice import EvaluationRows
 
 # Azure AutoML's primary-metric names this training step honours, and the search metric each means. Only
 # AUC_weighted for now (for a binary target it equals ROC AUC); other AutoML names are refused, not ignored.
@@ -103,7 +104,7 @@ def shown(raw: Any) -> str:
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    kind: str  # integer | number | string | columns | metric | reason
+    kind: str  # integer | number | string | columns | metric | reason | rows
     default: Any
     description: str
     minimum: float | None = None
@@ -121,6 +122,10 @@ class Parameter:
         elif self.kind == "metric":
             if not isinstance(raw, str) or raw not in PRIMARY_METRICS:
                 raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {shown(raw)}")
+            return raw
+        elif self.kind == "rows":
+            if not isinstance(raw, str) or raw not in set(EvaluationRows):
+                raise ParameterError(self.name, f"must be one of {', '.join(EvaluationRows)}; got {shown(raw)}")
             return raw
         elif self.kind == "reason":
             if not isinstance(raw, str) or raw not in set(Reason):
@@ -196,6 +201,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("experiment_name", "string", "bankmarketing-retrain", "experiment the run is recorded under"),
     Parameter("evaluation_percent", "integer", 10, "rows held out of training (by row hash) to compare the new "
               "model with the live one", minimum=0, maximum=50),
+    Parameter("evaluation_rows", "rows", "auto", "which rows are held out: hash, newest (file order; then "
+              "refitted on all rows) or auto (newest when the file is in time order)"),
     Parameter("champion_model", "string", None, "the live model (MLflow model folder: a path, or an azureml:// "
               "URI mounted as a folder input) scored on the held-out rows"),
     Parameter("champion_version", "integer", None, "the live model's version (recorded with its figures)", minimum=1),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.domain.evaluation_slice import EvaluationRows
 from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS, Reason
 from shared.jobs.environment import environment, stage_code
 
@@ -82,6 +83,8 @@ def _component_inputs():
             kwargs = {"type": "string", "enum": list(PRIMARY_METRICS)}
         elif p.kind == "reason":
             kwargs = {"type": "string", "enum": [r.value for r in Reason]}
+        elif p.kind == "rows":
+            kwargs = {"type": "string", "enum": [r.value for r in EvaluationRows]}
         else:  # free strings have no pattern in a component input: the service checks them (PATTERNS) first
             kwargs = {"type": "string"}
         if p.default in (None, ""):
@@ -112,7 +115,8 @@ def _command() -> str:
     return ("python -m shared.jobs.training.job --data ${{inputs.training_data}} --out ${{outputs.model_dir}} "
             "--budget-s ${{inputs.time_budget_s}} --seed ${{inputs.seed}} "
             "--primary-metric ${{inputs.primary_metric}} --experiment ${{inputs.experiment_name}} "
-            "--evaluation-percent ${{inputs.evaluation_percent}} " + optional)
+            "--evaluation-percent ${{inputs.evaluation_percent}} --evaluation-rows ${{inputs.evaluation_rows}} "
+            + optional)
 
 
 def build_component(code: Path, version: str):
@@ -143,6 +147,7 @@ def build_pipeline_component(component, compute: str):
                          trigger_id: Input(type="string", optional=True) = None,
                          reason: Input(type="string", optional=True, enum=[r.value for r in Reason]) = None,
                          evaluation_percent: Input(type="integer", min=0, max=50) = 10,
+                         evaluation_rows: Input(type="string", enum=[r.value for r in EvaluationRows]) = "auto",
                          champion_model: Input(type="uri_folder", optional=True) = None,
                          champion_version: Input(type="integer", optional=True) = None,
                          champion_digest: Input(type="string", optional=True) = None,
@@ -150,7 +155,8 @@ def build_pipeline_component(component, compute: str):
         step = component(training_data=training_data, time_budget_s=time_budget_s, primary_metric=primary_metric,
                          exclude_columns=exclude_columns, seed=seed, experiment_name=experiment_name,
                          dataset_version=dataset_version, dataset_name=dataset_name, trigger_id=trigger_id,
-                         reason=reason, evaluation_percent=evaluation_percent, champion_model=champion_model,
+                         reason=reason, evaluation_percent=evaluation_percent,
+                         evaluation_rows=evaluation_rows, champion_model=champion_model,
                          champion_version=champion_version, champion_digest=champion_digest,
                          drift_report=drift_report)
         return {"model_dir": step.outputs.model_dir}

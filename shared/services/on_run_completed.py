@@ -293,11 +293,12 @@ def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion
     if not challenger and live is None and "auc" in metrics:  # a run without held-out rows: its CV figures
         return _with_basis(decide(policy, {"auc": metrics["auc"]}, None), "cross_validation")
     if live is None:
-        return _with_basis(decide(policy, challenger, None), "held_out_rows")
+        return _with_basis(decide(policy, challenger, None), f"held_out_rows, {_rows(evaluation)}")
     champion = evaluation.get("champion") or None
     scored = str((champion or {}).get("digest") or "")
     if champion and same_digest(scored, live.digest):
-        return _with_basis(decide(policy, challenger, champion, champion_version=live.version), "same_rows")
+        return _with_basis(decide(policy, challenger, champion, champion_version=live.version),
+                           f"same_rows, {_rows(evaluation)}")
     recorded = dict(((live.metrics or {}).get("evaluation_slice") or {}).get("challenger") or {})
     decision = decide(policy, challenger, recorded or None, champion_version=live.version)
     if not champion:
@@ -309,6 +310,12 @@ def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion
     else:
         why = f"the model the run scored is not the registered v{live.version} (content digest differs)"
     return _with_basis(decision, f"recorded_figures ({why})")
+
+
+def _rows(evaluation: dict[str, Any]) -> str:
+    """Which held-out rows both were scored on (shared.domain.evaluation_slice.EvaluationRows), for the reason."""
+    how = "the newest in file order" if evaluation.get("rule") == "newest" else "by row hash"
+    return f"{evaluation.get('rows', '?')} rows {how}"
 
 
 def _with_basis(decision: Decision, basis: str) -> Decision:

@@ -25,7 +25,8 @@ class PipelineTarget:
     datastore: str
     data_input: str
     budget_s: int
-    evaluation_percent: int = 10  # rows held out (by row hash) for the champion/challenger comparison
+    evaluation_percent: int = 10  # rows held out for the champion/challenger comparison
+    evaluation_rows: str = "auto"  # which: EvaluationRows (hash, newest, auto)
     # MAX_TIME_BUDGET_S: the most training time a caller's `time_budget_s` may ask for.
     max_budget_s: int = pipeline_params.DEFAULT_MAX_TIME_BUDGET_S
 
@@ -71,6 +72,7 @@ def request_retrain(dataset: DatasetVersion, *, reason: str, record: AuditRecord
     params = {"time_budget_s": target.budget_s, **chosen,
               "dataset_name": dataset.name, "dataset_version": dataset.version, "reason": reason,
               "trigger_id": record.id, "evaluation_percent": target.evaluation_percent,
+              "evaluation_rows": target.evaluation_rows,
               **_champion(retrain.models)}
     pipeline_params.validate(params)  # every string to its pattern: the pipeline gets data, never code
     data_paths = {target.data_input: {"DataStoreName": target.datastore,

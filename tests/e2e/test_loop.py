@@ -163,7 +163,7 @@ def test_http_trigger_requires_a_key_and_submits_a_retrain(stack, http_retrain):
     # A model is live: the run scored it on the same held-out rows, and the decision says so with both figures.
     assert completion.outcome in ("deployed", "kept_champion"), completion.detail
     decision = completion.data["decision"]
-    assert decision["champion"]["version"] == str(live_before.version) and "[basis: same_rows]" in completion.detail
+    assert decision["champion"]["version"] == str(live_before.version) and "[basis: same_rows, " in completion.detail
     assert decision["champion"]["rows"] == decision["challenger"]["rows"] > 0
     http_record = next(r for r in stack.audit.list() if r.run_id == body["run_id"] and r.trigger == "http")
     assert http_record.outcome == "submitted" and http_record.data["requested_by"] == "e2e"

@@ -276,3 +276,47 @@ def test_the_job_reports_the_content_digest_of_its_final_model_folder(trained):
     digest = folder_digest(trained["out"] / "model")
     assert trained["status"]["metrics"]["model_digest"] == digest
     assert json.loads((trained["out"] / "metrics.json").read_text())["model_digest"] == digest
+
+
+def _time_ordered(small_bank_csv, path: pathlib.Path) -> pd.DataFrame:
+    """The slice in a time order: six stretches of rows, each with its own price index and employment."""
+    df = pd.read_csv(small_bank_csv)
+    stretch = np.arange(len(df)) * 6 // len(df)
+    df["cons.price.idx"] = 92.0 + stretch * 0.311
+    df["nr.employed"] = 5200.0 - stretch * 17.5
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_a_time_ordered_file_is_judged_on_its_newest_rows_then_refitted_on_all(trained, small_bank_csv, tmp_path):
+    from shared.jobs.training.evaluate import score_frame
+    from shared.scoring.runtime import ScoringModel
+
+    data = tmp_path / "ordered.csv"
+    df = _time_ordered(small_bank_csv, data)
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--out", str(out), "--budget-s", "5", "--champion-model",
+            str(trained["out"] / "model"), "--champion-version", "1"]
+    assert job.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluation = metrics["evaluation_slice"]
+    newest = df.iloc[len(df) - len(df) // 10:]
+    assert evaluation["rule"] == "newest" and evaluation["rows"] == len(newest)
+    assert evaluation["refit_rows"] == len(df) and metrics["model_rows"] == len(df)  # the saved model saw every row
+    # the live model's figures are those of exactly the newest rows
+    champion = score_frame(ScoringModel.load(trained["out"] / "model", version="1"), newest.reset_index(drop=True))
+    assert evaluation["champion"]["auc"] == pytest.approx(champion["auc"])
+    # the period columns are left out and the search replaced by the time-order configuration
+    assert metrics["time_order"]["period_columns"] == ["cons.price.idx", "nr.employed"]
+    assert {"cons.price.idx", "nr.employed"} <= set(metrics["excluded_columns"]) and metrics["search_trials"] == 0
+    assert not (out / "held-out-fit").exists()
+
+
+def test_the_hash_rule_can_be_chosen_for_a_time_ordered_file(small_bank_csv, tmp_path):
+    data = tmp_path / "ordered.csv"
+    df = _time_ordered(small_bank_csv, data)
+    out = tmp_path / "out"
+    assert job.main(["--data", str(data), "--out", str(out), "--budget-s", "3", "--evaluation-rows", "hash"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluation_slice"]["rule"] == "hash" and "refit_rows" not in metrics["evaluation_slice"]
+    assert metrics["model_rows"] == len(df) - metrics["evaluation_slice"]["rows"]  # hash rows never trained on

@@ -25,7 +25,7 @@ def metrics(champion: dict | None, auc: float = 0.90) -> dict:
 
 def test_the_same_champion_bytes_compare_on_the_same_rows():
     decision = compare(POLICY, metrics({"auc": 0.93, "rows": 300, "version": "3", "digest": DIGEST}), live())
-    assert "[basis: same_rows]" in decision.reason and decision.champion["auc"] == 0.93
+    assert "[basis: same_rows, " in decision.reason and decision.champion["auc"] == 0.93
     assert not decision.promote  # 0.90 against the champion's 0.93 on the same rows
 
 

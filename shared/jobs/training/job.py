@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 import traceback
@@ -22,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.domain.evaluation_slice import DEFAULT_PERCENT
+from shared.domain.evaluation_slice import DEFAULT_PERCENT, EvaluationRows
 from shared.domain.pipeline_params import PRIMARY_METRICS
 from shared.domain.profile import REFERENCE_PROFILE
 
@@ -49,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-report", default="", help="the drift report that asked for the run (lineage)")
     p.add_argument("--max-iter", type=int, default=None, help="cap on FLAML trials (reproducible searches)")
     p.add_argument("--evaluation-percent", type=int, default=DEFAULT_PERCENT,
-                   help="rows held out of training for champion/challenger evaluation (by row hash; 0: none)")
+                   help="rows held out of training for champion/challenger evaluation (0: none)")
+    p.add_argument("--evaluation-rows", default=EvaluationRows.AUTO.value,
+                   choices=[r.value for r in EvaluationRows],
+                   help="which rows: by row hash, the newest in file order (then the model is refitted on all "
+                        "rows once both are scored), or auto: newest when the file is in time order")
     p.add_argument("--champion-model", default="", help="MLflow model directory of the live model, scored on "
                    "the same held-out rows")
     p.add_argument("--champion-version", default="", help="the live model's version (recorded with its figures)")
@@ -109,27 +114,51 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"run {run_id}: reading {data}")
         frame = read_csv(data)
-        frame, held_out = split_evaluation_rows(data, frame, args.evaluation_percent)
+        from shared.jobs.training.time_order import period_columns
+
+        periods = period_columns(frame)
+        rule = resolve_rows(EvaluationRows(args.evaluation_rows), periods)
+        if periods:
+            say(f"the file is in time order: {', '.join(periods)} each name one stretch of rows (left out; fixed "
+                "time-order configuration instead of the search)")
+        everything = frame
+        frame, held_out = split_evaluation_rows(data, frame, args.evaluation_percent, rule)
         if held_out is not None:
-            say(f"{len(held_out)} rows ({args.evaluation_percent}% by row hash) held out for champion/challenger "
+            how = "by row hash" if rule is EvaluationRows.HASH else "the newest in file order"
+            say(f"{len(held_out)} rows ({args.evaluation_percent}%, {how}) held out for champion/challenger "
                 "evaluation")
         dataset_hash = args.dataset_hash or _file_hash(data)
         excluded = [c.strip() for c in args.exclude_columns.split(",") if c.strip()]
-        say(f"{len(frame)} rows x {len(frame.columns)} columns; searching LightGBM with FLAML (3-fold CV) for "
-            f"{args.budget_s:g}s (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "")
-            + ")")
+        say(f"{len(frame)} rows x {len(frame.columns)} columns; "
+            + ("time-order configuration" if periods else
+               f"searching LightGBM with FLAML (3-fold CV) for {args.budget_s:g}s")
+            + f" (seed {args.seed}" + (f", excluding {', '.join(excluded)}" if excluded else "") + ")")
 
         from shared.jobs.training.mlflow_model import save_model
         from shared.jobs.training.tracking import log_to_mlflow
         from shared.jobs.training.train import train
 
-        result = train(frame, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
-                       max_iter=args.max_iter)
+        def fit(rows):
+            return train(rows, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
+                         max_iter=args.max_iter, period_columns=periods or None)
+
+        result = fit(frame)
         m = result.metrics
         kept = " (the starting configuration)" if m["prior_kept"] else ""
         say(f"best config after {m['search_trials']} trials{kept}: {json.dumps(result.best_config, sort_keys=True)}")
         say(f"{m['evaluation']} ({m['cv_rows']} rows): AUC {m['auc']:.4f}, accuracy {m['accuracy']:.4f}, "
             f"F1 {m['f1']:.4f} at threshold {m['threshold']:.3f}; model: {m['bag_size']} bagged LightGBM fit(s)")
+        if held_out is not None and rule is EvaluationRows.NEWEST:
+            # Judged on the newest rows it did not see, then refitted on every row: the newest period is the
+            # one the next records resemble most, so the deployed model must have learnt it.
+            scored_dir = save_model(result, out / "held-out-fit", dataset_version=args.dataset_version,
+                                    dataset_hash=dataset_hash, run_id=run_id)
+            evaluation = evaluate_slice(held_out, scored_dir, args, rule)
+            shutil.rmtree(out / "held-out-fit", ignore_errors=True)
+            result = fit(everything)
+            result.metrics["evaluation_slice"] = {**evaluation, "refit_rows": len(everything)}
+            say(f"refitted on all {len(everything)} rows")
+            frame = everything
         model_dir = save_model(result, out, dataset_version=args.dataset_version, dataset_hash=dataset_hash,
                                run_id=run_id)
         say(f"saved MLflow model to {model_dir}")
@@ -137,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 
         build_profile(frame).save(model_dir / REFERENCE_PROFILE)  # what drift checks compare against
         say(f"saved the reference profile of the {len(frame)} training rows ({REFERENCE_PROFILE})")
-        if held_out is not None:
-            result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args)
+        if held_out is not None and rule is EvaluationRows.HASH:
+            result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args, rule)
+        if "evaluation_slice" in result.metrics:
             _add_to_metrics_file(out, "evaluation_slice", result.metrics["evaluation_slice"])
         # The folder is final now: its content hash is what the registry records (on_run_completed) and what
         # every local load path checks before it unpickles the model.
@@ -174,30 +204,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def split_evaluation_rows(path: Path, frame, percent: int):
-    """(training rows, held-out rows or None). The rule hashes each row's values as written in the file, so it
-    matches the rows whatever dataset version they are in (see shared.domain.evaluation_slice)."""
+def resolve_rows(rows: EvaluationRows, periods: list[str]) -> EvaluationRows:
+    """AUTO: the newest rows when the file is in time order (it has period columns), else by row hash."""
+    if rows is EvaluationRows.AUTO:
+        return EvaluationRows.NEWEST if periods else EvaluationRows.HASH
+    return rows
+
+
+def split_evaluation_rows(path: Path, frame, percent: int, rule: EvaluationRows = EvaluationRows.HASH):
+    """(training rows, held-out rows or None). HASH hashes each row's values as written in the file, so it
+    matches the rows whatever dataset version they are in; NEWEST takes the last rows in file order (see
+    shared.domain.evaluation_slice)."""
     import pandas as pd
 
-    from shared.domain.evaluation_slice import split_frame
+    from shared.domain.evaluation_slice import newest_split, split_frame
 
     if percent <= 0:
         return frame, None
-    text = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False)
-    train_pos, eval_pos = split_frame(text, percent)
+    if rule is EvaluationRows.NEWEST:
+        train_pos, eval_pos = newest_split(len(frame), percent)
+    else:
+        text = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False)
+        train_pos, eval_pos = split_frame(text, percent)
     if len(eval_pos) < 20 or len(train_pos) < 100:
         say(f"warning: too few rows to hold {percent}% out ({len(eval_pos)}); training on all, no evaluation slice")
         return frame, None
     return frame.iloc[train_pos].reset_index(drop=True), frame.iloc[eval_pos].reset_index(drop=True)
 
 
-def evaluate_slice(held_out, model_dir: Path, args) -> dict[str, Any]:
+def evaluate_slice(held_out, model_dir: Path, args, rule: EvaluationRows = EvaluationRows.HASH) -> dict[str, Any]:
     """The saved new model (challenger) and, when given, the live one (champion) scored on the same held-out
     rows, both loaded the way the scoring endpoint loads them."""
     from shared.jobs.training.evaluate import EvaluationError, score_frame
     from shared.scoring.runtime import ScoringModel
 
-    summary: dict[str, Any] = {"percent": args.evaluation_percent, "rows": len(held_out), "champion": None}
+    summary: dict[str, Any] = {"percent": args.evaluation_percent, "rows": len(held_out), "rule": rule.value,
+                               "champion": None}
     try:
         summary["challenger"] = score_frame(ScoringModel.load(model_dir, version="challenger"), held_out)
     except EvaluationError as exc:
