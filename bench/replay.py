@@ -1,7 +1,7 @@
 """Prequential replay of the whole loop: does retraining pay off on data that drifts in time?
 
     .venv/bin/python bench/replay.py [--data CSV] [--periods 10] [--first 4] [--order calendar|file|column:NAME]
-        [--budget-s 30] [--out DIR] [--timeout-s 1800]
+        [--budget-s 30] [--out DIR] [--timeout-s 1800] [--evaluation-rows auto|hash|newest]
 
 The labelled file is put in time order (`calendar`: the bank-marketing months rebuilt from `cons.price.idx`,
 bench/train_quality.py CALENDAR; `file`: as written; `column:NAME`: sorted by that column) and cut into
@@ -57,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=int, default=30, help="training budget per pipeline run (default 30)")
     p.add_argument("--out", default="", help="output folder (default .local/replay/<UTC time>)")
     p.add_argument("--timeout-s", type=float, default=1800, help="longest wait for one upload's outcome")
+    p.add_argument("--evaluation-rows", choices=("auto", "hash", "newest"), default="auto",
+                   help="the stack's EVALUATION_ROWS (default auto: the service default)")
     args = p.parse_args(argv)
     if not 1 <= args.first < args.periods:
         p.error("--first must be at least 1 and less than --periods")
@@ -191,7 +193,7 @@ def main(argv=None) -> int:
     local_dir = Path(tempfile.mkdtemp(prefix="replay-stack-"))
     # No drift timer (the replay asks for every retraining itself); no coalescing window (one run per upload).
     stack = start_on_free_ports(local_dir, training_budget_s=args.budget_s, drift_schedule="0 0 0 1 1 *",
-                                extra_settings={"COALESCE_S": "0"})
+                                extra_settings={"COALESCE_S": "0", "EVALUATION_ROWS": args.evaluation_rows})
     env = {k: v for k, v in os.environ.items()
            if k not in ("AzureWebJobsStorage", "SCORING_URL", "SCORING_KEY", "RETRAIN_MODE")}
     env["RETRAIN_LOCAL_DIR"] = str(local_dir)
@@ -254,6 +256,7 @@ def main(argv=None) -> int:
                "retrained_lightgbm_mean_accuracy": mean("lightgbm_accuracy"),
                "promotions": outcomes.count("deployed"), "kept_champion": outcomes.count("kept_champion"),
                "uploads": len(outcomes), "budget_s": args.budget_s, "order": args.order,
+               "evaluation_rows": args.evaluation_rows,
                "seconds": round(time.perf_counter() - started, 1), "out": str(out)}
     (out / "replay.json").write_text(json.dumps({"summary": summary, "periods": rows}, indent=2) + "\n")
     print(f"chart {out / 'replay.svg'}; figures {out / 'replay.json'}", flush=True)

@@ -15,6 +15,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     argv = ["--data", args.data, "--out", args.out, "--budget-s", str(args.budget_s), "--seed", str(args.seed)]
     if args.exclude_columns:
         argv += ["--exclude-columns", args.exclude_columns]
+    argv += ["--evaluation-rows", args.evaluation_rows]
     return job.main(argv)
 
 
@@ -49,6 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--budget-s", type=int, default=60)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--exclude-columns", default="")
+    train.add_argument("--evaluation-rows", choices=("auto", "hash", "newest"), default="auto",
+                       help="held-out rows: by row hash, the newest in file order (then refitted on all rows), or "
+                            "auto: newest when the file is in time order (docs/training.md#time-order)")
 
     evaluate = add_command(sub, "evaluate", cmd_evaluate,
                            help="score a labelled CSV with a saved model: rows, AUC, accuracy, F1")

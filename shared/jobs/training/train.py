@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shared.domain import schema
 from shared.jobs.training.features import feature_list, prepare_features, synthetic_example, target_labels
 from shared.jobs.training.members import fit_member, native_params
 from shared.jobs.training.model import BankEnsemble
@@ -124,7 +125,11 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
                                              n_jobs=n_jobs)
     searched = time.perf_counter()
 
-    params = native_params(config, seed=seed, n_jobs=n_jobs)
+    # On time-ordered data the category codes are split on as categories (LightGBM's native categorical splits),
+    # not as ordered numbers: on the replay that was 0.870 against 0.851 mean AUC (docs/training.md#time-order).
+    categorical = {"categorical_feature": [j for j, c in enumerate(features) if c in schema.CATEGORICAL]} \
+        if time_ordered else {}
+    params = {**native_params(config, seed=seed, n_jobs=n_jobs), **categorical}
     fit_started = time.perf_counter()
     model.members_ = [("lgbm", fit_member(params, matrix, y))]
     model.weights_ = [1.0]
@@ -134,7 +139,8 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
     # With `max_iter` (reproducible training) nothing after the search depends on the clock.
     fixed = max_iter is not None
     cv_refined = fixed or time.perf_counter() + (CV_FOLDS - 1) * full_fit_s <= deadline
-    cv_params = params if cv_refined else native_params(config, seed=seed, n_jobs=n_jobs, refine=False)
+    cv_params = params if cv_refined else {**native_params(config, seed=seed, n_jobs=n_jobs, refine=False),
+                                           **categorical}
     p_oof = out_of_fold(X, y, cv_params, features=features, day_counts=day_counts, seed=seed)
     threshold = accuracy_threshold(y, p_oof, window=THRESHOLD_WINDOW)
     model.threshold = threshold
