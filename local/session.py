@@ -40,14 +40,22 @@ def default_data(local_dir: Path) -> Path:
 
 
 def upload_file(connection: str, path: Path, name: str | None = None, container: str = "incoming") -> str:
+    """Upload `path`; returns `container/blob` as the blob trigger names it."""
+    return put_file(connection, path, name, container)[0]
+
+
+def put_file(connection: str, path: Path, name: str | None = None,
+             container: str = "incoming") -> tuple[str, str]:
+    """Upload `path`; returns `container/blob` and the ETag this write gave the blob (without quotes, as the blob
+    trigger records it): what tells this upload's audit record from another write of the same name."""
     from azure.storage.blob import BlobServiceClient
 
     blobs = BlobServiceClient.from_connection_string(connection)
     storage.ensure_container(blobs, container)
     blob_name = name or f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}"
     with open(path, "rb") as fh:
-        blobs.get_blob_client(container, blob_name).upload_blob(fh, overwrite=True)
-    return f"{container}/{blob_name}"
+        answer = blobs.get_blob_client(container, blob_name).upload_blob(fh, overwrite=True)
+    return f"{container}/{blob_name}", str(answer.get("etag") or "").strip('"')
 
 
 def _sample_records(path: Path, rows: int = 2) -> list[dict]:

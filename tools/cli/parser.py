@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.cli import azure, data, deploy, keys, records, retry, stack, training, webhook
+from tools.cli import azure, data, deploy, keys, records, retry, score, stack, training, webhook
 from tools.cli.command import CommandError
 
 DESCRIPTION = "`retrain`: run the embedded stack, feed it data, read the audit trail, train and score by hand."
 
 # In the order `retrain --help` lists them.
-COMMAND_MODULES = (stack, records, deploy, retry, training, data, keys, webhook, azure)
+COMMAND_MODULES = (stack, records, deploy, retry, training, score, data, keys, webhook, azure)
 
 
 def build_parser() -> argparse.ArgumentParser:
