@@ -2,7 +2,10 @@
 
 Both models are scored on the same evaluation rows (`evaluation_slice`). The challenger is promoted when its
 AUC is not worse than the champion's by more than `margin` and at least `floor`; the first model only needs the
-floor. Pure policy: the figures come from the training run's evaluation, the decision is recorded with both.
+floor. When the run measured the paired difference's standard error on those rows (`noise`), the challenger is
+only refused when it is worse by more than the margin plus `noise_z` standard errors: under drift a newer model
+refused on noise costs the next period (bench/replay.py, docs/benchmarks.md#prequential-replay). Pure policy:
+the figures come from the training run's evaluation, the decision is recorded with both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class PromotionPolicy:
     margin: float = 0.005  # PROMOTION_MARGIN: AUC the challenger may lose against the champion
     floor: float = 0.75  # PROMOTION_FLOOR: AUC the challenger must reach on the evaluation rows
     metric: str = "auc"
+    noise_z: float = 1.0  # standard errors of the paired AUC difference added to the margin, when measured
 
     def __post_init__(self):
         if not 0 <= self.margin < 1:
@@ -54,7 +58,7 @@ def _figure(metrics: dict[str, Any] | None, name: str) -> float | None:
 
 
 def decide(policy: PromotionPolicy, challenger: dict[str, Any], champion: dict[str, Any] | None,
-           *, champion_version: int | None = None) -> Decision:
+           *, champion_version: int | None = None, noise: float | None = None) -> Decision:
     """`challenger` / `champion`: metrics on the same evaluation rows ({"auc": ..., "accuracy": ..., "rows": ...});
     `champion` None when nothing is live yet."""
     metric = policy.metric
@@ -73,8 +77,12 @@ def decide(policy: PromotionPolicy, challenger: dict[str, Any], champion: dict[s
         return Decision(KEPT_CHAMPION, f"the live model v{champion_version} was not scored on the evaluation rows; "
                         "not replacing it blindly (promote by hand with `retrain promote`)", challenger, champion)
     delta = new - old
-    if delta < -policy.margin:
+    noisy = noise is not None and math.isfinite(noise) and noise > 0
+    allowance = policy.margin + (policy.noise_z * noise if noisy else 0.0)
+    shown = f"({delta:+.4f}, SE {noise:.4f})" if noisy else f"({delta:+.4f})"
+    limit = f"the margin {policy.margin:.4f}" + (f" + {policy.noise_z:g} SE" if noisy else "")
+    if delta < -allowance:
         return Decision(KEPT_CHAMPION, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} "
-                        f"({delta:+.4f}) is worse by more than the margin {policy.margin:.4f}", challenger, champion)
-    return Decision(PROMOTED, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} ({delta:+.4f}) is within "
-                    f"the margin {policy.margin:.4f}", challenger, champion)
+                        f"{shown} is worse by more than {limit}", challenger, champion)
+    return Decision(PROMOTED, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} {shown} is within "
+                    f"{limit}", challenger, champion)

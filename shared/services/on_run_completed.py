@@ -297,7 +297,9 @@ def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion
     champion = evaluation.get("champion") or None
     scored = str((champion or {}).get("digest") or "")
     if champion and same_digest(scored, live.digest):
-        return _with_basis(decide(policy, challenger, champion, champion_version=live.version),
+        noise = (evaluation.get("difference") or {}).get("se")  # the paired AUC difference's SE on these rows
+        return _with_basis(decide(policy, challenger, champion, champion_version=live.version,
+                                  noise=noise if isinstance(noise, int | float) else None),
                            f"same_rows, {_rows(evaluation)}")
     recorded = dict(((live.metrics or {}).get("evaluation_slice") or {}).get("challenger") or {})
     decision = decide(policy, challenger, recorded or None, champion_version=live.version)

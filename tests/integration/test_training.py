@@ -151,6 +151,10 @@ def test_job_scores_the_champion_on_the_same_held_out_rows(trained, small_bank_c
     # the first model scored on the same rows again: the figures it recorded for itself
     assert second["champion"]["auc"] == pytest.approx(first["challenger"]["auc"])
     assert second["champion"]["accuracy"] == pytest.approx(first["challenger"]["accuracy"])
+    # the paired difference the gate reads, with its bootstrap standard error on those rows
+    difference = second["difference"]
+    assert difference["auc"] == pytest.approx(second["challenger"]["auc"] - second["champion"]["auc"], abs=2e-6)
+    assert 0 < difference["se"] < 0.1 and difference["rounds"] == 200
 
 
 def test_a_champion_that_cannot_be_loaded_is_recorded_not_fatal(small_bank_csv, tmp_path):

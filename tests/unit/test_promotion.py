@@ -58,3 +58,16 @@ def test_held_out_rows_depend_on_the_row_not_its_position_or_version():
     assert held_values == {v for v in later_values if not v.startswith("new")}
     assert row_bucket(("1", "no")) == row_bucket(("1", "no")) and 0 <= row_bucket(("x",)) < 100
     assert len(split_frame(rows, 0)[1]) == 0
+
+
+def test_a_loss_within_the_noise_of_the_rows_still_promotes():
+    policy = PromotionPolicy(margin=0.005)
+    # -0.0068 on its own is worse than the margin; with a measured SE of 0.008 it is within margin + 1 SE
+    assert not decide(policy, {"auc": 0.8325}, {"auc": 0.8393}, champion_version=3).promote
+    noisy = decide(policy, {"auc": 0.8325}, {"auc": 0.8393}, champion_version=3, noise=0.008)
+    assert noisy.promote and "SE 0.0080" in noisy.reason and "+ 1 SE" in noisy.reason
+    # a loss beyond margin + 1 SE is refused, and says so
+    clear = decide(policy, {"auc": 0.80}, {"auc": 0.84}, champion_version=3, noise=0.008)
+    assert not clear.promote and "worse by more than the margin 0.0050 + 1 SE" in clear.reason
+    # no usable SE: the plain margin
+    assert not decide(policy, {"auc": 0.8325}, {"auc": 0.8393}, champion_version=3, noise=float("nan")).promote

@@ -234,25 +234,32 @@ def split_evaluation_rows(path: Path, frame, percent: int, rule: EvaluationRows 
 
 def evaluate_slice(held_out, model_dir: Path, args, rule: EvaluationRows = EvaluationRows.HASH) -> dict[str, Any]:
     """The saved new model (challenger) and, when given, the live one (champion) scored on the same held-out
-    rows, both loaded the way the scoring endpoint loads them."""
-    from shared.jobs.training.evaluate import EvaluationError, score_frame
+    rows, both loaded the way the scoring endpoint loads them, and the paired difference of their AUCs with its
+    bootstrap standard error (`difference`: what the promotion gate reads as noise)."""
+    from shared.jobs.training.evaluate import EvaluationError, figures, paired_auc_difference, scored
     from shared.scoring.runtime import ScoringModel
 
     summary: dict[str, Any] = {"percent": args.evaluation_percent, "rows": len(held_out), "rule": rule.value,
                                "champion": None}
+    new = None
     try:
-        summary["challenger"] = score_frame(ScoringModel.load(model_dir, version="challenger"), held_out)
+        new = scored(ScoringModel.load(model_dir, version="challenger"), held_out)
+        summary["challenger"] = figures(*new)
     except EvaluationError as exc:
         summary["challenger"], summary["challenger_error"] = None, str(exc)
     if args.champion_model:
         try:
-            summary["champion"] = score_champion(held_out, args)
+            summary["champion"], old = score_champion(held_out, args)
+            if new is not None:
+                summary["difference"] = paired_auc_difference(new[0], new[1], old[1])
         except Exception as exc:  # noqa: BLE001 - the live model failing to score is a finding, not a crash
             summary["champion_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
-    figures = summary.get("challenger") or {}
+    challenger = summary.get("challenger") or {}
     champ = summary.get("champion") or {}
-    say(f"held-out rows: new model AUC {figures.get('auc', float('nan')):.4f}"
-        + (f", live v{args.champion_version} AUC {champ['auc']:.4f}" if champ else ""))
+    say(f"held-out rows: new model AUC {challenger.get('auc', float('nan')):.4f}"
+        + (f", live v{args.champion_version} AUC {champ['auc']:.4f}" if champ else "")
+        + (f", difference {summary['difference']['auc']:+.4f} (SE {summary['difference']['se']})"
+           if "difference" in summary else ""))
     return summary
 
 
@@ -260,11 +267,11 @@ class ChampionMismatch(ValueError):
     """The champion folder's bytes are not the ones registered: not loaded (a pickle is code)."""
 
 
-def score_champion(held_out, args) -> dict[str, Any]:
+def score_champion(held_out, args) -> tuple[dict[str, Any], tuple]:
     """The live model's figures on the held-out rows, with the content hash of the folder that was scored
     (`digest`): the completion handler uses them as "same rows, same champion" only when that hash is the live
     model's registered one. With `--champion-digest`, a folder whose hash differs is refused before loading."""
-    from shared.jobs.training.evaluate import score_frame
+    from shared.jobs.training.evaluate import figures, scored
     from shared.scoring.model_digest import folder_digest, same_digest
     from shared.scoring.runtime import ScoringModel
 
@@ -273,7 +280,8 @@ def score_champion(held_out, args) -> dict[str, Any]:
         raise ChampionMismatch(f"the champion folder hashes to {digest}, not to its registered "
                                f"{args.champion_digest}; not loaded")
     champion = ScoringModel.load(args.champion_model, version=str(args.champion_version or "live"))
-    return {**score_frame(champion, held_out), "version": args.champion_version or None, "digest": digest}
+    predictions = scored(champion, held_out)
+    return {**figures(*predictions), "version": args.champion_version or None, "digest": digest}, predictions
 
 
 def _add_to_metrics_file(out: Path, key: str, value: Any) -> None:
