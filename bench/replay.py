@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from shared.domain import schema  # noqa: E402
+from shared.domain.evaluation_slice import EvaluationRows  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
 RETRAIN = [sys.executable, "-m", "tools.cli"]
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=int, default=30, help="training budget per pipeline run (default 30)")
     p.add_argument("--out", default="", help="output folder (default .local/replay/<UTC time>)")
     p.add_argument("--timeout-s", type=float, default=1800, help="longest wait for one upload's outcome")
-    p.add_argument("--evaluation-rows", choices=("auto", "hash", "newest"), default="auto",
+    p.add_argument("--evaluation-rows", choices=[r.value for r in EvaluationRows], default=EvaluationRows.AUTO,
                    help="the stack's EVALUATION_ROWS (default auto: the service default)")
     args = p.parse_args(argv)
     if not 1 <= args.first < args.periods:

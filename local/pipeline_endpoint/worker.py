@@ -168,8 +168,7 @@ class RunWorker:
             "seed": params["seed"], "run-id": run.run_id, "dataset-version": params.get("dataset_version", ""),
             "experiment": experiment, "primary-metric": params["primary_metric"]}
         for name in ("exclude_columns", "trigger_id", "reason", "evaluation_percent", "evaluation_rows",
-                     "champion_model",
-                     "champion_version", "champion_digest", "drift_report"):
+                     "champion_model", "champion_version", "champion_digest", "drift_report"):
             if params.get(name) not in (None, ""):
                 values[name.replace("_", "-")] = params[name]
         if self.config.mlflow_uri:

@@ -28,6 +28,11 @@ class EvaluationRows(StrEnum):
     NEWEST = "newest"  # the last `percent` of the rows in file order: the newest period of a time-ordered file
     AUTO = "auto"  # NEWEST when the file is in time order (training.time_order finds period columns), else HASH
 
+    @property
+    def how(self) -> str:
+        """How the held-out rows were chosen, as the job's log and the promotion reason say it."""
+        return "the newest in file order" if self is EvaluationRows.NEWEST else "by row hash"
+
 
 _SEPARATOR = "\x1f"  # unit separator: cannot occur in a canonical CSV field
 

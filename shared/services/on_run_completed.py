@@ -14,6 +14,7 @@ import pandas as pd
 
 from shared import telemetry
 from shared.domain import schema
+from shared.domain.evaluation_slice import EvaluationRows
 from shared.domain.outcomes import Outcome, RunStatus
 from shared.domain.promotion import Decision, PromotionPolicy, decide
 from shared.domain.records import AuditRecord, ModelVersion, RunRecord, new_id
@@ -316,8 +317,8 @@ def compare(policy: PromotionPolicy, metrics: dict[str, Any], live: ModelVersion
 
 def _rows(evaluation: dict[str, Any]) -> str:
     """Which held-out rows both were scored on (shared.domain.evaluation_slice.EvaluationRows), for the reason."""
-    how = "the newest in file order" if evaluation.get("rule") == "newest" else "by row hash"
-    return f"{evaluation.get('rows', '?')} rows {how}"
+    rule = EvaluationRows.NEWEST if evaluation.get("rule") == EvaluationRows.NEWEST else EvaluationRows.HASH
+    return f"{evaluation.get('rows', '?')} rows {rule.how}"
 
 
 def _with_basis(decision: Decision, basis: str) -> Decision:

@@ -51,3 +51,16 @@ def test_newest_split_holds_out_the_last_rows_in_file_order():
     assert len(held) == 100 and train[-1] + 1 == held[0] and held[-1] == 1004
     with pytest.raises(ValueError, match="between 0 and 99"):
         newest_split(10, 100)
+
+
+def test_the_setting_offers_exactly_the_rules_the_job_knows():
+    """EVALUATION_ROWS's choices are spelt out in shared.settings and `retrain train` (which import no pandas):
+    the same rules."""
+    from dataclasses import fields
+
+    from shared.domain.evaluation_slice import EvaluationRows
+    from shared.settings import Settings
+    from tools.cli.training import EVALUATION_ROWS
+
+    (declared,) = [f for f in fields(Settings) if f.name == "evaluation_rows"]
+    assert set(declared.metadata["choices"]) == set(EVALUATION_ROWS) == {r.value for r in EvaluationRows}

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from tools.cli.command import CommandError, Exit, add_command
 
+# shared.domain.evaluation_slice.EvaluationRows, spelt out: importing it would load pandas for every command
+EVALUATION_ROWS = ("auto", "hash", "newest")
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from shared.jobs.training import job
@@ -50,7 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--budget-s", type=int, default=60)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--exclude-columns", default="")
-    train.add_argument("--evaluation-rows", choices=("auto", "hash", "newest"), default="auto",
+    train.add_argument("--evaluation-rows", choices=EVALUATION_ROWS, default="auto",
                        help="held-out rows: by row hash, the newest in file order (then refitted on all rows), or "
                             "auto: newest when the file is in time order (docs/training.md#time-order)")
 

@@ -124,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         everything = frame
         frame, held_out = split_evaluation_rows(data, frame, args.evaluation_percent, rule)
         if held_out is not None:
-            how = "by row hash" if rule is EvaluationRows.HASH else "the newest in file order"
-            say(f"{len(held_out)} rows ({args.evaluation_percent}%, {how}) held out for champion/challenger "
+            say(f"{len(held_out)} rows ({args.evaluation_percent}%, {rule.how}) held out for champion/challenger "
                 "evaluation")
         dataset_hash = args.dataset_hash or _file_hash(data)
         excluded = [c.strip() for c in args.exclude_columns.split(",") if c.strip()]
