@@ -59,6 +59,11 @@ class Reason(StrEnum):
     MANUAL = "manual"
 
 
+# The kinds whose value is one of a few words, each word list once (the Azure component's input enums too).
+CHOICES: dict[str, tuple[str, ...]] = {"metric": tuple(PRIMARY_METRICS), "reason": tuple(r.value for r in Reason),
+                                       "rows": tuple(r.value for r in EvaluationRows)}
+_CHOICE_NOTES = {"reason": " (the trigger kind)"}
+
 # What each string parameter must look like (every one has an entry: tests/unit/test_pipeline_params.py).
 PATTERNS: dict[str, re.Pattern] = {
     "experiment_name": _NAME, "dataset_name": _NAME, "trigger_id": _ID, "drift_report": _REPORT,
@@ -119,18 +124,11 @@ class Parameter:
             value = _number(self.name, raw)
         elif self.kind == "columns":
             return _columns(self.name, raw)
-        elif self.kind == "metric":
-            if not isinstance(raw, str) or raw not in PRIMARY_METRICS:
-                raise ParameterError(self.name, f"must be one of {', '.join(PRIMARY_METRICS)}; got {shown(raw)}")
-            return raw
-        elif self.kind == "rows":
-            if not isinstance(raw, str) or raw not in set(EvaluationRows):
-                raise ParameterError(self.name, f"must be one of {', '.join(EvaluationRows)}; got {shown(raw)}")
-            return raw
-        elif self.kind == "reason":
-            if not isinstance(raw, str) or raw not in set(Reason):
-                raise ParameterError(self.name, f"must be one of {', '.join(Reason)} (the trigger kind); "
-                                                f"got {shown(raw)}")
+        elif self.kind in CHOICES:
+            choices = CHOICES[self.kind]
+            if not isinstance(raw, str) or raw not in choices:
+                raise ParameterError(self.name, f"must be one of {', '.join(choices)}{_CHOICE_NOTES.get(self.kind, '')}"
+                                                f"; got {shown(raw)}")
             return raw
         else:
             if not isinstance(raw, str | int) or isinstance(raw, bool):

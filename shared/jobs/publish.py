@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.domain.evaluation_slice import EvaluationRows
-from shared.domain.pipeline_params import FOLDER_INPUTS, PARAMETERS, PRIMARY_METRICS, Reason
+from shared.domain.pipeline_params import CHOICES, FOLDER_INPUTS, PARAMETERS
 from shared.jobs.environment import environment, stage_code
 
 COMPONENT_NAME = "bankmarketing_train"
@@ -79,12 +78,8 @@ def _component_inputs():
                 kwargs["min"] = int(p.minimum)
             if p.maximum is not None:
                 kwargs["max"] = int(p.maximum)
-        elif p.kind == "metric":
-            kwargs = {"type": "string", "enum": list(PRIMARY_METRICS)}
-        elif p.kind == "reason":
-            kwargs = {"type": "string", "enum": [r.value for r in Reason]}
-        elif p.kind == "rows":
-            kwargs = {"type": "string", "enum": [r.value for r in EvaluationRows]}
+        elif p.kind in CHOICES:
+            kwargs = {"type": "string", "enum": list(CHOICES[p.kind])}
         else:  # free strings have no pattern in a component input: the service checks them (PATTERNS) first
             kwargs = {"type": "string"}
         if p.default in (None, ""):
@@ -145,9 +140,9 @@ def build_pipeline_component(component, compute: str):
                          dataset_version: Input(type="integer", optional=True) = None,
                          dataset_name: Input(type="string") = "bankmarketing",
                          trigger_id: Input(type="string", optional=True) = None,
-                         reason: Input(type="string", optional=True, enum=[r.value for r in Reason]) = None,
+                         reason: Input(type="string", optional=True, enum=list(CHOICES["reason"])) = None,
                          evaluation_percent: Input(type="integer", min=0, max=50) = 10,
-                         evaluation_rows: Input(type="string", enum=[r.value for r in EvaluationRows]) = "auto",
+                         evaluation_rows: Input(type="string", enum=list(CHOICES["rows"])) = "auto",
                          champion_model: Input(type="uri_folder", optional=True) = None,
                          champion_version: Input(type="integer", optional=True) = None,
                          champion_digest: Input(type="string", optional=True) = None,
