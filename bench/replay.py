@@ -96,32 +96,22 @@ def cli(env: dict[str, str], *argv: str, timeout: float) -> dict:
     return answer
 
 
-def auc_accuracy(y: np.ndarray, p_yes: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    return float(roc_auc_score(y, p_yes)), float(accuracy_score(y, labels))
-
-
-def labels_of(df: pd.DataFrame) -> np.ndarray:
-    return (df[schema.TARGET].astype(str).str.strip().str.lower() == schema.POSITIVE).to_numpy(dtype=np.int64)
-
-
-def registered_figures(models, version: int, period: pd.DataFrame) -> dict:
-    """AUC / accuracy of a registered model version on the period, from its folder (digest checked)."""
+def registered_figures(models, version: int, period: pd.DataFrame, runs_dir: Path) -> dict:
+    """AUC / accuracy of a registered model version on the period, from its folder, loaded only after the check
+    every local load path makes (shared.scoring.trusted_model: under the stack's runs, registered digest)."""
     from shared.jobs.training.evaluate import score_frame
-    from shared.scoring.model_digest import folder_digest, same_digest
     from shared.scoring.runtime import ScoringModel
+    from shared.scoring.trusted_model import check_model_folder
 
     model = next(m for m in models.list() if m.version == version)
-    if model.digest and not same_digest(folder_digest(model.model_dir), model.digest):
-        raise SystemExit(f"replay: model v{version}'s folder does not hash to its registered digest")
-    figures = score_frame(ScoringModel.load(model.model_dir, version=str(version)), period)
-    return {"auc": figures["auc"], "accuracy": figures["accuracy"], "model_dir": model.model_dir}
+    folder = check_model_folder(model.model_dir, root=runs_dir, expected_digest=model.digest, version=version).path
+    figures = score_frame(ScoringModel.load(folder, version=str(version)), period)
+    return {"auc": figures["auc"], "accuracy": figures["accuracy"], "model_dir": str(folder)}
 
 
 def lightgbm_retrained(before: pd.DataFrame, period: pd.DataFrame) -> dict:
     """Default LightGBM fitted on every earlier row (bench/train_quality.py lightgbm_default), threshold 0.5."""
-    from train_quality import lightgbm_default, split_xy
+    from train_quality import lightgbm_default, scores, split_xy
 
     features = list(schema.FEATURES)
     X_tr, y_tr = split_xy(before, features)
@@ -131,7 +121,7 @@ def lightgbm_retrained(before: pd.DataFrame, period: pd.DataFrame) -> dict:
         warnings.simplefilter("ignore")
         pipe.fit(X_tr, y_tr, **fit_params)
         p_yes = pipe.predict_proba(X_te)[:, 1]
-    auc, acc = auc_accuracy(y_te, p_yes, (p_yes > 0.5).astype(np.int64))
+    auc, acc = scores(y_te, p_yes, (p_yes > 0.5).astype(np.int64))
     return {"auc": auc, "accuracy": acc}
 
 
@@ -181,6 +171,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     from local.stack import start_on_free_ports
     from shared.bootstrap import build_stores
+    from shared.jobs.training.features import target_labels
     from shared.settings import Settings
 
     out = Path(args.out or ROOT / ".local" / "replay" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
@@ -225,13 +216,13 @@ def main(argv=None) -> int:
             period.to_csv(period_file, index=False)
             served = cli(env, "score", "--data", str(period_file), "--json", timeout=600)
             live = int(served["model_version"])
-            ours = registered_figures(models, live, period)
-            static = registered_figures(models, first_version, period)
+            ours = registered_figures(models, live, period, stack.config.runs_dir)
+            static = registered_figures(models, first_version, period, stack.config.runs_dir)
             baseline = lightgbm_retrained(df.iloc[:bounds[k]], period)
             report = out / f"drift-period-{k + 1}.html"
             drift = cli(env, "drift", "--model", ours["model_dir"], "--current", str(period_file), "--report",
                         str(report), "--json", timeout=600)
-            row = {"period": k + 1, "rows": len(period), "positive_rate": round(float(labels_of(period).mean()), 4),
+            row = {"period": k + 1, "rows": len(period), "positive_rate": round(float(target_labels(period).mean()), 4),
                    "live_version": live, "ours_auc": ours["auc"], "ours_accuracy": ours["accuracy"],
                    "endpoint_accuracy": served["accuracy"], "static_auc": static["auc"],
                    "static_accuracy": static["accuracy"], "lightgbm_auc": baseline["auc"],

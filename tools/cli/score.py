@@ -63,15 +63,6 @@ def batches(records: list[dict[str, Any]], *, max_rows: int = MAX_ROWS,
         start += len(batch)
 
 
-def label_auc(labels: list[bool], predicted: list[bool]) -> float:
-    """ROC AUC of 0/1 scores: the chance a random positive scores above a random negative, ties counting half."""
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    true_positives = sum(1 for y, p in zip(labels, predicted, strict=True) if y and p)
-    true_negatives = sum(1 for y, p in zip(labels, predicted, strict=True) if not y and not p)
-    return (true_positives / positives + true_negatives / negatives) / 2
-
-
 def _version(answer: dict[str, Any]) -> int | str | None:
     version = answer.get("model_version")
     return int(version) if isinstance(version, str) and version.isdigit() else version
@@ -105,6 +96,8 @@ def score_records(scorer, records: list[dict[str, Any]]) -> tuple[list[str], int
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from sklearn.metrics import roc_auc_score
+
     from shared.domain import schema
     from tools.cli.deploy import deployment
 
@@ -115,7 +108,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     predicted, version = score_records(scorer, frame[list(schema.FEATURES)].to_dict(orient="records"))
     truth = [value == schema.POSITIVE for value in frame[schema.TARGET]]
     said = [value == schema.POSITIVE for value in predicted]
-    figures = {"rows": len(truth), "auc": round(label_auc(truth, said), 6),
+    # ROC AUC of 0/1 scores (ties count half): (true positive rate + true negative rate) / 2
+    figures = {"rows": len(truth), "auc": round(float(roc_auc_score(truth, said)), 6),
                "accuracy": round(sum(t == p for t, p in zip(truth, said, strict=True)) / len(truth), 6),
                "model_version": version}
     if args.json:
