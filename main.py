@@ -13,6 +13,7 @@ redaction.install_logging()  # from the first line on, the worker's log records 
 from function_app import (  # noqa: E402 - after the log redaction, so an import-time log line is masked too
     api_docs,
     blob_upload,
+    dashboard_http,
     drift_http,
     drift_timer,
     health_http,
@@ -27,5 +28,6 @@ from function_app import (  # noqa: E402 - after the log redaction, so an import
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (blob_upload.bp, drift_timer.bp, drift_http.bp, reconcile_timer.bp, outbox_timer.bp, retrain_http.bp,
-                  run_completed.bp, rollout_queue.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp):
+                  run_completed.bp, rollout_queue.bp, runs_http.bp, models_http.bp, health_http.bp, api_docs.bp,
+                  dashboard_http.bp):
     app.register_functions(blueprint)

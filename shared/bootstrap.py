@@ -33,6 +33,7 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.adapters.reports import ContainerReports
 from shared.adapters.rollout_queue import rollout_queue
 from shared.adapters.scoring import LocalScoringDeployer
 from shared.adapters.webhook_state import IdempotencyStore, RateLimiter, RejectionLog, ReplayGuard, SingleFlight
@@ -45,6 +46,7 @@ from shared.ports import (
     InferenceReader,
     ModelLog,
     PipelineClient,
+    ReportReader,
     ReportWriter,
     RetrainOutbox,
     RunLog,
@@ -112,6 +114,7 @@ class Services:
     reconcile: ReconcileLimits
     drift: DriftCheck  # the drift timer and POST /api/drift-check
     drift_on_demand: DriftOnDemand  # one drift check at a time (HTTP and timer), across instances; the route's guard
+    reports: ReportReader  # the reports container read back (drift reports, replay figures): the dashboard
 
     @property
     def deployment(self) -> Deployment:
@@ -257,6 +260,7 @@ def build(settings: Settings) -> Services:
             flight=SingleFlight(storage.ensure_table(tables, settings.webhook_table), "drift-check",
                                 lease_s=settings.drift_check_lease_s),
             audit=stores.audit),
+        reports=ContainerReports(blobs.get_container_client(settings.reports_container)),
     )
 
 

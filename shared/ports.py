@@ -299,6 +299,13 @@ class ReportWriter(Protocol):
     def __call__(self, name: str, html: str) -> str: ...
 
 
+class ReportReader(Protocol):
+    """Reads back what the reports container holds (a drift report, the replay's figures): None when absent or
+    larger than `max_bytes`. `name` is one the service wrote, never a caller's text."""
+
+    def read(self, name: str, *, max_bytes: int) -> bytes | None: ...
+
+
 class WindowStore(Protocol):
     """The drift window's files and the reference profile staged for a profiling job."""
 

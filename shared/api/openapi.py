@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.domain import pipeline_params, schema
 from shared.domain.records import ModelVersion, RunRecord
+from shared.services import dashboard as dashboard_kinds
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
@@ -350,7 +351,54 @@ def _schemas() -> dict[str, dict]:
                                               "description": "The live model version (null: none yet)."}}},
         **_health_schemas(),
         **_drift_schemas(),
+        "Dashboard": _dashboard_schema(),
     }
+
+
+def _dashboard_schema() -> dict:
+    """GET /api/dashboard/data (shared.services.dashboard.snapshot): the page's data."""
+    number = {"type": ["number", "null"]}
+    integer = {"type": ["integer", "null"]}
+    text = {"type": "string"}
+    figures = {"type": "object", "required": ["auc", "accuracy", "rows"],
+               "properties": {"auc": number, "accuracy": number, "rows": number}}
+
+    def obj(required: dict, **optional) -> dict:
+        return {"type": "object", "required": list(required), "properties": {**required, **optional},
+                "additionalProperties": True}
+
+    entry = obj({"id": text, "kind": {"type": "string", "enum": [k.value for k in dashboard_kinds.Kind]},
+                 "trigger": text, "function": text, "started_at": {"type": "number"}, "finished_at": number,
+                 "outcome": text, "reason": text, "source": text, "dataset_version": integer,
+                 "run_id": {"type": ["string", "null"]}, "model_version": integer, "has_report": {"type": "boolean"}})
+    comparison = obj({"audit_id": text, "at": {"type": "number"}, "outcome": text, "decision": text, "reason": text,
+                      "challenger": figures, "champion": figures, "run_id": {"type": ["string", "null"]}})
+    model = obj({"version": {"type": "integer"}, "run_id": text, "dataset_version": {"type": "integer"},
+                 "registered_at": {"type": "number"},
+                 "state": {"type": "string", "enum": [s.value for s in dashboard_kinds.ModelState]},
+                 "held_out": figures, "comparison": {"anyOf": [comparison, {"type": "null"}]}})
+    check = obj({"audit_id": text, "at": {"type": "number"}, "outcome": text,
+                 "drifted": {"type": ["boolean", "null"]}, "drift_share": number,
+                 "drifted_columns": {"type": "array", "items": text},
+                 "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+                 "has_report": {"type": "boolean"}})
+    request = obj({"id": text, "state": {"type": "string", "enum": ["queued", "in_flight", "retrying"]},
+                   "trigger": text, "reason": text, "dataset_version": {"type": "integer"},
+                   "requested_at": {"type": "number"}, "attempts": {"type": "integer"}, "next_attempt_at": number,
+                   "last_error": text, "deadline": {"type": "number"}})
+    period = obj({"period": integer, "rows": integer, "live_version": integer, "ours_auc": number,
+                  "static_auc": number, "lightgbm_auc": number})
+    replay = obj({"periods": {"type": "array", "items": period}, "summary": {"type": "object"}})
+    return obj({"generated_at": {"type": "number"}, "live_version": integer,
+                "timeline": {"type": "array", "items": entry, "description": "Newest first."},
+                "audit_window": obj({"read": {"type": "integer"}, "limit": {"type": "integer"}}),
+                "runs": {"type": "array", "items": _ref("schemas", "Run"), "description": "Newest first."},
+                "models": {"type": "array", "items": model, "description": "By version, oldest first."},
+                "drift": obj({"columns": {"type": "array", "items": text},
+                              "checks": {"type": "array", "items": check, "description": "Oldest first."}}),
+                "outbox": {"type": "array", "items": request},
+                "replay": {"anyOf": [replay, {"type": "null"}],
+                           "description": "bench/replay.py's last figures, when a replay stored them."}})
 
 
 # ------------------------------------------------------------------------------ responses, parameters, headers
@@ -528,6 +576,37 @@ def _paths() -> dict[str, dict]:
                        "409": _ref("responses", "DriftCheckRunning"),
                        "413": _ref("responses", "PayloadTooLarge"),
                        "429": _ref("responses", "TooManyRequests")})},
+        f"{p}/dashboard": {"get": _operation(
+            "getDashboard", "The dashboard page", "dashboard",
+            description="One self-contained HTML page (its script and style sheet are served by this app) showing "
+                        "the triggers, runs, decisions, models, drift and outbox, refreshed from "
+                        "GET /api/dashboard/data. A browser passes the function key as `?code=`; the page "
+                        "holds no key or data.",
+            responses={"200": {"description": "The HTML page.", "content": {"text/html": {"schema": {
+                "type": "string"}}}}, "405": _ref("responses", "MethodNotAllowed")})},
+        f"{p}/dashboard/data": {"get": _operation(
+            "getDashboardData", "What the dashboard shows, as JSON", "dashboard",
+            description="Read from the same stores as GET /api/runs and /api/models, plus the audit trail (the "
+                        "newest 500 records) and the outbox's open requests.",
+            responses={"200": _json_response("The snapshot.", "Dashboard"),
+                       "405": _ref("responses", "MethodNotAllowed")})},
+        f"{p}/dashboard/assets/{{name}}": {"get": _operation(
+            "getDashboardAsset", "The dashboard's script or style sheet", "dashboard", secured=False,
+            parameters=[{"name": "name", "in": "path", "required": True, "description": "The asset's name.",
+                         "schema": {"type": "string", "enum": ["dashboard.js", "dashboard.css"]}}],
+            responses={"200": {"description": "The file.", "content": {
+                "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}},
+                "404": _problem_response("No asset of that name."),
+                "405": _ref("responses", "MethodNotAllowed")})},
+        f"{p}/drift-reports/{{id}}": {"get": _operation(
+            "getDriftReport", "A drift check's HTML report", "drift",
+            parameters=[{"name": "id", "in": "path", "required": True,
+                         "description": "The drift check's audit id (`audit_id`).",
+                         "schema": {"type": "string", "minLength": 1}}],
+            responses={"200": {"description": "The report (sandboxed HTML).",
+                               "content": {"text/html": {"schema": {"type": "string"}}}},
+                       "404": _problem_response("No drift check with that id, or it has no stored report."),
+                       "405": _ref("responses", "MethodNotAllowed")})},
         f"{p}/openapi.json": {"get": _operation(
             "getOpenApiDocument", "This document", "docs", secured=False,
             responses={"200": {"description": "The OpenAPI document.", "content": {_JSON: {"schema": {
@@ -556,7 +635,8 @@ def build_document() -> dict:
         "tags": [{"name": n, "description": d} for n, d in (
             ("retrain", "Ask for a retrain."), ("runs", "Pipeline runs this service submitted."),
             ("models", "Registered model versions."), ("drift", "The drift check."),
-            ("operations", "Health."), ("docs", "This description."))],
+            ("operations", "Health."), ("dashboard", "The dashboard page and its data."),
+            ("docs", "This description."))],
         "paths": _paths(),
         "components": {
             "schemas": _schemas(),
