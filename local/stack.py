@@ -101,6 +101,15 @@ def eventgrid_webhook_url(host_url: str, system_key: str, function_name: str = R
     return f"{host_url.rstrip('/')}/runtime/webhooks/eventgrid?functionName={function_name}&code={system_key}"
 
 
+def dashboard_url(host_url: str, function_key: str) -> str:
+    """The dashboard page with the function key as `?code=` (how a browser passes it, as Azure Functions accepts
+    it: https://learn.microsoft.com/azure/azure-functions/function-keys-how-to). A secret: shown to the user who
+    asked, never logged (shared.redaction masks `code=`)."""
+    from urllib.parse import quote
+
+    return f"{host_url.rstrip('/')}/api/dashboard?code={quote(function_key, safe='')}"
+
+
 class Stack:
     def __init__(self, config: StackConfig):
         self.config = config

@@ -104,6 +104,15 @@ def test_the_printed_scoring_url_takes_the_printed_key(keys):
     assert with_key.status_code != 401  # authenticated: what it answers without a model is the scoring tests' job
 
 
+def test_the_printed_dashboard_url_opens_the_page_and_the_page_source_holds_no_key(stack, keys):
+    url = keys["dashboard_url"]
+    assert url == f"{stack.config.host_url}/api/dashboard?code={keys['function_key']}"
+    page = requests.get(url, timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert keys["function_key"] not in page.text and "code=" not in page.text
+    assert requests.get(url.split("?", 1)[0], timeout=30).status_code == 401  # no key, no page
+
+
 def test_the_printed_secrets_never_reach_the_stack_logs(stack, keys):
     system_key = keys["eventgrid_webhook_url"].rsplit("code=", 1)[1]
     logs = {path.name: path.read_text(errors="replace") for path in stack.logs_dir.rglob("*") if path.is_file()}

@@ -197,14 +197,17 @@ def _stack_endpoints(base_url: str) -> StackEndpoints:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from local.stack import dashboard_url
+
     credentials = webhook_credentials()
     storage = _storage_connection_string(credentials.base_url)
     endpoints = _stack_endpoints(credentials.base_url)
+    dashboard = dashboard_url(credentials.base_url, credentials.function_key)  # GET /api/dashboard, key as ?code=
     if args.json:  # secrets on stdout on purpose: this command's job (they never go to a log)
         print(json.dumps({"function_key": credentials.function_key, "webhook_secret": credentials.webhook_secret,
                           "base_url": credentials.base_url, "storage_connection_string": storage,
                           "scoring_url": endpoints.scoring_url, "scoring_key": endpoints.scoring_key,
-                          "eventgrid_webhook_url": endpoints.eventgrid_webhook_url}))
+                          "eventgrid_webhook_url": endpoints.eventgrid_webhook_url, "dashboard_url": dashboard}))
         return Exit.OK
 
     def source(env: str) -> str:
@@ -222,6 +225,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
              if endpoints.scoring_key else "")
           + (f"  eventgrid_webhook_url  {endpoints.eventgrid_webhook_url}  (Event Grid subscription endpoint for run "
              "events; key included)\n" if endpoints.eventgrid_webhook_url else "")
+          + f"  dashboard_url   {dashboard}  (open in a browser; key included)\n"
           + "Ask for a retrain with `.venv/bin/retrain trigger --dataset latest`, which signs and sends for you.")
     return Exit.OK
 
@@ -232,11 +236,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                             "for your eyes only)",
                        description="Show the running local stack's function key (x-functions-key), webhook secret "
                                    "(signs X-Retrain-Signature), base URL, storage connection string (Azurite's "
-                                   "generated account key), scoring URL and key, and the Event Grid subscription URL "
-                                   "for run events (system key included). RETRAIN_BASE_URL, RETRAIN_FUNCTION_KEY, "
+                                   "generated account key), scoring URL and key, the Event Grid subscription URL "
+                                   "for run events (system key included) and the dashboard's URL (function key "
+                                   "included). RETRAIN_BASE_URL, RETRAIN_FUNCTION_KEY, "
                                    "RETRAIN_WEBHOOK_SECRET, AzureWebJobsStorage, SCORING_URL and SCORING_KEY win over "
                                    "the local stack.")
     keys.add_argument("--json", action="store_true",
                       help='print {"function_key": ..., "webhook_secret": ..., "base_url": ..., '
                            '"storage_connection_string": ..., "scoring_url": ..., "scoring_key": ..., '
-                           '"eventgrid_webhook_url": ...} (null where unknown)')
+                           '"eventgrid_webhook_url": ..., "dashboard_url": ...} (null where unknown)')

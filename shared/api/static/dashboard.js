@@ -162,18 +162,19 @@
     drift(data) {
       const checks = data.drift.checks;
       if (!checks.length) return [empty("No drift check has reached a verdict yet.")];
-      const labels = checks.map((c, i) => "#" + (i + 1));
-      const top = data.drift.columns.map((col) => [col, Math.max(...checks.map((c) => c.scores[col] || 0))])
+      const scored = checks.filter((c) => Object.keys(c.scores).length);  // a check without enough data has none
+      const labels = scored.map((c) => when(c.at).slice(5, 16));
+      const top = data.drift.columns.map((col) => [col, Math.max(...scored.map((c) => c.scores[col] || 0))])
         .sort((a, b) => b[1] - a[1]).slice(0, 6).map(([col]) => col);
-      const series = top.map((col) => ({name: col, points: checks.map((c, i) => ({x: i, y: c.scores[col],
+      const series = top.map((col) => ({name: col, points: scored.map((c, i) => ({x: i, y: c.scores[col],
         label: when(c.at)}))}));
       const [lo, hi] = bounds(series.flatMap((s) => s.points.map((p) => p.y)), 0);
       const rows = checks.slice().reverse().map((c) => [when(c.at), badge(c.outcome), fig(c.drift_share, 2),
         c.drifted_columns.join(", ") || "none",
         c.has_report ? el("a", {href: withKey("drift-reports/" + encodeURIComponent(c.audit_id)), text: "report"}) :
           "–"]);
-      return [lineChart("chart-drift", "Drift score per column (the most drifted columns), one point per check",
-        labels, series, Math.min(lo, 0), hi),
+      return [scored.length ? lineChart("chart-drift", "Drift score per column (the six highest), one point per " +
+        "check with a verdict", labels, series, Math.min(lo, 0), hi) : empty("No check had enough data to score."),
         table("Drift checks, newest first", ["When", "Outcome", "Drifted share", "Drifted columns", "Report"], rows)];
     },
     outbox(data) {
