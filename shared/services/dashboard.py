@@ -218,17 +218,18 @@ def replay_view(reports: ReportReader | None) -> dict | None:
     return {"periods": points, "summary": {k: v for k, v in summary.items() if isinstance(v, int | float | str)}}
 
 
-def snapshot(sources: DashboardSources, *, now: float | None = None) -> dict:
+def snapshot(sources: DashboardSources, *, now: float | None = None, audit_window: int = AUDIT_WINDOW,
+             timeline_rows: int = TIMELINE_ROWS) -> dict:
     """Everything the page shows, as JSON-ready data."""
     now = time.time() if now is None else now
-    records = list(itertools.islice(sources.audit.newest(page=AUDIT_WINDOW), AUDIT_WINDOW))
+    records = list(itertools.islice(sources.audit.newest(page=audit_window), audit_window))
     live = sources.models.live()
     runs = sources.runs.newest(RUNS_WINDOW)
     return {
         "generated_at": now,
         "live_version": live.version if live is not None else None,
-        "timeline": [timeline_entry(r) for r in records[:TIMELINE_ROWS]],
-        "audit_window": {"read": len(records), "limit": AUDIT_WINDOW},
+        "timeline": [timeline_entry(r) for r in records[:timeline_rows]],
+        "audit_window": {"read": len(records), "limit": audit_window},
         "runs": [{k: v for k, v in asdict(r).items() if k not in ("traceparent", "claimed_at")} for r in runs],
         "models": models_view(sources.models.list(), live, records),
         "drift": drift_view(records),
