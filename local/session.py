@@ -12,8 +12,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
-from local.follow import STAGES, LoopFailed, follow_upload
+from local.follow import STAGES, LoopFailed, TrainingDisplay, follow_upload
 from local.processes import PROJECT_ROOT
 from local.stack import STACK_PORTS, Stack, StackConfig, start_on_free_ports
 from shared.adapters import storage
@@ -156,17 +157,23 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
             def report(stage: str, elapsed: float) -> None:
                 console.log(f"[green]✓[/] {labels[stage]:<42} +{elapsed:6.1f}s")
 
-            with console.status("waiting for the loop (blob trigger → pipeline → completion → deploy)…"):
+            waiting = "waiting for the loop (blob trigger → pipeline → completion → deploy)…"
+            with console.status(waiting) as status:
+                # while the run trains: its progress file, one line in place on a terminal, else every ~10 s
+                training = TrainingDisplay(live=console.is_terminal, idle=waiting,
+                                           update=lambda line: status.update(Text(line)),
+                                           emit=lambda line: console.log(Text(line)))
+                watch = {"runs_dir": config.runs_dir, "training": training}
                 try:
                     summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
-                                            sample=sample, report=report, timeout_s=timeout_s)
+                                            sample=sample, report=report, timeout_s=timeout_s, **watch)
                 except LoopFailed as exc:
                     if exc.summary.get("status") != "duplicate":
                         raise
                     record_id = _retrain_duplicate(stack, exc.summary["dataset_version"], console)
                     summary = follow_upload(source=source, t0=t0, audit=audit, pipeline=pipeline, scorer=scorer,
                                             sample=sample, report=report, timeout_s=timeout_s,
-                                            record_id=record_id)
+                                            record_id=record_id, **watch)
             metrics = summary.get("metrics") or {}
             console.log(f"[bold green]model v{summary['model_version']} deployed[/] from dataset "
                         f"v{summary['dataset_version']} (run {summary['run_id']}; cross-validated AUC "

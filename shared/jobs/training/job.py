@@ -6,8 +6,9 @@
 
 Reads a comma-separated dataset version, trains (FLAML-searched LightGBM, bagged), writes `DIR/model/`
 (MLflow model) and `DIR/metrics.json`, records the run in MLflow tracking when `--mlflow-uri` is given, and
-always writes `DIR/status.json` = {"status": "Completed"|"Failed", "error": ..., "metrics": ...}. Exit code 0
-on success, 1 on failure; a bad input file gives a one-line error, not a traceback.
+always writes `DIR/status.json` = {"status": "Completed"|"Failed", "error": ..., "metrics": ...}. While it runs,
+`DIR/progress.json` says how far it is (phase, elapsed time, budget, search trials, best score: `progress`).
+Exit code 0 on success, 1 on failure; a bad input file gives a one-line error, not a traceback.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create output directory {out}: {exc.strerror}", file=sys.stderr, flush=True)
         return 1
     write_status(out, "Running", extra={"run_id": run_id})
+    from shared.jobs.training.progress import Phase, file_progress
+
+    progress = file_progress(out, budget_s=args.budget_s)
 
     try:
         say(f"run {run_id}: reading {data}")
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def fit(rows):
             return train(rows, budget_s=args.budget_s, seed=args.seed, exclude_columns=excluded,
-                         max_iter=args.max_iter, period_columns=periods or None)
+                         max_iter=args.max_iter, period_columns=periods or None, progress=progress)
 
         result = fit(frame)
         m = result.metrics
@@ -150,14 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         if held_out is not None and rule is EvaluationRows.NEWEST:
             # Judged on the newest rows it did not see, then refitted on every row: the newest period is the
             # one the next records resemble most, so the deployed model must have learnt it.
+            progress.phase(Phase.EVALUATING)
             scored_dir = save_model(result, out / "held-out-fit", dataset_version=args.dataset_version,
                                     dataset_hash=dataset_hash, run_id=run_id)
             evaluation = evaluate_slice(held_out, scored_dir, args, rule)
             shutil.rmtree(out / "held-out-fit", ignore_errors=True)
-            result = fit(everything)
+            with progress.holding(Phase.REFIT):
+                result = fit(everything)
             result.metrics["evaluation_slice"] = {**evaluation, "refit_rows": len(everything)}
             say(f"refitted on all {len(everything)} rows")
             frame = everything
+        progress.phase(Phase.SAVING)
         model_dir = save_model(result, out, dataset_version=args.dataset_version, dataset_hash=dataset_hash,
                                run_id=run_id)
         say(f"saved MLflow model to {model_dir}")
@@ -166,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         build_profile(frame).save(model_dir / REFERENCE_PROFILE)  # what drift checks compare against
         say(f"saved the reference profile of the {len(frame)} training rows ({REFERENCE_PROFILE})")
         if held_out is not None and rule is EvaluationRows.HASH:
+            progress.phase(Phase.EVALUATING)
             result.metrics["evaluation_slice"] = evaluate_slice(held_out, model_dir, args, rule)
+            progress.phase(Phase.SAVING)
         if "evaluation_slice" in result.metrics:
             _add_to_metrics_file(out, "evaluation_slice", result.metrics["evaluation_slice"])
         # The folder is final now: its content hash is what the registry records (on_run_completed) and what
@@ -177,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         _add_to_metrics_file(out, "model_digest", result.metrics["model_digest"])
         say(f"model content digest {result.metrics['model_digest']}")
     except _INPUT_ERRORS as exc:
+        progress.phase(Phase.FAILED)
         return _fail(out, run_id, _one_line(exc))
     except Exception as exc:  # a bug rather than bad input: keep the traceback in the log
         traceback.print_exc()
+        progress.phase(Phase.FAILED)
         return _fail(out, run_id, f"{type(exc).__name__}: {_one_line(exc)}")
 
     extra: dict[str, Any] = {"run_id": run_id, "model_dir": str(model_dir.resolve()),
@@ -198,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # tracking is a record, not the product: the model stands without it
             extra["mlflow_error"] = f"{type(exc).__name__}: {_one_line(exc)}"
             say(f"warning: MLflow logging failed: {extra['mlflow_error']}")
+    progress.phase(Phase.DONE)
     write_status(out, "Completed", metrics=result.metrics, extra=extra)
     say(f"completed in {time.perf_counter() - started:.1f}s")
     return 0

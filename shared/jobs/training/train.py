@@ -22,6 +22,7 @@ from shared.domain import schema
 from shared.jobs.training.features import feature_list, prepare_features, synthetic_example, target_labels
 from shared.jobs.training.members import fit_member, native_params
 from shared.jobs.training.model import BankEnsemble
+from shared.jobs.training.progress import Phase, TrainingProgress
 from shared.jobs.training.search import BAGGING, PRIOR, SEARCH_FOLDS, search
 from shared.jobs.training.threshold import THRESHOLD_WINDOW, accuracy_threshold
 
@@ -72,7 +73,7 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, params: Mapping[str, Any], *, fe
 
 def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns: Sequence[str] = (),
           max_iter: int | None = None, n_jobs: int | None = None, day_counts: bool = False,
-          period_columns: Sequence[str] | None = None) -> TrainResult:
+          period_columns: Sequence[str] | None = None, progress: TrainingProgress | None = None) -> TrainResult:
     """Train the model within about `budget_s` seconds.
 
     1. Category codes (and, with `day_counts`, the engineered `contacts_same_day` count) are learned from the
@@ -94,6 +95,9 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
 
     `period_columns` (the data is in time order; `time_order.period_columns`): those columns are left out and
     the search is replaced by TIME_CONFIG (step 2 is skipped).
+
+    `progress` (the job's `progress.json`) is told each phase and, through FLAML's trial log, each search trial;
+    its search figures end as `search_trials` and `search_auc`.
 
     `budget_s` is a target: one search trial, the evaluation and one final fit always run. Reproducibility:
     with `max_iter` reached well inside the budget, the search, and so the configuration, threshold and model,
@@ -121,9 +125,15 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
     if time_ordered:
         config, search_auc, trials = dict(TIME_CONFIG), float("nan"), 0
     else:
+        if progress is not None:
+            progress.search_started()
+            progress.phase(Phase.SEARCHING)
         config, search_auc, trials = search(matrix, y, budget_s=search_budget, max_iter=max_iter, seed=seed,
-                                             n_jobs=n_jobs)
+                                             n_jobs=n_jobs, on_trial=progress.trial if progress is not None else None)
     searched = time.perf_counter()
+    if progress is not None:
+        progress.trial(trials, search_auc)  # what the metrics say (search_trials, search_auc)
+        progress.phase(Phase.FITTING)
 
     # On time-ordered data the category codes are split on as categories (LightGBM's native categorical splits),
     # not as ordered numbers: on the replay that was 0.870 against 0.851 mean AUC (docs/training.md#time-order).
@@ -141,10 +151,14 @@ def train(df: pd.DataFrame, *, budget_s: float, seed: int = 42, exclude_columns:
     cv_refined = fixed or time.perf_counter() + (CV_FOLDS - 1) * full_fit_s <= deadline
     cv_params = params if cv_refined else {**native_params(config, seed=seed, n_jobs=n_jobs, refine=False),
                                            **categorical}
+    if progress is not None:
+        progress.phase(Phase.EVALUATING)
     p_oof = out_of_fold(X, y, cv_params, features=features, day_counts=day_counts, seed=seed)
     threshold = accuracy_threshold(y, p_oof, window=THRESHOLD_WINDOW)
     model.threshold = threshold
 
+    if progress is not None:
+        progress.phase(Phase.FITTING)
     while len(model.members_) < BAG and (fixed or time.perf_counter() + full_fit_s <= deadline):
         bag_params = {**params, "random_state": seed + len(model.members_)}
         model.members_.append(("lgbm", fit_member(bag_params, matrix, y)))
