@@ -31,6 +31,7 @@ up: install
 
 ## In random order (pytest-randomly; the seed is in the header: repeat a run with -p randomly --randomly-seed=N).
 test: install
+	bash .ci/install-chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

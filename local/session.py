@@ -16,7 +16,7 @@ from rich.text import Text
 
 from local.follow import STAGES, LoopFailed, TrainingDisplay, follow_upload
 from local.processes import PROJECT_ROOT
-from local.stack import STACK_PORTS, Stack, StackConfig, start_on_free_ports
+from local.stack import STACK_PORTS, Stack, StackConfig, dashboard_url, start_on_free_ports
 from shared.adapters import storage
 from shared.adapters.scoring import LocalScoringDeployer
 from shared.bootstrap import build_stores
@@ -142,6 +142,12 @@ def run_session(*, config: StackConfig, data: Path | None, upload: bool, once: b
         config = stack.config
         console.log(f"[green]local stack up[/] in {time.time() - started:.1f}s — Functions host {config.host_url}, "
                     f"scoring {config.scoring_url}, logs in {stack.logs_dir}")
+        # The page's URL holds the function key (`?code=`, as a browser passes it): printed for the interactive
+        # commands (`make run`, `retrain up`), never by the non-interactive demo, whose output ends up in logs.
+        page = dashboard_url(config.host_url, stack.host_keys.function_keys["default"])
+        console.print(f"dashboard: {page}  (holds the function key: keep it to yourself)" if not once else
+                      f"dashboard: {page.split('?', 1)[0]}  (`retrain keys --json` prints it with its key)",
+                      soft_wrap=True, highlight=False)
         audit = build_stores(Settings(storage_connection=config.connection_string)).audit
         pipeline = stack.pipeline_client()
         scorer = LocalScoringDeployer(config.scoring_url, stack.secrets["scoring_admin_key"]).scorer(

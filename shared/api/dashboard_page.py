@@ -47,6 +47,7 @@ def page_bytes() -> bytes:
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
+  <link rel="icon" href="data:,">
   <title>azureml-retrain dashboard</title>
   <link rel="stylesheet" href="dashboard/assets/dashboard.css">
 </head>

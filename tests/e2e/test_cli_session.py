@@ -52,7 +52,8 @@ def test_up_serves_until_ctrl_c_then_stops_every_child(tmp_path):
         wait_for(lambda: state_file.exists() or proc.poll() is not None, timeout=120, every=0.2,
                  what="the stack's state file (or `retrain up` exiting)")
         assert state_file.exists(), proc.stdout.read() if proc.poll() is not None else "stack did not come up"
-        ports = list(json.loads(state_file.read_text())["ports"].values())
+        state_text = state_file.read_text()
+        ports = list(json.loads(state_text)["ports"].values())
         assert all(port_open(p) for p in ports)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
@@ -61,5 +62,9 @@ def test_up_serves_until_ctrl_c_then_stops_every_child(tmp_path):
             proc.kill()
     assert proc.returncode == 0, out
     assert "all local processes stopped" in out
+    host = json.loads((tmp_path / "local" / "secrets" / "host.json").read_text())
+    key = host["functionKeys"]["default"]
+    host_url = f"http://127.0.0.1:{json.loads(state_text)['ports']['host_port']}"
+    assert f"dashboard: {host_url}/api/dashboard?code={key}" in out  # the interactive command prints the page
     assert not any(port_open(p) for p in ports)
     assert not state_file.exists()
