@@ -15,6 +15,7 @@ import requests
 from bench.fault_endpoint import BatchEndpointKind, PublishedKind
 from bench.fault_proxy import FaultProxy, FaultSchedule
 from local.pipeline_endpoint import local_workspace_id, submit_url
+from tests.waiting import wait_for
 
 JOB_LOOKUP = f"{local_workspace_id()}/jobs/retrain-t1?api-version=2024-04-01"
 
@@ -74,6 +75,12 @@ def proxy_for(upstream: Upstream, contract, fault: str, **kw) -> FaultProxy:
                       contract=contract, hold_extra_s=0.2, **kw).start()
 
 
+def recorded(proxy: FaultProxy) -> list:
+    """The proxy's events once the request's is in: it records an event after answering (its `finally`), so the
+    client can hold the answer a moment before the event exists. Counts are updated last: waited on."""
+    return wait_for(lambda: sum(proxy.counts.values()) and list(proxy.events), timeout=5, what="the proxy's event")
+
+
 V2 = BatchEndpointKind("http://unused", "secret")
 V1 = PublishedKind("http://unused", "secret")
 
@@ -85,7 +92,7 @@ def test_v2_invoke_answered_429_with_retry_after_is_not_forwarded(upstream):
         assert response.status_code == 429
         assert 1 <= int(response.headers["Retry-After"]) <= 3
         assert upstream.calls == []
-        (event,) = proxy.events
+        (event,) = recorded(proxy)
         assert (event.index, event.kind, event.trigger_id, event.retry_after_s) == (0, "http_429", "t1",
                                                                                     int(response.headers["Retry-After"]))
     finally:
@@ -98,7 +105,7 @@ def test_v2_job_lookups_pass_through_whatever_the_schedule(upstream):
         response = requests.get(f"{proxy.base_url}{JOB_LOOKUP}", timeout=5)
         assert response.status_code == 200
         assert upstream.calls == [("GET", JOB_LOOKUP)]
-        (event,) = proxy.events
+        (event,) = recorded(proxy)
         assert (event.index, event.kind, event.lookup) == (-1, "forward", True)
         assert proxy.counts == {"get_forwarded": 1}
     finally:
@@ -111,7 +118,7 @@ def test_v2_answer_lost_after_forwarding_records_the_started_job(upstream):
         response = requests.post(f"{proxy.base_url}/jobs", json=invoke_body("t2"), timeout=5)
         assert response.status_code == 502
         assert upstream.calls == [("POST", "/jobs")]
-        (event,) = proxy.events
+        (event,) = recorded(proxy)
         assert (event.upstream_status, event.run_id, event.trigger_id) == (200, "retrain-t2", "t2")
     finally:
         proxy.stop()
@@ -134,6 +141,7 @@ def test_v1_submit_is_faulted_and_v2_paths_are_not_submissions_for_it(upstream):
         response = requests.post(url, json={"ParameterAssignments": {"trigger_id": "t4"}}, timeout=5)
         assert response.status_code == 503
         assert requests.post(f"{proxy.base_url}/jobs", json=invoke_body("t5"), timeout=5).status_code == 200
+        wait_for(lambda: sum(proxy.counts.values()) == 2, timeout=5, what="both requests' events")
         assert [(e.index, e.trigger_id) for e in proxy.events] == [(0, "t4"), (-1, "")]
     finally:
         proxy.stop()

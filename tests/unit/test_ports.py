@@ -23,6 +23,7 @@ from shared.adapters.outbox import Outbox
 from shared.adapters.pipeline_client import BatchEndpointPipelineClient, PipelineRun, PublishedPipelineClient
 from shared.adapters.quarantine import Quarantine
 from shared.adapters.record_stores import AuditStore, ModelRegistry, RunStore
+from shared.adapters.reports import ContainerReports
 from shared.adapters.rollout_queue import StorageRolloutQueue
 from shared.adapters.scoring import LocalScoringDeployer, ScoringClient
 from shared.adapters.webhook_state import (
@@ -55,6 +56,7 @@ IMPLEMENTATIONS: dict[type, tuple[type, ...]] = {
     ports.WindowStore: (WindowStorage,),
     ports.DriftJobs: (AzureMLDriftJobs, LocalDriftJobs),
     ports.RolloutQueue: (StorageRolloutQueue,),
+    ports.ReportReader: (ContainerReports,),
     # the values the services read back
     ports.PipelineRunState: (PipelineRun,),
     ports.IdempotencyStart: (IdempotencyResult,),
