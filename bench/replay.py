@@ -41,8 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from shared.adapters import storage  # noqa: E402
 from shared.domain import schema  # noqa: E402
 from shared.domain.evaluation_slice import EvaluationRows  # noqa: E402
+from shared.services.dashboard import REPLAY_BLOB  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bankmarketing_train.csv"
 RETRAIN = [sys.executable, "-m", "tools.cli"]
@@ -191,8 +193,19 @@ def main(argv=None) -> int:
     env["RETRAIN_LOCAL_DIR"] = str(local_dir)
     rows: list[dict] = []
     outcomes: list[str] = []
+    print(f"dashboard: {stack.config.host_url}/api/dashboard (add ?code=KEY: `RETRAIN_LOCAL_DIR={local_dir} "
+          f".venv/bin/retrain keys --json` prints dashboard_url); the replay's figures appear there per period",
+          flush=True)
     try:
-        models = build_stores(Settings(storage_connection=stack.config.connection_string)).models
+        settings = Settings(storage_connection=stack.config.connection_string)
+        models = build_stores(settings).models
+        reports = storage.blob_service(settings).get_container_client(settings.reports_container)
+        storage.ensure_container(storage.blob_service(settings), settings.reports_container)
+
+        def publish(summary: dict) -> None:
+            """The figures so far, where the dashboard reads them (shared.services.dashboard.REPLAY_BLOB)."""
+            doc = {"summary": summary, "periods": rows}
+            reports.upload_blob(REPLAY_BLOB, json.dumps(doc).encode(), overwrite=True)
 
         def upload(through: int) -> dict:
             snapshot = out / "snapshots" / f"through-period-{through}.csv"
@@ -229,6 +242,7 @@ def main(argv=None) -> int:
                    "lightgbm_accuracy": baseline["accuracy"], "drifted": bool(drift.get("drifted")),
                    "drift_report": report.name}
             rows.append(row)
+            publish({"periods": len(rows), "order": args.order, "evaluation_rows": args.evaluation_rows})
             print(f"period {k + 1}: {len(period)} rows, positive rate {row['positive_rate']:.3f}; live v{live} AUC "
                   f"{ours['auc']:.4f} acc {served['accuracy']:.4f} (endpoint) | first v{first_version} AUC "
                   f"{static['auc']:.4f} | LightGBM retrained AUC {baseline['auc']:.4f} | drift "

@@ -73,7 +73,7 @@
       const v = lo + (hi - lo) * t / 4;
       chart.append(svg("line", {x1: left, x2: width - right, y1: ys(v), y2: ys(v), class: "grid"}));
       const label = svg("text", {x: left - 6, y: ys(v) + 4, class: "axis", "text-anchor": "end"});
-      label.textContent = v.toFixed(2);
+      label.textContent = v.toFixed(hi - lo < 0.05 ? 3 : 2);
       chart.append(label);
     }
     xLabels.forEach((text, i) => {
