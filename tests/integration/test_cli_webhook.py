@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -104,10 +105,12 @@ def test_keys_json_prints_exactly_the_values_from_the_environment(tmp_path):
     assert json.loads(proc.stdout) == {"function_key": KEY, "webhook_secret": SECRET,
                                        "base_url": "https://my-app.azurewebsites.net",
                                        "storage_connection_string": None, "scoring_url": None, "scoring_key": None,
-                                       "eventgrid_webhook_url": None}
+                                       "eventgrid_webhook_url": None,
+                                       "dashboard_url": "https://my-app.azurewebsites.net/api/dashboard?code="
+                                                        + quote(KEY, safe="")}
     assert list(json.loads(proc.stdout)) == ["function_key", "webhook_secret", "base_url",
                                              "storage_connection_string", "scoring_url", "scoring_key",
-                                             "eventgrid_webhook_url"]
+                                             "eventgrid_webhook_url", "dashboard_url"]
     assert proc.stderr == ""
 
 
