@@ -230,7 +230,7 @@ def snapshot(sources: DashboardSources, *, now: float | None = None, audit_windo
         "live_version": live.version if live is not None else None,
         "timeline": [timeline_entry(r) for r in records[:timeline_rows]],
         "audit_window": {"read": len(records), "limit": audit_window},
-        "runs": [{k: v for k, v in asdict(r).items() if k not in ("traceparent", "claimed_at")} for r in runs],
+        "runs": [asdict(r) for r in runs],  # as GET /api/runs answers them (schema Run)
         "models": models_view(sources.models.list(), live, records),
         "drift": drift_view(records),
         "outbox": outbox_view(sources.outbox, now),

@@ -46,7 +46,8 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     proc = index_in_fresh_interpreter("main.py")
     assert proc.returncode == 0, proc.stderr
     functions = json.loads(proc.stdout.splitlines()[-1])
-    assert sorted(functions) == ["api_docs", "blob_upload", "drift_http", "drift_timer", "health", "models_list",
+    assert sorted(functions) == ["api_docs", "blob_upload", "dashboard_asset", "dashboard_data", "dashboard_page",
+                                 "drift_http", "drift_report", "drift_timer", "health", "models_list",
                                  "openapi_json", "outbox_timer", "reconcile_timer", "retrain_http", "rollout_poison",
                                  "rollout_queue", "run_completed", "runs_get", "runs_list"]
     assert functions["blob_upload"] == {"trigger": "blobTrigger", "bindings": [
@@ -68,6 +69,13 @@ def test_main_py_indexes_the_expected_functions_and_bindings():
     assert http_in == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": api_methods,
                        "authLevel": "FUNCTION", "route": "retrain"}
     assert http_out == {"direction": "OUT", "type": "http", "name": "$return"}
+    # the dashboard: the page, its data and drift reports need the function key; its two static files do not
+    for name, route, auth in (("dashboard_page", "dashboard", "FUNCTION"),
+                              ("dashboard_data", "dashboard/data", "FUNCTION"),
+                              ("dashboard_asset", "dashboard/assets/{name}", "ANONYMOUS"),
+                              ("drift_report", "drift-reports/{id}", "FUNCTION")):
+        assert functions[name]["bindings"][0] == {"direction": "IN", "type": "httpTrigger", "name": "req",
+                                                  "methods": api_methods, "authLevel": auth, "route": route}
     assert functions["run_completed"] == {"trigger": "eventGridTrigger", "bindings": [
         {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]}
     for name, queue in (("rollout_queue", "%ROLLOUT_QUEUE%"), ("rollout_poison", "%ROLLOUT_QUEUE%-poison")):

@@ -146,7 +146,8 @@ def test_keys_json_reads_the_running_local_stack(local_stack_dir):
             blob=state["ports"]["blob_port"], queue=state["ports"]["queue_port"], table=state["ports"]["table_port"]),
         "scoring_url": state["scoring_url"] + "/score", "scoring_key": secrets_["scoring_key"],
         "eventgrid_webhook_url": f"{state['host_url']}/runtime/webhooks/eventgrid?functionName=run_completed"
-                                 f"&code={host_keys.system_keys['eventgrid_extension']}"}
+                                 f"&code={host_keys.system_keys['eventgrid_extension']}",
+        "dashboard_url": f"{state['host_url']}/api/dashboard?code={quote(host_keys.function_keys['default'], safe='')}"}
     assert state["host_url"].startswith("http://127.0.0.1:")
 
 
