@@ -84,5 +84,6 @@ def decide(policy: PromotionPolicy, challenger: dict[str, Any], champion: dict[s
     if delta < -allowance:
         return Decision(KEPT_CHAMPION, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} "
                         f"{shown} is worse by more than {limit}", challenger, champion)
-    return Decision(PROMOTED, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} {shown} is within "
-                    f"{limit}", challenger, champion)
+    verdict = "is not worse" if delta >= 0 else f"is within {limit}"
+    return Decision(PROMOTED, f"{metric} {new:.4f} vs live v{champion_version} {old:.4f} {shown} {verdict}",
+                    challenger, champion)

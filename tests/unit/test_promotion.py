@@ -29,6 +29,8 @@ def test_challenger_against_champion(new, old, outcome):
     assert decision.challenger == {"auc": new} and decision.champion == {"auc": old}
     if outcome == KEPT_CHAMPION and new >= POLICY.floor:
         assert f"{new - old:+.4f}" in decision.reason and "v3" in decision.reason
+    if outcome == PROMOTED:  # the audit says which: better (or equal), or worse but within the margin
+        assert decision.reason.endswith("is not worse" if new >= old else "is within the margin 0.0050")
 
 
 def test_missing_figures_never_promote_over_a_live_model():
