@@ -628,8 +628,9 @@ def build_document() -> dict:
             "title": "azureml-retrain",
             "version": API_VERSION,
             "summary": "Event-driven retraining for Azure Machine Learning.",
-            "description": "Ask for a retrain, follow the runs it submits, list the registered models and run the "
-                           "drift check on demand. Errors are RFC 9457 problem documents.",
+            "description": "Ask for a retrain, follow the runs it submits, list the registered models, run the "
+                           "drift check on demand and watch it all on the dashboard page. Errors are RFC 9457 "
+                           "problem documents.",
         },
         "servers": [{"url": "/", "description": "This Functions app."}],
         "tags": [{"name": n, "description": d} for n, d in (
