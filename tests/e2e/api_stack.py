@@ -3,13 +3,30 @@ app's services built (the first API call creates the containers the dataset stor
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import requests
 
+from local.processes import PROJECT_ROOT
 from local.stack import Stack, start_on_free_ports
 from shared.adapters.credentials import StaticTokenCredential
 from shared.adapters.pipeline_client import ARM_SCOPE
 from shared.bootstrap import build_stores
 from shared.settings import Settings
+
+RETRAIN = [sys.executable, "-m", "tools.cli"]
+
+
+def run_cli(stack: Stack, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`retrain ARGV...` in another process that finds the stack from its local folder, as a second terminal does
+    (none of the environment's storage or scoring settings: only what the stack's folder says)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AzureWebJobsStorage", "SCORING_URL", "SCORING_KEY", "RETRAIN_MODE")}
+    env["RETRAIN_LOCAL_DIR"] = str(stack.config.local_dir)
+    return subprocess.run([*RETRAIN, *argv], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def start_api_stack(local_dir, *, budget_s: int = 3, **settings: str) -> Stack:

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 import pandas as pd
 import pytest
 
-from local.processes import PROJECT_ROOT
 from shared.bootstrap import build_stores
 from shared.domain.outcomes import Outcome
 from shared.settings import Settings
 from tests.corpus import dialects
-from tests.e2e.api_stack import start_api_stack
+from tests.e2e.api_stack import run_cli, start_api_stack
 
 pytestmark = pytest.mark.e2e
-RETRAIN = [sys.executable, "-m", "tools.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +32,6 @@ def stack(tmp_path_factory):
     s = start_api_stack(tmp_path_factory.mktemp("cli-upload-score"), COALESCE_S="0")
     yield s
     s.stop()
-
-
-def retrain(stack, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`retrain ARGV...` in another process that finds the stack from its local folder, as a second terminal does."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AzureWebJobsStorage", "SCORING_URL", "SCORING_KEY", "RETRAIN_MODE")}
-    env["RETRAIN_LOCAL_DIR"] = str(stack.config.local_dir)
-    return subprocess.run([*RETRAIN, *argv], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def json_line(proc: subprocess.CompletedProcess) -> dict:
@@ -62,7 +49,7 @@ def write(tmp_path, name: str, data: bytes):
 @pytest.fixture(scope="module")
 def first_model(stack, small_bank_csv):
     """The stack's first upload, waited for with `retrain upload --wait --json`: the first model."""
-    proc = retrain(stack, "upload", str(small_bank_csv), "--name", f"first-{uuid.uuid4().hex[:6]}.csv", "--wait",
+    proc = run_cli(stack, "upload", str(small_bank_csv), "--name", f"first-{uuid.uuid4().hex[:6]}.csv", "--wait",
                    "--json", "--timeout-s", "240")
     return proc, json_line(proc) if proc.stdout.strip() else None
 
@@ -81,7 +68,7 @@ def test_upload_wait_json_ends_deployed_for_the_first_model(stack, first_model):
 
 
 def test_the_same_rows_uploaded_again_end_duplicate_with_exit_0(stack, first_model, small_bank_csv):
-    proc = retrain(stack, "upload", str(small_bank_csv), "--name", f"again-{uuid.uuid4().hex[:6]}.csv", "--wait",
+    proc = run_cli(stack, "upload", str(small_bank_csv), "--name", f"again-{uuid.uuid4().hex[:6]}.csv", "--wait",
                    "--json", "--timeout-s", "120")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     final = json_line(proc)
@@ -93,14 +80,14 @@ def test_the_same_rows_uploaded_again_end_duplicate_with_exit_0(stack, first_mod
 def test_a_rejected_upload_exits_1_with_the_rejected_record(stack, small_bank_csv, tmp_path):
     rows = pd.read_csv(small_bank_csv).head(600).drop(columns=["duration"])
     path = write(tmp_path, "no-duration.csv", rows.to_csv(index=False).encode())
-    proc = retrain(stack, "upload", str(path), "--wait", "--json", "--timeout-s", "120")
+    proc = run_cli(stack, "upload", str(path), "--wait", "--json", "--timeout-s", "120")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     final = json_line(proc)
     assert final["final_outcome"] == final["outcome"] == Outcome.REJECTED
     assert final["id"] == final["upload_id"] and final["trigger"] == "blob"
     assert "missing columns: duration" in final["detail"] and final["data"]["quarantined_to"]
 
-    human = retrain(stack, "upload", str(path), "--wait", "--timeout-s", "120")  # the same file, no --json
+    human = run_cli(stack, "upload", str(path), "--wait", "--timeout-s", "120")  # the same file, no --json
     assert human.returncode == 1
     assert human.stderr.startswith("rejected: ") and "missing columns: duration" in human.stderr
 
@@ -109,14 +96,14 @@ def test_upload_wait_gives_up_after_its_timeout_with_exit_1(stack, small_bank_cs
     # a file the stack rejects (no run starts), waited for far less time than its trigger takes to see it
     rows = pd.read_csv(small_bank_csv).head(600).drop(columns=["y"])
     path = write(tmp_path, "unlabelled.csv", rows.to_csv(index=False).encode())
-    proc = retrain(stack, "upload", str(path), "--wait", "--json", "--timeout-s", "0.01")
+    proc = run_cli(stack, "upload", str(path), "--wait", "--json", "--timeout-s", "0.01")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout == ""
     assert "no final outcome within 0.01 s" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_score_json_reports_rows_auc_accuracy_and_the_live_model(stack, first_model, small_bank_csv):
-    proc = retrain(stack, "score", "--data", str(small_bank_csv), "--json")
+    proc = run_cli(stack, "score", "--data", str(small_bank_csv), "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json_line(proc)
     assert list(figures) == ["rows", "auc", "accuracy", "model_version"]
@@ -130,9 +117,9 @@ def test_score_json_reports_rows_auc_accuracy_and_the_live_model(stack, first_mo
 def test_score_reads_every_upload_dialect_alike(stack, first_model, small_bank_csv, tmp_path, dialect):
     rows = pd.read_csv(small_bank_csv).head(800)
     case = next(c for c in dialects(rows) if c.name == dialect)
-    comma = retrain(stack, "score", "--data", str(write(tmp_path, "comma.csv", rows.to_csv(index=False).encode())),
+    comma = run_cli(stack, "score", "--data", str(write(tmp_path, "comma.csv", rows.to_csv(index=False).encode())),
                     "--json")
-    other = retrain(stack, "score", "--data", str(write(tmp_path, case.name, case.data)), "--json")
+    other = run_cli(stack, "score", "--data", str(write(tmp_path, case.name, case.data)), "--json")
     assert comma.returncode == other.returncode == 0, comma.stderr + other.stderr
     assert json_line(other) == json_line(comma) and json_line(other)["rows"] == 800
 
@@ -146,7 +133,7 @@ def test_score_reads_every_upload_dialect_alike(stack, first_model, small_bank_c
 def test_score_refuses_an_unlabelled_or_malformed_file_with_exit_2_and_one_line(stack, small_bank_csv, tmp_path,
                                                                                 name, make):
     path = write(tmp_path, name, make(pd.read_csv(small_bank_csv).head(50)))
-    proc = retrain(stack, "score", "--data", str(path), "--json")
+    proc = run_cli(stack, "score", "--data", str(path), "--json")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -29,14 +28,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from local.processes import PROJECT_ROOT
 from shared.adapters import storage
 from shared.services.dashboard import REPLAY_BLOB
 from shared.settings import Settings
-from tests.e2e.api_stack import start_api_stack
+from tests.e2e.api_stack import run_cli, start_api_stack
 
 pytestmark = pytest.mark.e2e
-RETRAIN = [sys.executable, "-m", "tools.cli"]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 LOOP_TIMEOUT_S = 300
 
@@ -49,11 +46,7 @@ def stack(tmp_path_factory):
 
 
 def retrain(stack, *argv: str, timeout: float = LOOP_TIMEOUT_S) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AzureWebJobsStorage", "SCORING_URL", "SCORING_KEY", "RETRAIN_MODE")}
-    env["RETRAIN_LOCAL_DIR"] = str(stack.config.local_dir)
-    proc = subprocess.run([*RETRAIN, *argv], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = run_cli(stack, *argv, timeout=timeout)
     assert proc.returncode == 0, f"retrain {' '.join(argv)}: {proc.stdout}{proc.stderr}"
     return proc
 
