@@ -2,8 +2,6 @@
 /api/dashboard/assets/{name} (its script and style sheet: static, anonymous, no data) and /api/drift-reports/{id}
 (a drift check's HTML report). Function key on all but the assets; other methods get 405."""
 
-import json
-
 import azure.functions as func
 
 from function_app import API_METHODS, method_not_allowed, to_response
@@ -31,9 +29,8 @@ def dashboard_data(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     s = services()
     data = snapshot(DashboardSources(audit=s.audit, runs=s.runs, models=s.models, outbox=s.outbox,
-                                     reports=s.reports))
-    body = json.dumps(data, default=str, allow_nan=False).encode("utf-8")
-    return to_response(HttpAnswer(200, body, dict(dashboard_page.DATA_HEADERS), mimetype="application/json"))
+                                     reports=s.reports))  # finite numbers only: plain JSON
+    return to_response(HttpAnswer(200, data, dict(dashboard_page.DATA_HEADERS)))
 
 
 @bp.function_name("dashboard_asset")

@@ -13,10 +13,6 @@ class ContainerReports:
     def __init__(self, container: ContainerClient):
         self._container = container
 
-    @property
-    def container_name(self) -> str:
-        return self._container.container_name
-
     def read(self, name: str, *, max_bytes: int) -> bytes | None:
         blob = self._container.get_blob_client(name)
         try:

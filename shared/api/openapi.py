@@ -382,7 +382,7 @@ def _dashboard_schema() -> dict:
                  "drifted_columns": {"type": "array", "items": text},
                  "scores": {"type": "object", "additionalProperties": {"type": "number"}},
                  "has_report": {"type": "boolean"}})
-    request = obj({"id": text, "state": {"type": "string", "enum": ["queued", "in_flight", "retrying"]},
+    request = obj({"id": text, "state": {"type": "string", "enum": [s.value for s in dashboard_kinds.OutboxState]},
                    "trigger": text, "reason": text, "dataset_version": {"type": "integer"},
                    "requested_at": {"type": "number"}, "attempts": {"type": "integer"}, "next_attempt_at": number,
                    "last_error": text, "deadline": {"type": "number"}})

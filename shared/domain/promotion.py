@@ -50,11 +50,15 @@ class Decision:
                 "champion": self.champion}
 
 
-def _figure(metrics: dict[str, Any] | None, name: str) -> float | None:
-    value = (metrics or {}).get(name)
+def finite_number(value: Any) -> float | None:
+    """A stored figure as a float, or None when it is missing, not a number (a bool is not one) or not finite."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _figure(metrics: dict[str, Any] | None, name: str) -> float | None:
+    return finite_number((metrics or {}).get(name))
 
 
 def decide(policy: PromotionPolicy, challenger: dict[str, Any], champion: dict[str, Any] | None,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
 
 from shared.domain.outcomes import Outcome, RequestStatus
+from shared.domain.promotion import finite_number
 from shared.domain.records import AuditRecord, ModelVersion
 from shared.ports import AuditLog, ModelLog, ReportReader, RetrainOutbox, RunLog
 from shared.services.http_guard import HttpAnswer, problem
@@ -42,6 +41,14 @@ class Kind(StrEnum):
     PROMOTE = "promote"
     ROLLBACK = "rollback"
     OTHER = "other"
+
+
+class OutboxState(StrEnum):
+    """A retrain request not yet submitted, as the page shows it."""
+
+    QUEUED = "queued"  # pending, never tried: waiting out its coalescing window
+    IN_FLIGHT = "in_flight"  # being submitted, or a submit that may have started a run is being confirmed
+    RETRYING = "retrying"  # pending again after a failed submit: next attempt at `next_attempt_at`
 
 
 class ModelState(StrEnum):
@@ -85,15 +92,9 @@ def kind_of(record: AuditRecord) -> Kind:
     return Kind.OTHER
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _figures(metrics: dict | None) -> dict[str, float | None]:
     metrics = metrics if isinstance(metrics, dict) else {}
-    return {k: _number(metrics.get(k)) for k in ("auc", "accuracy", "rows")}
+    return {k: finite_number(metrics.get(k)) for k in ("auc", "accuracy", "rows")}
 
 
 def _reason(record: AuditRecord) -> str:
@@ -131,11 +132,12 @@ def _comparison(record: AuditRecord) -> dict | None:
 
 
 def models_view(models: list[ModelVersion], live: ModelVersion | None, records: list[AuditRecord]) -> list[dict]:
-    """Every version, oldest first: held-out figures, its champion/challenger comparison, and its state."""
+    """Every version, oldest first: held-out figures, its champion/challenger comparison, and its state.
+    `records` oldest first: the last word on a version wins."""
     comparisons: dict[int, dict] = {}
     rolled_back: set[int] = set()
     deployed: set[int] = set()
-    for record in sorted(records, key=lambda r: r.started_at):  # oldest first: the last word wins
+    for record in records:
         if record.model_version is not None and (found := _comparison(record)) is not None:
             comparisons[record.model_version] = found
         if (gone := _rolled_back_version(record)) is not None:
@@ -163,17 +165,18 @@ def models_view(models: list[ModelVersion], live: ModelVersion | None, records: 
 
 
 def drift_view(records: list[AuditRecord]) -> dict:
-    """Each drift check with a verdict, oldest first: its per-column scores and whether it has a report."""
+    """Each drift check with a verdict (`records` oldest first): its per-column scores and whether it has a
+    report."""
     checks = []
     columns: set[str] = set()
-    for record in sorted(records, key=lambda r: r.started_at):
+    for record in records:
         drift = record.data.get("drift")
         if kind_of(record) != Kind.DRIFT or not isinstance(drift, dict):
             continue
-        scores = {str(c): v for c, s in (drift.get("scores") or {}).items() if (v := _number(s)) is not None}
+        scores = {str(c): v for c, s in (drift.get("scores") or {}).items() if (v := finite_number(s)) is not None}
         columns.update(scores)
         checks.append({"audit_id": record.id, "at": record.started_at, "outcome": record.outcome,
-                       "drifted": drift.get("drifted"), "drift_share": _number(drift.get("drift_share")),
+                       "drifted": drift.get("drifted"), "drift_share": finite_number(drift.get("drift_share")),
                        "drifted_columns": [str(c) for c in drift.get("drifted_columns") or []], "scores": scores,
                        "has_report": bool(record.data.get("report"))})
     return {"columns": sorted(columns), "checks": checks}
@@ -185,11 +188,12 @@ def outbox_view(outbox: RetrainOutbox, now: float) -> list[dict]:
     items = []
     for status in (RequestStatus.PENDING, RequestStatus.SUBMITTING, RequestStatus.UNCONFIRMED):
         for request in outbox.list(status):
-            if status == RequestStatus.PENDING:
-                state = "retrying" if request.attempts else "queued"
+            pending = status == RequestStatus.PENDING
+            if pending:
+                state = OutboxState.RETRYING if request.attempts else OutboxState.QUEUED
             else:
-                state = "in_flight"
-            next_at = max(request.not_before, request.next_attempt_at) if status == RequestStatus.PENDING else None
+                state = OutboxState.IN_FLIGHT
+            next_at = max(request.not_before, request.next_attempt_at) if pending else None
             items.append({"id": request.id, "state": state, "trigger": request.trigger, "reason": request.reason,
                           "dataset_version": request.dataset_version, "requested_at": request.requested_at,
                           "attempts": request.attempts, "next_attempt_at": next_at,
@@ -212,17 +216,19 @@ def replay_view(reports: ReportReader | None) -> dict | None:
     if not isinstance(periods, list):
         return None
     points = [{"period": p.get("period"), "rows": p.get("rows"), "live_version": p.get("live_version"),
-               **{k: _number(p.get(k)) for k in ("ours_auc", "static_auc", "lightgbm_auc")}}
+               **{k: finite_number(p.get(k)) for k in ("ours_auc", "static_auc", "lightgbm_auc")}}
               for p in periods if isinstance(p, dict)]
     summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
-    return {"periods": points, "summary": {k: v for k, v in summary.items() if isinstance(v, int | float | str)}}
+    return {"periods": points, "summary": {k: v for k, v in summary.items()  # text and finite numbers only
+                                           if isinstance(v, str) or finite_number(v) is not None}}
 
 
 def snapshot(sources: DashboardSources, *, now: float | None = None, audit_window: int = AUDIT_WINDOW,
              timeline_rows: int = TIMELINE_ROWS) -> dict:
     """Everything the page shows, as JSON-ready data."""
     now = time.time() if now is None else now
-    records = list(itertools.islice(sources.audit.newest(page=audit_window), audit_window))
+    records = list(itertools.islice(sources.audit.newest(page=audit_window), audit_window))  # newest first
+    oldest_first = sorted(records, key=lambda r: r.started_at)
     live = sources.models.live()
     runs = sources.runs.newest(RUNS_WINDOW)
     return {
@@ -231,8 +237,8 @@ def snapshot(sources: DashboardSources, *, now: float | None = None, audit_windo
         "timeline": [timeline_entry(r) for r in records[:timeline_rows]],
         "audit_window": {"read": len(records), "limit": audit_window},
         "runs": [asdict(r) for r in runs],  # as GET /api/runs answers them (schema Run)
-        "models": models_view(sources.models.list(), live, records),
-        "drift": drift_view(records),
+        "models": models_view(sources.models.list(), live, oldest_first),
+        "drift": drift_view(oldest_first),
         "outbox": outbox_view(sources.outbox, now),
         "replay": replay_view(sources.reports),
     }

@@ -146,6 +146,15 @@ def test_the_replay_figures_stored_in_the_reports_container_are_shown(env):
     assert replay["summary"] == {"periods": 3, "ours_mean_auc": 0.86}
 
 
+def test_replay_summary_values_that_are_not_text_or_finite_numbers_are_left_out(env):
+    summary = {"periods": 2, "order": "calendar", "ours_mean_auc": float("nan"), "seconds": float("inf"),
+               "met": True, "out": None}
+    env["container"].upload_blob(REPLAY_BLOB, json.dumps({"summary": summary, "periods": []}).encode())
+    replay = snapshot(env["sources"])["replay"]
+    assert replay["summary"] == {"periods": 2, "order": "calendar"}
+    json.dumps(replay, allow_nan=False)
+
+
 def test_malformed_replay_figures_are_left_out_not_a_failed_page(env):
     env["container"].upload_blob(REPLAY_BLOB, b"{not json", overwrite=True)
     assert snapshot(env["sources"])["replay"] is None

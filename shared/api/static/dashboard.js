@@ -189,12 +189,15 @@
     },
   };
 
+  // What each tab is drawn from: a tab is redrawn only when one of these changed.
+  const READS = {timeline: ["timeline", "audit_window"], models: ["models"], quality: ["models", "replay"],
+                 drift: ["drift"], outbox: ["outbox"]};
+
   function render(data) {
     document.getElementById("live-version").textContent =
       data.live_version === null ? "none yet" : "v" + data.live_version;
     for (const [name, build] of Object.entries(sections)) {
-      const fingerprint = JSON.stringify([data[name], name === "quality" || name === "models" ? data.models : null,
-        name === "quality" ? data.replay : null, name === "drift" ? data.drift : null]);
+      const fingerprint = JSON.stringify(READS[name].map((field) => data[field]));
       if (rendered[name] === fingerprint) continue;  // unchanged: leave the DOM (and the focus) alone
       rendered[name] = fingerprint;
       document.getElementById(name + "-body").replaceChildren(...build(data));
