@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -91,7 +91,7 @@ def read_run_progress(runs_dir: Path, run_id: str, *, now: float | None = None) 
     updated = body.get("updated_at")
     if not progress.ended and isinstance(updated, int | float):
         since = max(0.0, (time.time() if now is None else now) - float(updated))
-        progress = RunProgress(**{**progress.__dict__, "elapsed_s": progress.elapsed_s + since})
+        progress = replace(progress, elapsed_s=progress.elapsed_s + since)
     return progress
 
 
